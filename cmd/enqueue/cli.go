@@ -1,0 +1,178 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/tidemark/tidemark/config"
+	"github.com/tidemark/tidemark/jobs"
+	"github.com/tidemark/tidemark/store"
+)
+
+// command is one enqueue subcommand.
+type command struct {
+	summary string
+	run     func(ctx context.Context, e *env, args []string) error
+}
+
+// commands is every subcommand; each file adds its own.
+var commands = map[string]command{
+	"therapy-stats":  {"enqueue therapy_stats jobs for one month (backfill)", cmdTherapyStats},
+	"therapy-daily":  {"run the daily therapy fan-out for a business date now", cmdTherapyDaily},
+	"therapy-report": {"print a month's therapy statistics summary", cmdTherapyReport},
+	"demo-data":      {"load demo therapy users and performs", cmdDemoData},
+	"retry":          {"re-queue discarded or cancelled jobs of a kind", cmdRetry},
+	"status":         {"count jobs by kind and state", cmdStatus},
+	"wait":           {"block until no job is available, running, pending or due within 1s", cmdWait},
+}
+
+// usageError is a mistake in how the command was called: exit 2.
+type usageError struct{ msg string }
+
+func (e usageError) Error() string { return e.msg }
+
+func usagef(format string, args ...any) error { return usageError{fmt.Sprintf(format, args...)} }
+
+// errHelp is returned when --help was asked for and printed: exit 0.
+var errHelp = errors.New("help shown")
+
+// env is what a command runs with; the database is opened on first use.
+type env struct {
+	cfg    config.Config
+	stdout io.Writer
+	stderr io.Writer
+	logger *slog.Logger
+
+	pool   *pgxpool.Pool
+	store  *store.Store
+	client *jobs.Client
+}
+
+func (e *env) open(ctx context.Context) error {
+	if e.pool != nil {
+		return nil
+	}
+	pool, err := pgxpool.New(ctx, e.cfg.DatabaseURL)
+	if err != nil {
+		return fmt.Errorf("connect postgres: %w", err)
+	}
+	e.pool, e.store = pool, store.New(pool)
+	if err := e.store.Ping(ctx); err != nil {
+		return err
+	}
+	e.client, err = jobs.NewClient(pool, jobs.ClientConfig{Retention: e.cfg.Retention, RescueAfter: e.cfg.RescueAfter},
+		jobs.Deps{Store: e.store, TZ: e.cfg.TZ, Logger: e.logger})
+	return err
+}
+
+// Main runs enqueue with args and returns its exit code.
+func Main(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		printUsage(stderr)
+		if len(args) == 0 {
+			return 2
+		}
+		return 0
+	}
+	cmd, ok := commands[args[0]]
+	if !ok {
+		fmt.Fprintf(stderr, "enqueue: unknown command %q; run enqueue --help for the list\n", args[0])
+		return 2
+	}
+	cfg, err := config.FromEnv(getenv)
+	if err != nil {
+		fmt.Fprintf(stderr, "enqueue: configuration: %s\n", oneLine(err))
+		return 2
+	}
+	e := &env{cfg: cfg, stdout: stdout, stderr: stderr,
+		logger: slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))}
+	defer func() {
+		if e.pool != nil {
+			e.pool.Close()
+		}
+	}()
+	err = cmd.run(ctx, e, args[1:])
+	var ue usageError
+	switch {
+	case err == nil, errors.Is(err, errHelp):
+		return 0
+	case errors.As(err, &ue):
+		fmt.Fprintf(stderr, "enqueue %s: %s\n", args[0], oneLine(err))
+		return 2
+	default:
+		fmt.Fprintf(stderr, "enqueue %s: %s\n", args[0], oneLine(err))
+		return 1
+	}
+}
+
+func printUsage(w io.Writer) {
+	fmt.Fprintln(w, "usage: enqueue <command> [flags]   (enqueue <command> --help for its flags)")
+	fmt.Fprintln(w, "\ncommands:")
+	names := make([]string, 0, len(commands))
+	for n := range commands {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		fmt.Fprintf(w, "  %-16s %s\n", n, commands[n].summary)
+	}
+	fmt.Fprintln(w, "\nexit status: 0 success, 1 runtime error, 2 usage error")
+}
+
+// parseFlags parses args with fs, turning flag errors into usage errors and
+// refusing stray positional arguments.
+func parseFlags(fs *flag.FlagSet, args []string) error {
+	out := fs.Output()
+	fs.SetOutput(io.Discard)
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fs.SetOutput(out)
+			fmt.Fprintf(out, "usage of enqueue %s:\n", fs.Name())
+			fs.PrintDefaults()
+			return errHelp
+		}
+		return usageError{err.Error()}
+	}
+	if fs.NArg() > 0 {
+		return usagef("unexpected argument %q", fs.Arg(0))
+	}
+	return nil
+}
+
+// newFlagSet returns a flag set for command name whose help goes to e.stderr.
+func (e *env) newFlagSet(name string) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(e.stderr)
+	return fs
+}
+
+// parseIDs parses "1,2,3" into distinct positive ids, in the order given.
+func parseIDs(flagName, s string) ([]int64, error) {
+	var ids []int64
+	seen := map[int64]bool{}
+	for _, part := range strings.Split(s, ",") {
+		part = strings.TrimSpace(part)
+		id, err := strconv.ParseInt(part, 10, 64)
+		if err != nil || id <= 0 {
+			return nil, usagef("--%s: %q is not a positive integer id", flagName, part)
+		}
+		if !seen[id] {
+			seen[id] = true
+			ids = append(ids, id)
+		}
+	}
+	return ids, nil
+}
+
+func oneLine(err error) string {
+	return strings.Join(strings.Fields(err.Error()), " ")
+}

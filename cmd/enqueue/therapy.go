@@ -1,0 +1,189 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/tidemark/tidemark/httpapi"
+	"github.com/tidemark/tidemark/jobs"
+	"github.com/tidemark/tidemark/store"
+)
+
+func cmdTherapyStats(ctx context.Context, e *env, args []string) error {
+	fs := e.newFlagSet("therapy-stats")
+	month := fs.String("month", "", "month to aggregate, YYYY-MM (required)")
+	users := fs.String("user", "", "comma-separated therapy user ids")
+	allActive := fs.Bool("all-active", false, "every ACTIVE therapy user")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if *month == "" {
+		return usagef("--month is required (YYYY-MM)")
+	}
+	year, mon, err := httpapi.ParseYearMonth(*month)
+	if err != nil {
+		return usagef("--month %q: %v", *month, err)
+	}
+	if (*users == "") == !*allActive {
+		return usagef("give exactly one of --user 1,2,3 or --all-active")
+	}
+	var ids []int64
+	if *users != "" {
+		if ids, err = parseIDs("user", *users); err != nil {
+			return err
+		}
+	}
+	if err := e.open(ctx); err != nil {
+		return err
+	}
+	if *allActive {
+		if ids, err = e.store.ActiveTherapyUsers(ctx); err != nil {
+			return err
+		}
+	} else {
+		missing, err := e.store.MissingTherapyUsers(ctx, ids)
+		if err != nil {
+			return err
+		}
+		if len(missing) > 0 {
+			return usagef("--user: unknown therapy user(s) %s; nothing enqueued", joinIDs(missing))
+		}
+	}
+	businessDate := jobs.BusinessDate(time.Now(), e.cfg.TZ)
+	var progress func(int)
+	if len(ids) > 5000 {
+		start := time.Now()
+		progress = func(done int) {
+			fmt.Fprintf(e.stderr, "\renqueue: %d/%d users (%3.0f%%) %s", done, len(ids), 100*float64(done)/float64(len(ids)), time.Since(start).Round(time.Millisecond))
+			if done == len(ids) {
+				fmt.Fprintln(e.stderr)
+			}
+		}
+	}
+	res, err := jobs.EnqueueTherapyStats(ctx, e.client, nil, ids, year, mon, businessDate, jobs.TriggerBackfill, progress)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stdout, "therapy_stats %s: %d user(s): inserted %d, skipped %d as duplicates (business date %s)\n",
+		*month, len(ids), res.Inserted, res.Duplicates, businessDate)
+	return nil
+}
+
+func cmdTherapyDaily(ctx context.Context, e *env, args []string) error {
+	fs := e.newFlagSet("therapy-daily")
+	date := fs.String("date", "", "business date YYYY-MM-DD (default: today in BATCH_TZ); aggregates the month of the day before")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if *date == "" {
+		*date = jobs.BusinessDate(time.Now(), e.cfg.TZ)
+	}
+	year, mon, err := jobs.TherapyMonthFor(*date, e.cfg.TZ)
+	if err != nil {
+		return usagef("--date: %v", err)
+	}
+	if err := e.open(ctx); err != nil {
+		return err
+	}
+	res, err := e.client.Insert(ctx, jobs.TherapyDailyArgs{BusinessDate: *date}, nil)
+	if err != nil {
+		return err
+	}
+	if res.UniqueSkippedAsDuplicate {
+		fmt.Fprintf(e.stdout, "therapy_daily %s: already enqueued as job %d (%s); not run again\n", *date, res.Job.ID, res.Job.State)
+		return nil
+	}
+	fmt.Fprintf(e.stdout, "therapy_daily %s: job %d enqueued; it aggregates %04d-%02d\n", *date, res.Job.ID, year, mon)
+	return nil
+}
+
+func cmdTherapyReport(ctx context.Context, e *env, args []string) error {
+	fs := e.newFlagSet("therapy-report")
+	month := fs.String("month", "", "month YYYY-MM (required)")
+	top := fs.Int("top", 5, "also list this many users with the most performs")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	year, mon, err := httpapi.ParseYearMonth(*month)
+	if err != nil {
+		return usagef("--month %q: %v", *month, err)
+	}
+	if *top < 0 {
+		return usagef("--top: want 0 or more")
+	}
+	if err := e.open(ctx); err != nil {
+		return err
+	}
+	sum, err := e.store.SummarizeTherapyMonth(ctx, year, mon)
+	if err != nil {
+		return err
+	}
+	w := e.stdout
+	fmt.Fprintf(w, "therapy statistics for %s (%s)\n", *month, e.cfg.TZ)
+	fmt.Fprintf(w, "  users aggregated     %d\n", sum.Users)
+	fmt.Fprintf(w, "  performs             %d (%d completed)\n", sum.Performs, sum.Completed)
+	fmt.Fprintf(w, "  total duration       %s\n", time.Duration(sum.DurationSeconds)*time.Second)
+	fmt.Fprintf(w, "  active user-days     %d\n", sum.ActiveDays)
+	fmt.Fprintf(w, "  batch log (jobs)     SUCCESS %d, IN_PROGRESS %d, FAIL %d\n",
+		sum.LogStatus["SUCCESS"], sum.LogStatus["IN_PROGRESS"], sum.LogStatus["FAIL"])
+	if *top > 0 {
+		rows, err := e.store.TopTherapyStatistics(ctx, year, mon, *top)
+		if err != nil {
+			return err
+		}
+		if len(rows) > 0 {
+			fmt.Fprintf(w, "  top %d users by performs:\n", len(rows))
+			for _, r := range rows {
+				fmt.Fprintf(w, "    user %-6d performs %-3d completed %-3d active days %-2d duration %s\n",
+					r.TherapyUserID, r.PerformCount, r.CompletedCount, r.ActiveDays, time.Duration(r.TotalDurationSeconds)*time.Second)
+			}
+		}
+	}
+	return nil
+}
+
+func cmdDemoData(ctx context.Context, e *env, args []string) error {
+	fs := e.newFlagSet("demo-data")
+	users := fs.Int("users", 1000, "number of ACTIVE users (ids 1..N)")
+	performs := fs.Int("performs", 30, "perform rows per user")
+	month := fs.String("month", "", "month of the performs, YYYY-MM (default: the month the next daily run aggregates)")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if *users < 1 || *users > 10_000_000 {
+		return usagef("--users: want 1..10000000, got %d", *users)
+	}
+	if *performs < 1 || *performs > 1000 {
+		return usagef("--performs: want 1..1000, got %d", *performs)
+	}
+	now := time.Now().In(e.cfg.TZ)
+	y, m, _ := now.AddDate(0, 0, -1).Date()
+	year, mon, days := y, int(m), 0
+	if *month != "" {
+		var err error
+		if year, mon, err = httpapi.ParseYearMonth(*month); err != nil {
+			return usagef("--month %q: %v", *month, err)
+		}
+	} else if now.Day() > 1 {
+		days = now.Day() - 1 // only days that have ended
+	}
+	if err := e.open(ctx); err != nil {
+		return err
+	}
+	nu, np, err := e.store.GenerateTherapyData(ctx, store.TherapyDemo{FirstUserID: 1, Users: *users, PerformsPerUser: *performs, Year: year, Month: mon, Days: days}, e.cfg.TZ)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stdout, "demo data for %04d-%02d: inserted %d user(s) and %d perform row(s) (existing users kept as they were)\n", year, mon, nu, np)
+	return nil
+}
+
+func joinIDs(ids []int64) string {
+	s := make([]string, len(ids))
+	for i, id := range ids {
+		s[i] = fmt.Sprint(id)
+	}
+	return strings.Join(s, ",")
+}

@@ -1,0 +1,20 @@
+// Command worker is tidemark's deployable: a River client working every job
+// kind, the periodic jobs (on the elected leader), and the HTTP API.
+//
+//	worker            run until SIGINT/SIGTERM, then stop gracefully
+//	worker migrate    bring the database to the current schema (a no-op when it is)
+package main
+
+import (
+	"context"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := Main(ctx, os.Args[1:], os.Getenv, os.Stderr)
+	stop()
+	os.Exit(code)
+}

@@ -1,0 +1,133 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/tidemark/tidemark/config"
+	"github.com/tidemark/tidemark/httpapi"
+	"github.com/tidemark/tidemark/jobs"
+	"github.com/tidemark/tidemark/migrations"
+	"github.com/tidemark/tidemark/store"
+)
+
+const usage = `usage: worker [migrate]
+
+  worker           run the River worker, periodic jobs and the HTTP API until SIGINT/SIGTERM
+  worker migrate   bring DATABASE_URL to the current schema (River's tables included)
+
+Configuration comes from the environment; see README.md.`
+
+// Main runs the worker command and returns its exit code.
+func Main(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) int {
+	logger := newLogger(stderr, getenv("LOG_LEVEL"))
+	if len(args) > 1 || (len(args) == 1 && args[0] != "migrate") {
+		if len(args) == 1 && (args[0] == "-h" || args[0] == "--help" || args[0] == "help") {
+			fmt.Fprintln(stderr, usage)
+			return 0
+		}
+		fmt.Fprintf(stderr, "worker: unknown arguments %q\n%s\n", strings.Join(args, " "), usage)
+		return 2
+	}
+	cfg, err := config.FromEnv(getenv)
+	if err != nil {
+		fmt.Fprintf(stderr, "worker: configuration: %v\n", err)
+		return 2
+	}
+	if len(args) == 1 {
+		err = migrations.Up(cfg.DatabaseURL)
+		if err == nil {
+			v, _, verr := migrations.Version(cfg.DatabaseURL)
+			err = verr
+			logger.Info("schema is up to date", "version", v)
+		}
+	} else {
+		err = run(ctx, cfg, logger, nil)
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "worker: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+// run works jobs and serves HTTP until ctx is done, then shuts down: the HTTP
+// server stops taking requests, River stops fetching and waits for running
+// jobs (up to 30s), after which it cancels them so they are retried elsewhere.
+// If ready is not nil it receives the HTTP listener's address once serving.
+func run(ctx context.Context, cfg config.Config, logger *slog.Logger, ready chan<- string) error {
+	pool, err := pgxpool.New(ctx, cfg.DatabaseURL)
+	if err != nil {
+		return fmt.Errorf("connect postgres: %w", err)
+	}
+	defer pool.Close()
+	st := store.New(pool)
+	if err := st.Ping(ctx); err != nil {
+		return err
+	}
+	deps := jobs.Deps{Store: st, TZ: cfg.TZ, Logger: logger}
+	client, err := jobs.NewClient(pool, jobs.ClientConfig{
+		Queues:      cfg.Queues,
+		Retention:   cfg.Retention,
+		RescueAfter: cfg.RescueAfter,
+		Periodic:    cfg.Periodic,
+	}, deps)
+	if err != nil {
+		return err
+	}
+
+	api := &httpapi.Server{Store: st, River: client, TZ: cfg.TZ, AdminToken: cfg.AdminToken, Logger: logger}
+	ln, err := net.Listen("tcp", cfg.HTTPAddr)
+	if err != nil {
+		return fmt.Errorf("http listen %s: %w", cfg.HTTPAddr, err)
+	}
+	srv := &http.Server{Handler: api.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	httpErr := make(chan error, 1)
+	go func() { httpErr <- srv.Serve(ln) }()
+
+	if err := client.Start(ctx); err != nil {
+		_ = srv.Close()
+		return fmt.Errorf("start river: %w", err)
+	}
+	logger.Info("worker started", "http", ln.Addr().String(), "queues", cfg.Queues, "periodic", cfg.Periodic, "tz", cfg.TZ.String())
+	if ready != nil {
+		ready <- ln.Addr().String()
+	}
+
+	select {
+	case <-ctx.Done():
+	case err = <-httpErr:
+		err = fmt.Errorf("http: %w", err)
+	}
+	logger.Info("worker stopping")
+	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	_ = srv.Shutdown(shutdownCtx)
+	if stopErr := client.Stop(shutdownCtx); stopErr != nil {
+		logger.Warn("running jobs did not finish in time; cancelling them so they are retried", "err", stopErr)
+		hardCtx, hardCancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer hardCancel()
+		if err2 := client.StopAndCancel(hardCtx); err2 != nil {
+			err = errors.Join(err, fmt.Errorf("stop river: %w", err2))
+		}
+	}
+	logger.Info("worker stopped")
+	return err
+}
+
+func newLogger(w io.Writer, level string) *slog.Logger {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil || level == "" {
+		l = slog.LevelInfo
+	}
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l}))
+}

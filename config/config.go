@@ -1,0 +1,158 @@
+// Package config is tidemark's runtime configuration: a typed struct built from
+// environment variables by the commands in cmd/, validated once, and passed down
+// as plain values. No other package reads the environment.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Config is everything a tidemark process can be told from outside.
+type Config struct {
+	DatabaseURL string         // DATABASE_URL
+	RedisURL    string         // REDIS_URL
+	OrderAPIURL string         // ORDER_API_URL
+	HTTPAddr    string         // HTTP_ADDR
+	TZ          *time.Location // BATCH_TZ
+	AdminToken  string         // ADMIN_TOKEN
+
+	// Queues maps each River queue to its worker count in this process
+	// (TIDEMARK_QUEUES, "default=10,therapy=20").
+	Queues map[string]int
+	// Retention is how long completed, cancelled and discarded jobs are kept
+	// for audit (JOB_RETENTION, a Go duration).
+	Retention time.Duration
+	// RescueAfter is how long a job may stay running before River's rescuer
+	// assumes its worker died and hands it back (RESCUE_AFTER).
+	RescueAfter time.Duration
+	// Periodic enables this process's periodic jobs (PERIODIC_JOBS=false to
+	// disable); River runs them only on the elected leader.
+	Periodic bool
+	// OrderCallTimeout bounds one outbound order call (ORDER_CALL_TIMEOUT).
+	OrderCallTimeout time.Duration
+}
+
+// Default queue names and their worker counts.
+const (
+	QueueDefault  = "default"
+	QueueTherapy  = "therapy"
+	QueueOutbound = "outbound"
+)
+
+// Defaults for values not given.
+const (
+	DefaultHTTPAddr = "127.0.0.1:8080"
+	DefaultTZ       = "Asia/Seoul"
+	DefaultDatabase = "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"
+	DefaultRedis    = "redis://127.0.0.1:6379/0"
+	DefaultOrderAPI = "http://127.0.0.1:8090"
+)
+
+// DefaultQueues is the queue layout when TIDEMARK_QUEUES is not set.
+func DefaultQueues() map[string]int {
+	return map[string]int{QueueDefault: 10, QueueTherapy: 50, QueueOutbound: 64}
+}
+
+// FromEnv builds a Config from getenv (os.Getenv in cmd/), applying defaults,
+// and validates it.
+func FromEnv(getenv func(string) string) (Config, error) {
+	or := func(k, def string) string {
+		if v := strings.TrimSpace(getenv(k)); v != "" {
+			return v
+		}
+		return def
+	}
+	var errs []error
+	cfg := Config{
+		DatabaseURL: or("DATABASE_URL", DefaultDatabase),
+		RedisURL:    or("REDIS_URL", DefaultRedis),
+		OrderAPIURL: or("ORDER_API_URL", DefaultOrderAPI),
+		HTTPAddr:    or("HTTP_ADDR", DefaultHTTPAddr),
+		AdminToken:  getenv("ADMIN_TOKEN"),
+		Queues:      DefaultQueues(),
+		Periodic:    true,
+	}
+	tz, err := time.LoadLocation(or("BATCH_TZ", DefaultTZ))
+	if err != nil {
+		errs = append(errs, fmt.Errorf("BATCH_TZ: %w", err))
+	}
+	cfg.TZ = tz
+	if v := getenv("TIDEMARK_QUEUES"); v != "" {
+		q, err := ParseQueues(v)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("TIDEMARK_QUEUES: %w", err))
+		}
+		for k, n := range q {
+			cfg.Queues[k] = n
+		}
+	}
+	dur := func(k string, def time.Duration) time.Duration {
+		v := getenv(k)
+		if v == "" {
+			return def
+		}
+		d, err := time.ParseDuration(v)
+		if err != nil || d <= 0 {
+			errs = append(errs, fmt.Errorf("%s: want a positive Go duration like 90s, got %q", k, v))
+			return def
+		}
+		return d
+	}
+	cfg.Retention = dur("JOB_RETENTION", 30*24*time.Hour)
+	cfg.RescueAfter = dur("RESCUE_AFTER", 90*time.Second)
+	cfg.OrderCallTimeout = dur("ORDER_CALL_TIMEOUT", 10*time.Second)
+	if v := getenv("PERIODIC_JOBS"); v != "" {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("PERIODIC_JOBS: want true or false, got %q", v))
+		}
+		cfg.Periodic = b
+	}
+	if err := errors.Join(errs...); err != nil {
+		return cfg, err
+	}
+	return cfg, cfg.Validate()
+}
+
+// Validate reports the first thing wrong with cfg.
+func (c Config) Validate() error {
+	u, err := url.Parse(c.DatabaseURL)
+	if err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
+		return fmt.Errorf("DATABASE_URL: want postgres://…, got %q", c.DatabaseURL)
+	}
+	if u, err := url.Parse(c.RedisURL); err != nil || (u.Scheme != "redis" && u.Scheme != "rediss") {
+		return fmt.Errorf("REDIS_URL: want redis://…, got %q", c.RedisURL)
+	}
+	if u, err := url.Parse(c.OrderAPIURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return fmt.Errorf("ORDER_API_URL: want http(s)://host:port, got %q", c.OrderAPIURL)
+	}
+	if c.TZ == nil {
+		return errors.New("BATCH_TZ: no time zone")
+	}
+	if c.Retention < 24*time.Hour {
+		return fmt.Errorf("JOB_RETENTION: at least 24h so runs can be audited, got %s", c.Retention)
+	}
+	if c.RescueAfter < 70*time.Second { // every job kind times out within 60s
+		return fmt.Errorf("RESCUE_AFTER: at least 70s (jobs time out after at most 60s), got %s", c.RescueAfter)
+	}
+	return nil
+}
+
+// ParseQueues parses "name=workers,name=workers".
+func ParseQueues(s string) (map[string]int, error) {
+	out := map[string]int{}
+	for _, part := range strings.Split(s, ",") {
+		name, n, ok := strings.Cut(strings.TrimSpace(part), "=")
+		workers, err := strconv.Atoi(n)
+		if !ok || name == "" || err != nil || workers < 1 || workers > 10000 {
+			return nil, fmt.Errorf("want name=workers (1..10000) separated by commas, got %q", part)
+		}
+		out[name] = workers
+	}
+	return out, nil
+}

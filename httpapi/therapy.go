@@ -1,0 +1,134 @@
+package httpapi
+
+import (
+	"errors"
+	"net/http"
+	"regexp"
+	"strconv"
+	"time"
+
+	"github.com/tidemark/tidemark/jobs"
+	"github.com/tidemark/tidemark/store"
+)
+
+var yearMonthRE = regexp.MustCompile(`^(\d{4})-(\d{2})$`)
+
+// ParseYearMonth parses "YYYY-MM" with a month in 01..12.
+func ParseYearMonth(s string) (year, month int, err error) {
+	m := yearMonthRE.FindStringSubmatch(s)
+	if m == nil {
+		return 0, 0, errors.New("want YYYY-MM, like 2026-11")
+	}
+	year, _ = strconv.Atoi(m[1])
+	month, _ = strconv.Atoi(m[2])
+	if year < 1 || month < 1 || month > 12 {
+		return 0, 0, errors.New("month out of range: want YYYY-MM with MM in 01..12")
+	}
+	return year, month, nil
+}
+
+func (s *Server) getTherapyStatistics(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	userID, err := strconv.ParseInt(q.Get("therapyUserId"), 10, 64)
+	if err != nil || userID <= 0 {
+		writeError(w, http.StatusBadRequest, "therapyUserId", "want a positive integer")
+		return
+	}
+	year, month, err := ParseYearMonth(q.Get("yearMonth"))
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "yearMonth", err.Error())
+		return
+	}
+	stats, err := s.Store.GetTherapyStatistics(r.Context(), userID, year, month)
+	if errors.Is(err, store.ErrNotFound) {
+		writeError(w, http.StatusNotFound, "", "no statistics for that user and month")
+		return
+	}
+	if err != nil {
+		s.writeErr(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, stats)
+}
+
+// RecoverRequest is the seed's recover body.
+type RecoverRequest struct {
+	TherapyUserID *int64     `json:"therapyUserId"`
+	YearMonth     *string    `json:"yearMonth"`
+	StartDateTime *time.Time `json:"startDateTime"`
+	EndDateTime   *time.Time `json:"endDateTime"`
+}
+
+// RecoverResponse answers an accepted recover request.
+type RecoverResponse struct {
+	JobID         int64  `json:"jobId"`
+	TherapyUserID int64  `json:"therapyUserId"`
+	YearMonth     string `json:"yearMonth"`
+}
+
+func (s *Server) recoverTherapyStatistics(w http.ResponseWriter, r *http.Request) {
+	var req RecoverRequest
+	if err := decodeJSON(w, r, &req); err != nil {
+		s.writeErr(w, r, err)
+		return
+	}
+	args, err := s.validateRecover(r, req)
+	if err != nil {
+		s.writeErr(w, r, err)
+		return
+	}
+	res, err := s.River.Insert(r.Context(), args, nil)
+	if err != nil {
+		s.writeErr(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusAccepted, RecoverResponse{JobID: res.Job.ID, TherapyUserID: args.TherapyUserID, YearMonth: *req.YearMonth})
+}
+
+func (s *Server) validateRecover(r *http.Request, req RecoverRequest) (jobs.TherapyStatsArgs, error) {
+	if req.TherapyUserID == nil {
+		return jobs.TherapyStatsArgs{}, badField("therapyUserId", "required")
+	}
+	if *req.TherapyUserID <= 0 {
+		return jobs.TherapyStatsArgs{}, badField("therapyUserId", "want a positive integer")
+	}
+	if req.YearMonth == nil {
+		return jobs.TherapyStatsArgs{}, badField("yearMonth", "required")
+	}
+	year, month, err := ParseYearMonth(*req.YearMonth)
+	if err != nil {
+		return jobs.TherapyStatsArgs{}, badField("yearMonth", "%v", err)
+	}
+	start, end := store.MonthBounds(year, month, s.TZ)
+	inMonth := func(field string, t *time.Time) error {
+		if t != nil && (t.Before(start) || !t.Before(end)) {
+			return badField(field, "%s is outside %s, which is [%s, %s) in %s", t.Format(time.RFC3339), *req.YearMonth,
+				start.Format(time.RFC3339), end.Format(time.RFC3339), s.TZ)
+		}
+		return nil
+	}
+	if err := inMonth("startDateTime", req.StartDateTime); err != nil {
+		return jobs.TherapyStatsArgs{}, err
+	}
+	if err := inMonth("endDateTime", req.EndDateTime); err != nil {
+		return jobs.TherapyStatsArgs{}, err
+	}
+	if req.StartDateTime != nil && req.EndDateTime != nil && req.EndDateTime.Before(*req.StartDateTime) {
+		return jobs.TherapyStatsArgs{}, badField("endDateTime", "is before startDateTime")
+	}
+	missing, err := s.Store.MissingTherapyUsers(r.Context(), []int64{*req.TherapyUserID})
+	if err != nil {
+		return jobs.TherapyStatsArgs{}, err
+	}
+	if len(missing) > 0 {
+		return jobs.TherapyStatsArgs{}, &fieldError{status: http.StatusNotFound, field: "therapyUserId", msg: "unknown therapy user " + strconv.FormatInt(*req.TherapyUserID, 10)}
+	}
+	now := time.Now()
+	return jobs.TherapyStatsArgs{
+		TherapyUserID: *req.TherapyUserID, Year: year, Month: month,
+		BusinessDate:  jobs.BusinessDate(now, s.TZ),
+		RecoverID:     now.UTC().Format(time.RFC3339Nano),
+		Trigger:       jobs.TriggerRecover,
+		StartDateTime: req.StartDateTime, EndDateTime: req.EndDateTime,
+	}, nil
+}

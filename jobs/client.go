@@ -1,0 +1,79 @@
+package jobs
+
+import (
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/riverdriver/riverpgxv5"
+
+	"github.com/tidemark/tidemark/store"
+)
+
+// Deps is what workers need from outside: the store and the business time
+// zone, built once in cmd/.
+type Deps struct {
+	Store  *store.Store
+	TZ     *time.Location
+	Logger *slog.Logger
+}
+
+// ClientConfig is how a River client in this process is set up.
+type ClientConfig struct {
+	// Queues maps queue names to worker counts. Empty: an insert-only client.
+	Queues map[string]int
+	// Retention keeps completed, cancelled and discarded jobs for audit.
+	Retention time.Duration
+	// RescueAfter hands back jobs running longer than this (their worker is
+	// presumed dead). Every kind's Timeout is shorter.
+	RescueAfter time.Duration
+	// Periodic enables periodic jobs (run by the elected leader only).
+	Periodic bool
+	// FetchCooldown and FetchPollInterval tune fetching; zero keeps River's.
+	FetchCooldown, FetchPollInterval time.Duration
+}
+
+// Client is tidemark's River client type.
+type Client = river.Client[pgx.Tx]
+
+// NewClient builds a River client on pool with every tidemark worker
+// registered. With no queues it is an insert-only client (CLI, HTTP tests).
+func NewClient(pool *pgxpool.Pool, cc ClientConfig, deps Deps) (*Client, error) {
+	cfg := &river.Config{
+		Logger:                      deps.Logger,
+		CompletedJobRetentionPeriod: cc.Retention,
+		CancelledJobRetentionPeriod: cc.Retention,
+		DiscardedJobRetentionPeriod: cc.Retention,
+		RescueStuckJobsAfter:        cc.RescueAfter,
+		JobTimeout:                  time.Minute,
+		FetchCooldown:               cc.FetchCooldown,
+		FetchPollInterval:           cc.FetchPollInterval,
+		MaxAttempts:                 5,
+	}
+	if len(cc.Queues) > 0 {
+		cfg.Queues = make(map[string]river.QueueConfig, len(cc.Queues))
+		for name, n := range cc.Queues {
+			cfg.Queues[name] = river.QueueConfig{MaxWorkers: n}
+		}
+		workers := river.NewWorkers()
+		if err := Register(workers, deps); err != nil {
+			return nil, err
+		}
+		cfg.Workers = workers
+		if cc.Periodic {
+			periodic, err := PeriodicJobs(deps)
+			if err != nil {
+				return nil, err
+			}
+			cfg.PeriodicJobs = periodic
+		}
+	}
+	client, err := river.NewClient(riverpgxv5.New(pool), cfg)
+	if err != nil {
+		return nil, fmt.Errorf("jobs: new river client: %w", err)
+	}
+	return client, nil
+}

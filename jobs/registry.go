@@ -1,0 +1,54 @@
+package jobs
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/riverqueue/river"
+	"github.com/robfig/cron/v3"
+)
+
+// Register adds every tidemark worker to workers.
+func Register(workers *river.Workers, deps Deps) error {
+	if deps.Store == nil || deps.TZ == nil || deps.Logger == nil {
+		return fmt.Errorf("jobs: register: Store, TZ and Logger are required")
+	}
+	if err := river.AddWorkerSafely(workers, NewTherapyStatsWorker(deps)); err != nil {
+		return err
+	}
+	if err := river.AddWorkerSafely(workers, &TherapyDailyWorker{deps: deps}); err != nil {
+		return err
+	}
+	return nil
+}
+
+// PeriodicJobs lists every periodic job. River runs them on the elected
+// leader only, so any number of workers may be running.
+func PeriodicJobs(deps Deps) ([]*river.PeriodicJob, error) {
+	daily, err := dailyAt("0 0 * * *", deps.TZ)
+	if err != nil {
+		return nil, err
+	}
+	return []*river.PeriodicJob{
+		// 00:00 BATCH_TZ: aggregate the month of the day that just ended. Also
+		// on start, so a midnight missed while no worker ran is caught up; the
+		// unique business date makes that a no-op when midnight's run exists.
+		river.NewPeriodicJob(daily, func() (river.JobArgs, *river.InsertOpts) {
+			return TherapyDailyArgs{BusinessDate: BusinessDate(time.Now(), deps.TZ)}, nil
+		}, &river.PeriodicJobOpts{ID: "therapy_daily", RunOnStart: true}),
+	}, nil
+}
+
+// dailyAt parses a standard cron spec evaluated in tz.
+func dailyAt(spec string, tz *time.Location) (cron.Schedule, error) {
+	s, err := cron.ParseStandard("CRON_TZ=" + tz.String() + " " + spec)
+	if err != nil {
+		return nil, fmt.Errorf("jobs: cron %q: %w", spec, err)
+	}
+	return s, nil
+}
+
+// BusinessDate is t's calendar date in tz, as YYYY-MM-DD.
+func BusinessDate(t time.Time, tz *time.Location) string {
+	return t.In(tz).Format(time.DateOnly)
+}

@@ -1,0 +1,88 @@
+package jobs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/riverqueue/river"
+
+	"github.com/tidemark/tidemark/config"
+)
+
+// TherapyDailyArgs runs the daily therapy fan-out for one business date: it
+// aggregates the month of the day before BusinessDate (the run at 00:00 on
+// 1 December finalises November). Unique on the date: one run per day.
+type TherapyDailyArgs struct {
+	BusinessDate string `json:"business_date" river:"unique"`
+}
+
+// Kind is therapy_daily.
+func (TherapyDailyArgs) Kind() string { return "therapy_daily" }
+
+// InsertOpts makes the job unique per business date, in every state but
+// cancelled and discarded (a failed run may be run again).
+func (TherapyDailyArgs) InsertOpts() river.InsertOpts {
+	return river.InsertOpts{
+		Queue:       config.QueueDefault,
+		MaxAttempts: 5,
+		UniqueOpts:  river.UniqueOpts{ByArgs: true},
+	}
+}
+
+// TherapyMonthFor returns the year and month a daily run on businessDate
+// aggregates: the month of the previous calendar day.
+func TherapyMonthFor(businessDate string, tz *time.Location) (year, month int, err error) {
+	d, err := time.ParseInLocation(time.DateOnly, businessDate, tz)
+	if err != nil {
+		return 0, 0, fmt.Errorf("business date %q: want YYYY-MM-DD", businessDate)
+	}
+	prev := d.AddDate(0, 0, -1)
+	return prev.Year(), int(prev.Month()), nil
+}
+
+// TherapyDailyOutput is what a therapy_daily run records on its job.
+type TherapyDailyOutput struct {
+	Year       int `json:"year"`
+	Month      int `json:"month"`
+	Targets    int `json:"targets"`
+	Inserted   int `json:"inserted"`
+	Duplicates int `json:"duplicates"`
+}
+
+// TherapyDailyWorker selects the users whose month changed since their last
+// aggregation and fans out one therapy_stats job per user. Killed half way, the
+// retry selects again and the unique keys skip the jobs already inserted.
+type TherapyDailyWorker struct {
+	river.WorkerDefaults[TherapyDailyArgs]
+	deps Deps
+}
+
+// Timeout bounds one fan-out, inside the rescue window.
+func (w *TherapyDailyWorker) Timeout(*river.Job[TherapyDailyArgs]) time.Duration { return time.Minute }
+
+// Work runs the fan-out.
+func (w *TherapyDailyWorker) Work(ctx context.Context, job *river.Job[TherapyDailyArgs]) error {
+	year, month, err := TherapyMonthFor(job.Args.BusinessDate, w.deps.TZ)
+	if err != nil {
+		return river.JobCancel(fmt.Errorf("therapy_daily: %w", err))
+	}
+	targets, err := w.deps.Store.TherapyTargets(ctx, year, month, w.deps.TZ)
+	if err != nil {
+		return err
+	}
+	client := river.ClientFromContext[pgx.Tx](ctx)
+	if client == nil {
+		return errors.New("therapy_daily: no river client in context")
+	}
+	res, err := EnqueueTherapyStats(ctx, client, nil, targets, year, month, job.Args.BusinessDate, TriggerDaily, nil)
+	if err != nil {
+		return err
+	}
+	out := TherapyDailyOutput{Year: year, Month: month, Targets: len(targets), Inserted: res.Inserted, Duplicates: res.Duplicates}
+	w.deps.Logger.InfoContext(ctx, "therapy_daily fan-out", "business_date", job.Args.BusinessDate,
+		"month", fmt.Sprintf("%04d-%02d", year, month), "targets", out.Targets, "inserted", out.Inserted, "duplicates", out.Duplicates)
+	return river.RecordOutput(ctx, out)
+}

@@ -1,0 +1,44 @@
+package store
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// KindStateCount is how many jobs of one kind are in one state.
+type KindStateCount struct {
+	Kind  string
+	State string
+	Count int64
+}
+
+// JobCounts counts river_job rows by kind and state.
+func (s *Store) JobCounts(ctx context.Context) ([]KindStateCount, error) {
+	rows, err := s.Pool.Query(ctx, `
+		SELECT kind, state::text, count(*) FROM river_job GROUP BY kind, state ORDER BY kind, state`)
+	if err != nil {
+		return nil, fmt.Errorf("store: job counts: %w", err)
+	}
+	out, err := pgx.CollectRows(rows, pgx.RowToStructByPos[KindStateCount])
+	if err != nil {
+		return nil, fmt.Errorf("store: job counts: %w", err)
+	}
+	return out, nil
+}
+
+// OutstandingJobs counts jobs that are available, running or pending, or
+// retryable/scheduled to run within the next second: what `enqueue wait`
+// waits for.
+func (s *Store) OutstandingJobs(ctx context.Context) (int64, error) {
+	var n int64
+	err := s.Pool.QueryRow(ctx, `
+		SELECT count(*) FROM river_job
+		WHERE state IN ('available', 'running', 'pending')
+		   OR (state IN ('retryable', 'scheduled') AND scheduled_at < now() + interval '1 second')`).Scan(&n)
+	if err != nil {
+		return 0, fmt.Errorf("store: outstanding jobs: %w", err)
+	}
+	return n, nil
+}

@@ -1,0 +1,299 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// TherapyKey names one user-month of therapy statistics, with the month's
+// bounds [Start, End) already computed in the business time zone.
+type TherapyKey struct {
+	UserID int64
+	Year   int
+	Month  int
+	Start  time.Time
+	End    time.Time
+}
+
+// MonthBounds returns [first day 00:00, next month's first day 00:00) of
+// year-month in tz.
+func MonthBounds(year, month int, tz *time.Location) (start, end time.Time) {
+	start = time.Date(year, time.Month(month), 1, 0, 0, 0, 0, tz)
+	return start, start.AddDate(0, 1, 0)
+}
+
+// NewTherapyKey returns the key for user's year-month in tz.
+func NewTherapyKey(userID int64, year, month int, tz *time.Location) TherapyKey {
+	start, end := MonthBounds(year, month, tz)
+	return TherapyKey{UserID: userID, Year: year, Month: month, Start: start, End: end}
+}
+
+// TherapyStatistics is one row of therapy_statistics.
+type TherapyStatistics struct {
+	TherapyUserID        int64      `json:"therapyUserId"`
+	Year                 int        `json:"year"`
+	Month                int        `json:"month"`
+	PerformCount         int        `json:"performCount"`
+	CompletedCount       int        `json:"completedCount"`
+	TotalDurationSeconds int64      `json:"totalDurationSeconds"`
+	ActiveDays           int        `json:"activeDays"`
+	FirstPerformedAt     *time.Time `json:"firstPerformedAt"`
+	LastPerformedAt      *time.Time `json:"lastPerformedAt"`
+	AggregatedAt         time.Time  `json:"aggregatedAt"`
+}
+
+// TherapyTargets returns the ACTIVE users that need their statistics for
+// year-month recomputed: those with perform rows in the month and no
+// statistics yet, a perform row created after the last aggregation, or a
+// different number of perform rows than the last aggregation counted. The
+// count check catches a row whose transaction began before an aggregation and
+// committed after it (its created_at is older than aggregated_at, yet the
+// aggregation could not see it).
+func (s *Store) TherapyTargets(ctx context.Context, year, month int, tz *time.Location) ([]int64, error) {
+	start, end := MonthBounds(year, month, tz)
+	rows, err := s.Pool.Query(ctx, `
+		SELECT p.therapy_user_id
+		FROM therapy_perform p
+		JOIN therapy_user u ON u.id = p.therapy_user_id AND u.status = 'ACTIVE'
+		LEFT JOIN therapy_statistics s
+		       ON s.therapy_user_id = p.therapy_user_id AND s.year = $3 AND s.month = $4
+		WHERE p.performed_at >= $1 AND p.performed_at < $2
+		GROUP BY p.therapy_user_id, s.aggregated_at, s.perform_count
+		HAVING s.aggregated_at IS NULL
+		    OR max(p.created_at) > s.aggregated_at
+		    OR count(*) <> s.perform_count
+		ORDER BY p.therapy_user_id`, start, end, year, month)
+	if err != nil {
+		return nil, fmt.Errorf("store: therapy targets %04d-%02d: %w", year, month, err)
+	}
+	ids, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+	if err != nil {
+		return nil, fmt.Errorf("store: therapy targets %04d-%02d: %w", year, month, err)
+	}
+	return ids, nil
+}
+
+// AggregateTherapy recomputes the statistics of every key from therapy_perform
+// and upserts them, in one transaction. Each key's transaction-scoped advisory
+// lock is taken first, in a statement of its own, so two aggregations of the
+// same user-month never interleave and the aggregation's snapshot (taken by
+// the next statement) sees everything committed before the lock was granted.
+// Keys are locked in a fixed order, so concurrent batches cannot deadlock.
+func (s *Store) AggregateTherapy(ctx context.Context, keys []TherapyKey, tz *time.Location) error {
+	keys = uniqueKeys(keys)
+	if len(keys) == 0 {
+		return nil
+	}
+	n := len(keys)
+	users, years, months := make([]int64, n), make([]int32, n), make([]int32, n)
+	starts, ends := make([]time.Time, n), make([]time.Time, n)
+	for i, k := range keys {
+		users[i], years[i], months[i], starts[i], ends[i] = k.UserID, int32(k.Year), int32(k.Month), k.Start, k.End
+	}
+	err := s.InTx(ctx, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `
+			SELECT pg_advisory_xact_lock(hashtextextended('therapy_stats:' || u || ':' || y || ':' || m, 0))
+			FROM unnest($1::bigint[], $2::int[], $3::int[]) AS k(u, y, m)
+			ORDER BY hashtextextended('therapy_stats:' || u || ':' || y || ':' || m, 0)`,
+			users, years, months); err != nil {
+			return fmt.Errorf("lock: %w", err)
+		}
+		_, err := tx.Exec(ctx, `
+			INSERT INTO therapy_statistics AS t (
+			    therapy_user_id, year, month, perform_count, completed_count,
+			    total_duration_seconds, active_days, first_performed_at, last_performed_at, aggregated_at)
+			SELECT k.u, k.y, k.m,
+			       count(p.id),
+			       count(p.id) FILTER (WHERE p.completed),
+			       coalesce(sum(p.duration_seconds), 0),
+			       count(DISTINCT (p.performed_at AT TIME ZONE $6)::date),
+			       min(p.performed_at),
+			       max(p.performed_at),
+			       now()
+			FROM unnest($1::bigint[], $2::int[], $3::int[], $4::timestamptz[], $5::timestamptz[]) AS k(u, y, m, s, e)
+			LEFT JOIN therapy_perform p
+			       ON p.therapy_user_id = k.u AND p.performed_at >= k.s AND p.performed_at < k.e
+			GROUP BY k.u, k.y, k.m
+			ON CONFLICT (therapy_user_id, year, month) DO UPDATE SET
+			    perform_count          = EXCLUDED.perform_count,
+			    completed_count        = EXCLUDED.completed_count,
+			    total_duration_seconds = EXCLUDED.total_duration_seconds,
+			    active_days            = EXCLUDED.active_days,
+			    first_performed_at     = EXCLUDED.first_performed_at,
+			    last_performed_at      = EXCLUDED.last_performed_at,
+			    aggregated_at          = EXCLUDED.aggregated_at`,
+			users, years, months, starts, ends, tz.String())
+		return err
+	})
+	if err != nil {
+		if n == 1 {
+			return fmt.Errorf("store: aggregate therapy user %d %04d-%02d: %w", keys[0].UserID, keys[0].Year, keys[0].Month, err)
+		}
+		return fmt.Errorf("store: aggregate therapy (%d user-months): %w", n, err)
+	}
+	return nil
+}
+
+// uniqueKeys drops repeated user-months: one INSERT … ON CONFLICT cannot touch
+// a row twice.
+func uniqueKeys(keys []TherapyKey) []TherapyKey {
+	type id struct {
+		u    int64
+		y, m int
+	}
+	seen := make(map[id]bool, len(keys))
+	out := make([]TherapyKey, 0, len(keys))
+	for _, k := range keys {
+		if !seen[id{k.UserID, k.Year, k.Month}] {
+			seen[id{k.UserID, k.Year, k.Month}] = true
+			out = append(out, k)
+		}
+	}
+	return out
+}
+
+// GetTherapyStatistics returns one user-month's statistics, or ErrNotFound.
+func (s *Store) GetTherapyStatistics(ctx context.Context, userID int64, year, month int) (TherapyStatistics, error) {
+	var t TherapyStatistics
+	err := s.Pool.QueryRow(ctx, `
+		SELECT therapy_user_id, year, month, perform_count, completed_count, total_duration_seconds,
+		       active_days, first_performed_at, last_performed_at, aggregated_at
+		FROM therapy_statistics WHERE therapy_user_id = $1 AND year = $2 AND month = $3`,
+		userID, year, month).Scan(&t.TherapyUserID, &t.Year, &t.Month, &t.PerformCount, &t.CompletedCount,
+		&t.TotalDurationSeconds, &t.ActiveDays, &t.FirstPerformedAt, &t.LastPerformedAt, &t.AggregatedAt)
+	if err != nil {
+		return t, fmt.Errorf("store: therapy statistics user %d %04d-%02d: %w", userID, year, month, notFound(err))
+	}
+	return t, nil
+}
+
+// MissingTherapyUsers returns those of ids that are not in therapy_user.
+func (s *Store) MissingTherapyUsers(ctx context.Context, ids []int64) ([]int64, error) {
+	rows, err := s.Pool.Query(ctx, `
+		SELECT id FROM unnest($1::bigint[]) AS id
+		WHERE NOT EXISTS (SELECT 1 FROM therapy_user u WHERE u.id = id)
+		ORDER BY id`, ids)
+	if err != nil {
+		return nil, fmt.Errorf("store: missing therapy users: %w", err)
+	}
+	missing, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+	if err != nil {
+		return nil, fmt.Errorf("store: missing therapy users: %w", err)
+	}
+	return missing, nil
+}
+
+// ActiveTherapyUsers returns the ids of every ACTIVE therapy user.
+func (s *Store) ActiveTherapyUsers(ctx context.Context) ([]int64, error) {
+	rows, err := s.Pool.Query(ctx, `SELECT id FROM therapy_user WHERE status = 'ACTIVE' ORDER BY id`)
+	if err != nil {
+		return nil, fmt.Errorf("store: active therapy users: %w", err)
+	}
+	ids, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+	if err != nil {
+		return nil, fmt.Errorf("store: active therapy users: %w", err)
+	}
+	return ids, nil
+}
+
+// TherapyDemo describes generated demo or benchmark data.
+type TherapyDemo struct {
+	FirstUserID     int64
+	Users           int
+	PerformsPerUser int
+	Year, Month     int
+	// Days limits performed_at to the month's first Days days (0: whole month).
+	Days int
+}
+
+// GenerateTherapyData inserts d.Users ACTIVE users (ids from d.FirstUserID)
+// with d.PerformsPerUser perform rows each, spread deterministically over the
+// month in tz. Existing users are left as they are (ON CONFLICT DO NOTHING);
+// it returns how many users and performs it inserted.
+func (s *Store) GenerateTherapyData(ctx context.Context, d TherapyDemo, tz *time.Location) (users, performs int64, err error) {
+	start, end := MonthBounds(d.Year, d.Month, tz)
+	if d.Days > 0 && start.AddDate(0, 0, d.Days).Before(end) {
+		end = start.AddDate(0, 0, d.Days)
+	}
+	spanSeconds := int64(end.Sub(start) / time.Second)
+	err = s.InTx(ctx, func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, `
+			INSERT INTO therapy_user (id, status)
+			SELECT g, 'ACTIVE' FROM generate_series($1::bigint, $1::bigint + $2 - 1) AS g
+			ON CONFLICT (id) DO NOTHING`, d.FirstUserID, d.Users)
+		if err != nil {
+			return fmt.Errorf("users: %w", err)
+		}
+		users = tag.RowsAffected()
+		tag, err = tx.Exec(ctx, `
+			INSERT INTO therapy_perform (therapy_user_id, performed_at, duration_seconds, completed)
+			SELECT u, $3::timestamptz + make_interval(secs => ((u * 7919 + i * 104729) % $4)),
+			       300 + ((u + i) % 20) * 60, (u + i) % 4 <> 0
+			FROM generate_series($1::bigint, $1::bigint + $2 - 1) AS u,
+			     generate_series(1, $5::int) AS i
+			WHERE NOT EXISTS (SELECT 1 FROM therapy_perform p WHERE p.therapy_user_id = u)`,
+			d.FirstUserID, d.Users, start, spanSeconds, d.PerformsPerUser)
+		if err != nil {
+			return fmt.Errorf("performs: %w", err)
+		}
+		performs = tag.RowsAffected()
+		return nil
+	})
+	if err != nil {
+		return 0, 0, fmt.Errorf("store: generate therapy data: %w", err)
+	}
+	return users, performs, nil
+}
+
+// TherapyMonthSummary sums a month's therapy_statistics and its jobs' audit
+// statuses (therapy_batch_log), for reports.
+type TherapyMonthSummary struct {
+	Users, Performs, Completed, ActiveDays int64
+	DurationSeconds                        int64
+	LogStatus                              map[string]int64
+}
+
+// SummarizeTherapyMonth returns the summary of year-month.
+func (s *Store) SummarizeTherapyMonth(ctx context.Context, year, month int) (TherapyMonthSummary, error) {
+	sum := TherapyMonthSummary{LogStatus: map[string]int64{}}
+	err := s.Pool.QueryRow(ctx, `
+		SELECT count(*), coalesce(sum(perform_count), 0), coalesce(sum(completed_count), 0),
+		       coalesce(sum(active_days), 0), coalesce(sum(total_duration_seconds), 0)
+		FROM therapy_statistics WHERE year = $1 AND month = $2`, year, month).
+		Scan(&sum.Users, &sum.Performs, &sum.Completed, &sum.ActiveDays, &sum.DurationSeconds)
+	if err != nil {
+		return sum, fmt.Errorf("store: summarize therapy %04d-%02d: %w", year, month, err)
+	}
+	rows, err := s.Pool.Query(ctx, `
+		SELECT status, count(*) FROM therapy_batch_log WHERE year = $1 AND month = $2 GROUP BY status`, year, month)
+	if err != nil {
+		return sum, fmt.Errorf("store: summarize therapy %04d-%02d: %w", year, month, err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var st string
+		var n int64
+		if err := rows.Scan(&st, &n); err != nil {
+			return sum, err
+		}
+		sum.LogStatus[st] = n
+	}
+	return sum, rows.Err()
+}
+
+// TopTherapyStatistics returns the n rows of year-month with the most
+// performs, for reports.
+func (s *Store) TopTherapyStatistics(ctx context.Context, year, month, n int) ([]TherapyStatistics, error) {
+	rows, err := s.Pool.Query(ctx, `
+		SELECT therapy_user_id, year, month, perform_count, completed_count, total_duration_seconds,
+		       active_days, first_performed_at, last_performed_at, aggregated_at
+		FROM therapy_statistics WHERE year = $1 AND month = $2
+		ORDER BY perform_count DESC, therapy_user_id LIMIT $3`, year, month, n)
+	if err != nil {
+		return nil, fmt.Errorf("store: top therapy statistics: %w", err)
+	}
+	return pgx.CollectRows(rows, pgx.RowToStructByPos[TherapyStatistics])
+}
