@@ -1,6 +1,59 @@
-// Command bench runs tidemark's benchmarks and prints figures and ratios.
+// Command bench runs tidemark's benchmarks against real Postgres (and Redis)
+// and prints figures and ratios. `make bench` runs them all; `bench NAME…`
+// runs some. Each benchmark works in a database of its own, dropped after.
 package main
 
-import "fmt"
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"sort"
+	"syscall"
+)
 
-func main() { fmt.Println("bench: not yet") }
+// benchmark is one named benchmark; each file registers its own in init.
+type benchmark struct {
+	name string
+	run  func(ctx context.Context, env *benchEnv) error
+}
+
+var benchmarks = map[string]benchmark{}
+
+func register(name string, run func(ctx context.Context, env *benchEnv) error) {
+	benchmarks[name] = benchmark{name: name, run: run}
+}
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	names := os.Args[1:]
+	if len(names) == 0 {
+		for n := range benchmarks {
+			names = append(names, n)
+		}
+		sort.Strings(names)
+	}
+	for _, n := range names {
+		if _, ok := benchmarks[n]; !ok {
+			fmt.Fprintf(os.Stderr, "bench: unknown benchmark %q\n", n)
+			os.Exit(2)
+		}
+	}
+	failed := false
+	for _, n := range names {
+		fmt.Printf("=== %s\n", n)
+		env, err := newBenchEnv(ctx, n)
+		if err == nil {
+			err = benchmarks[n].run(ctx, env)
+			env.close(ctx)
+		}
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "bench %s: %v\n", n, err)
+			failed = true
+		}
+	}
+	if failed {
+		os.Exit(1)
+	}
+}

@@ -1,0 +1,81 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/url"
+	"os"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/tidemark/tidemark/config"
+	"github.com/tidemark/tidemark/jobs"
+	"github.com/tidemark/tidemark/migrations"
+	"github.com/tidemark/tidemark/store"
+)
+
+// benchEnv is a fresh, migrated database for one benchmark.
+type benchEnv struct {
+	cfg    config.Config
+	dbURL  string
+	dbName string
+	pool   *pgxpool.Pool
+	store  *store.Store
+	logger *slog.Logger
+}
+
+func newBenchEnv(ctx context.Context, name string) (*benchEnv, error) {
+	cfg, err := config.FromEnv(os.Getenv)
+	if err != nil {
+		return nil, err
+	}
+	e := &benchEnv{cfg: cfg, dbName: "tm_bench_" + name,
+		logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	admin, err := pgx.Connect(ctx, cfg.DatabaseURL)
+	if err != nil {
+		return nil, fmt.Errorf("connect: %w", err)
+	}
+	defer admin.Close(ctx)
+	if _, err := admin.Exec(ctx, "DROP DATABASE IF EXISTS "+e.dbName+" WITH (FORCE)"); err != nil {
+		return nil, err
+	}
+	if _, err := admin.Exec(ctx, "CREATE DATABASE "+e.dbName); err != nil {
+		return nil, err
+	}
+	u, _ := url.Parse(cfg.DatabaseURL)
+	u.Path = "/" + e.dbName
+	e.dbURL = u.String()
+	if err := migrations.Up(e.dbURL); err != nil {
+		return nil, err
+	}
+	pc, err := pgxpool.ParseConfig(e.dbURL)
+	if err != nil {
+		return nil, err
+	}
+	pc.MaxConns = 40
+	if e.pool, err = pgxpool.NewWithConfig(ctx, pc); err != nil {
+		return nil, err
+	}
+	e.store = store.New(e.pool)
+	return e, nil
+}
+
+func (e *benchEnv) close(ctx context.Context) {
+	e.pool.Close()
+	if admin, err := pgx.Connect(ctx, e.cfg.DatabaseURL); err == nil {
+		_, _ = admin.Exec(ctx, "DROP DATABASE IF EXISTS "+e.dbName+" WITH (FORCE)")
+		admin.Close(ctx)
+	}
+}
+
+// deps returns worker dependencies on the benchmark's database.
+func (e *benchEnv) deps() jobs.Deps {
+	return jobs.Deps{Store: e.store, TZ: e.cfg.TZ, Logger: e.logger}
+}
+
+// rate formats n per elapsed as "N/s".
+func rate(n int, elapsed time.Duration) float64 { return float64(n) / elapsed.Seconds() }
