@@ -55,8 +55,8 @@ func (s *Server) getTherapyStatistics(w http.ResponseWriter, r *http.Request) {
 type RecoverRequest struct {
 	TherapyUserID *int64     `json:"therapyUserId"`
 	YearMonth     *string    `json:"yearMonth"`
-	StartDateTime *time.Time `json:"startDateTime"`
-	EndDateTime   *time.Time `json:"endDateTime"`
+	StartDateTime *string `json:"startDateTime"`
+	EndDateTime   *string `json:"endDateTime"`
 }
 
 // RecoverResponse answers an accepted recover request.
@@ -100,6 +100,21 @@ func (s *Server) validateRecover(r *http.Request, req RecoverRequest) (jobs.Ther
 		return jobs.TherapyStatsArgs{}, badField("yearMonth", "%v", err)
 	}
 	start, end := store.MonthBounds(year, month, s.TZ)
+	var from, to *time.Time
+	for _, f := range []struct {
+		name string
+		in   *string
+		out  **time.Time
+	}{{"startDateTime", req.StartDateTime, &from}, {"endDateTime", req.EndDateTime, &to}} {
+		if f.in == nil {
+			continue
+		}
+		t, err := time.Parse(time.RFC3339, *f.in)
+		if err != nil {
+			return jobs.TherapyStatsArgs{}, badField(f.name, "malformed date-time %q: want RFC 3339 with an offset, like 2026-11-01T00:00:00+09:00", *f.in)
+		}
+		*f.out = &t
+	}
 	inMonth := func(field string, t *time.Time) error {
 		if t != nil && (t.Before(start) || !t.Before(end)) {
 			return badField(field, "%s is outside %s, which is [%s, %s) in %s", t.Format(time.RFC3339), *req.YearMonth,
@@ -107,13 +122,13 @@ func (s *Server) validateRecover(r *http.Request, req RecoverRequest) (jobs.Ther
 		}
 		return nil
 	}
-	if err := inMonth("startDateTime", req.StartDateTime); err != nil {
+	if err := inMonth("startDateTime", from); err != nil {
 		return jobs.TherapyStatsArgs{}, err
 	}
-	if err := inMonth("endDateTime", req.EndDateTime); err != nil {
+	if err := inMonth("endDateTime", to); err != nil {
 		return jobs.TherapyStatsArgs{}, err
 	}
-	if req.StartDateTime != nil && req.EndDateTime != nil && req.EndDateTime.Before(*req.StartDateTime) {
+	if from != nil && to != nil && to.Before(*from) {
 		return jobs.TherapyStatsArgs{}, badField("endDateTime", "is before startDateTime")
 	}
 	missing, err := s.Store.MissingTherapyUsers(r.Context(), []int64{*req.TherapyUserID})
@@ -129,6 +144,6 @@ func (s *Server) validateRecover(r *http.Request, req RecoverRequest) (jobs.Ther
 		BusinessDate:  jobs.BusinessDate(now, s.TZ),
 		RecoverID:     now.UTC().Format(time.RFC3339Nano),
 		Trigger:       jobs.TriggerRecover,
-		StartDateTime: req.StartDateTime, EndDateTime: req.EndDateTime,
+		StartDateTime: from, EndDateTime: to,
 	}, nil
 }

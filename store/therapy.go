@@ -173,9 +173,9 @@ func (s *Store) GetTherapyStatistics(ctx context.Context, userID int64, year, mo
 // MissingTherapyUsers returns those of ids that are not in therapy_user.
 func (s *Store) MissingTherapyUsers(ctx context.Context, ids []int64) ([]int64, error) {
 	rows, err := s.Pool.Query(ctx, `
-		SELECT id FROM unnest($1::bigint[]) AS id
-		WHERE NOT EXISTS (SELECT 1 FROM therapy_user u WHERE u.id = id)
-		ORDER BY id`, ids)
+		SELECT q.id FROM unnest($1::bigint[]) AS q(id)
+		WHERE NOT EXISTS (SELECT 1 FROM therapy_user u WHERE u.id = q.id)
+		ORDER BY q.id`, ids)
 	if err != nil {
 		return nil, fmt.Errorf("store: missing therapy users: %w", err)
 	}

@@ -1,0 +1,273 @@
+package jobs_test
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/riverqueue/river"
+	"github.com/stretchr/testify/require"
+
+	"github.com/tidemark/tidemark/internal/testdb"
+	"github.com/tidemark/tidemark/jobs"
+	"github.com/tidemark/tidemark/store"
+)
+
+var seoul = func() *time.Location {
+	l, err := time.LoadLocation("Asia/Seoul")
+	if err != nil {
+		panic(err)
+	}
+	return l
+}()
+
+func kst(y int, m time.Month, d, hh, mm int) time.Time { return time.Date(y, m, d, hh, mm, 0, 0, seoul) }
+
+type testBundle struct {
+	ctx    context.Context
+	pool   *pgxpool.Pool
+	store  *store.Store
+	client *jobs.Client
+}
+
+// setup gives the test its own database and a River client working every
+// queue in-process (periodic jobs off: tests trigger runs themselves).
+func setup(t *testing.T) *testBundle {
+	t.Helper()
+	ctx := context.Background()
+	pool, _ := testdb.Pool(t)
+	st := store.New(pool)
+	client, err := jobs.NewClient(pool, jobs.ClientConfig{
+		Queues:            map[string]int{"default": 5, "therapy": 20},
+		Retention:         24 * time.Hour,
+		RescueAfter:       90 * time.Second,
+		FetchCooldown:     10 * time.Millisecond,
+		FetchPollInterval: 50 * time.Millisecond,
+	}, jobs.Deps{Store: st, TZ: seoul, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	require.NoError(t, err)
+	require.NoError(t, client.Start(ctx))
+	t.Cleanup(func() {
+		stopCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		require.NoError(t, client.Stop(stopCtx))
+	})
+	return &testBundle{ctx: ctx, pool: pool, store: st, client: client}
+}
+
+func (b *testBundle) exec(t *testing.T, sql string, args ...any) {
+	t.Helper()
+	_, err := b.pool.Exec(b.ctx, sql, args...)
+	require.NoError(t, err)
+}
+
+// users creates ACTIVE users first..last with one perform each at `at`.
+func (b *testBundle) users(t *testing.T, first, last int64, at time.Time) {
+	t.Helper()
+	b.exec(t, `INSERT INTO therapy_user (id, status) SELECT g, 'ACTIVE' FROM generate_series($1::bigint, $2::bigint) g`, first, last)
+	b.exec(t, `INSERT INTO therapy_perform (therapy_user_id, performed_at, duration_seconds, completed)
+		SELECT g, $3, 60, true FROM generate_series($1::bigint, $2::bigint) g`, first, last, at)
+}
+
+// waitJob polls until job id reaches one of states, or fails the test.
+func (b *testBundle) waitJob(t *testing.T, id int64, states ...string) string {
+	t.Helper()
+	var state string
+	require.Eventually(t, func() bool {
+		require.NoError(t, b.pool.QueryRow(b.ctx, `SELECT state::text FROM river_job WHERE id = $1`, id).Scan(&state))
+		for _, s := range states {
+			if s == state {
+				return true
+			}
+		}
+		return false
+	}, 30*time.Second, 20*time.Millisecond, "job %d never reached %v (last %s)", id, states, state)
+	return state
+}
+
+// waitIdle polls until no job is outstanding (what `enqueue wait` waits for).
+func (b *testBundle) waitIdle(t *testing.T) {
+	t.Helper()
+	require.Eventually(t, func() bool {
+		n, err := b.store.OutstandingJobs(b.ctx)
+		require.NoError(t, err)
+		return n == 0
+	}, 60*time.Second, 20*time.Millisecond)
+}
+
+func (b *testBundle) statusCounts(t *testing.T) map[string]int {
+	t.Helper()
+	rows, err := b.pool.Query(b.ctx, `SELECT status, count(*) FROM therapy_batch_log GROUP BY status`)
+	require.NoError(t, err)
+	out := map[string]int{}
+	for rows.Next() {
+		var s string
+		var n int
+		require.NoError(t, rows.Scan(&s, &n))
+		out[s] = n
+	}
+	require.NoError(t, rows.Err())
+	return out
+}
+
+// failUser makes every write of user's statistics fail (a trigger), until
+// unfailUser.
+func (b *testBundle) failUser(t *testing.T, user int64) {
+	t.Helper()
+	b.exec(t, `CREATE TABLE IF NOT EXISTS test_fail_user (id bigint PRIMARY KEY)`)
+	b.exec(t, `CREATE OR REPLACE FUNCTION test_fail_stats() RETURNS trigger LANGUAGE plpgsql AS $$
+		BEGIN
+			IF EXISTS (SELECT 1 FROM test_fail_user WHERE id = NEW.therapy_user_id) THEN
+				RAISE EXCEPTION 'injected failure for user %', NEW.therapy_user_id;
+			END IF;
+			RETURN NEW;
+		END $$`)
+	b.exec(t, `CREATE OR REPLACE TRIGGER test_fail_stats BEFORE INSERT OR UPDATE ON therapy_statistics
+		FOR EACH ROW EXECUTE FUNCTION test_fail_stats()`)
+	b.exec(t, `INSERT INTO test_fail_user VALUES ($1)`, user)
+}
+
+func (b *testBundle) unfailUser(t *testing.T, user int64) {
+	t.Helper()
+	b.exec(t, `DELETE FROM test_fail_user WHERE id = $1`, user)
+}
+
+func TestTherapyDailyOnFirstOfMonthFinalisesPreviousMonth(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.users(t, 1, 50, kst(2026, 11, 30, 23, 30)) // last half hour of November, KST
+	b.exec(t, `INSERT INTO therapy_perform (therapy_user_id, performed_at, duration_seconds, completed) VALUES (1, $1, 60, true)`,
+		kst(2026, 12, 1, 0, 10)) // December: not part of the run
+
+	res, err := b.client.Insert(b.ctx, jobs.TherapyDailyArgs{BusinessDate: "2026-12-01"}, nil)
+	require.NoError(t, err)
+	b.waitJob(t, res.Job.ID, "completed")
+	b.waitIdle(t)
+
+	for _, u := range []int64{1, 25, 50} {
+		got, err := b.store.GetTherapyStatistics(b.ctx, u, 2026, 11)
+		require.NoError(t, err)
+		require.Equal(t, 1, got.PerformCount, "user %d: November holds exactly its November row", u)
+	}
+	_, err = b.store.GetTherapyStatistics(b.ctx, 1, 2026, 12)
+	require.ErrorIs(t, err, store.ErrNotFound, "the 1 December run does not aggregate December")
+
+	var out jobs.TherapyDailyOutput
+	require.NoError(t, b.pool.QueryRow(b.ctx, `SELECT (metadata->'output')::jsonb FROM river_job WHERE id = $1`, res.Job.ID).Scan(&out))
+	require.Equal(t, jobs.TherapyDailyOutput{Year: 2026, Month: 11, Targets: 50, Inserted: 50}, out)
+	require.Equal(t, map[string]int{"SUCCESS": 50}, b.statusCounts(t))
+
+	// The same business date again is a duplicate: nothing runs twice.
+	again, err := b.client.Insert(b.ctx, jobs.TherapyDailyArgs{BusinessDate: "2026-12-01"}, nil)
+	require.NoError(t, err)
+	require.True(t, again.UniqueSkippedAsDuplicate)
+
+	// 2 December aggregates December, where only user 1 has a row; 3 December
+	// selects nobody, since nothing changed after that aggregation.
+	for date, want := range map[string]int{"2026-12-02": 1, "2026-12-03": 0} {
+		next, err := b.client.Insert(b.ctx, jobs.TherapyDailyArgs{BusinessDate: date}, nil)
+		require.NoError(t, err)
+		b.waitJob(t, next.Job.ID, "completed")
+		b.waitIdle(t)
+		require.NoError(t, b.pool.QueryRow(b.ctx, `SELECT (metadata->'output')::jsonb FROM river_job WHERE id = $1`, next.Job.ID).Scan(&out))
+		require.Equal(t, jobs.TherapyDailyOutput{Year: 2026, Month: 12, Targets: want, Inserted: want}, out, date)
+	}
+}
+
+func TestTherapyStatsOneUserFailsOthersSucceedThenRetrySucceeds(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.users(t, 1, 200, kst(2026, 11, 5, 12, 0))
+	b.failUser(t, 42)
+
+	res, err := jobs.EnqueueTherapyStats(b.ctx, b.client, nil, seq(1, 200), 2026, 11, "2026-11-21", jobs.TriggerBackfill, nil)
+	require.NoError(t, err)
+	require.Equal(t, 200, res.Inserted)
+	id42 := res.JobIDs[41]
+
+	// User 42's job fails and waits for its retry (River's backoff: ~1 s for
+	// the first; River keeps such a short retry `available` with a future
+	// scheduled_at). Its cause goes away before then, as a transient fault would.
+	require.Eventually(t, func() bool {
+		var errs int
+		require.NoError(t, b.pool.QueryRow(b.ctx, `SELECT coalesce(array_length(errors, 1), 0) FROM river_job WHERE id = $1`, id42).Scan(&errs))
+		return errs == 1
+	}, 30*time.Second, 5*time.Millisecond)
+	_, err = b.store.GetTherapyStatistics(b.ctx, 42, 2026, 11)
+	require.ErrorIs(t, err, store.ErrNotFound)
+	var lastError string
+	require.NoError(t, b.pool.QueryRow(b.ctx, `SELECT last_error FROM therapy_batch_log WHERE job_id = $1`, id42).Scan(&lastError))
+	require.Contains(t, lastError, "injected failure for user 42")
+	b.unfailUser(t, 42)
+
+	// Every other user succeeded on the first attempt, whatever batch they
+	// shared with user 42; user 42 succeeds on its retry.
+	b.waitIdle(t)
+	var otherAttempts int
+	require.NoError(t, b.pool.QueryRow(b.ctx, `SELECT max(attempts) FROM therapy_batch_log WHERE job_id <> $1`, id42).Scan(&otherAttempts))
+	require.Equal(t, 1, otherAttempts)
+	b.waitJob(t, id42, "completed")
+	got, err := b.store.GetTherapyStatistics(b.ctx, 42, 2026, 11)
+	require.NoError(t, err)
+	require.Equal(t, 1, got.PerformCount)
+	var attempts int
+	require.NoError(t, b.pool.QueryRow(b.ctx, `SELECT attempts FROM therapy_batch_log WHERE job_id = $1`, id42).Scan(&attempts))
+	require.Equal(t, 2, attempts)
+	require.Equal(t, map[string]int{"SUCCESS": 200}, b.statusCounts(t))
+}
+
+func TestTherapyBatchLogStatuses(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.users(t, 1, 3, kst(2026, 11, 5, 12, 0))
+	b.failUser(t, 2)
+
+	ok, err := b.client.Insert(b.ctx, jobs.TherapyStatsArgs{TherapyUserID: 1, Year: 2026, Month: 11, BusinessDate: "2026-11-21"}, nil)
+	require.NoError(t, err)
+	failing, err := b.client.Insert(b.ctx, jobs.TherapyStatsArgs{TherapyUserID: 2, Year: 2026, Month: 11, BusinessDate: "2026-11-21"},
+		&river.InsertOpts{MaxAttempts: 1})
+	require.NoError(t, err)
+	later, err := b.client.Insert(b.ctx, jobs.TherapyStatsArgs{TherapyUserID: 3, Year: 2026, Month: 11, BusinessDate: "2026-11-21"},
+		&river.InsertOpts{ScheduledAt: time.Now().Add(time.Hour)})
+	require.NoError(t, err)
+
+	b.waitJob(t, ok.Job.ID, "completed")
+	b.waitJob(t, failing.Job.ID, "discarded")
+
+	type row struct {
+		Status    string
+		Attempts  int
+		Finished  bool
+		LastError *string
+	}
+	get := func(id int64) row {
+		var r row
+		require.NoError(t, b.pool.QueryRow(b.ctx, `
+			SELECT status, attempts, finished_at IS NOT NULL, last_error FROM therapy_batch_log WHERE job_id = $1`, id).
+			Scan(&r.Status, &r.Attempts, &r.Finished, &r.LastError))
+		return r
+	}
+	require.Equal(t, row{Status: "SUCCESS", Attempts: 1, Finished: true}, get(ok.Job.ID))
+	f := get(failing.Job.ID)
+	require.Equal(t, "FAIL", f.Status)
+	require.True(t, f.Finished)
+	require.Contains(t, *f.LastError, "injected failure for user 2")
+	require.Equal(t, row{Status: "IN_PROGRESS"}, get(later.Job.ID))
+
+	// A discarded job retried after its cause is fixed becomes SUCCESS.
+	b.unfailUser(t, 2)
+	_, err = b.client.JobRetry(b.ctx, failing.Job.ID)
+	require.NoError(t, err)
+	b.waitJob(t, failing.Job.ID, "completed")
+	require.Equal(t, "SUCCESS", get(failing.Job.ID).Status)
+}
+
+func seq(first, last int64) []int64 {
+	var out []int64
+	for i := first; i <= last; i++ {
+		out = append(out, i)
+	}
+	return out
+}
