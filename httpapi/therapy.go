@@ -53,8 +53,8 @@ func (s *Server) getTherapyStatistics(w http.ResponseWriter, r *http.Request) {
 
 // RecoverRequest is the seed's recover body.
 type RecoverRequest struct {
-	TherapyUserID *int64     `json:"therapyUserId"`
-	YearMonth     *string    `json:"yearMonth"`
+	TherapyUserID *int64  `json:"therapyUserId"`
+	YearMonth     *string `json:"yearMonth"`
 	StartDateTime *string `json:"startDateTime"`
 	EndDateTime   *string `json:"endDateTime"`
 }

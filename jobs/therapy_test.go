@@ -24,7 +24,9 @@ var seoul = func() *time.Location {
 	return l
 }()
 
-func kst(y int, m time.Month, d, hh, mm int) time.Time { return time.Date(y, m, d, hh, mm, 0, 0, seoul) }
+func kst(y int, m time.Month, d, hh, mm int) time.Time {
+	return time.Date(y, m, d, hh, mm, 0, 0, seoul)
+}
 
 type testBundle struct {
 	ctx    context.Context

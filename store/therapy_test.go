@@ -47,7 +47,9 @@ func (b *testBundle) perform(t *testing.T, user int64, at time.Time, seconds int
 	require.NoError(t, err)
 }
 
-func kst(y int, m time.Month, d, hh, mm int) time.Time { return time.Date(y, m, d, hh, mm, 0, 0, seoul) }
+func kst(y int, m time.Month, d, hh, mm int) time.Time {
+	return time.Date(y, m, d, hh, mm, 0, 0, seoul)
+}
 
 func TestAggregateTherapyMonthBoundariesInBatchTZ(t *testing.T) {
 	t.Parallel()
