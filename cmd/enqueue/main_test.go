@@ -1,0 +1,140 @@
+package main_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/stretchr/testify/require"
+
+	"github.com/tidemark/tidemark/internal/testbin"
+	"github.com/tidemark/tidemark/internal/testdb"
+)
+
+type testBundle struct {
+	ctx  context.Context
+	pool *pgxpool.Pool
+	env  []string
+	bin  string
+}
+
+func setup(t *testing.T) *testBundle {
+	t.Helper()
+	pool, url := testdb.Pool(t)
+	ctx := context.Background()
+	_, err := pool.Exec(ctx, `INSERT INTO therapy_user (id, status) VALUES (1, 'ACTIVE'), (2, 'ACTIVE'), (3, 'INACTIVE')`)
+	require.NoError(t, err)
+	return &testBundle{ctx: ctx, pool: pool, env: []string{"DATABASE_URL=" + url, "BATCH_TZ=Asia/Seoul"}, bin: testbin.Build(t, "enqueue")}
+}
+
+func (b *testBundle) run(t *testing.T, args ...string) (int, string, string) {
+	t.Helper()
+	return testbin.Run(t, b.bin, b.env, args...)
+}
+
+func (b *testBundle) jobs(t *testing.T) int {
+	t.Helper()
+	var n int
+	require.NoError(t, b.pool.QueryRow(b.ctx, `SELECT count(*) FROM river_job`).Scan(&n))
+	return n
+}
+
+func TestBadInputExitsTwoWithOneLineAndEnqueuesNothing(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	cases := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"therapy-stats", "--month", "2026-13", "--user", "1"}, "month out of range"},
+		{[]string{"therapy-stats", "--month", "26-11", "--user", "1"}, "want YYYY-MM"},
+		{[]string{"therapy-stats", "--user", "1"}, "--month is required"},
+		{[]string{"therapy-stats", "--month", "2026-11"}, "exactly one of"},
+		{[]string{"therapy-stats", "--month", "2026-11", "--user", "1", "--all-active"}, "exactly one of"},
+		{[]string{"therapy-stats", "--month", "2026-11", "--user", "1,abc"}, `"abc" is not a positive integer`},
+		{[]string{"therapy-stats", "--month", "2026-11", "--user", "1,99,98"}, "unknown therapy user(s) 98,99"},
+		{[]string{"therapy-stats", "--month", "2026-11", "--users", "1"}, "flag provided but not defined"},
+		{[]string{"therapy-stats", "--month", "2026-11", "--user", "1", "extra"}, `unexpected argument "extra"`},
+		{[]string{"therapy-daily", "--date", "2026-12-32"}, "want YYYY-MM-DD"},
+		{[]string{"therapy-daily", "--date", "20261201"}, "want YYYY-MM-DD"},
+		{[]string{"retry", "--state", "discarded"}, "--kind is required"},
+		{[]string{"retry", "--kind", "therapy_stats", "--state", "completed"}, "want discarded or cancelled"},
+		{[]string{"wait", "--timeout", "-1s"}, "positive duration"},
+		{[]string{"frobnicate"}, `unknown command "frobnicate"`},
+	}
+	for _, tc := range cases {
+		code, stdout, stderr := b.run(t, tc.args...)
+		require.Equal(t, 2, code, "%v: %s", tc.args, stderr)
+		require.Empty(t, stdout, "%v", tc.args)
+		require.Equal(t, 1, strings.Count(stderr, "\n"), "%v: one line: %q", tc.args, stderr)
+		require.Contains(t, stderr, tc.want, "%v", tc.args)
+	}
+	require.Zero(t, b.jobs(t))
+
+	code, _, stderr := testbin.Run(t, b.bin, append(b.env, "BATCH_TZ=Mars/Olympus"), "status")
+	require.Equal(t, 2, code)
+	require.Contains(t, stderr, "BATCH_TZ")
+}
+
+func TestTherapyStatsBackfillCountsDuplicates(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	code, stdout, stderr := b.run(t, "therapy-stats", "--month", "2026-11", "--user", "1,2,2")
+	require.Equal(t, 0, code, stderr)
+	require.Contains(t, stdout, "2 user(s): inserted 2, skipped 0 as duplicates")
+
+	code, stdout, stderr = b.run(t, "therapy-stats", "--month", "2026-11", "--all-active")
+	require.Equal(t, 0, code, stderr)
+	require.Contains(t, stdout, "2 user(s): inserted 0, skipped 2 as duplicates", "INACTIVE user 3 is not included")
+	require.Equal(t, 2, b.jobs(t))
+
+	code, stdout, stderr = b.run(t, "therapy-daily", "--date", "2026-12-01")
+	require.Equal(t, 0, code, stderr)
+	require.Contains(t, stdout, "it aggregates 2026-11")
+	code, stdout, _ = b.run(t, "therapy-daily", "--date", "2026-12-01")
+	require.Equal(t, 0, code)
+	require.Contains(t, stdout, "already enqueued")
+	require.Equal(t, 3, b.jobs(t))
+
+	code, stdout, _ = b.run(t, "status")
+	require.Equal(t, 0, code)
+	require.Contains(t, stdout, "therapy_stats  available  2")
+
+	// Nothing works these jobs here: wait gives up, exit 1, saying how many.
+	code, _, stderr = b.run(t, "wait", "--timeout", "300ms")
+	require.Equal(t, 1, code)
+	require.Contains(t, stderr, "3 job(s) still outstanding")
+}
+
+func TestRetryRequeuesDiscardedJobs(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	code, _, stderr := b.run(t, "therapy-stats", "--month", "2026-11", "--user", "1,2")
+	require.Equal(t, 0, code, stderr)
+	_, err := b.pool.Exec(b.ctx, `UPDATE river_job SET state = 'discarded', finalized_at = now() WHERE args->>'therapy_user_id' = '1'`)
+	require.NoError(t, err)
+
+	code, stdout, stderr := b.run(t, "retry", "--kind", "therapy_stats")
+	require.Equal(t, 0, code, stderr)
+	require.Equal(t, "retried 1 discarded therapy_stats job(s)\n", stdout)
+	var discarded int
+	require.NoError(t, b.pool.QueryRow(b.ctx, `SELECT count(*) FROM river_job WHERE state = 'discarded'`).Scan(&discarded))
+	require.Zero(t, discarded)
+
+	code, _, stderr = b.run(t, "wait", "--timeout", "100ms")
+	require.Equal(t, 1, code, "two available jobs remain: %s", stderr)
+}
+
+func TestHelp(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	code, _, stderr := b.run(t, "--help")
+	require.Equal(t, 0, code)
+	require.Contains(t, stderr, "therapy-stats")
+	code, _, stderr = b.run(t, "therapy-stats", "--help")
+	require.Equal(t, 0, code)
+	require.Contains(t, stderr, "-all-active")
+	code, _, _ = b.run(t)
+	require.Equal(t, 2, code)
+}

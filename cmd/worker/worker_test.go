@@ -1,0 +1,130 @@
+package main_test
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/stretchr/testify/require"
+
+	"github.com/tidemark/tidemark/internal/testbin"
+	"github.com/tidemark/tidemark/internal/testdb"
+)
+
+// emptyDB creates a database with no schema at all, dropped after the test.
+func emptyDB(t *testing.T) string {
+	t.Helper()
+	ctx := context.Background()
+	c, err := pgx.Connect(ctx, testdb.AdminURL())
+	require.NoError(t, err)
+	defer c.Close(ctx)
+	name := fmt.Sprintf("tm_test_empty_%d", time.Now().UnixNano())
+	_, err = c.Exec(ctx, "CREATE DATABASE "+name)
+	require.NoError(t, err)
+	t.Cleanup(func() {
+		c, err := pgx.Connect(ctx, testdb.AdminURL())
+		if err == nil {
+			_, _ = c.Exec(ctx, "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)")
+			c.Close(ctx)
+		}
+	})
+	return testdb.WithDatabase(testdb.AdminURL(), name)
+}
+
+func TestMigrateEmptyDatabaseThenNoOp(t *testing.T) {
+	t.Parallel()
+	url := emptyDB(t)
+	bin := testbin.Build(t, "worker")
+	for i := 0; i < 2; i++ {
+		code, _, stderr := testbin.Run(t, bin, []string{"DATABASE_URL=" + url}, "migrate")
+		require.Equal(t, 0, code, stderr)
+		require.Contains(t, stderr, "schema is up to date")
+	}
+	ctx := context.Background()
+	c, err := pgx.Connect(ctx, url)
+	require.NoError(t, err)
+	defer c.Close(ctx)
+	var riverVersion, tables int
+	require.NoError(t, c.QueryRow(ctx, `SELECT max(version) FROM river_migration`).Scan(&riverVersion))
+	require.Equal(t, 8, riverVersion, "River's own migrations are applied and recorded")
+	require.NoError(t, c.QueryRow(ctx, `SELECT count(*) FROM information_schema.tables
+		WHERE table_name IN ('river_job', 'river_leader', 'therapy_statistics', 'therapy_batch_log')`).Scan(&tables))
+	require.Equal(t, 4, tables)
+
+	code, _, stderr := testbin.Run(t, bin, []string{"DATABASE_URL=mysql://nope"}, "migrate")
+	require.Equal(t, 2, code)
+	require.Contains(t, stderr, "DATABASE_URL")
+	code, _, _ = testbin.Run(t, bin, nil, "frobnicate")
+	require.Equal(t, 2, code)
+}
+
+func TestWorkerStopsGracefullyOnSIGTERM(t *testing.T) {
+	t.Parallel()
+	url := testdb.New(t)
+	w := testbin.StartWorker(t, "DATABASE_URL="+url, "PERIODIC_JOBS=false")
+	resp, err := http.Get("http://" + w.Addr + "/healthz")
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, 200, resp.StatusCode)
+	require.NoError(t, w.Stop(30*time.Second), "exit status 0 after SIGTERM")
+	require.Contains(t, w.Output(), "worker stopped")
+}
+
+// Two worker processes on one database give the same statistics as one, with
+// every job completed on its first attempt (no unique violation, no lock
+// error) and both processes doing part of the work.
+func TestTwoWorkersAggregateConcurrently(t *testing.T) {
+	t.Parallel()
+	url := testdb.New(t)
+	ctx := context.Background()
+	pool, err := pgx.Connect(ctx, url)
+	require.NoError(t, err)
+	defer pool.Close(ctx)
+	enqueue := testbin.Build(t, "enqueue")
+	env := []string{"DATABASE_URL=" + url, "BATCH_TZ=Asia/Seoul", "PERIODIC_JOBS=false"}
+
+	code, _, stderr := testbin.Run(t, enqueue, env, "demo-data", "--users", "3000", "--performs", "10", "--month", "2026-11")
+	require.Equal(t, 0, code, stderr)
+
+	w1 := testbin.StartWorker(t, env...)
+	w2 := testbin.StartWorker(t, env...)
+	// The daily run and an overlapping backfill of the same month race each
+	// other for the same user-months on both workers.
+	code, _, stderr = testbin.Run(t, enqueue, env, "therapy-daily", "--date", "2026-12-01")
+	require.Equal(t, 0, code, stderr)
+	code, _, stderr = testbin.Run(t, enqueue, env, "therapy-stats", "--month", "2026-11", "--all-active")
+	require.Equal(t, 0, code, stderr)
+	code, _, stderr = testbin.Run(t, enqueue, env, "wait", "--timeout", "3m")
+	require.Equal(t, 0, code, stderr)
+
+	var jobs, firstTry, workers int
+	require.NoError(t, pool.QueryRow(ctx, `
+		SELECT count(*), count(*) FILTER (WHERE attempt = 1 AND errors IS NULL AND state = 'completed'),
+		       count(DISTINCT attempted_by[1])
+		FROM river_job WHERE kind = 'therapy_stats'`).Scan(&jobs, &firstTry, &workers))
+	require.GreaterOrEqual(t, jobs, 3000)
+	require.Equal(t, jobs, firstTry, "every aggregation succeeded on its first attempt")
+	require.Equal(t, 2, workers, "both worker processes worked therapy_stats jobs")
+
+	// Compare every user-month with a direct computation over therapy_perform.
+	var users, mismatched int
+	require.NoError(t, pool.QueryRow(ctx, `
+		WITH truth AS (
+			SELECT therapy_user_id, count(*) AS n, count(*) FILTER (WHERE completed) AS c,
+			       sum(duration_seconds) AS d, count(DISTINCT (performed_at AT TIME ZONE 'Asia/Seoul')::date) AS days
+			FROM therapy_perform
+			WHERE performed_at >= '2026-11-01 00:00+09' AND performed_at < '2026-12-01 00:00+09'
+			GROUP BY therapy_user_id)
+		SELECT count(*), count(*) FILTER (WHERE s.therapy_user_id IS NULL OR s.perform_count <> t.n
+		       OR s.completed_count <> t.c OR s.total_duration_seconds <> t.d OR s.active_days <> t.days)
+		FROM truth t LEFT JOIN therapy_statistics s ON s.therapy_user_id = t.therapy_user_id AND s.year = 2026 AND s.month = 11`).
+		Scan(&users, &mismatched))
+	require.Equal(t, 3000, users)
+	require.Zero(t, mismatched)
+
+	require.NoError(t, w1.Stop(30*time.Second))
+	require.NoError(t, w2.Stop(30*time.Second))
+}
