@@ -35,6 +35,12 @@ type Config struct {
 	Periodic bool
 	// OrderCallTimeout bounds one outbound order call (ORDER_CALL_TIMEOUT).
 	OrderCallTimeout time.Duration
+	// FetchCooldown is the least time between two fetches of one queue
+	// (FETCH_COOLDOWN). A queue works at most workers ÷ cooldown jobs per
+	// second, so River's 100 ms default caps 50 workers at 500 jobs/s.
+	FetchCooldown time.Duration
+	// DBMaxConns is the size of this process's Postgres pool (DB_MAX_CONNS).
+	DBMaxConns int
 }
 
 // Default queue names and their worker counts.
@@ -106,6 +112,16 @@ func FromEnv(getenv func(string) string) (Config, error) {
 	cfg.Retention = dur("JOB_RETENTION", 30*24*time.Hour)
 	cfg.RescueAfter = dur("RESCUE_AFTER", 90*time.Second)
 	cfg.OrderCallTimeout = dur("ORDER_CALL_TIMEOUT", 10*time.Second)
+	cfg.FetchCooldown = dur("FETCH_COOLDOWN", 5*time.Millisecond)
+	cfg.DBMaxConns = 20
+	if v := getenv("DB_MAX_CONNS"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 4 || n > 1000 {
+			errs = append(errs, fmt.Errorf("DB_MAX_CONNS: want 4..1000, got %q", v))
+		} else {
+			cfg.DBMaxConns = n
+		}
+	}
 	if v := getenv("PERIODIC_JOBS"); v != "" {
 		b, err := strconv.ParseBool(v)
 		if err != nil {
@@ -136,6 +152,9 @@ func (c Config) Validate() error {
 	}
 	if c.Retention < 24*time.Hour {
 		return fmt.Errorf("JOB_RETENTION: at least 24h so runs can be audited, got %s", c.Retention)
+	}
+	if c.FetchCooldown < time.Millisecond {
+		return fmt.Errorf("FETCH_COOLDOWN: at least 1ms, got %s", c.FetchCooldown)
 	}
 	if c.RescueAfter < 70*time.Second { // every job kind times out within 60s
 		return fmt.Errorf("RESCUE_AFTER: at least 70s (jobs time out after at most 60s), got %s", c.RescueAfter)

@@ -63,7 +63,7 @@ type TherapyStatsWorker struct {
 // NewTherapyStatsWorker returns the worker, with its batch combiner.
 func NewTherapyStatsWorker(deps Deps) *TherapyStatsWorker {
 	w := &TherapyStatsWorker{deps: deps}
-	w.combiner = newCombiner(2, 200, func(ctx context.Context, keys []store.TherapyKey) error {
+	w.combiner = newCombiner(4, 200, func(ctx context.Context, keys []store.TherapyKey) error {
 		return deps.Store.AggregateTherapy(ctx, keys, deps.TZ)
 	})
 	return w

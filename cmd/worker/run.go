@@ -65,7 +65,12 @@ func Main(ctx context.Context, args []string, getenv func(string) string, stderr
 // jobs (up to 30s), after which it cancels them so they are retried elsewhere.
 // If ready is not nil it receives the HTTP listener's address once serving.
 func run(ctx context.Context, cfg config.Config, logger *slog.Logger, ready chan<- string) error {
-	pool, err := pgxpool.New(ctx, cfg.DatabaseURL)
+	pc, err := pgxpool.ParseConfig(cfg.DatabaseURL)
+	if err != nil {
+		return fmt.Errorf("DATABASE_URL: %w", err)
+	}
+	pc.MaxConns = int32(cfg.DBMaxConns)
+	pool, err := pgxpool.NewWithConfig(ctx, pc)
 	if err != nil {
 		return fmt.Errorf("connect postgres: %w", err)
 	}
@@ -80,6 +85,8 @@ func run(ctx context.Context, cfg config.Config, logger *slog.Logger, ready chan
 		Retention:   cfg.Retention,
 		RescueAfter: cfg.RescueAfter,
 		Periodic:    cfg.Periodic,
+
+		FetchCooldown: cfg.FetchCooldown,
 	}, deps)
 	if err != nil {
 		return err

@@ -1,0 +1,57 @@
+package config_test
+
+import (
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/tidemark/tidemark/config"
+)
+
+func env(kv map[string]string) func(string) string { return func(k string) string { return kv[k] } }
+
+func TestDefaults(t *testing.T) {
+	t.Parallel()
+	cfg, err := config.FromEnv(env(nil))
+	require.NoError(t, err)
+	require.Equal(t, "127.0.0.1:8080", cfg.HTTPAddr)
+	require.Equal(t, "Asia/Seoul", cfg.TZ.String())
+	require.Equal(t, 30*24*time.Hour, cfg.Retention)
+	require.Equal(t, 90*time.Second, cfg.RescueAfter)
+	require.Equal(t, 50, cfg.Queues["therapy"])
+	require.True(t, cfg.Periodic)
+}
+
+func TestOverridesAndQueues(t *testing.T) {
+	t.Parallel()
+	cfg, err := config.FromEnv(env(map[string]string{
+		"BATCH_TZ": "UTC", "TIDEMARK_QUEUES": "therapy=8,extra=2", "PERIODIC_JOBS": "false", "JOB_RETENTION": "2160h",
+	}))
+	require.NoError(t, err)
+	require.Equal(t, "UTC", cfg.TZ.String())
+	require.Equal(t, 8, cfg.Queues["therapy"])
+	require.Equal(t, 2, cfg.Queues["extra"])
+	require.Equal(t, 10, cfg.Queues["default"], "queues not named keep their defaults")
+	require.False(t, cfg.Periodic)
+	require.Equal(t, 90*24*time.Hour, cfg.Retention)
+}
+
+func TestBadValuesNameTheVariable(t *testing.T) {
+	t.Parallel()
+	for name, value := range map[string]string{
+		"BATCH_TZ":        "Mars/Olympus",
+		"TIDEMARK_QUEUES": "therapy=0",
+		"JOB_RETENTION":   "1h",
+		"RESCUE_AFTER":    "5s",
+		"PERIODIC_JOBS":   "maybe",
+		"DATABASE_URL":    "mysql://x",
+		"REDIS_URL":       "http://x",
+		"ORDER_API_URL":   "localhost:8090",
+		"DB_MAX_CONNS":    "2",
+		"FETCH_COOLDOWN":  "soon",
+	} {
+		_, err := config.FromEnv(env(map[string]string{name: value}))
+		require.ErrorContains(t, err, name, "%s=%q", name, value)
+	}
+}
