@@ -3,6 +3,7 @@ package jobs
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -101,9 +102,10 @@ type combiner[K any] struct {
 }
 
 type combineReq[K any] struct {
-	key  K
-	done bool
-	err  error
+	key   K
+	taken bool // in a batch being run; its outcome will come
+	done  bool
+	err   error
 }
 
 func newCombiner[K any](maxFlushers, maxBatch int, exec func(context.Context, []K) error) *combiner[K] {
@@ -114,10 +116,22 @@ func newCombiner[K any](maxFlushers, maxBatch int, exec func(context.Context, []
 
 func (c *combiner[K]) do(ctx context.Context, key K) error {
 	r := &combineReq[K]{key: key}
+	// Wake the waiters when this job's context ends, so it can leave.
+	stop := context.AfterFunc(ctx, func() {
+		c.mu.Lock()
+		c.cond.Broadcast()
+		c.mu.Unlock()
+	})
+	defer stop()
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.pending = append(c.pending, r)
 	for !r.done {
+		if !r.taken && ctx.Err() != nil {
+			// Not in any batch yet: leave without running (River retries it).
+			c.pending = slices.DeleteFunc(c.pending, func(p *combineReq[K]) bool { return p == r })
+			return ctx.Err()
+		}
 		if c.flushing >= c.maxFlushers || len(c.pending) == 0 {
 			c.cond.Wait()
 			continue
@@ -125,6 +139,9 @@ func (c *combiner[K]) do(ctx context.Context, key K) error {
 		n := min(len(c.pending), c.maxBatch)
 		batch := c.pending[:n:n]
 		c.pending = c.pending[n:]
+		for _, b := range batch {
+			b.taken = true
+		}
 		c.flushing++
 		c.mu.Unlock()
 		c.flush(ctx, batch)
