@@ -31,6 +31,23 @@ func NewTherapyKey(userID int64, year, month int, tz *time.Location) TherapyKey 
 	return TherapyKey{UserID: userID, Year: year, Month: month, Start: start, End: end}
 }
 
+// therapyStatisticsColumns are therapy_statistics' columns, in the order
+// TherapyStatistics scans them.
+const therapyStatisticsColumns = `therapy_user_id, year, month, perform_count, completed_count,
+	total_duration_seconds, active_days, first_performed_at, last_performed_at, aggregated_at`
+
+// therapyUpsertOnConflict ends every write of therapy_statistics: a
+// recomputation replaces the whole row.
+const therapyUpsertOnConflict = `
+	ON CONFLICT (therapy_user_id, year, month) DO UPDATE SET
+	    perform_count          = EXCLUDED.perform_count,
+	    completed_count        = EXCLUDED.completed_count,
+	    total_duration_seconds = EXCLUDED.total_duration_seconds,
+	    active_days            = EXCLUDED.active_days,
+	    first_performed_at     = EXCLUDED.first_performed_at,
+	    last_performed_at      = EXCLUDED.last_performed_at,
+	    aggregated_at          = EXCLUDED.aggregated_at`
+
 // TherapyStatistics is one row of therapy_statistics.
 type TherapyStatistics struct {
 	TherapyUserID        int64      `json:"therapyUserId"`
@@ -110,9 +127,7 @@ func (s *Store) AggregateTherapy(ctx context.Context, keys []TherapyKey, tz *tim
 			return fmt.Errorf("lock: %w", err)
 		}
 		_, err := tx.Exec(ctx, `
-			INSERT INTO therapy_statistics AS t (
-			    therapy_user_id, year, month, perform_count, completed_count,
-			    total_duration_seconds, active_days, first_performed_at, last_performed_at, aggregated_at)
+			INSERT INTO therapy_statistics AS t (`+therapyStatisticsColumns+`)
 			SELECT k.u, k.y, k.m,
 			       count(p.id),
 			       count(p.id) FILTER (WHERE p.completed),
@@ -125,14 +140,7 @@ func (s *Store) AggregateTherapy(ctx context.Context, keys []TherapyKey, tz *tim
 			LEFT JOIN therapy_perform p
 			       ON p.therapy_user_id = k.u AND p.performed_at >= k.s AND p.performed_at < k.e
 			GROUP BY k.u, k.y, k.m
-			ON CONFLICT (therapy_user_id, year, month) DO UPDATE SET
-			    perform_count          = EXCLUDED.perform_count,
-			    completed_count        = EXCLUDED.completed_count,
-			    total_duration_seconds = EXCLUDED.total_duration_seconds,
-			    active_days            = EXCLUDED.active_days,
-			    first_performed_at     = EXCLUDED.first_performed_at,
-			    last_performed_at      = EXCLUDED.last_performed_at,
-			    aggregated_at          = EXCLUDED.aggregated_at`,
+			`+therapyUpsertOnConflict,
 			users, years, months, starts, ends, tz.String())
 		return err
 	})
@@ -166,12 +174,12 @@ func uniqueKeys(keys []TherapyKey) []TherapyKey {
 // GetTherapyStatistics returns one user-month's statistics, or ErrNotFound.
 func (s *Store) GetTherapyStatistics(ctx context.Context, userID int64, year, month int) (TherapyStatistics, error) {
 	var t TherapyStatistics
-	err := s.Pool.QueryRow(ctx, `
-		SELECT therapy_user_id, year, month, perform_count, completed_count, total_duration_seconds,
-		       active_days, first_performed_at, last_performed_at, aggregated_at
-		FROM therapy_statistics WHERE therapy_user_id = $1 AND year = $2 AND month = $3`,
-		userID, year, month).Scan(&t.TherapyUserID, &t.Year, &t.Month, &t.PerformCount, &t.CompletedCount,
-		&t.TotalDurationSeconds, &t.ActiveDays, &t.FirstPerformedAt, &t.LastPerformedAt, &t.AggregatedAt)
+	rows, err := s.Pool.Query(ctx, `
+		SELECT `+therapyStatisticsColumns+`
+		FROM therapy_statistics WHERE therapy_user_id = $1 AND year = $2 AND month = $3`, userID, year, month)
+	if err == nil {
+		t, err = pgx.CollectExactlyOneRow(rows, pgx.RowToStructByPos[TherapyStatistics])
+	}
 	if err != nil {
 		return t, fmt.Errorf("store: therapy statistics user %d %04d-%02d: %w", userID, year, month, notFound(err))
 	}
@@ -296,8 +304,7 @@ func (s *Store) SummarizeTherapyMonth(ctx context.Context, year, month int) (The
 // performs, for reports.
 func (s *Store) TopTherapyStatistics(ctx context.Context, year, month, n int) ([]TherapyStatistics, error) {
 	rows, err := s.Pool.Query(ctx, `
-		SELECT therapy_user_id, year, month, perform_count, completed_count, total_duration_seconds,
-		       active_days, first_performed_at, last_performed_at, aggregated_at
+		SELECT `+therapyStatisticsColumns+`
 		FROM therapy_statistics WHERE year = $1 AND month = $2
 		ORDER BY perform_count DESC, therapy_user_id LIMIT $3`, year, month, n)
 	if err != nil {
@@ -313,23 +320,14 @@ func (s *Store) TopTherapyStatistics(ctx context.Context, year, month, n int) ([
 func (s *Store) AggregateTherapyMonthSetBased(ctx context.Context, year, month int, tz *time.Location) (int64, error) {
 	start, end := MonthBounds(year, month, tz)
 	tag, err := s.Pool.Exec(ctx, `
-		INSERT INTO therapy_statistics AS t (
-		    therapy_user_id, year, month, perform_count, completed_count,
-		    total_duration_seconds, active_days, first_performed_at, last_performed_at, aggregated_at)
+		INSERT INTO therapy_statistics AS t (`+therapyStatisticsColumns+`)
 		SELECT p.therapy_user_id, $3, $4, count(*), count(*) FILTER (WHERE p.completed),
 		       sum(p.duration_seconds), count(DISTINCT (p.performed_at AT TIME ZONE $5)::date),
 		       min(p.performed_at), max(p.performed_at), now()
 		FROM therapy_perform p
 		WHERE p.performed_at >= $1 AND p.performed_at < $2
 		GROUP BY p.therapy_user_id
-		ON CONFLICT (therapy_user_id, year, month) DO UPDATE SET
-		    perform_count          = EXCLUDED.perform_count,
-		    completed_count        = EXCLUDED.completed_count,
-		    total_duration_seconds = EXCLUDED.total_duration_seconds,
-		    active_days            = EXCLUDED.active_days,
-		    first_performed_at     = EXCLUDED.first_performed_at,
-		    last_performed_at      = EXCLUDED.last_performed_at,
-		    aggregated_at          = EXCLUDED.aggregated_at`, start, end, year, month, tz.String())
+		`+therapyUpsertOnConflict, start, end, year, month, tz.String())
 	if err != nil {
 		return 0, fmt.Errorf("store: set-based therapy aggregation %04d-%02d: %w", year, month, err)
 	}

@@ -79,3 +79,41 @@ func (e *benchEnv) deps() jobs.Deps {
 
 // rate formats n per elapsed as "N/s".
 func rate(n int, elapsed time.Duration) float64 { return float64(n) / elapsed.Seconds() }
+
+// timeUntilIdle starts client, runs enqueue, waits until no job is
+// outstanding, stops the client, and returns the time from start to idle.
+func (e *benchEnv) timeUntilIdle(ctx context.Context, client *jobs.Client, enqueue func() error) (time.Duration, error) {
+	start := time.Now()
+	if err := client.Start(ctx); err != nil {
+		return 0, err
+	}
+	err := enqueue()
+	if err == nil {
+		err = waitIdle(ctx, e)
+	}
+	elapsed := time.Since(start)
+	if stopErr := client.Stop(ctx); err == nil {
+		err = stopErr
+	}
+	return elapsed, err
+}
+
+// waitIdle polls until no job is outstanding.
+func waitIdle(ctx context.Context, e *benchEnv) error {
+	deadline := time.Now().Add(30 * time.Minute)
+	for time.Now().Before(deadline) {
+		n, err := e.store.OutstandingJobs(ctx)
+		if err != nil {
+			return err
+		}
+		if n == 0 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	return fmt.Errorf("jobs still outstanding after 30 minutes")
+}

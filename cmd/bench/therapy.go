@@ -107,24 +107,19 @@ func benchNoop(ctx context.Context, e *benchEnv, n, workers int) (time.Duration,
 	if err != nil {
 		return 0, err
 	}
-	start := time.Now()
-	if err := client.Start(ctx); err != nil {
-		return 0, err
-	}
-	for i := 0; i < n; i += 5000 {
-		params := make([]river.InsertManyParams, 0, 5000)
-		for j := i; j < min(i+5000, n); j++ {
-			params = append(params, river.InsertManyParams{Args: noopArgs{N: j}, InsertOpts: &river.InsertOpts{Queue: config.QueueTherapy}})
+	elapsed, err := e.timeUntilIdle(ctx, client, func() error {
+		for i := 0; i < n; i += 5000 {
+			params := make([]river.InsertManyParams, 0, 5000)
+			for j := i; j < min(i+5000, n); j++ {
+				params = append(params, river.InsertManyParams{Args: noopArgs{N: j}, InsertOpts: &river.InsertOpts{Queue: config.QueueTherapy}})
+			}
+			if _, err := client.InsertManyFast(ctx, params); err != nil {
+				return err
+			}
 		}
-		if _, err := client.InsertManyFast(ctx, params); err != nil {
-			return 0, err
-		}
-	}
-	if err := waitIdle(ctx, e); err != nil {
-		return 0, err
-	}
-	elapsed := time.Since(start)
-	if err := client.Stop(ctx); err != nil {
+		return nil
+	})
+	if err != nil {
 		return 0, err
 	}
 	_, err = e.pool.Exec(ctx, `DELETE FROM river_job`)
@@ -142,18 +137,11 @@ func benchDaily(ctx context.Context, e *benchEnv, users, workers int) (time.Dura
 	if err != nil {
 		return 0, err
 	}
-	start := time.Now()
-	if err := client.Start(ctx); err != nil {
-		return 0, err
-	}
-	if _, err := client.Insert(ctx, jobs.TherapyDailyArgs{BusinessDate: "2026-12-01"}, nil); err != nil {
-		return 0, err
-	}
-	if err := waitIdle(ctx, e); err != nil {
-		return 0, err
-	}
-	elapsed := time.Since(start)
-	if err := client.Stop(ctx); err != nil {
+	elapsed, err := e.timeUntilIdle(ctx, client, func() error {
+		_, err := client.Insert(ctx, jobs.TherapyDailyArgs{BusinessDate: "2026-12-01"}, nil)
+		return err
+	})
+	if err != nil {
 		return 0, err
 	}
 	var done, retried int
@@ -261,26 +249,6 @@ func benchSeedLoop(ctx context.Context, e *benchEnv, users, year, month int) (ti
 		}
 	}
 	return time.Since(start), nil
-}
-
-// waitIdle polls until no job is outstanding.
-func waitIdle(ctx context.Context, e *benchEnv) error {
-	deadline := time.Now().Add(30 * time.Minute)
-	for time.Now().Before(deadline) {
-		n, err := e.store.OutstandingJobs(ctx)
-		if err != nil {
-			return err
-		}
-		if n == 0 {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
-	return fmt.Errorf("jobs still outstanding after 30 minutes")
 }
 
 func envInt(name string, def int) int {
