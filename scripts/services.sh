@@ -11,7 +11,8 @@
 # 127.0.0.1:6379, a redis-server of our own on 127.0.0.1:6389, installing
 # Debian's redis-server package if needed.
 #
-# Everything but the final assignments goes to stderr.
+# Everything but the final assignments goes to stderr. SERVICES_OWN=1 skips
+# the machine's shared servers and uses (or starts) our own, to test that path.
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -74,7 +75,7 @@ if ! command -v psql >/dev/null 2>&1; then
 fi
 if [ -n "${DATABASE_URL:-}" ] && pg_answers "$DATABASE_URL"; then
   :
-elif pg_answers "$default_pg"; then
+elif [ "${SERVICES_OWN:-}" != 1 ] && pg_answers "$default_pg"; then
   DATABASE_URL=$default_pg
 else
   [ -n "${DATABASE_URL:-}" ] && log "DATABASE_URL does not answer; looking elsewhere"
@@ -92,7 +93,7 @@ if ! command -v redis-cli >/dev/null 2>&1 || ! command -v redis-server >/dev/nul
 fi
 if [ -n "${REDIS_URL:-}" ] && redis_answers "$REDIS_URL"; then
   :
-elif redis_answers "$default_redis"; then
+elif [ "${SERVICES_OWN:-}" != 1 ] && redis_answers "$default_redis"; then
   REDIS_URL=$default_redis
 else
   mkdir -p "$local_dir/redis"
