@@ -180,9 +180,9 @@ func TestReprocessDeferReadyCommands(t *testing.T) {
 	ctx := context.Background()
 	occurred := time.Date(2026, 3, 9, 12, 0, 0, 0, b.tz)
 	ids, err := b.st.InsertLedger(ctx, []store.LedgerEntry{
-		{MemberID: 1, Kind: "EARN", Amount: 1, OccurredAt: occurred},                 // p1: processed below
-		{MemberID: 1, Kind: "EARN", Amount: 2, OccurredAt: occurred},                 // p2: processed below
-		{MemberID: 1, Kind: "EARN", Amount: 3, OccurredAt: occurred},                 // p3: processed below
+		{MemberID: 1, Kind: "EARN", Amount: 1, OccurredAt: occurred},                  // p1: processed below
+		{MemberID: 1, Kind: "EARN", Amount: 2, OccurredAt: occurred},                  // p2: processed below
+		{MemberID: 1, Kind: "EARN", Amount: 3, OccurredAt: occurred},                  // p3: processed below
 		{MemberID: 1, Kind: "EARN", Amount: 4, OccurredAt: occurred.AddDate(0, 9, 0)}, // u: unprocessed
 		{MemberID: 1, Kind: "EARN", Amount: 5, OccurredAt: occurred.AddDate(0, 9, 0), NotReady: true},
 	}, b.tz)
