@@ -200,7 +200,7 @@ func (w *PointSettlementWorker) collect(ctx context.Context, job *river.Job[Poin
 		var next SettlementCursor
 		done := false
 		err := w.deps.Store.InTx(ctx, func(tx pgx.Tx) error {
-			rows, err := w.deps.Store.LockDueChunk(ctx, tx, runDate, cur.After, cur.Bound, interval)
+			rows, err := w.deps.Store.ReadDueChunk(ctx, tx, runDate, cur.After, cur.Bound, interval)
 			if err != nil {
 				return err
 			}
@@ -228,9 +228,15 @@ func (w *PointSettlementWorker) collect(ctx context.Context, job *river.Job[Poin
 					next.Written++
 				}
 			}
-			if err := w.deps.Store.WriteChunk(ctx, tx, runDate, job.ID, written, skipped); err != nil {
+			nw, ns, err := w.deps.Store.WriteChunk(ctx, tx, runDate, job.ID, written, skipped)
+			if err != nil {
 				return err
 			}
+			// A row deferred between read and write is no longer due for
+			// this run: it was not read for it after all.
+			next.Read -= int64(len(written)) - nw + int64(len(skipped)) - ns
+			next.Written -= int64(len(written)) - nw
+			next.Skipped -= int64(len(skipped)) - ns
 			next.After = rows[len(rows)-1].ID
 			next.Chunks++
 			updated, err := river.ResumableSetStepCursorTx[*riverpgxv5.Driver](ctx, tx, job, next)

@@ -105,11 +105,20 @@ type DueRow struct {
 	PriorEarn bool
 }
 
-// LockDueChunk reads, in tx, the next at most limit rows due for runDate with
-// after < id <= bound, by id, and locks them (FOR UPDATE) so a concurrent
-// reprocess or defer waits for the chunk's commit and then sees the row as
-// processed. Uses point_ledger_due_idx.
-func (s *Store) LockDueChunk(ctx context.Context, tx pgx.Tx, runDate string, after, bound int64, limit int) ([]DueRow, error) {
+// ReadDueChunk reads, in tx, the next at most limit rows due for runDate with
+// after < id <= bound, by id, through point_ledger_due_idx. It takes no locks:
+// WriteChunk re-checks each row under its row lock.
+//
+// It also makes tx's commit asynchronous (synchronous_commit = off, for this
+// transaction only): a chunk commit does not wait for its WAL flush. A
+// Postgres crash can then lose the last few chunks committed, but only
+// together with the cursor saved in the same transaction (WAL is replayed in
+// order), so the resumed run redoes exactly those chunks and nothing twice.
+// A worker crash loses nothing committed.
+func (s *Store) ReadDueChunk(ctx context.Context, tx pgx.Tx, runDate string, after, bound int64, limit int) ([]DueRow, error) {
+	if _, err := tx.Exec(ctx, `SET LOCAL synchronous_commit = off`); err != nil {
+		return nil, fmt.Errorf("store: read due chunk %s: %w", runDate, err)
+	}
 	rows, err := tx.Query(ctx, `
 		SELECT l.id, l.member_id, l.kind, l.amount, l.ready,
 		       l.kind <> 'USE' OR EXISTS (
@@ -119,8 +128,7 @@ func (s *Store) LockDueChunk(ctx context.Context, tx pgx.Tx, runDate string, aft
 		WHERE l.process_on <= $1::date AND (l.processed_on IS NULL OR l.processed_on < l.process_on)
 		  AND l.id > $2 AND l.id <= $3
 		ORDER BY l.id
-		LIMIT $4
-		FOR UPDATE OF l`, runDate, after, bound, limit)
+		LIMIT $4`, runDate, after, bound, limit)
 	if err != nil {
 		return nil, fmt.Errorf("store: read due chunk %s after %d: %w", runDate, after, err)
 	}
@@ -137,40 +145,45 @@ type SkippedRow struct {
 	Reason   string
 }
 
-// WriteChunk, in tx, copies the written rows into daily_batch for runDate,
-// records the skipped ones in settlement_skip, and marks both processed on
-// runDate. The rows must have been locked by LockDueChunk in tx.
-func (s *Store) WriteChunk(ctx context.Context, tx pgx.Tx, runDate string, jobID int64, written []int64, skipped []SkippedRow) error {
+// WriteChunk, in tx, marks the written and skipped rows processed on runDate,
+// copies the written ones into daily_batch and records the skipped ones in
+// settlement_skip, all in one statement. The UPDATE re-checks that each row is
+// still due under its row lock, so a row deferred after it was read is left
+// alone, and a concurrent reprocess or defer of a row this chunk marked waits
+// for the commit and then sees it processed. It returns how many rows it
+// wrote and skipped.
+func (s *Store) WriteChunk(ctx context.Context, tx pgx.Tx, runDate string, jobID int64, written []int64, skipped []SkippedRow) (nWritten, nSkipped int64, err error) {
+	ids := make([]int64, 0, len(written)+len(skipped))
+	ids = append(ids, written...)
 	skipIDs, reasons := make([]int64, len(skipped)), make([]string, len(skipped))
 	for i, r := range skipped {
+		ids = append(ids, r.LedgerID)
 		skipIDs[i], reasons[i] = r.LedgerID, r.Reason
 	}
-	var inserted, skips, updated int64
-	err := tx.QueryRow(ctx, `
-		WITH b AS (
+	err = tx.QueryRow(ctx, `
+		WITH u AS (
+		    UPDATE point_ledger l SET processed_on = $1::date
+		    WHERE l.id = ANY($3::bigint[])
+		      AND l.process_on <= $1::date AND (l.processed_on IS NULL OR l.processed_on < l.process_on)
+		    RETURNING l.id, l.member_id, l.kind, l.amount
+		), k AS (
+		    SELECT * FROM unnest($4::bigint[], $5::text[]) AS k(id, reason)
+		), b AS (
 		    INSERT INTO daily_batch (run_date, ledger_id, member_id, kind, amount, processed_at, job_id)
-		    SELECT $1::date, l.id, l.member_id, l.kind, l.amount, now(), $2
-		    FROM point_ledger l WHERE l.id = ANY($3::bigint[])
+		    SELECT $1::date, u.id, u.member_id, u.kind, u.amount, now(), $2
+		    FROM u WHERE NOT EXISTS (SELECT 1 FROM k WHERE k.id = u.id)
 		    RETURNING 1
 		), s AS (
 		    INSERT INTO settlement_skip (run_date, ledger_id, reason, job_id)
-		    SELECT $1::date, u.id, u.reason, $2 FROM unnest($4::bigint[], $5::text[]) AS u(id, reason)
-		    RETURNING 1
-		), u AS (
-		    UPDATE point_ledger SET processed_on = $1::date
-		    WHERE id = ANY($3::bigint[]) OR id = ANY($4::bigint[])
+		    SELECT $1::date, u.id, k.reason, $2 FROM u JOIN k ON k.id = u.id
 		    RETURNING 1
 		)
-		SELECT (SELECT count(*) FROM b), (SELECT count(*) FROM s), (SELECT count(*) FROM u)`,
-		runDate, jobID, written, skipIDs, reasons).Scan(&inserted, &skips, &updated)
+		SELECT (SELECT count(*) FROM b), (SELECT count(*) FROM s)`,
+		runDate, jobID, ids, skipIDs, reasons).Scan(&nWritten, &nSkipped)
 	if err != nil {
-		return fmt.Errorf("store: write chunk %s: %w", runDate, err)
+		return 0, 0, fmt.Errorf("store: write chunk %s: %w", runDate, err)
 	}
-	if inserted != int64(len(written)) || skips != int64(len(skipped)) || updated != inserted+skips {
-		return fmt.Errorf("store: write chunk %s: wrote %d batch rows, %d skips, marked %d processed; want %d, %d, %d",
-			runDate, inserted, skips, updated, len(written), len(skipped), len(written)+len(skipped))
-	}
-	return nil
+	return nWritten, nSkipped, nil
 }
 
 // Settlement is one date's point_daily_settlement row.
@@ -455,4 +468,74 @@ func IsLedgerRowsError(err error) (*LedgerRowsError, bool) {
 	var le *LedgerRowsError
 	ok := errors.As(err, &le)
 	return le, ok
+}
+
+// GenerateLedgerBench fills an empty point_ledger with total rows over 10,000
+// members, every tenth of them (ids spread over the whole table) due for
+// runDate and the rest settled long ago; each member's first row is an EARN
+// so no row is skipped. For benchmarks.
+func (s *Store) GenerateLedgerBench(ctx context.Context, total int, runDate string) error {
+	_, err := s.Pool.Exec(ctx, `
+		INSERT INTO point_ledger (member_id, kind, amount, occurred_at, process_on, processed_on)
+		SELECT g % 10000, CASE WHEN g < 10000 THEN 'EARN' ELSE (ARRAY['EARN', 'USE', 'EXPIRE'])[g % 3 + 1] END,
+		       g % 997 + 1, $2::date - 400 + make_interval(secs => g * 30),
+		       CASE WHEN g % 10 = 9 THEN $2::date ELSE $2::date - 400 + (g * 30 / 86400) + 1 END,
+		       CASE WHEN g % 10 = 9 THEN NULL ELSE $2::date - 400 + (g * 30 / 86400) + 1 END
+		FROM generate_series(0, $1 - 1) AS g`, total, runDate)
+	if err != nil {
+		return fmt.Errorf("store: generate ledger bench: %w", err)
+	}
+	if _, err := s.Pool.Exec(ctx, `VACUUM ANALYZE point_ledger`); err != nil {
+		return fmt.Errorf("store: generate ledger bench: vacuum: %w", err)
+	}
+	return nil
+}
+
+// ResetSettlementRun undoes runDate's collection: its rows become due again
+// and its daily_batch, skip and settlement rows go. For benchmarks.
+func (s *Store) ResetSettlementRun(ctx context.Context, runDate string) error {
+	err := s.InTx(ctx, func(tx pgx.Tx) error {
+		for _, q := range []string{
+			`UPDATE point_ledger SET processed_on = NULL WHERE processed_on = $1::date`,
+			`DELETE FROM daily_batch WHERE run_date = $1::date`,
+			`DELETE FROM settlement_skip WHERE run_date = $1::date`,
+			`DELETE FROM point_daily_settlement WHERE run_date = $1::date`,
+		} {
+			if _, err := tx.Exec(ctx, q, runDate); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("store: reset settlement %s: %w", runDate, err)
+	}
+	if _, err := s.Pool.Exec(ctx, `VACUUM ANALYZE point_ledger, daily_batch`); err != nil {
+		return fmt.Errorf("store: reset settlement %s: vacuum: %w", runDate, err)
+	}
+	return nil
+}
+
+// CollectSetBased is step 1 as one set-based INSERT … SELECT + UPDATE in one
+// transaction: the benchmark's baseline. It returns the rows collected.
+func (s *Store) CollectSetBased(ctx context.Context, runDate string) (int64, error) {
+	var n int64
+	err := s.InTx(ctx, func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, `
+			INSERT INTO daily_batch (run_date, ledger_id, member_id, kind, amount, processed_at, job_id)
+			SELECT $1::date, id, member_id, kind, amount, now(), 0 FROM point_ledger
+			WHERE process_on <= $1::date AND (processed_on IS NULL OR processed_on < process_on) AND ready`, runDate)
+		if err != nil {
+			return err
+		}
+		n = tag.RowsAffected()
+		_, err = tx.Exec(ctx, `
+			UPDATE point_ledger SET processed_on = $1::date
+			WHERE process_on <= $1::date AND (processed_on IS NULL OR processed_on < process_on) AND ready`, runDate)
+		return err
+	})
+	if err != nil {
+		return 0, fmt.Errorf("store: set-based collect %s: %w", runDate, err)
+	}
+	return n, nil
 }
