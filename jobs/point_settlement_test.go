@@ -500,3 +500,45 @@ func TestSettlementRefusesDuplicateAndConcurrentRuns(t *testing.T) {
 		require.Equal(t, rivertype.JobStateCompleted, b.waitFinal(t, job.ID).State)
 	})
 }
+
+func TestSettlementBusinessDateAndSchedule(t *testing.T) {
+	t.Parallel()
+	// The nightly run at 00:30 KST on the 21st is the run for the 21st; a
+	// worker started at 00:10 (RunOnStart) asks for the 20th, already run.
+	require.Equal(t, "2026-11-20", jobs.SettlementBusinessDate(at("2026-11-21 00:29"), kst))
+	require.Equal(t, "2026-11-21", jobs.SettlementBusinessDate(at("2026-11-21 00:30"), kst))
+	require.Equal(t, "2026-11-21", jobs.SettlementBusinessDate(time.Date(2026, 11, 20, 15, 45, 0, 0, time.UTC), kst))
+
+	periodic, err := jobs.PeriodicJobs(jobs.Deps{TZ: kst})
+	require.NoError(t, err)
+	require.Len(t, periodic, 2)
+}
+
+func TestLedgerProcessOnDefault(t *testing.T) {
+	t.Parallel()
+	b := setup(t, settleOpts{noStart: true})
+	ctx := context.Background()
+	// 2026-11-20 15:30 UTC is 2026-11-21 00:30 in Seoul.
+	occurred := time.Date(2026, 11, 20, 15, 30, 0, 0, time.UTC)
+	ids, err := b.st.InsertLedger(ctx, []store.LedgerEntry{{MemberID: 1, Kind: "EARN", Amount: 1, OccurredAt: occurred}}, kst)
+	require.NoError(t, err)
+	utcIDs, err := b.st.InsertLedger(ctx, []store.LedgerEntry{{MemberID: 1, Kind: "EARN", Amount: 1, OccurredAt: occurred}}, time.UTC)
+	require.NoError(t, err)
+	// A writer that leaves process_on out gets the trigger's default: the
+	// zone in tidemark.batch_tz, else Asia/Seoul.
+	var viaTrigger, viaSetting string
+	require.NoError(t, b.pool.QueryRow(ctx, `INSERT INTO point_ledger (member_id, kind, amount, occurred_at) VALUES (1, 'EARN', 1, $1) RETURNING process_on::text`, occurred).Scan(&viaTrigger))
+	conn, err := b.pool.Acquire(ctx)
+	require.NoError(t, err)
+	defer conn.Release()
+	_, err = conn.Exec(ctx, `SET tidemark.batch_tz = 'UTC'`)
+	require.NoError(t, err)
+	require.NoError(t, conn.QueryRow(ctx, `INSERT INTO point_ledger (member_id, kind, amount, occurred_at) VALUES (1, 'EARN', 1, $1) RETURNING process_on::text`, occurred).Scan(&viaSetting))
+	_, err = conn.Exec(ctx, `RESET tidemark.batch_tz`)
+	require.NoError(t, err)
+
+	rows, err := b.st.GetLedgerRows(ctx, append(ids, utcIDs...))
+	require.NoError(t, err)
+	require.Equal(t, []string{"2026-11-22", "2026-11-21", "2026-11-22", "2026-11-21"},
+		[]string{rows[0].ProcessOn, rows[1].ProcessOn, viaTrigger, viaSetting})
+}
