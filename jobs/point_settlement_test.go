@@ -542,3 +542,33 @@ func TestLedgerProcessOnDefault(t *testing.T) {
 	require.Equal(t, []string{"2026-11-22", "2026-11-21", "2026-11-22", "2026-11-21"},
 		[]string{rows[0].ProcessOn, rows[1].ProcessOn, viaTrigger, viaSetting})
 }
+
+func TestSettlementRetryAfterSkipLimitResumesFromCursor(t *testing.T) {
+	t.Parallel()
+	b := setup(t, settleOpts{})
+	ctx := context.Background()
+	ids := b.ledger(t,
+		entry(1, "EARN", 100, "2026-03-09 08:00"),
+		entry(2, "USE", 1, "2026-03-09 09:00"),
+		entry(1, "EARN", 5, "2026-03-09 09:30"),
+		entry(2, "USE", 2, "2026-03-09 10:00"),
+		entry(2, "USE", 3, "2026-03-09 10:01"),
+	)
+	limit := 1
+	job := b.run(t, "2026-03-10", jobs.SettlementRunOpts{CommitInterval: 3, SkipLimit: &limit})
+	require.Equal(t, rivertype.JobStateCancelled, job.State)
+	require.Equal(t, []int64{ids[0], ids[2]}, b.batchIDs(t, "2026-03-10")) // first chunk; ids[1] skipped
+
+	// The operator records member 2's missing EARN (it occurred before the
+	// USE rows, process_on far ahead so no run collects it now) and restarts
+	// the failed run, which resumes after its last committed chunk.
+	b.ledger(t, store.LedgerEntry{MemberID: 2, Kind: "EARN", Amount: 50, OccurredAt: at("2026-03-09 07:00"), ProcessOn: "2026-12-31"})
+	_, err := b.client.JobRetry(ctx, job.ID)
+	require.NoError(t, err)
+	job = b.waitFinal(t, job.ID)
+	require.Equal(t, rivertype.JobStateCompleted, job.State)
+	require.Equal(t, []int64{ids[0], ids[2], ids[3], ids[4]}, b.batchIDs(t, "2026-03-10"))
+	require.Equal(t, ids[1:2], b.ids(t, `SELECT ledger_id FROM settlement_skip`))
+	require.Equal(t, jobs.SettlementCounts{Read: 5, Written: 4, Skipped: 1, Chunks: 2, Rollbacks: 1}, output(t, job).SettlementCounts)
+	b.requireSettledAsLedger(t, "2026-03-10")
+}
