@@ -50,13 +50,22 @@ func TestSettlementWorkerKilledMidStepResumes(t *testing.T) {
 	}
 	worker.Kill()
 	killedAt := time.Now()
+	// A COMMIT the worker sent just before dying may still be executing in
+	// its backend; wait until none of its backends is busy.
+	for b.count(t, `SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()
+		AND pid <> pg_backend_pid() AND backend_type = 'client backend' AND state IN ('active', 'idle in transaction')`) > 0 {
+		require.True(t, time.Now().Before(deadline), "the killed worker's backends are still busy")
+		time.Sleep(5 * time.Millisecond)
+	}
 
-	before := b.count(t, `SELECT count(*) FROM daily_batch WHERE run_date = $1::date`, date)
-	require.Less(t, before, int64(due), "the worker finished before it was killed; nothing to resume")
+	var before int64
 	var state string
 	var cursors map[string]jobs.SettlementCursor
 	var meta []byte
-	require.NoError(t, b.pool.QueryRow(ctx, `SELECT state::text, metadata FROM river_job WHERE id = $1`, job.ID).Scan(&state, &meta))
+	require.NoError(t, b.pool.QueryRow(ctx, `
+		SELECT (SELECT count(*) FROM daily_batch WHERE run_date = $2::date), state::text, metadata
+		FROM river_job WHERE id = $1`, job.ID, date).Scan(&before, &state, &meta))
+	require.Less(t, before, int64(due), "the worker finished before it was killed; nothing to resume")
 	require.Equal(t, "running", state)
 	var m struct {
 		Cursors map[string]jobs.SettlementCursor `json:"river:resumable_cursor"`
