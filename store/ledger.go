@@ -116,10 +116,10 @@ type DueRow struct {
 // order), so the resumed run redoes exactly those chunks and nothing twice.
 // A worker crash loses nothing committed.
 func (s *Store) ReadDueChunk(ctx context.Context, tx pgx.Tx, runDate string, after, bound int64, limit int) ([]DueRow, error) {
-	if _, err := tx.Exec(ctx, `SET LOCAL synchronous_commit = off`); err != nil {
-		return nil, fmt.Errorf("store: read due chunk %s: %w", runDate, err)
-	}
-	rows, err := tx.Query(ctx, `
+	// One round trip for both statements.
+	batch := &pgx.Batch{}
+	batch.Queue(`SET LOCAL synchronous_commit = off`)
+	batch.Queue(`
 		SELECT l.id, l.member_id, l.kind, l.amount, l.ready,
 		       l.kind <> 'USE' OR EXISTS (
 		           SELECT 1 FROM point_ledger e
@@ -129,6 +129,12 @@ func (s *Store) ReadDueChunk(ctx context.Context, tx pgx.Tx, runDate string, aft
 		  AND l.id > $2 AND l.id <= $3
 		ORDER BY l.id
 		LIMIT $4`, runDate, after, bound, limit)
+	br := tx.SendBatch(ctx, batch)
+	defer br.Close()
+	if _, err := br.Exec(); err != nil {
+		return nil, fmt.Errorf("store: read due chunk %s: %w", runDate, err)
+	}
+	rows, err := br.Query()
 	if err != nil {
 		return nil, fmt.Errorf("store: read due chunk %s after %d: %w", runDate, after, err)
 	}
