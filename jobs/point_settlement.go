@@ -135,8 +135,9 @@ var errSkipLimit = errors.New("skip limit exceeded")
 // Work runs the settlement.
 func (w *PointSettlementWorker) Work(ctx context.Context, job *river.Job[PointSettlementArgs]) error {
 	a := job.Args
+	_, untilErr := ParseDate(a.Until)
 	if _, err := ParseDate(a.RunDate); err != nil || a.Run < 1 || a.CommitInterval < 0 || a.CommitInterval > MaxCommitInterval ||
-		(a.SkipLimit != nil && *a.SkipLimit < 0) {
+		(a.SkipLimit != nil && *a.SkipLimit < 0) || (a.Until != "" && untilErr != nil) {
 		return river.JobCancel(fmt.Errorf("point_settlement: invalid args %+v", a))
 	}
 	interval := a.CommitInterval
