@@ -572,3 +572,39 @@ func TestSettlementRetryAfterSkipLimitResumesFromCursor(t *testing.T) {
 	require.Equal(t, jobs.SettlementCounts{Read: 5, Written: 4, Skipped: 1, Chunks: 2, Rollbacks: 1}, output(t, job).SettlementCounts)
 	b.requireSettledAsLedger(t, "2026-03-10")
 }
+
+func TestSettlementDeferredRowWaitsForItsDate(t *testing.T) {
+	t.Parallel()
+	b := setup(t, settleOpts{})
+	ctx := context.Background()
+	ids := b.ledger(t, entry(1, "EARN", 10, "2026-03-09 10:00"), entry(1, "EARN", 20, "2026-03-09 11:00"))
+	require.NoError(t, b.st.DeferLedger(ctx, ids[1:], "2026-03-12"))
+	b.run(t, "2026-03-10", jobs.SettlementRunOpts{})
+	b.run(t, "2026-03-11", jobs.SettlementRunOpts{})
+	require.Equal(t, ids[:1], b.batchIDs(t, "2026-03-10"))
+	require.Empty(t, b.batchIDs(t, "2026-03-11"))
+	b.run(t, "2026-03-12", jobs.SettlementRunOpts{})
+	require.Equal(t, ids[1:], b.batchIDs(t, "2026-03-12"))
+	b.requireSettledAsLedger(t, "2026-03-12")
+}
+
+func TestCatchUpWaitsForAnActiveRun(t *testing.T) {
+	t.Parallel()
+	b := setup(t, settleOpts{noStart: true})
+	ctx := context.Background()
+	// An operator's run for the 9th is queued; the nightly trigger for the
+	// 10th must not start the 10th before it, nor start the 9th again.
+	queued, err := jobs.EnqueueSettlement(ctx, b.client, b.st, "2026-03-09", jobs.SettlementRunOpts{})
+	require.NoError(t, err)
+	_, err = b.pool.Exec(ctx, `INSERT INTO point_daily_settlement VALUES ('2026-03-08', 0, 0, 0, 0, now(), 1, 1)`)
+	require.NoError(t, err)
+	out, err := jobs.CatchUpSettlements(ctx, b.client, b.st, "2026-03-10")
+	require.NoError(t, err)
+	require.Equal(t, jobs.SettlementDailyOutput{LastSettled: "2026-03-08", Missing: []string{"2026-03-09", "2026-03-10"}, WaitingOn: queued.ID}, out)
+	require.Equal(t, int64(1), countJobs(t, b, "point_settlement"))
+}
+
+func countJobs(t *testing.T, b *settleBundle, kind string) int64 {
+	t.Helper()
+	return b.count(t, `SELECT count(*) FROM river_job WHERE kind = $1`, kind)
+}
