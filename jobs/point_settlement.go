@@ -160,7 +160,7 @@ func (w *PointSettlementWorker) Work(ctx context.Context, job *river.Job[PointSe
 
 	river.ResumableStepCursor(ctx, "collect", nil, func(ctx context.Context, cur SettlementCursor) error {
 		start := time.Now()
-		cur, err := w.collect(ctx, job, cur, interval, skipLimit, &out)
+		cur, err := w.collect(ctx, job, cur, interval, skipLimit)
 		out.SettlementCounts = cur.SettlementCounts
 		out.CollectMillis = time.Since(start).Milliseconds()
 		if rerr := river.RecordOutput(ctx, out); rerr != nil && err == nil {
@@ -177,7 +177,7 @@ func (w *PointSettlementWorker) Work(ctx context.Context, job *river.Job[PointSe
 // collect is step 1: chunks of due rows, each one transaction that writes the
 // chunk's daily_batch and skip rows, marks them processed and saves the cursor.
 func (w *PointSettlementWorker) collect(ctx context.Context, job *river.Job[PointSettlementArgs], cur SettlementCursor,
-	interval int, skipLimit int64, out *SettlementOutput,
+	interval int, skipLimit int64,
 ) (SettlementCursor, error) {
 	runDate := job.Args.RunDate
 	if cur.Bound == 0 {
