@@ -47,6 +47,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /readyz", s.ready)
 	mux.HandleFunc("GET /v1/therapy-statistics", s.getTherapyStatistics)
 	mux.Handle("POST /v1/therapy-statistics/recover", s.admin(s.recoverTherapyStatistics))
+	mux.Handle("POST /v1/ledger/reprocess", s.admin(s.reprocessLedger))
 	s.mux = mux
 	return mux
 }

@@ -19,6 +19,12 @@ func Register(workers *river.Workers, deps Deps) error {
 	if err := river.AddWorkerSafely(workers, &TherapyDailyWorker{deps: deps}); err != nil {
 		return err
 	}
+	if err := river.AddWorkerSafely(workers, NewPointSettlementWorker(deps)); err != nil {
+		return err
+	}
+	if err := river.AddWorkerSafely(workers, NewPointSettlementDailyWorker(deps)); err != nil {
+		return err
+	}
 	return nil
 }
 
@@ -29,6 +35,10 @@ func PeriodicJobs(deps Deps) ([]*river.PeriodicJob, error) {
 	if err != nil {
 		return nil, err
 	}
+	settlement, err := dailyAt("30 0 * * *", deps.TZ)
+	if err != nil {
+		return nil, err
+	}
 	return []*river.PeriodicJob{
 		// 00:00 BATCH_TZ: aggregate the month of the day that just ended. Also
 		// on start, so a midnight missed while no worker ran is caught up; the
@@ -36,6 +46,12 @@ func PeriodicJobs(deps Deps) ([]*river.PeriodicJob, error) {
 		river.NewPeriodicJob(daily, func() (river.JobArgs, *river.InsertOpts) {
 			return TherapyDailyArgs{BusinessDate: BusinessDate(time.Now(), deps.TZ)}, nil
 		}, &river.PeriodicJobOpts{ID: "therapy_daily", RunOnStart: true}),
+		// 00:30 BATCH_TZ: settle the point ledger for today's business date
+		// (yesterday's transactions), first catching up missed dates. On start
+		// too, for the date of the last 00:30 boundary; unique per date.
+		river.NewPeriodicJob(settlement, func() (river.JobArgs, *river.InsertOpts) {
+			return PointSettlementDailyArgs{BusinessDate: SettlementBusinessDate(time.Now(), deps.TZ)}, nil
+		}, &river.PeriodicJobOpts{ID: "point_settlement_daily", RunOnStart: true}),
 	}, nil
 }
 

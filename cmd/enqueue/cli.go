@@ -33,6 +33,10 @@ var commands = map[string]command{
 	"retry":          {"re-queue discarded or cancelled jobs of a kind", cmdRetry},
 	"status":         {"count jobs by kind and state", cmdStatus},
 	"wait":           {"block until no job is available, running, pending or due within 1s", cmdWait},
+	"settlement":     {"start the point settlement run for a business date (--rerun to run it again)", cmdSettlement},
+	"reprocess":      {"have processed ledger rows collected again on a date", cmdReprocess},
+	"defer":          {"postpone unprocessed ledger rows to a future date", cmdDefer},
+	"ready":          {"mark ledger rows ready (their preceding step finished)", cmdReady},
 }
 
 // usageError is a mistake in how the command was called: exit 2.

@@ -1,0 +1,437 @@
+package jobs
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/riverdriver/riverpgxv5"
+	"github.com/riverqueue/river/rivertype"
+
+	"github.com/tidemark/tidemark/config"
+	"github.com/tidemark/tidemark/store"
+)
+
+// Settlement defaults, overridable per run through the job's args.
+const (
+	// DefaultCommitInterval is how many due rows step 1 reads per chunk
+	// (one transaction each).
+	DefaultCommitInterval = 1000
+	// MaxCommitInterval bounds a chunk so one transaction stays short.
+	MaxCommitInterval = 100_000
+	// DefaultSkipLimit is how many rows a run may skip before it fails.
+	DefaultSkipLimit = 100
+)
+
+// Triggers recorded on point_settlement jobs, for audit.
+const (
+	SettlementTriggerCLI     = "cli"
+	SettlementTriggerDaily   = "daily"
+	SettlementTriggerCatchUp = "catch_up"
+)
+
+// PointSettlementArgs is one run of the point settlement for business date
+// RunDate (Spring Batch's job instance + execution). Its identity is (RunDate,
+// Run): Run is 1 for the first run of a date and one more for each later run
+// (--rerun, or a new run after a failed one), assigned under a per-date
+// advisory lock by EnqueueSettlementTx, which is the only way runs are started.
+type PointSettlementArgs struct {
+	RunDate string `json:"run_date" river:"unique"`
+	Run     int    `json:"run" river:"unique"`
+	// Rerun marks a run started with --rerun on a date already settled.
+	Rerun bool `json:"rerun,omitempty"`
+	// Until continues a catch-up: once RunDate is settled, the run starts
+	// the next unsettled date up to Until, so missed days run oldest first.
+	Until   string `json:"until,omitempty"`
+	Trigger string `json:"trigger"`
+	// CommitInterval is the chunk size of step 1 (0: DefaultCommitInterval).
+	CommitInterval int `json:"commit_interval,omitempty"`
+	// SkipLimit is how many rows may be skipped before the run fails (nil:
+	// DefaultSkipLimit).
+	SkipLimit *int `json:"skip_limit,omitempty"`
+}
+
+// Kind is point_settlement.
+func (PointSettlementArgs) Kind() string { return "point_settlement" }
+
+// InsertOpts makes (run date, run) unique in every state but cancelled and
+// discarded: a second insert of the same run is a no-op even if it got past
+// the advisory lock.
+func (PointSettlementArgs) InsertOpts() river.InsertOpts {
+	return river.InsertOpts{
+		Queue:       config.QueueDefault,
+		MaxAttempts: 5,
+		UniqueOpts:  river.UniqueOpts{ByArgs: true},
+	}
+}
+
+// SettlementCounts are a run's Spring Batch step counts. read = written +
+// skipped + not_ready; chunks are committed chunks, rollbacks failed ones.
+type SettlementCounts struct {
+	Read      int64 `json:"read"`
+	Written   int64 `json:"written"`
+	Skipped   int64 `json:"skipped"`
+	NotReady  int64 `json:"not_ready"`
+	Chunks    int64 `json:"chunks"`
+	Rollbacks int64 `json:"rollbacks"`
+}
+
+// SettlementCursor is step 1's resumable cursor, saved in the transaction of
+// the chunk it follows. Bound is the largest ledger id when the step began (a
+// resumed attempt keeps it), After the last id a committed chunk covered; the
+// counts so far travel with it so a resumed run reports whole-run totals.
+type SettlementCursor struct {
+	Bound int64 `json:"bound"`
+	After int64 `json:"after"`
+	SettlementCounts
+}
+
+// SettlementOutput is what a run records on its job (river.RecordOutput);
+// batch_job_execution shows the counts.
+type SettlementOutput struct {
+	RunDate string `json:"run_date"`
+	Run     int    `json:"run"`
+	SettlementCounts
+	Earned    int64 `json:"earned"`
+	Used      int64 `json:"used"`
+	Expired   int64 `json:"expired"`
+	ItemCount int   `json:"item_count"`
+	// CollectMillis is how long step 1 took in the attempt that finished it.
+	CollectMillis int64 `json:"collect_ms"`
+	// NextRunDate is the catch-up run this one started, if any.
+	NextRunDate string `json:"next_run_date,omitempty"`
+}
+
+// PointSettlementWorker runs the settlement for one date in two resumable
+// steps: collect (chunked, cursor saved with each chunk) and settle.
+type PointSettlementWorker struct {
+	river.WorkerDefaults[PointSettlementArgs]
+	deps Deps
+	// budget is how long step 1 works in one attempt before it snoozes and
+	// resumes from its cursor in the next, inside the job's Timeout.
+	budget time.Duration
+	// afterChunk, if set, is called after each committed chunk (tests).
+	afterChunk func(ctx context.Context, cursor SettlementCursor)
+}
+
+// NewPointSettlementWorker returns the worker.
+func NewPointSettlementWorker(deps Deps) *PointSettlementWorker {
+	return &PointSettlementWorker{deps: deps, budget: 40 * time.Second}
+}
+
+// Timeout bounds one attempt. A longer run snoozes after its budget and
+// resumes from its cursor; a killed one is rescued and does the same.
+func (w *PointSettlementWorker) Timeout(*river.Job[PointSettlementArgs]) time.Duration {
+	return time.Minute
+}
+
+// errSkipLimit fails a run whose skips exceed its limit.
+var errSkipLimit = errors.New("skip limit exceeded")
+
+// Work runs the settlement.
+func (w *PointSettlementWorker) Work(ctx context.Context, job *river.Job[PointSettlementArgs]) error {
+	a := job.Args
+	_, untilErr := ParseDate(a.Until)
+	if _, err := ParseDate(a.RunDate); err != nil || a.Run < 1 || a.CommitInterval < 0 || a.CommitInterval > MaxCommitInterval ||
+		(a.SkipLimit != nil && *a.SkipLimit < 0) || (a.Until != "" && untilErr != nil) {
+		return river.JobCancel(fmt.Errorf("point_settlement: invalid args %+v", a))
+	}
+	interval := a.CommitInterval
+	if interval == 0 {
+		interval = DefaultCommitInterval
+	}
+	skipLimit := int64(DefaultSkipLimit)
+	if a.SkipLimit != nil {
+		skipLimit = int64(*a.SkipLimit)
+	}
+
+	// Counts of an earlier attempt that finished step 1 come from its output.
+	out := SettlementOutput{RunDate: a.RunDate, Run: a.Run}
+	var meta struct {
+		Output *SettlementOutput `json:"output"`
+	}
+	if json.Unmarshal(job.Metadata, &meta) == nil && meta.Output != nil {
+		out.SettlementCounts, out.CollectMillis = meta.Output.SettlementCounts, meta.Output.CollectMillis
+	}
+
+	river.ResumableStepCursor(ctx, "collect", nil, func(ctx context.Context, cur SettlementCursor) error {
+		start := time.Now()
+		cur, err := w.collect(ctx, job, cur, interval, skipLimit)
+		out.SettlementCounts = cur.SettlementCounts
+		out.CollectMillis = time.Since(start).Milliseconds()
+		if rerr := river.RecordOutput(ctx, out); rerr != nil && err == nil {
+			err = rerr
+		}
+		return err
+	})
+	river.ResumableStep(ctx, "settle", nil, func(ctx context.Context) error {
+		return w.settle(ctx, job, &out)
+	})
+	return nil
+}
+
+// collect is step 1: chunks of due rows, each one transaction that writes the
+// chunk's daily_batch and skip rows, marks them processed and saves the cursor.
+func (w *PointSettlementWorker) collect(ctx context.Context, job *river.Job[PointSettlementArgs], cur SettlementCursor,
+	interval int, skipLimit int64,
+) (SettlementCursor, error) {
+	runDate := job.Args.RunDate
+	if cur.Bound == 0 {
+		bound, err := w.deps.Store.MaxLedgerID(ctx)
+		if err != nil {
+			return cur, err
+		}
+		cur.Bound = bound
+		// Kept if this attempt ends before its first chunk commits.
+		if err := river.ResumableSetCursor(ctx, cur); err != nil {
+			return cur, err
+		}
+	}
+	started := time.Now()
+	for chunks := 0; ; chunks++ {
+		if chunks > 0 && time.Since(started) > w.budget {
+			w.deps.Logger.InfoContext(ctx, "point_settlement: budget spent, resuming from cursor",
+				"run_date", runDate, "job", job.ID, "after", cur.After, "bound", cur.Bound)
+			return cur, river.JobSnooze(0)
+		}
+		var next SettlementCursor
+		done := false
+		err := w.deps.Store.InTx(ctx, func(tx pgx.Tx) error {
+			rows, err := w.deps.Store.ReadDueChunk(ctx, tx, runDate, cur.After, cur.Bound, interval)
+			if err != nil {
+				return err
+			}
+			if len(rows) == 0 {
+				done = true
+				return nil
+			}
+			next = cur
+			written := make([]int64, 0, len(rows))
+			var skipped []store.SkippedRow
+			for _, r := range rows {
+				next.Read++
+				switch {
+				case !r.Ready:
+					next.NotReady++ // left due: collected by a run after it is marked ready
+				case !r.PriorEarn:
+					next.Skipped++
+					skipped = append(skipped, store.SkippedRow{LedgerID: r.ID,
+						Reason: fmt.Sprintf("USE of %d by member %d with no earlier EARN", r.Amount, r.MemberID)})
+					if next.Skipped > skipLimit {
+						return fmt.Errorf("%w: row %d is skip %d, limit %d", errSkipLimit, r.ID, next.Skipped, skipLimit)
+					}
+				default:
+					written = append(written, r.ID)
+					next.Written++
+				}
+			}
+			nw, ns, err := w.deps.Store.WriteChunk(ctx, tx, runDate, job.ID, written, skipped)
+			if err != nil {
+				return err
+			}
+			// A row deferred between read and write is no longer due for
+			// this run: it was not read for it after all.
+			next.Read -= int64(len(written)) - nw + int64(len(skipped)) - ns
+			next.Written -= int64(len(written)) - nw
+			next.Skipped -= int64(len(skipped)) - ns
+			next.After = rows[len(rows)-1].ID
+			next.Chunks++
+			updated, err := river.ResumableSetStepCursorTx[*riverpgxv5.Driver](ctx, tx, job, next)
+			if err != nil {
+				return fmt.Errorf("point_settlement: save cursor: %w", err)
+			}
+			job.JobRow = updated.JobRow
+			return nil
+		})
+		if err != nil {
+			// The chunk rolled back: its rows stay due, the cursor where it was.
+			cur.Rollbacks++
+			if serr := river.ResumableSetCursor(ctx, cur); serr != nil {
+				err = errors.Join(err, serr)
+			}
+			if errors.Is(err, errSkipLimit) {
+				// No retry can fix the data: fail now. Fix the rows, then
+				// `enqueue retry --kind point_settlement --state cancelled`
+				// resumes this run from its cursor.
+				return cur, river.JobCancel(fmt.Errorf("point_settlement %s: %w", runDate, err))
+			}
+			return cur, fmt.Errorf("point_settlement %s: chunk after id %d: %w", runDate, cur.After, err)
+		}
+		if done {
+			return cur, nil
+		}
+		cur = next
+		if w.afterChunk != nil {
+			w.afterChunk(ctx, cur)
+		}
+	}
+}
+
+// settle is step 2: recompute the date's settlement from daily_batch and, in
+// the same transaction, continue a catch-up and complete the job.
+func (w *PointSettlementWorker) settle(ctx context.Context, job *river.Job[PointSettlementArgs], out *SettlementOutput) error {
+	a := job.Args
+	client := river.ClientFromContext[pgx.Tx](ctx)
+	if client == nil {
+		return errors.New("point_settlement: no river client in context")
+	}
+	return w.deps.Store.InTx(ctx, func(tx pgx.Tx) error {
+		st, err := w.deps.Store.SettleDayTx(ctx, tx, a.RunDate, job.ID, a.Run)
+		if err != nil {
+			return err
+		}
+		out.Earned, out.Used, out.Expired, out.ItemCount = st.Earned, st.Used, st.Expired, st.ItemCount
+		if a.Until != "" && a.Until > a.RunDate {
+			next, err := continueCatchUp(ctx, client, w.deps.Store, tx, nextDate(a.RunDate), a.Until)
+			if err != nil {
+				return err
+			}
+			out.NextRunDate = next
+		}
+		if err := river.RecordOutput(ctx, out); err != nil {
+			return err
+		}
+		w.deps.Logger.InfoContext(ctx, "point_settlement settled", "run_date", a.RunDate, "run", a.Run, "job", job.ID,
+			"read", out.Read, "written", out.Written, "skipped", out.Skipped, "not_ready", out.NotReady,
+			"chunks", out.Chunks, "rollbacks", out.Rollbacks, "next", out.NextRunDate)
+		if _, err := river.JobCompleteTx[*riverpgxv5.Driver](ctx, tx, job); err != nil {
+			return fmt.Errorf("point_settlement: complete job %d: %w", job.ID, err)
+		}
+		return nil
+	})
+}
+
+// continueCatchUp starts the first unsettled date in [from, until], in tx,
+// unless a run for it is already active (that run, or the next daily run,
+// carries on). It returns the date started, if any.
+func continueCatchUp(ctx context.Context, client *Client, st *store.Store, tx pgx.Tx, from, until string) (string, error) {
+	dates, err := st.UnsettledDatesTx(ctx, tx, from, until)
+	if err != nil || len(dates) == 0 {
+		return "", err
+	}
+	_, err = EnqueueSettlementTx(ctx, client, st, tx, dates[0], SettlementRunOpts{Until: until, Trigger: SettlementTriggerCatchUp})
+	var active *SettlementActiveError
+	if errors.As(err, &active) {
+		return "", nil
+	}
+	if err != nil {
+		return "", err
+	}
+	return dates[0], nil
+}
+
+// SettlementRunOpts are the non-identifying parameters of a new run.
+type SettlementRunOpts struct {
+	Rerun          bool
+	Until          string
+	Trigger        string
+	CommitInterval int
+	SkipLimit      *int
+}
+
+// SettlementCompletedError refuses a run for a date already settled
+// (Spring Batch's JobInstanceAlreadyCompleteException).
+type SettlementCompletedError struct {
+	RunDate string
+	JobID   int64
+}
+
+func (e *SettlementCompletedError) Error() string {
+	return fmt.Sprintf("already completed for %s (job %d); use --rerun to run it again", e.RunDate, e.JobID)
+}
+
+// SettlementActiveError refuses a run for a date that has one queued or
+// running (Spring Batch's JobExecutionAlreadyRunningException).
+type SettlementActiveError struct {
+	RunDate string
+	JobID   int64
+	State   string
+}
+
+func (e *SettlementActiveError) Error() string {
+	if e.State == string(rivertype.JobStateRunning) {
+		return fmt.Sprintf("already running for %s (job %d); wait for it to finish", e.RunDate, e.JobID)
+	}
+	return fmt.Sprintf("already queued for %s (job %d, %s); wait for it to finish", e.RunDate, e.JobID, e.State)
+}
+
+// EnqueueSettlement starts a run for runDate in a transaction of its own; see
+// EnqueueSettlementTx.
+func EnqueueSettlement(ctx context.Context, client *Client, st *store.Store, runDate string, opts SettlementRunOpts) (*rivertype.JobRow, error) {
+	var job *rivertype.JobRow
+	err := st.InTx(ctx, func(tx pgx.Tx) error {
+		var err error
+		job, err = EnqueueSettlementTx(ctx, client, st, tx, runDate, opts)
+		return err
+	})
+	return job, err
+}
+
+// EnqueueSettlementTx starts a run for runDate in tx, or refuses: with a
+// *SettlementActiveError when a run for the date is queued, running or
+// waiting to retry, and with a *SettlementCompletedError when the date is
+// settled and opts.Rerun is false. The decision and the insert happen under a
+// transaction-scoped advisory lock on the date, so two callers at once (two
+// CLIs, the CLI and the periodic job) serialise: the second sees the first's
+// committed job and is refused. The run number it assigns is part of River's
+// unique key, a second guard against a duplicate insert.
+func EnqueueSettlementTx(ctx context.Context, client *Client, st *store.Store, tx pgx.Tx, runDate string, opts SettlementRunOpts) (*rivertype.JobRow, error) {
+	if _, err := ParseDate(runDate); err != nil {
+		return nil, err
+	}
+	if err := st.LockSettlementDateTx(ctx, tx, runDate); err != nil {
+		return nil, err
+	}
+	active, err := st.ActiveSettlementJobTx(ctx, tx, runDate)
+	if err == nil {
+		return nil, &SettlementActiveError{RunDate: runDate, JobID: active.ID, State: active.State}
+	}
+	if !errors.Is(err, store.ErrNotFound) {
+		return nil, err
+	}
+	settled, err := st.GetSettlementTx(ctx, tx, runDate)
+	switch {
+	case err == nil && !opts.Rerun:
+		return nil, &SettlementCompletedError{RunDate: runDate, JobID: settled.JobID}
+	case err != nil && !errors.Is(err, store.ErrNotFound):
+		return nil, err
+	}
+	run, err := st.NextSettlementRunTx(ctx, tx, runDate)
+	if err != nil {
+		return nil, err
+	}
+	trigger := opts.Trigger
+	if trigger == "" {
+		trigger = SettlementTriggerCLI
+	}
+	res, err := client.InsertTx(ctx, tx, PointSettlementArgs{
+		RunDate: runDate, Run: run, Rerun: opts.Rerun, Until: opts.Until, Trigger: trigger,
+		CommitInterval: opts.CommitInterval, SkipLimit: opts.SkipLimit,
+	}, nil)
+	if err != nil {
+		return nil, fmt.Errorf("jobs: enqueue point_settlement %s: %w", runDate, err)
+	}
+	if res.UniqueSkippedAsDuplicate {
+		return nil, &SettlementActiveError{RunDate: runDate, JobID: res.Job.ID, State: string(res.Job.State)}
+	}
+	return res.Job, nil
+}
+
+// ParseDate parses a business date "YYYY-MM-DD".
+func ParseDate(s string) (time.Time, error) {
+	d, err := time.Parse(time.DateOnly, s)
+	if err != nil || d.Format(time.DateOnly) != s {
+		return time.Time{}, fmt.Errorf("date %q: want YYYY-MM-DD, like 2026-11-20", s)
+	}
+	return d, nil
+}
+
+// nextDate is the business date after d (d already valid).
+func nextDate(d string) string {
+	t, _ := time.Parse(time.DateOnly, d)
+	return t.AddDate(0, 0, 1).Format(time.DateOnly)
+}

@@ -1,0 +1,547 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// Ledger settlement (seeds 002 and 003). Business dates travel as
+// "YYYY-MM-DD" strings and are cast to date in SQL, so no time zone can shift
+// them on the way.
+
+// LedgerEntry is one point_ledger row to insert.
+type LedgerEntry struct {
+	MemberID   int64
+	Kind       string // EARN, USE or EXPIRE
+	Amount     int64
+	OccurredAt time.Time
+	// ProcessOn is the business date whose run collects the row; empty means
+	// the day after OccurredAt's date in the batch time zone.
+	ProcessOn string
+	// NotReady marks a row whose preceding step has not finished (ready = false).
+	NotReady bool
+}
+
+// InsertLedger inserts entries and returns their ids in order. process_on
+// defaults to the day after occurred_at's date in tz (BATCH_TZ).
+func (s *Store) InsertLedger(ctx context.Context, entries []LedgerEntry, tz *time.Location) ([]int64, error) {
+	n := len(entries)
+	members, amounts := make([]int64, n), make([]int64, n)
+	kinds, processOn := make([]string, n), make([]*string, n)
+	occurred, ready := make([]time.Time, n), make([]bool, n)
+	for i, e := range entries {
+		members[i], kinds[i], amounts[i], occurred[i], ready[i] = e.MemberID, e.Kind, e.Amount, e.OccurredAt, !e.NotReady
+		if e.ProcessOn != "" {
+			processOn[i] = &entries[i].ProcessOn
+		}
+	}
+	rows, err := s.Pool.Query(ctx, `
+		INSERT INTO point_ledger (member_id, kind, amount, occurred_at, process_on, ready)
+		SELECT m, k, a, o, coalesce(p::date, (o AT TIME ZONE $7)::date + 1), r
+		FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::timestamptz[], $5::text[], $6::bool[])
+		     WITH ORDINALITY AS u(m, k, a, o, p, r, ord)
+		ORDER BY ord
+		RETURNING id`, members, kinds, amounts, occurred, processOn, ready, tz.String())
+	if err != nil {
+		return nil, fmt.Errorf("store: insert ledger: %w", err)
+	}
+	ids, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+	if err != nil {
+		return nil, fmt.Errorf("store: insert ledger: %w", err)
+	}
+	return ids, nil
+}
+
+// LedgerRow is a point_ledger row as operators see it.
+type LedgerRow struct {
+	ID          int64
+	MemberID    int64
+	Kind        string
+	Amount      int64
+	ProcessOn   string
+	ProcessedOn *string
+	Ready       bool
+}
+
+// GetLedgerRows returns the rows with ids that exist, by id.
+func (s *Store) GetLedgerRows(ctx context.Context, ids []int64) ([]LedgerRow, error) {
+	rows, err := s.Pool.Query(ctx, `
+		SELECT id, member_id, kind, amount, process_on::text, processed_on::text, ready
+		FROM point_ledger WHERE id = ANY($1) ORDER BY id`, ids)
+	if err != nil {
+		return nil, fmt.Errorf("store: ledger rows: %w", err)
+	}
+	out, err := pgx.CollectRows(rows, pgx.RowToStructByPos[LedgerRow])
+	if err != nil {
+		return nil, fmt.Errorf("store: ledger rows: %w", err)
+	}
+	return out, nil
+}
+
+// MaxLedgerID is the largest point_ledger id committed now (0 when empty):
+// step 1's upper bound, so rows inserted while it runs wait for the next run.
+func (s *Store) MaxLedgerID(ctx context.Context) (int64, error) {
+	var id int64
+	if err := s.Pool.QueryRow(ctx, `SELECT coalesce(max(id), 0) FROM point_ledger`).Scan(&id); err != nil {
+		return 0, fmt.Errorf("store: max ledger id: %w", err)
+	}
+	return id, nil
+}
+
+// DueRow is a due ledger row read by step 1, with what the skip policy needs.
+type DueRow struct {
+	ID       int64
+	MemberID int64
+	Kind     string
+	Amount   int64
+	Ready    bool
+	// PriorEarn reports whether the member has an EARN row that occurred
+	// before this row (the skip policy rejects a USE row without one).
+	PriorEarn bool
+}
+
+// ReadDueChunk reads, in tx, the next at most limit rows due for runDate with
+// after < id <= bound, by id, through point_ledger_due_idx. It takes no locks:
+// WriteChunk re-checks each row under its row lock.
+//
+// It also makes tx's commit asynchronous (synchronous_commit = off, for this
+// transaction only): a chunk commit does not wait for its WAL flush. A
+// Postgres crash can then lose the last few chunks committed, but only
+// together with the cursor saved in the same transaction (WAL is replayed in
+// order), so the resumed run redoes exactly those chunks and nothing twice.
+// A worker crash loses nothing committed.
+func (s *Store) ReadDueChunk(ctx context.Context, tx pgx.Tx, runDate string, after, bound int64, limit int) ([]DueRow, error) {
+	// One round trip for both statements.
+	batch := &pgx.Batch{}
+	batch.Queue(`SET LOCAL synchronous_commit = off`)
+	batch.Queue(`
+		SELECT l.id, l.member_id, l.kind, l.amount, l.ready,
+		       l.kind <> 'USE' OR EXISTS (
+		           SELECT 1 FROM point_ledger e
+		           WHERE e.member_id = l.member_id AND e.kind = 'EARN' AND e.occurred_at < l.occurred_at)
+		FROM point_ledger l
+		WHERE l.process_on <= $1::date AND (l.processed_on IS NULL OR l.processed_on < l.process_on)
+		  AND l.id > $2 AND l.id <= $3
+		ORDER BY l.id
+		LIMIT $4`, runDate, after, bound, limit)
+	br := tx.SendBatch(ctx, batch)
+	defer br.Close()
+	if _, err := br.Exec(); err != nil {
+		return nil, fmt.Errorf("store: read due chunk %s: %w", runDate, err)
+	}
+	rows, err := br.Query()
+	if err != nil {
+		return nil, fmt.Errorf("store: read due chunk %s after %d: %w", runDate, after, err)
+	}
+	out, err := pgx.CollectRows(rows, pgx.RowToStructByPos[DueRow])
+	if err != nil {
+		return nil, fmt.Errorf("store: read due chunk %s after %d: %w", runDate, after, err)
+	}
+	return out, nil
+}
+
+// SkippedRow is a row the skip policy refused, with why.
+type SkippedRow struct {
+	LedgerID int64
+	Reason   string
+}
+
+// WriteChunk, in tx, marks the written and skipped rows processed on runDate,
+// copies the written ones into daily_batch and records the skipped ones in
+// settlement_skip, all in one statement. The UPDATE re-checks that each row is
+// still due under its row lock, so a row deferred after it was read is left
+// alone, and a concurrent reprocess or defer of a row this chunk marked waits
+// for the commit and then sees it processed. It returns how many rows it
+// wrote and skipped.
+func (s *Store) WriteChunk(ctx context.Context, tx pgx.Tx, runDate string, jobID int64, written []int64, skipped []SkippedRow) (nWritten, nSkipped int64, err error) {
+	ids := make([]int64, 0, len(written)+len(skipped))
+	ids = append(ids, written...)
+	skipIDs, reasons := make([]int64, len(skipped)), make([]string, len(skipped))
+	for i, r := range skipped {
+		ids = append(ids, r.LedgerID)
+		skipIDs[i], reasons[i] = r.LedgerID, r.Reason
+	}
+	err = tx.QueryRow(ctx, `
+		WITH u AS (
+		    UPDATE point_ledger l SET processed_on = $1::date
+		    WHERE l.id = ANY($3::bigint[])
+		      AND l.process_on <= $1::date AND (l.processed_on IS NULL OR l.processed_on < l.process_on)
+		    RETURNING l.id, l.member_id, l.kind, l.amount
+		), k AS (
+		    SELECT * FROM unnest($4::bigint[], $5::text[]) AS k(id, reason)
+		), b AS (
+		    INSERT INTO daily_batch (run_date, ledger_id, member_id, kind, amount, processed_at, job_id)
+		    SELECT $1::date, u.id, u.member_id, u.kind, u.amount, now(), $2
+		    FROM u WHERE NOT EXISTS (SELECT 1 FROM k WHERE k.id = u.id)
+		    RETURNING 1
+		), s AS (
+		    INSERT INTO settlement_skip (run_date, ledger_id, reason, job_id)
+		    SELECT $1::date, u.id, k.reason, $2 FROM u JOIN k ON k.id = u.id
+		    RETURNING 1
+		)
+		SELECT (SELECT count(*) FROM b), (SELECT count(*) FROM s)`,
+		runDate, jobID, ids, skipIDs, reasons).Scan(&nWritten, &nSkipped)
+	if err != nil {
+		return 0, 0, fmt.Errorf("store: write chunk %s: %w", runDate, err)
+	}
+	return nWritten, nSkipped, nil
+}
+
+// Settlement is one date's point_daily_settlement row.
+type Settlement struct {
+	RunDate   string
+	Earned    int64
+	Used      int64
+	Expired   int64
+	ItemCount int
+	SettledAt time.Time
+	JobID     int64
+	Run       int
+}
+
+// SettleDayTx recomputes runDate's settlement from its daily_batch rows, in tx.
+func (s *Store) SettleDayTx(ctx context.Context, tx pgx.Tx, runDate string, jobID int64, run int) (Settlement, error) {
+	st := Settlement{RunDate: runDate}
+	err := tx.QueryRow(ctx, `
+		INSERT INTO point_daily_settlement AS p (run_date, earned, used, expired, item_count, settled_at, job_id, run)
+		SELECT $1::date,
+		       coalesce(sum(amount) FILTER (WHERE kind = 'EARN'), 0),
+		       coalesce(sum(amount) FILTER (WHERE kind = 'USE'), 0),
+		       coalesce(sum(amount) FILTER (WHERE kind = 'EXPIRE'), 0),
+		       count(*), now(), $2, $3
+		FROM daily_batch WHERE run_date = $1::date
+		ON CONFLICT (run_date) DO UPDATE SET
+		    earned = EXCLUDED.earned, used = EXCLUDED.used, expired = EXCLUDED.expired,
+		    item_count = EXCLUDED.item_count, settled_at = EXCLUDED.settled_at,
+		    job_id = EXCLUDED.job_id, run = EXCLUDED.run
+		RETURNING earned, used, expired, item_count, settled_at, job_id, run`, runDate, jobID, run).
+		Scan(&st.Earned, &st.Used, &st.Expired, &st.ItemCount, &st.SettledAt, &st.JobID, &st.Run)
+	if err != nil {
+		return st, fmt.Errorf("store: settle %s: %w", runDate, err)
+	}
+	return st, nil
+}
+
+// GetSettlement returns runDate's settlement, or ErrNotFound.
+func (s *Store) GetSettlement(ctx context.Context, runDate string) (Settlement, error) {
+	return getSettlement(ctx, s.Pool, runDate)
+}
+
+// GetSettlementTx is GetSettlement in tx.
+func (s *Store) GetSettlementTx(ctx context.Context, tx pgx.Tx, runDate string) (Settlement, error) {
+	return getSettlement(ctx, tx, runDate)
+}
+
+func getSettlement(ctx context.Context, db DBTX, runDate string) (Settlement, error) {
+	st := Settlement{RunDate: runDate}
+	err := db.QueryRow(ctx, `
+		SELECT earned, used, expired, item_count, settled_at, job_id, run
+		FROM point_daily_settlement WHERE run_date = $1::date`, runDate).
+		Scan(&st.Earned, &st.Used, &st.Expired, &st.ItemCount, &st.SettledAt, &st.JobID, &st.Run)
+	if err != nil {
+		return st, fmt.Errorf("store: settlement %s: %w", runDate, notFound(err))
+	}
+	return st, nil
+}
+
+// LockSettlementDateTx takes the transaction-scoped advisory lock on runDate's
+// settlement identity: whoever decides whether a run for that date may start
+// holds it until commit, so two deciders never both see "no run" for a date.
+func (s *Store) LockSettlementDateTx(ctx context.Context, tx pgx.Tx, runDate string) error {
+	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtextextended('point_settlement:' || $1::date::text, 0))`, runDate); err != nil {
+		return fmt.Errorf("store: lock settlement %s: %w", runDate, err)
+	}
+	return nil
+}
+
+// SettlementJob is a point_settlement job for one date.
+type SettlementJob struct {
+	ID    int64
+	State string
+	Run   int
+}
+
+// ActiveSettlementJobTx returns the oldest point_settlement job for runDate that
+// is queued, running or waiting to retry, or ErrNotFound.
+func (s *Store) ActiveSettlementJobTx(ctx context.Context, tx pgx.Tx, runDate string) (SettlementJob, error) {
+	var j SettlementJob
+	err := tx.QueryRow(ctx, `
+		SELECT id, state::text, coalesce((args ->> 'run')::int, 0) FROM river_job
+		WHERE kind = 'point_settlement' AND args ->> 'run_date' = $1
+		  AND state IN ('available', 'running', 'retryable', 'scheduled', 'pending')
+		ORDER BY id LIMIT 1`, runDate).Scan(&j.ID, &j.State, &j.Run)
+	if err != nil {
+		return j, fmt.Errorf("store: active settlement job %s: %w", runDate, notFound(err))
+	}
+	return j, nil
+}
+
+// NextSettlementRunTx is the run number a new run for runDate gets: one more
+// than any run still on record (jobs may have been pruned; the settlement row
+// keeps the last completed run's number).
+func (s *Store) NextSettlementRunTx(ctx context.Context, tx pgx.Tx, runDate string) (int, error) {
+	var n int
+	err := tx.QueryRow(ctx, `
+		SELECT 1 + greatest(
+		    (SELECT coalesce(max((args ->> 'run')::int), 0) FROM river_job
+		     WHERE kind = 'point_settlement' AND args ->> 'run_date' = $1),
+		    (SELECT coalesce(max(run), 0) FROM point_daily_settlement WHERE run_date = $1::date))`,
+		runDate).Scan(&n)
+	if err != nil {
+		return 0, fmt.Errorf("store: next settlement run %s: %w", runDate, err)
+	}
+	return n, nil
+}
+
+// UnsettledDatesTx returns the dates in [from, to] without a settlement, in order.
+func (s *Store) UnsettledDatesTx(ctx context.Context, tx pgx.Tx, from, to string) ([]string, error) {
+	rows, err := tx.Query(ctx, `
+		SELECT d::date::text FROM generate_series($1::date, $2::date, interval '1 day') AS d
+		WHERE NOT EXISTS (SELECT 1 FROM point_daily_settlement p WHERE p.run_date = d::date)
+		ORDER BY d`, from, to)
+	if err != nil {
+		return nil, fmt.Errorf("store: unsettled dates %s..%s: %w", from, to, err)
+	}
+	out, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, fmt.Errorf("store: unsettled dates %s..%s: %w", from, to, err)
+	}
+	return out, nil
+}
+
+// LastSettledDate returns the latest run date with a settlement on or before
+// onOrBefore, or ErrNotFound when there is none.
+func (s *Store) LastSettledDate(ctx context.Context, onOrBefore string) (string, error) {
+	var d *string
+	err := s.Pool.QueryRow(ctx, `SELECT max(run_date)::text FROM point_daily_settlement WHERE run_date <= $1::date`, onOrBefore).Scan(&d)
+	if err != nil {
+		return "", fmt.Errorf("store: last settled date: %w", err)
+	}
+	if d == nil {
+		return "", fmt.Errorf("store: last settled date: %w", ErrNotFound)
+	}
+	return *d, nil
+}
+
+// LedgerRowsError refuses a change to ledger rows and names them; nothing was
+// changed. Unknown is true when the rows do not exist at all.
+type LedgerRowsError struct {
+	IDs     []int64
+	Reason  string
+	Unknown bool
+}
+
+func (e *LedgerRowsError) Error() string {
+	s := make([]string, len(e.IDs))
+	for i, id := range e.IDs {
+		s[i] = fmt.Sprint(id)
+	}
+	return fmt.Sprintf("ledger row(s) %s %s; nothing changed", strings.Join(s, ","), e.Reason)
+}
+
+// ledgerState is what the reprocess, defer and ready checks look at.
+type ledgerState struct {
+	id          int64
+	processOn   string
+	processedOn *string
+	processed   bool
+}
+
+// lockLedgerRows locks ids' rows in tx (in id order) and fails with a
+// LedgerRowsError naming the ids that do not exist.
+func lockLedgerRows(ctx context.Context, tx pgx.Tx, ids []int64) ([]ledgerState, error) {
+	rows, err := tx.Query(ctx, `
+		SELECT id, process_on::text, processed_on::text, coalesce(processed_on >= process_on, false)
+		FROM point_ledger WHERE id = ANY($1)
+		ORDER BY id
+		FOR UPDATE`, ids)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []ledgerState
+	found := make(map[int64]bool, len(ids))
+	for rows.Next() {
+		var st ledgerState
+		if err := rows.Scan(&st.id, &st.processOn, &st.processedOn, &st.processed); err != nil {
+			return nil, err
+		}
+		found[st.id] = true
+		out = append(out, st)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	var unknown []int64
+	for _, id := range ids {
+		if !found[id] {
+			unknown = append(unknown, id)
+		}
+	}
+	if len(unknown) > 0 {
+		return nil, &LedgerRowsError{IDs: unknown, Reason: "do not exist", Unknown: true}
+	}
+	return out, nil
+}
+
+// ReprocessLedger sets process_on = on for ids, so the run of date on (or the
+// first run after it) collects them again. Every row must exist, be processed
+// already (reprocessing a row still waiting is illogical, seed 002), and have
+// been processed before on; otherwise nothing changes and the error is a
+// *LedgerRowsError naming the rows.
+func (s *Store) ReprocessLedger(ctx context.Context, ids []int64, on string) error {
+	err := s.InTx(ctx, func(tx pgx.Tx) error {
+		rows, err := lockLedgerRows(ctx, tx, ids)
+		if err != nil {
+			return err
+		}
+		var waiting, notBefore []int64
+		for _, r := range rows {
+			switch {
+			case !r.processed:
+				waiting = append(waiting, r.id)
+			case *r.processedOn >= on:
+				notBefore = append(notBefore, r.id)
+			}
+		}
+		if len(waiting) > 0 {
+			return &LedgerRowsError{IDs: waiting, Reason: "are not processed yet (only processed rows can be reprocessed)"}
+		}
+		if len(notBefore) > 0 {
+			return &LedgerRowsError{IDs: notBefore, Reason: fmt.Sprintf("were processed on or after %s; reprocess them on a later date", on)}
+		}
+		_, err = tx.Exec(ctx, `UPDATE point_ledger SET process_on = $2::date WHERE id = ANY($1)`, ids, on)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("store: reprocess ledger: %w", err)
+	}
+	return nil
+}
+
+// DeferLedger sets process_on = to for ids, which must all exist and be
+// unprocessed (due or waiting); otherwise nothing changes and the error is a
+// *LedgerRowsError. The caller checks that to is in the future.
+func (s *Store) DeferLedger(ctx context.Context, ids []int64, to string) error {
+	err := s.InTx(ctx, func(tx pgx.Tx) error {
+		rows, err := lockLedgerRows(ctx, tx, ids)
+		if err != nil {
+			return err
+		}
+		var done []int64
+		for _, r := range rows {
+			if r.processed {
+				done = append(done, r.id)
+			}
+		}
+		if len(done) > 0 {
+			return &LedgerRowsError{IDs: done, Reason: "are already processed (only unprocessed rows can be deferred; use reprocess)"}
+		}
+		_, err = tx.Exec(ctx, `UPDATE point_ledger SET process_on = $2::date WHERE id = ANY($1)`, ids, to)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("store: defer ledger: %w", err)
+	}
+	return nil
+}
+
+// MarkLedgerReady sets ready = true on ids (their preceding step finished)
+// and returns how many were not ready before. Unknown ids change nothing.
+func (s *Store) MarkLedgerReady(ctx context.Context, ids []int64) (int64, error) {
+	var changed int64
+	err := s.InTx(ctx, func(tx pgx.Tx) error {
+		if _, err := lockLedgerRows(ctx, tx, ids); err != nil {
+			return err
+		}
+		tag, err := tx.Exec(ctx, `UPDATE point_ledger SET ready = true WHERE id = ANY($1) AND NOT ready`, ids)
+		changed = tag.RowsAffected()
+		return err
+	})
+	if err != nil {
+		return 0, fmt.Errorf("store: mark ledger ready: %w", err)
+	}
+	return changed, nil
+}
+
+// IsLedgerRowsError reports whether err refuses named ledger rows.
+func IsLedgerRowsError(err error) (*LedgerRowsError, bool) {
+	var le *LedgerRowsError
+	ok := errors.As(err, &le)
+	return le, ok
+}
+
+// GenerateLedgerBench fills an empty point_ledger with total rows over 10,000
+// members, every tenth of them (ids spread over the whole table) due for
+// runDate and the rest settled long ago; each member's first row is an EARN
+// so no row is skipped. For benchmarks.
+func (s *Store) GenerateLedgerBench(ctx context.Context, total int, runDate string) error {
+	_, err := s.Pool.Exec(ctx, `
+		INSERT INTO point_ledger (member_id, kind, amount, occurred_at, process_on, processed_on)
+		SELECT g % 10000, CASE WHEN g < 10000 THEN 'EARN' ELSE (ARRAY['EARN', 'USE', 'EXPIRE'])[g % 3 + 1] END,
+		       g % 997 + 1, $2::date - 400 + make_interval(secs => g * 30),
+		       CASE WHEN g % 10 = 9 THEN $2::date ELSE $2::date - 400 + (g * 30 / 86400) + 1 END,
+		       CASE WHEN g % 10 = 9 THEN NULL ELSE $2::date - 400 + (g * 30 / 86400) + 1 END
+		FROM generate_series(0, $1 - 1) AS g`, total, runDate)
+	if err != nil {
+		return fmt.Errorf("store: generate ledger bench: %w", err)
+	}
+	if _, err := s.Pool.Exec(ctx, `VACUUM ANALYZE point_ledger`); err != nil {
+		return fmt.Errorf("store: generate ledger bench: vacuum: %w", err)
+	}
+	return nil
+}
+
+// ResetSettlementRun undoes runDate's collection: its rows become due again
+// and its daily_batch, skip and settlement rows go. For benchmarks.
+func (s *Store) ResetSettlementRun(ctx context.Context, runDate string) error {
+	err := s.InTx(ctx, func(tx pgx.Tx) error {
+		for _, q := range []string{
+			`UPDATE point_ledger SET processed_on = NULL WHERE processed_on = $1::date`,
+			`DELETE FROM daily_batch WHERE run_date = $1::date`,
+			`DELETE FROM settlement_skip WHERE run_date = $1::date`,
+			`DELETE FROM point_daily_settlement WHERE run_date = $1::date`,
+		} {
+			if _, err := tx.Exec(ctx, q, runDate); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("store: reset settlement %s: %w", runDate, err)
+	}
+	if _, err := s.Pool.Exec(ctx, `VACUUM ANALYZE point_ledger, daily_batch`); err != nil {
+		return fmt.Errorf("store: reset settlement %s: vacuum: %w", runDate, err)
+	}
+	return nil
+}
+
+// CollectSetBased is step 1 as one set-based INSERT … SELECT + UPDATE in one
+// transaction: the benchmark's baseline. It returns the rows collected.
+func (s *Store) CollectSetBased(ctx context.Context, runDate string) (int64, error) {
+	var n int64
+	err := s.InTx(ctx, func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, `
+			INSERT INTO daily_batch (run_date, ledger_id, member_id, kind, amount, processed_at, job_id)
+			SELECT $1::date, id, member_id, kind, amount, now(), 0 FROM point_ledger
+			WHERE process_on <= $1::date AND (processed_on IS NULL OR processed_on < process_on) AND ready`, runDate)
+		if err != nil {
+			return err
+		}
+		n = tag.RowsAffected()
+		_, err = tx.Exec(ctx, `
+			UPDATE point_ledger SET processed_on = $1::date
+			WHERE process_on <= $1::date AND (processed_on IS NULL OR processed_on < process_on) AND ready`, runDate)
+		return err
+	})
+	if err != nil {
+		return 0, fmt.Errorf("store: set-based collect %s: %w", runDate, err)
+	}
+	return n, nil
+}
