@@ -24,7 +24,7 @@ var seoul = func() *time.Location {
 	return l
 }()
 
-func kst(y int, m time.Month, d, hh, mm int) time.Time {
+func kstAt(y int, m time.Month, d, hh, mm int) time.Time {
 	return time.Date(y, m, d, hh, mm, 0, 0, seoul)
 }
 
@@ -35,9 +35,9 @@ type testBundle struct {
 	client *jobs.Client
 }
 
-// setup gives the test its own database and a River client working every
+// setupTherapy gives the test its own database and a River client working every
 // queue in-process (periodic jobs off: tests trigger runs themselves).
-func setup(t *testing.T) *testBundle {
+func setupTherapy(t *testing.T) *testBundle {
 	t.Helper()
 	ctx := context.Background()
 	pool, _ := testdb.Pool(t)
@@ -138,10 +138,10 @@ func (b *testBundle) unfailUser(t *testing.T, user int64) {
 
 func TestTherapyDailyOnFirstOfMonthFinalisesPreviousMonth(t *testing.T) {
 	t.Parallel()
-	b := setup(t)
-	b.users(t, 1, 50, kst(2026, 11, 30, 23, 30)) // last half hour of November, KST
+	b := setupTherapy(t)
+	b.users(t, 1, 50, kstAt(2026, 11, 30, 23, 30)) // last half hour of November, KST
 	b.exec(t, `INSERT INTO therapy_perform (therapy_user_id, performed_at, duration_seconds, completed) VALUES (1, $1, 60, true)`,
-		kst(2026, 12, 1, 0, 10)) // December: not part of the run
+		kstAt(2026, 12, 1, 0, 10)) // December: not part of the run
 
 	res, err := b.client.Insert(b.ctx, jobs.TherapyDailyArgs{BusinessDate: "2026-12-01"}, nil)
 	require.NoError(t, err)
@@ -180,8 +180,8 @@ func TestTherapyDailyOnFirstOfMonthFinalisesPreviousMonth(t *testing.T) {
 
 func TestTherapyStatsOneUserFailsOthersSucceedThenRetrySucceeds(t *testing.T) {
 	t.Parallel()
-	b := setup(t)
-	b.users(t, 1, 200, kst(2026, 11, 5, 12, 0))
+	b := setupTherapy(t)
+	b.users(t, 1, 200, kstAt(2026, 11, 5, 12, 0))
 	b.failUser(t, 42)
 
 	res, err := jobs.EnqueueTherapyStats(b.ctx, b.client, nil, seq(1, 200), 2026, 11, "2026-11-21", jobs.TriggerBackfill, nil)
@@ -222,8 +222,8 @@ func TestTherapyStatsOneUserFailsOthersSucceedThenRetrySucceeds(t *testing.T) {
 
 func TestTherapyBatchLogStatuses(t *testing.T) {
 	t.Parallel()
-	b := setup(t)
-	b.users(t, 1, 3, kst(2026, 11, 5, 12, 0))
+	b := setupTherapy(t)
+	b.users(t, 1, 3, kstAt(2026, 11, 5, 12, 0))
 	b.failUser(t, 2)
 
 	ok, err := b.client.Insert(b.ctx, jobs.TherapyStatsArgs{TherapyUserID: 1, Year: 2026, Month: 11, BusinessDate: "2026-11-21"}, nil)
