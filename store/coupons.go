@@ -126,13 +126,21 @@ func (s *Store) PersistCouponIssue(ctx context.Context, code string, member int6
 	return inserted, nil
 }
 
-// RecordFailedCouponIssueTx writes a failed_coupon_issue row in tx.
-func (s *Store) RecordFailedCouponIssueTx(ctx context.Context, tx DBTX, code string, member int64, reason string) error {
-	if _, err := tx.Exec(ctx, `INSERT INTO failed_coupon_issue (coupon_code, member_id, reason) VALUES ($1, $2, $3)`,
-		code, member, reason); err != nil {
-		return fmt.Errorf("store: record failed coupon issue %s/%d: %w", code, member, err)
+// RecordFailedCouponIssueTx writes a failed_coupon_issue row in tx, unless
+// member does hold code in coupon_issue (then the issue did not fail after
+// all, nothing is written and false is returned). The caller compensates the
+// gate only when it returns true.
+func (s *Store) RecordFailedCouponIssueTx(ctx context.Context, tx DBTX, code string, member int64, reason string) (bool, error) {
+	tag, err := tx.Exec(ctx, `
+		INSERT INTO failed_coupon_issue (coupon_code, member_id, reason)
+		SELECT $1, $2, $3
+		WHERE NOT EXISTS (
+		    SELECT 1 FROM coupon_issue i JOIN coupon c ON c.id = i.coupon_id
+		    WHERE c.code = $1 AND i.member_id = $2)`, code, member, reason)
+	if err != nil {
+		return false, fmt.Errorf("store: record failed coupon issue %s/%d: %w", code, member, err)
 	}
-	return nil
+	return tag.RowsAffected() == 1, nil
 }
 
 // FailedCouponIssue is one row of failed_coupon_issue.
