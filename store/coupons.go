@@ -209,10 +209,10 @@ func (s *Store) SyncIssuedQuantity(ctx context.Context, couponID int64, dryRun b
 			FROM coupon WHERE id = $1`, couponID).Scan(&before, &after)
 	} else {
 		err = s.Pool.QueryRow(ctx, `
-			WITH old AS (SELECT issued_quantity FROM coupon WHERE id = $1 FOR UPDATE)
-			UPDATE coupon SET issued_quantity = (SELECT count(*) FROM coupon_issue WHERE coupon_id = $1)
-			WHERE id = $1
-			RETURNING (SELECT issued_quantity FROM old), issued_quantity`, couponID).Scan(&before, &after)
+			UPDATE coupon c SET issued_quantity = (SELECT count(*) FROM coupon_issue WHERE coupon_id = $1)
+			FROM (SELECT id, issued_quantity FROM coupon WHERE id = $1) old
+			WHERE c.id = old.id
+			RETURNING old.issued_quantity, c.issued_quantity`, couponID).Scan(&before, &after)
 	}
 	if err != nil {
 		return 0, 0, fmt.Errorf("store: sync issued quantity %d: %w", couponID, notFound(err))
