@@ -342,4 +342,3 @@ func TestReconcileFanOutUniquePerPeriod(t *testing.T) {
 	require.Equal(t, 1, b.count(t, `SELECT count(*) FROM river_job WHERE kind = 'coupon_reconcile' AND args->>'coupon_code' = 'FA'
 		AND metadata->'output'->>'agrees' = 'true'`))
 }
-
