@@ -180,6 +180,9 @@ func cmdCouponExchange(ctx context.Context, e *env, args []string) error {
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
+	if a.ChunkSize < 1 || a.ChunkSize > 10000 {
+		return usagef("--chunk-size: want 1 to 10000, got %d", a.ChunkSize)
+	}
 	if err := a.Validate(); err != nil {
 		return usagef("--%v", err)
 	}
