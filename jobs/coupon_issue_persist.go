@@ -121,7 +121,7 @@ func NewPersistEnqueuer(client *Client) *PersistEnqueuer {
 		for i, a := range batch {
 			params[i] = river.InsertManyParams{Args: a}
 		}
-		if _, err := client.InsertMany(ctx, params); err != nil {
+		if _, err := client.InsertManyFast(ctx, params); err != nil {
 			return fmt.Errorf("jobs: insert %d coupon_issue_persist job(s): %w", len(batch), err)
 		}
 		return nil
