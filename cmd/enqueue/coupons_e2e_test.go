@@ -3,7 +3,10 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"fmt"
+	"net/http"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -109,4 +112,29 @@ func TestExchangeSurvivesSIGKILL(t *testing.T) {
 	require.Equal(t, holders, b.count(t, `SELECT count(*) FROM coupon_issue WHERE coupon_id = $1`, c.ID))
 	require.Equal(t, holders, b.count(t, `SELECT count(*) FROM coupon_notification WHERE coupon_id = $1`, c.ID))
 	require.Equal(t, holders, b.count(t, `SELECT count(*) FROM coupon_issue WHERE coupon_id = $1 AND exchanged_at IS NOT NULL`, old.ID))
+}
+
+// The worker binary wires the gate: coupon create loads Redis, the worker's
+// endpoint issues, its River client persists.
+func TestWorkerIssuesCoupon(t *testing.T) {
+	t.Parallel()
+	b := setupCLI(t)
+	code := b.code(t, "E2E")
+	exit, _, stderr := b.run(t, "coupon", "create", "--code", code, "--name", "n", "--amount-type", "FIX", "--amount", "1", "--total", "1")
+	require.Equal(t, 0, exit, stderr)
+	w := testbin.StartWorker(t, "DATABASE_URL="+b.dbURL, "REDIS_URL="+testredis.URL(), "PERIODIC_JOBS=false")
+	post := func(member int) int {
+		resp, err := http.Post("http://"+w.Addr+"/v1/coupons/"+code+"/issue", "application/json",
+			strings.NewReader(fmt.Sprintf(`{"memberId":%d}`, member)))
+		require.NoError(t, err)
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	require.Equal(t, http.StatusAccepted, post(42))
+	require.Equal(t, http.StatusConflict, post(42))
+	require.Equal(t, http.StatusGone, post(43))
+	exit, _, stderr = b.run(t, "wait", "--timeout", "30s")
+	require.Equal(t, 0, exit, stderr)
+	require.Equal(t, 1, b.count(t, `SELECT count(*) FROM coupon_issue i JOIN coupon c ON c.id = i.coupon_id
+		WHERE c.code = $1 AND i.member_id = 42`, code))
 }
