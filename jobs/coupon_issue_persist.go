@@ -116,7 +116,7 @@ const InsertTimeout = 5 * time.Second
 
 // NewPersistEnqueuer returns an enqueuer inserting with client.
 func NewPersistEnqueuer(client *Client) *PersistEnqueuer {
-	c := newCombiner(4, 500, func(ctx context.Context, batch []CouponIssuePersistArgs) error {
+	c := newCombiner(2, 1000, func(ctx context.Context, batch []CouponIssuePersistArgs) error {
 		params := make([]river.InsertManyParams, len(batch))
 		for i, a := range batch {
 			params[i] = river.InsertManyParams{Args: a}
