@@ -48,8 +48,3 @@ CREATE TABLE coupon_notification (
     created_at timestamptz NOT NULL DEFAULT now(),
     UNIQUE (member_id, coupon_id)
 );
-
--- The reconciliation's in-flight rule looks up a coupon's unfinished persist
--- jobs by their args.
-CREATE INDEX river_job_coupon_persist_idx ON river_job ((args ->> 'coupon_code'))
-    WHERE kind = 'coupon_issue_persist';
