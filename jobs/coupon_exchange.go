@@ -143,12 +143,19 @@ func (w *CouponExchangeWorker) Work(ctx context.Context, job *river.Job[CouponEx
 	}
 	st := w.deps.Store
 	out := CouponExchangeOutput{CouponCode: ExchangeCouponCode(job.ID)}
+	// failed notes a step's error (River then fails the job with it and runs
+	// no later step), so that no output is recorded for a failed attempt.
+	failed := false
+	check := func(err error) error {
+		failed = failed || err != nil
+		return err
+	}
 
 	river.ResumableStep(ctx, StepCreateCoupon, nil, func(ctx context.Context) error {
 		if _, err := st.CouponByID(ctx, a.ExpiredCouponID); err != nil {
-			return river.JobCancel(fmt.Errorf("coupon_exchange: expired coupon %d: %w", a.ExpiredCouponID, err))
+			return check(river.JobCancel(fmt.Errorf("coupon_exchange: expired coupon %d: %w", a.ExpiredCouponID, err)))
 		}
-		return st.InTx(ctx, func(tx pgx.Tx) error {
+		return check(st.InTx(ctx, func(tx pgx.Tx) error {
 			_, err := st.EnsureExchangeCouponTx(ctx, tx, store.NewCoupon{Code: out.CouponCode, Name: a.Name,
 				Description: a.Description, AmountType: a.AmountType, Amount: a.Amount}, a.ExpiredCouponID)
 			if err != nil {
@@ -156,13 +163,13 @@ func (w *CouponExchangeWorker) Work(ctx context.Context, job *river.Job[CouponEx
 			}
 			_, err = river.ResumableSetStepTx[*riverpgxv5.Driver](ctx, tx, job)
 			return err
-		})
+		}))
 	})
 
 	river.ResumableStepCursor(ctx, StepExchange, nil, func(ctx context.Context, cur exchangeCursor) error {
 		c, err := st.CouponByCode(ctx, out.CouponCode)
 		if err != nil {
-			return err
+			return check(err)
 		}
 		for {
 			var ch store.ExchangeChunk
@@ -179,13 +186,13 @@ func (w *CouponExchangeWorker) Work(ctx context.Context, job *river.Job[CouponEx
 				return nil
 			})
 			if err != nil {
-				return err
+				return check(err)
 			}
 			out.ChunksThisAttempt++
 			out.ExchangedThisAttempt += ch.Exchanged
 			if w.afterChunk != nil {
 				if err := w.afterChunk(out.ChunksThisAttempt); err != nil {
-					return err
+					return check(err)
 				}
 			}
 			if ch.Exchanged < size {
@@ -197,10 +204,10 @@ func (w *CouponExchangeWorker) Work(ctx context.Context, job *river.Job[CouponEx
 	river.ResumableStep(ctx, StepNotify, nil, func(ctx context.Context) error {
 		c, err := st.CouponByCode(ctx, out.CouponCode)
 		if err != nil {
-			return err
+			return check(err)
 		}
 		msg := fmt.Sprintf("Your coupon #%d has been exchanged for %q (%s).", a.ExpiredCouponID, a.Name, c.Code)
-		return st.InTx(ctx, func(tx pgx.Tx) error {
+		return check(st.InTx(ctx, func(tx pgx.Tx) error {
 			n, err := st.NotifyExchangedTx(ctx, tx, c.ID, msg)
 			if err != nil {
 				return err
@@ -208,18 +215,21 @@ func (w *CouponExchangeWorker) Work(ctx context.Context, job *river.Job[CouponEx
 			out.NotifiedThisAttempt = n
 			_, err = river.ResumableSetStepTx[*riverpgxv5.Driver](ctx, tx, job)
 			return err
-		})
+		}))
 	})
 
-	// Reached even when a step failed (River then fails the job with that
-	// step's error); only record output when every step ran.
+	// Reached even when a step failed; River then fails the job with that
+	// step's error, so return nil and record nothing.
+	if failed {
+		return nil
+	}
 	c, err := st.CouponByCode(ctx, out.CouponCode)
 	if err != nil {
-		return nil //nolint:nilerr // a failed step's error is what River reports
+		return err
 	}
 	out.CouponID = c.ID
 	if out.Issued, err = st.CouponIssueCount(ctx, c.ID); err != nil {
-		return nil //nolint:nilerr
+		return err
 	}
 	return river.RecordOutput(ctx, out)
 }
