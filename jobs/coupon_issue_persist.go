@@ -10,6 +10,7 @@ import (
 	"github.com/riverqueue/river"
 
 	"github.com/tidemark/tidemark/config"
+	"github.com/tidemark/tidemark/coupongate"
 	"github.com/tidemark/tidemark/store"
 )
 
@@ -60,7 +61,30 @@ func (w *CouponIssuePersistWorker) Work(ctx context.Context, job *river.Job[Coup
 	if issuedAt.IsZero() {
 		issuedAt = job.CreatedAt
 	}
-	_, err := w.deps.Store.PersistCouponIssue(ctx, a.CouponCode, a.MemberID, issuedAt)
+	// Hold the seat before writing. Normally the member is in the issued set
+	// (AlreadyIssued). It is not when its seat was given back while this job
+	// was late — the handler undid an insert whose outcome it could not know,
+	// or a reconciliation rolled back an issue whose job came after its grace
+	// period. Then the job takes a seat again if one is left, and fails for
+	// good if the coupon sold out meanwhile: a late job never oversells. A
+	// gate that is not loaded cannot tell; every rebuild counts this
+	// unfinished job as holding a seat, so writing is consistent with it.
+	res, err := w.deps.Gate.Issue(ctx, a.CouponCode, a.MemberID)
+	if err != nil {
+		return err
+	}
+	if res == coupongate.SoldOut {
+		reason := "seat given back before the persist job ran, and the coupon sold out meanwhile"
+		recorded, cerr := CompensateIssue(ctx, w.deps, a.CouponCode, a.MemberID, reason)
+		if cerr != nil {
+			return cerr
+		}
+		if !recorded { // the member's row exists: an earlier job wrote it
+			return nil
+		}
+		return river.JobCancel(fmt.Errorf("coupon_issue_persist: %s/%d: %s", a.CouponCode, a.MemberID, reason))
+	}
+	_, err = w.deps.Store.PersistCouponIssue(ctx, a.CouponCode, a.MemberID, issuedAt)
 	if err == nil {
 		return nil
 	}
@@ -73,7 +97,7 @@ func (w *CouponIssuePersistWorker) Work(ctx context.Context, job *river.Job[Coup
 		return err
 	}
 	reason := fmt.Sprintf("persist failed for good (attempt %d of %d): %v", job.Attempt, job.MaxAttempts, err)
-	if cerr := CompensateIssue(ctx, w.deps, a.CouponCode, a.MemberID, reason); cerr != nil {
+	if _, cerr := CompensateIssue(ctx, w.deps, a.CouponCode, a.MemberID, reason); cerr != nil {
 		return errors.Join(err, cerr)
 	}
 	w.deps.Logger.WarnContext(ctx, "coupon issue compensated", "coupon", a.CouponCode, "member", a.MemberID, "err", err)
@@ -84,13 +108,15 @@ func (w *CouponIssuePersistWorker) Work(ctx context.Context, job *river.Job[Coup
 // failed_coupon_issue, in that order inside one transaction: if Redis cannot
 // be reached nothing is recorded (and the caller's retry, or the next
 // reconciliation, tries again). It does nothing when member holds the coupon
-// in Postgres. It runs even when ctx is cancelled (a timed-out final attempt
-// must still compensate), bounded by 10 s.
-func CompensateIssue(ctx context.Context, deps Deps, code string, member int64, reason string) error {
+// in Postgres, and reports whether it compensated. It runs even when ctx is
+// cancelled (a timed-out final attempt must still compensate), bounded by 10 s.
+func CompensateIssue(ctx context.Context, deps Deps, code string, member int64, reason string) (bool, error) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
-	return deps.Store.InTx(ctx, func(tx pgx.Tx) error {
-		recorded, err := deps.Store.RecordFailedCouponIssueTx(ctx, tx, code, member, reason)
+	var recorded bool
+	err := deps.Store.InTx(ctx, func(tx pgx.Tx) error {
+		var err error
+		recorded, err = deps.Store.RecordFailedCouponIssueTx(ctx, tx, code, member, reason)
 		if err != nil || !recorded {
 			return err
 		}
@@ -99,6 +125,7 @@ func CompensateIssue(ctx context.Context, deps Deps, code string, member int64, 
 		}
 		return nil
 	})
+	return recorded && err == nil, err
 }
 
 // PersistEnqueuer inserts coupon_issue_persist jobs for concurrently arriving

@@ -257,7 +257,7 @@ func ReconcileCoupon(ctx context.Context, deps Deps, code string, dryRun bool) (
 
 	for _, m := range candidates {
 		reason := "reconcile: issued in Redis only; no unfinished persist job and no coupon_issue row"
-		if err := CompensateIssue(ctx, deps, code, m, reason); err != nil {
+		if _, err := CompensateIssue(ctx, deps, code, m, reason); err != nil {
 			return rep, err
 		}
 	}

@@ -342,3 +342,53 @@ func TestReconcileFanOutUniquePerPeriod(t *testing.T) {
 	require.Equal(t, 1, b.count(t, `SELECT count(*) FROM river_job WHERE kind = 'coupon_reconcile' AND args->>'coupon_code' = 'FA'
 		AND metadata->'output'->>'agrees' = 'true'`))
 }
+
+// A persist job that arrives after its seat was given back (here: the
+// reconciliation rolled the issue back because its job came too late) takes
+// a seat again if one is left, and fails for good — recorded, nothing written
+// — if the coupon sold out meanwhile. A late job never oversells.
+func TestLatePersistJobNeverOversells(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	full := b.coupon(t, "LATEFULL", 1)
+	spare := b.coupon(t, "LATESPARE", 2)
+	client := b.insertClient(t)
+	var late []int64
+	for _, code := range []string{"LATEFULL", "LATESPARE"} {
+		res, err := b.gate.Issue(ctx, code, 1) // member 1's request stalls before its job insert
+		require.NoError(t, err)
+		require.Equal(t, coupongate.Issued, res)
+		rep, err := ReconcileCoupon(ctx, b.deps, code, false)
+		require.NoError(t, err)
+		require.Equal(t, []int64{1}, rep.RolledBackIDs)
+		b.issue(t, client, code, 2, nil) // member 2 takes the seat given back
+		j, err := client.Insert(ctx, CouponIssuePersistArgs{CouponCode: code, MemberID: 1, IssuedAt: time.Now()}, nil)
+		require.NoError(t, err)
+		late = append(late, j.Job.ID)
+	}
+	b.startClient(t, persistWorkers(b.deps))
+	waitFor(t, 10*time.Second, "late job on the sold-out coupon", func() bool { return b.jobState(t, late[0]) == "cancelled" })
+	waitFor(t, 10*time.Second, "late job on the coupon with a seat left", func() bool { return b.jobState(t, late[1]) == "completed" })
+	waitFor(t, 10*time.Second, "member 2's jobs", func() bool {
+		return b.count(t, `SELECT count(*) FROM river_job WHERE args->>'member_id' = '2' AND state = 'completed'`) == 2
+	})
+
+	require.Equal(t, 1, b.count(t, `SELECT count(*) FROM coupon_issue WHERE coupon_id = $1`, full.ID), "no oversell")
+	require.Equal(t, 1, b.count(t, `SELECT count(*) FROM coupon_issue WHERE coupon_id = $1 AND member_id = 2`, full.ID))
+	require.Equal(t, 2, b.count(t, `SELECT count(*) FROM failed_coupon_issue WHERE coupon_code = 'LATEFULL' AND member_id = 1`),
+		"the rollback and the late job's failure")
+	st, err := b.gate.State(ctx, "LATEFULL")
+	require.NoError(t, err)
+	require.Equal(t, []int64{2}, st.Members)
+	require.EqualValues(t, 0, st.Stock)
+
+	require.Equal(t, 2, b.count(t, `SELECT count(*) FROM coupon_issue WHERE coupon_id = $1`, spare.ID))
+	st, err = b.gate.State(ctx, "LATESPARE")
+	require.NoError(t, err)
+	require.ElementsMatch(t, []int64{1, 2}, st.Members)
+	require.EqualValues(t, 0, st.Stock)
+	rep, err := ReconcileCoupon(ctx, b.deps, "LATESPARE", false)
+	require.NoError(t, err)
+	require.Zero(t, rep.RolledBack+rep.AddedBack)
+}
