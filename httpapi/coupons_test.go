@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/riverqueue/river/riverdriver/riverpgxv5"
+	"github.com/riverqueue/river/rivertest"
 	"github.com/stretchr/testify/require"
 
 	"github.com/tidemark/tidemark/coupongate"
@@ -226,6 +228,9 @@ func TestIssueBadInputChangesNothing(t *testing.T) {
 	// And the good path, for contrast: 202, then 409 for the same member.
 	status, body := b.issue(t, "GOOD", `{"memberId":42}`)
 	require.Equal(t, http.StatusAccepted, status, body)
+	job := rivertest.RequireInserted(ctx, t, riverpgxv5.New(b.pool), &jobs.CouponIssuePersistArgs{}, nil)
+	require.Equal(t, "GOOD", job.Args.CouponCode)
+	require.EqualValues(t, 42, job.Args.MemberID)
 	status, _ = b.issue(t, "GOOD", `{"memberId":42}`)
 	require.Equal(t, http.StatusConflict, status)
 	require.Equal(t, 1, countRows(t, b.pool, `SELECT count(*) FROM river_job WHERE kind = 'coupon_issue_persist'`))
