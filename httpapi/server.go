@@ -17,6 +17,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/tidemark/tidemark/coupongate"
 	"github.com/tidemark/tidemark/jobs"
 	"github.com/tidemark/tidemark/store"
 )
@@ -31,8 +32,12 @@ type Server struct {
 	TZ         *time.Location
 	AdminToken string
 	Logger     *slog.Logger
+	// Gate is the Redis coupon gate; without it the coupon endpoint answers 503.
+	Gate *coupongate.Gate
 
-	mux *http.ServeMux
+	mux     *http.ServeMux
+	persist *jobs.PersistEnqueuer
+	coupons couponCache
 }
 
 // Handler returns the API's routes.
@@ -48,6 +53,10 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /v1/therapy-statistics", s.getTherapyStatistics)
 	mux.Handle("POST /v1/therapy-statistics/recover", s.admin(s.recoverTherapyStatistics))
 	mux.Handle("POST /v1/ledger/reprocess", s.admin(s.reprocessLedger))
+	mux.HandleFunc("POST /v1/coupons/{code}/issue", s.issueCoupon)
+	if s.River != nil {
+		s.persist = jobs.NewPersistEnqueuer(s.River)
+	}
 	s.mux = mux
 	return mux
 }

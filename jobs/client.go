@@ -10,6 +10,7 @@ import (
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/riverdriver/riverpgxv5"
 
+	"github.com/tidemark/tidemark/coupongate"
 	"github.com/tidemark/tidemark/store"
 )
 
@@ -19,6 +20,15 @@ type Deps struct {
 	Store  *store.Store
 	TZ     *time.Location
 	Logger *slog.Logger
+	// Gate is the Redis coupon gate. Coupon jobs fail (and are retried) while
+	// it is nil; the other kinds do not need it.
+	Gate *coupongate.Gate
+	// River inserts follow-up jobs from code run outside a job (the reconcile
+	// checks run by the CLI). Inside a job the job's own client is used.
+	River *Client
+	// ReconcileGrace is how long the coupon reconciliation waits before
+	// re-checking members found only in Redis (DefaultReconcileGrace when 0).
+	ReconcileGrace time.Duration
 }
 
 // ClientConfig is how a River client in this process is set up.

@@ -25,6 +25,21 @@ func Register(workers *river.Workers, deps Deps) error {
 	if err := river.AddWorkerSafely(workers, NewPointSettlementDailyWorker(deps)); err != nil {
 		return err
 	}
+	if err := river.AddWorkerSafely(workers, &TherapyStatsVerifyWorker{deps: deps}); err != nil {
+		return err
+	}
+	if err := river.AddWorkerSafely(workers, &CouponIssuePersistWorker{deps: deps}); err != nil {
+		return err
+	}
+	if err := river.AddWorkerSafely(workers, &CouponReconcileAllWorker{deps: deps}); err != nil {
+		return err
+	}
+	if err := river.AddWorkerSafely(workers, &CouponReconcileWorker{deps: deps}); err != nil {
+		return err
+	}
+	if err := river.AddWorkerSafely(workers, &CouponExchangeWorker{deps: deps}); err != nil {
+		return err
+	}
 	return nil
 }
 
@@ -52,6 +67,16 @@ func PeriodicJobs(deps Deps) ([]*river.PeriodicJob, error) {
 		river.NewPeriodicJob(settlement, func() (river.JobArgs, *river.InsertOpts) {
 			return PointSettlementDailyArgs{BusinessDate: SettlementBusinessDate(time.Now(), deps.TZ)}, nil
 		}, &river.PeriodicJobOpts{ID: "point_settlement_daily", RunOnStart: true}),
+		// Every 5 minutes: one coupon_reconcile per ACTIVE coupon (seed 004's
+		// safety net), each unique per coupon per period.
+		river.NewPeriodicJob(river.PeriodicInterval(ReconcilePeriod), func() (river.JobArgs, *river.InsertOpts) {
+			return CouponReconcileAllArgs{}, nil
+		}, &river.PeriodicJobOpts{ID: "coupon_reconcile_all", RunOnStart: true}),
+		// Hourly: recompute a sample of therapy_statistics and re-enqueue the
+		// aggregation of any row that drifted.
+		river.NewPeriodicJob(river.PeriodicInterval(VerifyPeriod), func() (river.JobArgs, *river.InsertOpts) {
+			return TherapyStatsVerifyArgs{}, nil
+		}, &river.PeriodicJobOpts{ID: "therapy_stats_verify"}),
 	}, nil
 }
 

@@ -99,6 +99,8 @@ type combiner[K any] struct {
 	maxFlushers int
 	maxBatch    int
 	exec        func(context.Context, []K) error
+	// flushTimeout bounds one batch (20s when zero).
+	flushTimeout time.Duration
 }
 
 type combineReq[K any] struct {
@@ -155,7 +157,11 @@ func (c *combiner[K]) do(ctx context.Context, key K) error {
 // flush runs one batch. The batch serves other jobs too, so it does not stop
 // when this job's context is cancelled; it has a deadline of its own.
 func (c *combiner[K]) flush(ctx context.Context, batch []*combineReq[K]) {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 20*time.Second)
+	timeout := c.flushTimeout
+	if timeout == 0 {
+		timeout = 20 * time.Second
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)
 	defer cancel()
 	keys := make([]K, len(batch))
 	for i, r := range batch {

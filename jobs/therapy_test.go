@@ -168,7 +168,11 @@ func TestTherapyDailyOnFirstOfMonthFinalisesPreviousMonth(t *testing.T) {
 
 	// 2 December aggregates December, where only user 1 has a row; 3 December
 	// selects nobody, since nothing changed after that aggregation.
-	for date, want := range map[string]int{"2026-12-02": 1, "2026-12-03": 0} {
+	for _, run := range []struct {
+		date string
+		want int
+	}{{"2026-12-02", 1}, {"2026-12-03", 0}} {
+		date, want := run.date, run.want
 		next, err := b.client.Insert(b.ctx, jobs.TherapyDailyArgs{BusinessDate: date}, nil)
 		require.NoError(t, err)
 		b.waitJob(t, next.Job.ID, "completed")

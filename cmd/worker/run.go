@@ -12,8 +12,10 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/tidemark/tidemark/config"
+	"github.com/tidemark/tidemark/coupongate"
 	"github.com/tidemark/tidemark/httpapi"
 	"github.com/tidemark/tidemark/jobs"
 	"github.com/tidemark/tidemark/migrations"
@@ -79,7 +81,20 @@ func run(ctx context.Context, cfg config.Config, logger *slog.Logger, ready chan
 	if err := st.Ping(ctx); err != nil {
 		return err
 	}
-	deps := jobs.Deps{Store: st, TZ: cfg.TZ, Logger: logger}
+	rdb, err := newRedis(cfg.RedisURL)
+	if err != nil {
+		return err
+	}
+	defer rdb.Close()
+	pingCtx, cancelPing := context.WithTimeout(ctx, 3*time.Second)
+	if err := rdb.Ping(pingCtx).Err(); err != nil {
+		// Coupons need Redis; the other batches do not. Coupon requests answer
+		// 503 and coupon jobs retry until Redis answers.
+		logger.Warn("redis does not answer; coupon issuing is unavailable until it does", "err", err)
+	}
+	cancelPing()
+	gate := coupongate.New(rdb, "")
+	deps := jobs.Deps{Store: st, TZ: cfg.TZ, Logger: logger, Gate: gate}
 	client, err := jobs.NewClient(pool, jobs.ClientConfig{
 		Queues:      cfg.Queues,
 		Retention:   cfg.Retention,
@@ -92,7 +107,7 @@ func run(ctx context.Context, cfg config.Config, logger *slog.Logger, ready chan
 		return err
 	}
 
-	api := &httpapi.Server{Store: st, River: client, TZ: cfg.TZ, AdminToken: cfg.AdminToken, Logger: logger}
+	api := &httpapi.Server{Store: st, River: client, TZ: cfg.TZ, AdminToken: cfg.AdminToken, Logger: logger, Gate: gate}
 	ln, err := net.Listen("tcp", cfg.HTTPAddr)
 	if err != nil {
 		return fmt.Errorf("http listen %s: %w", cfg.HTTPAddr, err)
@@ -129,6 +144,16 @@ func run(ctx context.Context, cfg config.Config, logger *slog.Logger, ready chan
 	}
 	logger.Info("worker stopped")
 	return err
+}
+
+// newRedis returns a client for a redis:// URL, sized for the issue endpoint.
+func newRedis(redisURL string) (*redis.Client, error) {
+	opt, err := redis.ParseURL(redisURL)
+	if err != nil {
+		return nil, fmt.Errorf("REDIS_URL: %w", err)
+	}
+	opt.PoolSize = max(opt.PoolSize, 64)
+	return redis.NewClient(opt), nil
 }
 
 func newLogger(w io.Writer, level string) *slog.Logger {

@@ -1,0 +1,212 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/riverqueue/river/rivertype"
+
+	"github.com/tidemark/tidemark/coupongate"
+	"github.com/tidemark/tidemark/jobs"
+	"github.com/tidemark/tidemark/store"
+)
+
+func init() {
+	commands["coupon"] = command{"coupon create …: create a coupon and load its Redis stock; coupon load-redis --code X: rebuild Redis from Postgres", cmdCoupon}
+	commands["coupon-exchange"] = command{"exchange an expired coupon's unused issues for a new coupon (seed 003)", cmdCouponExchange}
+}
+
+// openGate connects to REDIS_URL; close releases it.
+func (e *env) openGate(ctx context.Context) (gate *coupongate.Gate, closeFn func(), err error) {
+	opt, err := redis.ParseURL(e.cfg.RedisURL)
+	if err != nil {
+		return nil, nil, fmt.Errorf("REDIS_URL: %w", err)
+	}
+	rdb := redis.NewClient(opt)
+	pctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	if err := rdb.Ping(pctx).Err(); err != nil {
+		rdb.Close()
+		return nil, nil, fmt.Errorf("connect redis: %w", err)
+	}
+	return coupongate.New(rdb, ""), func() { rdb.Close() }, nil
+}
+
+func cmdCoupon(ctx context.Context, e *env, args []string) error {
+	if len(args) == 0 {
+		return usagef("want a subcommand: create or load-redis")
+	}
+	switch args[0] {
+	case "create":
+		return cmdCouponCreate(ctx, e, args[1:])
+	case "load-redis":
+		return cmdCouponLoadRedis(ctx, e, args[1:])
+	case "-h", "--help", "help":
+		fmt.Fprintln(e.stderr, "usage: enqueue coupon create --code X --name N --amount-type FIX|RATE --amount N --total N [--description D] [--expires-at RFC3339] [--inactive]")
+		fmt.Fprintln(e.stderr, "       enqueue coupon load-redis --code X")
+		return errHelp
+	}
+	return usagef("unknown subcommand %q: want create or load-redis", args[0])
+}
+
+func cmdCouponCreate(ctx context.Context, e *env, args []string) error {
+	fs := e.newFlagSet("coupon create")
+	code := fs.String("code", "", "coupon code: 1-64 letters, digits, _ or - (required)")
+	name := fs.String("name", "", "name (required)")
+	desc := fs.String("description", "", "description")
+	amountType := fs.String("amount-type", "", "FIX (an amount) or RATE (a percentage) (required)")
+	amount := fs.Int("amount", 0, "discount: an amount for FIX, 1-100 for RATE (required)")
+	total := fs.Int("total", -1, "number of coupons that can be issued (required)")
+	expires := fs.String("expires-at", "", "expiry, RFC 3339 (default: none)")
+	inactive := fs.Bool("inactive", false, "create INACTIVE (not issuable)")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if !jobs.ValidCouponCode(*code) {
+		return usagef("--code: want 1-64 letters, digits, _ or -, got %q", *code)
+	}
+	if err := jobs.ValidateCouponTerms(*name, *desc, *amountType, *amount); err != nil {
+		return usagef("--%v", err)
+	}
+	if *total < 0 || *total > 100_000_000 {
+		return usagef("--total: want 0 to 100000000, got %d", *total)
+	}
+	nc := store.NewCoupon{Code: *code, Name: *name, Description: *desc, AmountType: *amountType,
+		Amount: *amount, TotalQuantity: *total, Status: store.CouponActive}
+	if *inactive {
+		nc.Status = store.CouponInactive
+	}
+	if *expires != "" {
+		t, err := time.Parse(time.RFC3339, *expires)
+		if err != nil {
+			return usagef("--expires-at: want RFC 3339, like 2026-12-31T23:59:59+09:00, got %q", *expires)
+		}
+		if !t.After(time.Now()) {
+			return usagef("--expires-at: %s is in the past", *expires)
+		}
+		nc.ExpiresAt = &t
+	}
+	// Redis first: a coupon must not exist in Postgres that the gate cannot
+	// serve because Redis was down when it was made.
+	gate, closeGate, err := e.openGate(ctx)
+	if err != nil {
+		return err
+	}
+	defer closeGate()
+	if err := e.open(ctx); err != nil {
+		return err
+	}
+	c, err := e.store.CreateCoupon(ctx, nc)
+	if errors.Is(err, store.ErrDuplicate) {
+		return fmt.Errorf("coupon %s already exists; nothing changed", *code)
+	}
+	if err != nil {
+		return err
+	}
+	stock, err := loadCoupon(ctx, e, gate, c)
+	if err != nil {
+		return fmt.Errorf("coupon %s created (id %d) but loading Redis failed: %w; run enqueue coupon load-redis --code %s", c.Code, c.ID, err, c.Code)
+	}
+	fmt.Fprintf(e.stdout, "coupon %s created: id %d, %s, total %d, Redis stock %d\n", c.Code, c.ID, c.Status, c.TotalQuantity, stock)
+	return nil
+}
+
+func cmdCouponLoadRedis(ctx context.Context, e *env, args []string) error {
+	fs := e.newFlagSet("coupon load-redis")
+	code := fs.String("code", "", "coupon code (required)")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if !jobs.ValidCouponCode(*code) {
+		return usagef("--code: want 1-64 letters, digits, _ or -, got %q", *code)
+	}
+	gate, closeGate, err := e.openGate(ctx)
+	if err != nil {
+		return err
+	}
+	defer closeGate()
+	if err := e.open(ctx); err != nil {
+		return err
+	}
+	c, err := e.store.CouponByCode(ctx, *code)
+	if errors.Is(err, store.ErrNotFound) {
+		return usagef("--code: unknown coupon %q; nothing changed", *code)
+	}
+	if err != nil {
+		return err
+	}
+	stock, err := loadCoupon(ctx, e, gate, c)
+	if err != nil {
+		return err
+	}
+	if c.Status != store.CouponActive {
+		fmt.Fprintf(e.stdout, "coupon %s is %s: its Redis keys were removed\n", c.Code, c.Status)
+		return nil
+	}
+	fmt.Fprintf(e.stdout, "coupon %s loaded into Redis: stock %d of %d\n", c.Code, stock, c.TotalQuantity)
+	return nil
+}
+
+// loadCoupon (re)builds c's gate: every member holding a seat — a
+// coupon_issue row or an unfinished persist job — is added to the issued set,
+// and stock = total - |issued|. An INACTIVE coupon's keys are removed.
+func loadCoupon(ctx context.Context, e *env, gate *coupongate.Gate, c store.Coupon) (int64, error) {
+	if c.Status != store.CouponActive {
+		return 0, gate.Unload(ctx, c.Code)
+	}
+	inFlight, err := e.store.InFlightCouponPersists(ctx, c.Code)
+	if err != nil {
+		return 0, err
+	}
+	members, err := e.store.CouponIssueMembers(ctx, c.ID)
+	if err != nil {
+		return 0, err
+	}
+	return gate.Load(ctx, c.Code, int64(c.TotalQuantity), append(members, inFlight...))
+}
+
+func cmdCouponExchange(ctx context.Context, e *env, args []string) error {
+	fs := e.newFlagSet("coupon-exchange")
+	var a jobs.CouponExchangeArgs
+	fs.StringVar(&a.Name, "name", "", "name of the compensation coupon (required, identifying)")
+	fs.StringVar(&a.Description, "description", "", "its description (identifying)")
+	fs.StringVar(&a.AmountType, "amount-type", "", "FIX or RATE (required, identifying)")
+	fs.IntVar(&a.Amount, "amount", 0, "its amount: FIX an amount, RATE 1-100 (required, identifying)")
+	fs.Int64Var(&a.ExpiredCouponID, "expired-coupon-id", 0, "id of the expired coupon whose unused issues are exchanged (required, identifying)")
+	fs.IntVar(&a.ChunkSize, "chunk-size", 500, "issues exchanged per transaction (not identifying)")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if a.ChunkSize < 1 || a.ChunkSize > 10000 {
+		return usagef("--chunk-size: want 1 to 10000, got %d", a.ChunkSize)
+	}
+	if err := a.Validate(); err != nil {
+		return usagef("--%v", err)
+	}
+	if err := e.open(ctx); err != nil {
+		return err
+	}
+	if _, err := e.store.CouponByID(ctx, a.ExpiredCouponID); errors.Is(err, store.ErrNotFound) {
+		return usagef("--expired-coupon-id: no coupon with id %d; nothing enqueued", a.ExpiredCouponID)
+	} else if err != nil {
+		return err
+	}
+	res, err := e.client.Insert(ctx, a, nil)
+	if err != nil {
+		return err
+	}
+	if res.UniqueSkippedAsDuplicate {
+		j := res.Job
+		if j.State == rivertype.JobStateCompleted {
+			return fmt.Errorf("a coupon_exchange with these identifying parameters already completed (job %d at %s); change the parameters to run again",
+				j.ID, j.FinalizedAt.UTC().Format(time.RFC3339))
+		}
+		return fmt.Errorf("a coupon_exchange with these identifying parameters is already %s (job %d); not enqueued again", j.State, j.ID)
+	}
+	fmt.Fprintf(e.stdout, "coupon_exchange: job %d enqueued; compensation coupon %s (watch with enqueue status / enqueue wait)\n",
+		res.Job.ID, jobs.ExchangeCouponCode(res.Job.ID))
+	return nil
+}

@@ -1,0 +1,140 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/tidemark/tidemark/internal/testbin"
+	"github.com/tidemark/tidemark/internal/testredis"
+	"github.com/tidemark/tidemark/jobs"
+	"github.com/tidemark/tidemark/store"
+)
+
+// A real worker process is SIGKILLed in the middle of the exchange's step 2.
+// What it committed — chunks with their cursor in the same transaction — is
+// exactly what the next attempt skips: a second worker finishes with every
+// member holding one compensation coupon and one notification.
+//
+// River's rescuer would hand the orphaned job back after RESCUE_AFTER (at
+// least 70 s); the test does the rescuer's one UPDATE itself instead of
+// waiting.
+func TestExchangeSurvivesSIGKILL(t *testing.T) {
+	t.Parallel()
+	b := setupCouponCLI(t)
+	ctx := context.Background()
+	const holders = 3000
+	old, err := b.store.CreateCoupon(ctx, store.NewCoupon{Code: b.code(t, "KILL"), Name: "old", AmountType: "FIX", Amount: 1,
+		TotalQuantity: holders, Status: store.CouponInactive})
+	require.NoError(t, err)
+	_, err = b.pool.Exec(ctx, `INSERT INTO coupon_issue (coupon_id, member_id) SELECT $1, m FROM generate_series(1, $2) m`, old.ID, holders)
+	require.NoError(t, err)
+	exit, _, stderr := b.run(t, "coupon-exchange", "--name", "sorry", "--amount-type", "FIX", "--amount", "1000",
+		"--expired-coupon-id", strconv.FormatInt(old.ID, 10), "--chunk-size", "10")
+	require.Equal(t, 0, exit, stderr)
+	var jobID int64
+	require.NoError(t, b.pool.QueryRow(ctx, `SELECT id FROM river_job WHERE kind = 'coupon_exchange'`).Scan(&jobID))
+
+	// Hold member 1501's row lock: the worker commits 150 chunks (1,500
+	// members) and then blocks inside chunk 151, where it is killed.
+	blocker, err := b.pool.Begin(ctx)
+	require.NoError(t, err)
+	defer blocker.Rollback(ctx) //nolint:errcheck
+	_, err = blocker.Exec(ctx, `SELECT 1 FROM coupon_issue WHERE coupon_id = $1 AND member_id = 1501 FOR UPDATE`, old.ID)
+	require.NoError(t, err)
+
+	env := []string{"DATABASE_URL=" + b.dbURL, "REDIS_URL=" + testredis.URL(), "PERIODIC_JOBS=false"}
+	w1 := testbin.StartWorker(t, env...)
+	type cursor struct {
+		Exchanged int `json:"exchanged"`
+	}
+	readCursor := func() (cursor, string) {
+		var raw []byte
+		var state string
+		require.NoError(t, b.pool.QueryRow(ctx, `SELECT coalesce(metadata->'river:resumable_cursor'->'exchange', 'null'), state::text
+			FROM river_job WHERE id = $1`, jobID).Scan(&raw, &state))
+		var c cursor
+		require.NoError(t, json.Unmarshal(raw, &c))
+		return c, state
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		c, state := readCursor()
+		require.NotEqual(t, "completed", state, "finished before it could be killed")
+		if c.Exchanged >= 1500 {
+			break
+		}
+		require.False(t, time.Now().After(deadline), "step 2 made no progress")
+		time.Sleep(5 * time.Millisecond)
+	}
+	time.Sleep(100 * time.Millisecond) // let it block on the lock (not needed for correctness)
+	w1.Kill()
+	require.NoError(t, blocker.Rollback(ctx))
+
+	committed, state := readCursor()
+	require.Equal(t, "running", state, "orphaned by the kill")
+	require.Equal(t, 1500, committed.Exchanged)
+	newCode := jobs.ExchangeCouponCode(jobID)
+	c, err := b.store.CouponByCode(ctx, newCode)
+	require.NoError(t, err)
+	require.Equal(t, committed.Exchanged, b.count(t, `SELECT count(*) FROM coupon_issue WHERE coupon_id = $1`, c.ID),
+		"the cursor and the chunks it covers committed together")
+
+	// The rescuer's and scheduler's work: the orphaned running job is handed
+	// back to be worked again.
+	_, err = b.pool.Exec(ctx, `UPDATE river_job SET state = 'available', scheduled_at = now() WHERE id = $1 AND state = 'running'`, jobID)
+	require.NoError(t, err)
+	testbin.StartWorker(t, env...)
+	deadline = time.Now().Add(90 * time.Second)
+	for {
+		if _, state := readCursor(); state == "completed" {
+			break
+		}
+		require.False(t, time.Now().After(deadline), "exchange did not complete after restart")
+		time.Sleep(50 * time.Millisecond)
+	}
+
+	var out jobs.CouponExchangeOutput
+	var raw []byte
+	require.NoError(t, b.pool.QueryRow(ctx, `SELECT metadata->'output' FROM river_job WHERE id = $1`, jobID).Scan(&raw))
+	require.NoError(t, json.Unmarshal(raw, &out))
+	require.Equal(t, holders-committed.Exchanged, out.ExchangedThisAttempt, "resumed at the cursor, not from the start")
+	require.Equal(t, holders, out.Issued)
+	require.Equal(t, 1, b.count(t, `SELECT count(*) FROM coupon WHERE code LIKE 'EXCH-%'`))
+	require.Equal(t, holders, b.count(t, `SELECT count(DISTINCT member_id) FROM coupon_issue WHERE coupon_id = $1`, c.ID))
+	require.Equal(t, holders, b.count(t, `SELECT count(*) FROM coupon_issue WHERE coupon_id = $1`, c.ID))
+	require.Equal(t, holders, b.count(t, `SELECT count(*) FROM coupon_notification WHERE coupon_id = $1`, c.ID))
+	require.Equal(t, holders, b.count(t, `SELECT count(*) FROM coupon_issue WHERE coupon_id = $1 AND exchanged_at IS NOT NULL`, old.ID))
+}
+
+// The worker binary wires the gate: coupon create loads Redis, the worker's
+// endpoint issues, its River client persists.
+func TestWorkerIssuesCoupon(t *testing.T) {
+	t.Parallel()
+	b := setupCouponCLI(t)
+	code := b.code(t, "E2E")
+	exit, _, stderr := b.run(t, "coupon", "create", "--code", code, "--name", "n", "--amount-type", "FIX", "--amount", "1", "--total", "1")
+	require.Equal(t, 0, exit, stderr)
+	w := testbin.StartWorker(t, "DATABASE_URL="+b.dbURL, "REDIS_URL="+testredis.URL(), "PERIODIC_JOBS=false")
+	post := func(member int) int {
+		resp, err := http.Post("http://"+w.Addr+"/v1/coupons/"+code+"/issue", "application/json",
+			strings.NewReader(fmt.Sprintf(`{"memberId":%d}`, member)))
+		require.NoError(t, err)
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	require.Equal(t, http.StatusAccepted, post(42))
+	require.Equal(t, http.StatusConflict, post(42))
+	require.Equal(t, http.StatusGone, post(43))
+	exit, _, stderr = b.run(t, "wait", "--timeout", "30s")
+	require.Equal(t, 0, exit, stderr)
+	require.Equal(t, 1, b.count(t, `SELECT count(*) FROM coupon_issue i JOIN coupon c ON c.id = i.coupon_id
+		WHERE c.code = $1 AND i.member_id = 42`, code))
+}

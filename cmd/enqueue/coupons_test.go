@@ -1,0 +1,281 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/require"
+
+	"github.com/tidemark/tidemark/coupongate"
+	"github.com/tidemark/tidemark/internal/testdb"
+	"github.com/tidemark/tidemark/internal/testredis"
+	"github.com/tidemark/tidemark/jobs"
+	"github.com/tidemark/tidemark/store"
+)
+
+type couponCLI struct {
+	pool  *pgxpool.Pool
+	dbURL string
+	store *store.Store
+	rdb   *redis.Client
+	gate  *coupongate.Gate // the CLI's gate: no prefix (tests use codes of their own)
+}
+
+func setupCouponCLI(t *testing.T) *couponCLI {
+	t.Helper()
+	pool, dbURL := testdb.Pool(t)
+	rdb := testredis.Client(t)
+	return &couponCLI{pool: pool, dbURL: dbURL, store: store.New(pool), rdb: rdb, gate: coupongate.New(rdb, "")}
+}
+
+// code returns a coupon code unique to this test run and removes its Redis
+// keys when the test ends (the CLI uses no key prefix).
+func (b *couponCLI) code(t *testing.T, base string) string {
+	t.Helper()
+	r := make([]byte, 4)
+	_, _ = rand.Read(r)
+	code := base + "-" + hex.EncodeToString(r)
+	t.Cleanup(func() { b.rdb.Del(context.Background(), b.gate.StockKey(code), b.gate.IssuedKey(code)) })
+	return code
+}
+
+func (b *couponCLI) run(t *testing.T, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	env := map[string]string{"DATABASE_URL": b.dbURL, "REDIS_URL": testredis.URL()}
+	var o, e bytes.Buffer
+	code = Main(context.Background(), args, func(k string) string { return env[k] }, &o, &e)
+	return code, o.String(), e.String()
+}
+
+func (b *couponCLI) count(t *testing.T, sql string, args ...any) int {
+	t.Helper()
+	var n int
+	require.NoError(t, b.pool.QueryRow(context.Background(), sql, args...).Scan(&n))
+	return n
+}
+
+func (b *couponCLI) deps() jobs.Deps {
+	return jobs.Deps{Store: b.store, TZ: time.UTC, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Gate: b.gate}
+}
+
+func TestCouponCreateAndBadInput(t *testing.T) {
+	t.Parallel()
+	b := setupCouponCLI(t)
+	ctx := context.Background()
+	code := b.code(t, "NEW")
+
+	bad := [][]string{
+		{"coupon"},
+		{"coupon", "delete", "--code", code},
+		{"coupon", "create", "--name", "n", "--amount-type", "FIX", "--amount", "1", "--total", "5"},
+		{"coupon", "create", "--code", "bad code!", "--name", "n", "--amount-type", "FIX", "--amount", "1", "--total", "5"},
+		{"coupon", "create", "--code", code, "--amount-type", "FIX", "--amount", "1", "--total", "5"},
+		{"coupon", "create", "--code", code, "--name", "n", "--amount-type", "PCT", "--amount", "1", "--total", "5"},
+		{"coupon", "create", "--code", code, "--name", "n", "--amount-type", "FIX", "--amount", "0", "--total", "5"},
+		{"coupon", "create", "--code", code, "--name", "n", "--amount-type", "RATE", "--amount", "101", "--total", "5"},
+		{"coupon", "create", "--code", code, "--name", "n", "--amount-type", "FIX", "--amount", "1"},
+		{"coupon", "create", "--code", code, "--name", "n", "--amount-type", "FIX", "--amount", "1", "--total", "-2"},
+		{"coupon", "create", "--code", code, "--name", "n", "--amount-type", "FIX", "--amount", "x", "--total", "5"},
+		{"coupon", "create", "--code", code, "--name", "n", "--amount-type", "FIX", "--amount", "1", "--total", "5", "--expires-at", "tomorrow"},
+		{"coupon", "create", "--code", code, "--name", "n", "--amount-type", "FIX", "--amount", "1", "--total", "5", "--expires-at", "2020-01-01T00:00:00Z"},
+		{"coupon", "create", "--code", code, "--name", "n", "--amount-type", "FIX", "--amount", "1", "--total", "5", "extra"},
+		{"coupon", "load-redis"},
+		{"coupon", "load-redis", "--code", "NOPE-x"},
+	}
+	for _, args := range bad {
+		exit, _, stderr := b.run(t, args...)
+		require.Equal(t, 2, exit, "%v: %s", args, stderr)
+		require.Equal(t, 1, strings.Count(strings.TrimSpace(stderr), "\n")+1, "one line: %q", stderr)
+	}
+	require.Equal(t, 0, b.count(t, `SELECT count(*) FROM coupon`))
+	n, err := b.rdb.Exists(ctx, b.gate.StockKey(code), b.gate.IssuedKey(code)).Result()
+	require.NoError(t, err)
+	require.Zero(t, n)
+
+	exit, stdout, stderr := b.run(t, "coupon", "create", "--code", code, "--name", "Opening", "--amount-type", "RATE", "--amount", "10", "--total", "100")
+	require.Equal(t, 0, exit, stderr)
+	require.Contains(t, stdout, "Redis stock 100")
+	st, err := b.gate.State(ctx, code)
+	require.NoError(t, err)
+	require.True(t, st.Loaded)
+	require.EqualValues(t, 100, st.Stock)
+
+	exit, _, stderr = b.run(t, "coupon", "create", "--code", code, "--name", "Again", "--amount-type", "FIX", "--amount", "10", "--total", "5")
+	require.Equal(t, 1, exit)
+	require.Contains(t, stderr, "already exists")
+	c, err := b.store.CouponByCode(ctx, code)
+	require.NoError(t, err)
+	require.Equal(t, "Opening", c.Name)
+}
+
+// After Redis lost a coupon's keys, load-redis rebuilds them from Postgres
+// and from the persist jobs still in flight.
+func TestLoadRedisRestoresAfterLoss(t *testing.T) {
+	t.Parallel()
+	b := setupCouponCLI(t)
+	ctx := context.Background()
+	code := b.code(t, "LOSS")
+	exit, _, stderr := b.run(t, "coupon", "create", "--code", code, "--name", "n", "--amount-type", "FIX", "--amount", "1", "--total", "10")
+	require.Equal(t, 0, exit, stderr)
+	c, err := b.store.CouponByCode(ctx, code)
+	require.NoError(t, err)
+	for m := int64(1); m <= 4; m++ {
+		_, err := b.gate.Issue(ctx, code, m)
+		require.NoError(t, err)
+		_, err = b.store.PersistCouponIssue(ctx, code, m, time.Now())
+		require.NoError(t, err)
+	}
+	// Member 5 is in flight: seat taken, job not run yet.
+	_, err = b.gate.Issue(ctx, code, 5)
+	require.NoError(t, err)
+	client, err := jobs.NewClient(b.pool, jobs.ClientConfig{}, b.deps())
+	require.NoError(t, err)
+	_, err = client.Insert(ctx, jobs.CouponIssuePersistArgs{CouponCode: code, MemberID: 5}, nil)
+	require.NoError(t, err)
+
+	require.NoError(t, b.rdb.Del(ctx, b.gate.StockKey(code), b.gate.IssuedKey(code)).Err())
+	res, err := b.gate.Issue(ctx, code, 6)
+	require.NoError(t, err)
+	require.Equal(t, coupongate.NotLoaded, res)
+
+	exit, stdout, stderr := b.run(t, "coupon", "load-redis", "--code", code)
+	require.Equal(t, 0, exit, stderr)
+	require.Contains(t, stdout, "stock 5 of 10")
+	st, err := b.gate.State(ctx, code)
+	require.NoError(t, err)
+	require.ElementsMatch(t, []int64{1, 2, 3, 4, 5}, st.Members)
+	require.EqualValues(t, 5, st.Stock)
+
+	// The reconcile check now finds agreement (and re-syncs issued_quantity).
+	exit, stdout, stderr = b.run(t, "reconcile", "--check", "coupon")
+	require.Equal(t, 0, exit, stderr)
+	var rep jobs.CouponsReport
+	require.NoError(t, json.Unmarshal([]byte(stdout), &rep))
+	require.Len(t, rep.Coupons, 1)
+	require.Zero(t, rep.Coupons[0].RolledBack)
+	require.Zero(t, rep.Coupons[0].AddedBack)
+	require.Equal(t, 1, rep.Coupons[0].KeptInFlight)
+	require.Equal(t, 4, rep.Coupons[0].IssuedQtyNow)
+	require.Equal(t, 4, b.count(t, `SELECT issued_quantity FROM coupon WHERE id = $1`, c.ID))
+}
+
+func TestReconcileCommand(t *testing.T) {
+	t.Parallel()
+	b := setupCouponCLI(t)
+	ctx := context.Background()
+
+	for _, args := range [][]string{{"reconcile"}, {"reconcile", "--check", "orders"}, {"reconcile", "--check", "nope"}, {"reconcile", "--check", "coupon", "--dry"}} {
+		exit, _, stderr := b.run(t, args...)
+		require.Equal(t, 2, exit, "%v: %s", args, stderr)
+	}
+	_, _, stderr := b.run(t, "reconcile", "--check", "orders")
+	require.Contains(t, stderr, `unknown check "orders"`)
+
+	// A drifted therapy_statistics row: --dry-run reports it and enqueues
+	// nothing; the real check re-enqueues its aggregation.
+	_, err := b.pool.Exec(ctx, `
+		INSERT INTO therapy_user (id, status) VALUES (1, 'ACTIVE'), (2, 'ACTIVE');
+		INSERT INTO therapy_perform (therapy_user_id, performed_at, duration_seconds, completed)
+		VALUES (1, '2026-10-05T10:00:00+09:00', 600, true), (1, '2026-10-06T10:00:00+09:00', 300, false),
+		       (2, '2026-10-07T10:00:00+09:00', 60, true);
+		INSERT INTO therapy_statistics (therapy_user_id, year, month, perform_count, completed_count,
+		    total_duration_seconds, active_days, first_performed_at, last_performed_at, aggregated_at)
+		VALUES (1, 2026, 10, 1, 1, 600, 1, '2026-10-05T10:00:00+09:00', '2026-10-05T10:00:00+09:00', now()),
+		       (2, 2026, 10, 1, 1, 60, 1, '2026-10-07T10:00:00+09:00', '2026-10-07T10:00:00+09:00', now());`)
+	require.NoError(t, err)
+	exit, stdout, stderr := b.run(t, "reconcile", "--check", "therapy", "--dry-run")
+	require.Equal(t, 0, exit, stderr)
+	var rep jobs.TherapyVerifyReport
+	require.NoError(t, json.Unmarshal([]byte(stdout), &rep))
+	require.Equal(t, 2, rep.Checked)
+	require.Equal(t, 1, rep.Drifted)
+	require.EqualValues(t, 1, rep.Drifts[0].TherapyUserID)
+	require.Equal(t, 2, rep.Drifts[0].ActualCount)
+	require.Zero(t, rep.Reenqueued)
+	require.Equal(t, 0, b.count(t, `SELECT count(*) FROM river_job`))
+
+	exit, stdout, stderr = b.run(t, "reconcile", "--check", "therapy")
+	require.Equal(t, 0, exit, stderr)
+	require.NoError(t, json.Unmarshal([]byte(stdout), &rep))
+	require.Equal(t, 1, rep.Reenqueued)
+	require.Equal(t, 1, b.count(t, `SELECT count(*) FROM river_job WHERE kind = 'therapy_stats'
+		AND (args->>'therapy_user_id')::int = 1 AND args->>'trigger' = 'verify'`))
+}
+
+func TestCouponExchangeCommand(t *testing.T) {
+	t.Parallel()
+	b := setupCouponCLI(t)
+	ctx := context.Background()
+	old, err := b.store.CreateCoupon(ctx, store.NewCoupon{Code: b.code(t, "OLD"), Name: "old", AmountType: "FIX", Amount: 1,
+		TotalQuantity: 10, Status: store.CouponInactive})
+	require.NoError(t, err)
+	_, err = b.pool.Exec(ctx, `INSERT INTO coupon_issue (coupon_id, member_id) SELECT $1, m FROM generate_series(1, 10) m`, old.ID)
+	require.NoError(t, err)
+	oldID := strconv.FormatInt(old.ID, 10)
+	good := []string{"coupon-exchange", "--name", "보상 쿠폰", "--description", "배송 오류로 인한 쿠폰 교환", "--amount-type", "RATE", "--amount", "100", "--expired-coupon-id", oldID}
+
+	bad := [][]string{
+		{"coupon-exchange", "--description", "d", "--amount-type", "FIX", "--amount", "1", "--expired-coupon-id", oldID},
+		{"coupon-exchange", "--name", "n", "--amount-type", "PCT", "--amount", "1", "--expired-coupon-id", oldID},
+		{"coupon-exchange", "--name", "n", "--amount-type", "FIX", "--amount", "-1", "--expired-coupon-id", oldID},
+		{"coupon-exchange", "--name", "n", "--amount-type", "RATE", "--amount", "200", "--expired-coupon-id", oldID},
+		{"coupon-exchange", "--name", "n", "--amount-type", "FIX", "--amount", "1"},
+		{"coupon-exchange", "--name", "n", "--amount-type", "FIX", "--amount", "1", "--expired-coupon-id", "abc"},
+		{"coupon-exchange", "--name", "n", "--amount-type", "FIX", "--amount", "1", "--expired-coupon-id", "999999"},
+		{"coupon-exchange", "--name", "n", "--amount-type", "FIX", "--amount", "1", "--expired-coupon-id", oldID, "--chunk-size", "0"},
+		{"coupon-exchange", "--name", strings.Repeat("n", 201), "--amount-type", "FIX", "--amount", "1", "--expired-coupon-id", oldID},
+	}
+	for _, args := range bad {
+		exit, _, stderr := b.run(t, args...)
+		require.Equal(t, 2, exit, "%v: %s", args, stderr)
+	}
+	require.Equal(t, 0, b.count(t, `SELECT count(*) FROM river_job`))
+
+	exit, stdout, stderr := b.run(t, good...)
+	require.Equal(t, 0, exit, stderr)
+	require.Contains(t, stdout, "enqueued")
+	// A concurrent duplicate (the first is still queued) is refused.
+	exit, _, stderr = b.run(t, good...)
+	require.Equal(t, 1, exit)
+	require.Contains(t, stderr, "already available")
+
+	client, err := jobs.NewClient(b.pool, jobs.ClientConfig{Queues: map[string]int{"default": 2}, Retention: 24 * time.Hour,
+		RescueAfter: 90 * time.Second, FetchCooldown: 20 * time.Millisecond, FetchPollInterval: 50 * time.Millisecond}, b.deps())
+	require.NoError(t, err)
+	require.NoError(t, client.Start(ctx))
+	t.Cleanup(func() { _ = client.Stop(context.Background()) })
+	deadline := time.Now().Add(20 * time.Second)
+	for b.count(t, `SELECT count(*) FROM river_job WHERE kind = 'coupon_exchange' AND state = 'completed'`) == 0 {
+		require.False(t, time.Now().After(deadline), "exchange did not complete")
+		time.Sleep(50 * time.Millisecond)
+	}
+	require.Equal(t, 10, b.count(t, `SELECT count(*) FROM coupon_notification`))
+
+	// The same identifying parameters after a completed run: refused, nothing
+	// changed. A different chunk size is not identifying: still refused.
+	exit, _, stderr = b.run(t, good...)
+	require.Equal(t, 1, exit)
+	require.Contains(t, stderr, "already completed")
+	exit, _, _ = b.run(t, append(good, "--chunk-size", "7")...)
+	require.Equal(t, 1, exit)
+	require.Equal(t, 1, b.count(t, `SELECT count(*) FROM river_job WHERE kind = 'coupon_exchange'`))
+	require.Equal(t, 1, b.count(t, `SELECT count(*) FROM coupon WHERE code LIKE 'EXCH-%'`))
+
+	// Change an identifying parameter and it runs (nothing left to exchange).
+	changed := append([]string{}, good...)
+	changed[len(changed)-3] = "99"
+	exit, _, stderr = b.run(t, changed...)
+	require.Equal(t, 0, exit, stderr)
+
+}

@@ -1,0 +1,139 @@
+package httpapi
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/tidemark/tidemark/coupongate"
+	"github.com/tidemark/tidemark/jobs"
+	"github.com/tidemark/tidemark/store"
+)
+
+// IssueRequest is the body of POST /v1/coupons/{code}/issue.
+type IssueRequest struct {
+	MemberID *int64 `json:"memberId"`
+}
+
+// IssueResponse answers an accepted issue: the seat is taken and the job
+// that writes coupon_issue is committed.
+type IssueResponse struct {
+	CouponCode string `json:"couponCode"`
+	MemberID   int64  `json:"memberId"`
+	Status     string `json:"status"`
+}
+
+// issueCoupon is seed 004's first-come issue: the coupon must exist, be
+// ACTIVE and not expired (404); the gate's atomic step decides 409 (already
+// issued) or 410 (sold out); then the persist job is inserted — if that
+// fails, the Redis step is undone before answering 503.
+func (s *Server) issueCoupon(w http.ResponseWriter, r *http.Request) {
+	code := r.PathValue("code")
+	if !jobs.ValidCouponCode(code) {
+		writeError(w, http.StatusNotFound, "code", "unknown coupon")
+		return
+	}
+	var req IssueRequest
+	if err := decodeJSON(w, r, &req); err != nil {
+		s.writeErr(w, r, err)
+		return
+	}
+	if req.MemberID == nil {
+		writeError(w, http.StatusBadRequest, "memberId", "required")
+		return
+	}
+	member := *req.MemberID
+	if member <= 0 {
+		writeError(w, http.StatusBadRequest, "memberId", "want a positive integer")
+		return
+	}
+	c, err := s.coupons.get(r.Context(), s.Store, code)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		writeError(w, http.StatusNotFound, "code", "unknown coupon "+code)
+		return
+	case err != nil:
+		s.writeErr(w, r, err)
+		return
+	case c.Status != store.CouponActive:
+		writeError(w, http.StatusNotFound, "code", "coupon "+code+" is not active")
+		return
+	case c.ExpiresAt != nil && !time.Now().Before(*c.ExpiresAt):
+		writeError(w, http.StatusNotFound, "code", "coupon "+code+" has expired")
+		return
+	}
+	if s.Gate == nil || s.persist == nil {
+		writeError(w, http.StatusServiceUnavailable, "", "coupon issuing is not configured")
+		return
+	}
+	res, err := s.Gate.Issue(r.Context(), code, member)
+	if err != nil {
+		s.Logger.ErrorContext(r.Context(), "coupon gate", "coupon", code, "member", member, "err", err)
+		writeError(w, http.StatusServiceUnavailable, "", "coupon gate unavailable; try again")
+		return
+	}
+	switch res {
+	case coupongate.AlreadyIssued:
+		writeError(w, http.StatusConflict, "memberId", fmt.Sprintf("member %d already has coupon %s", member, code))
+		return
+	case coupongate.SoldOut:
+		writeError(w, http.StatusGone, "", "coupon "+code+" is sold out")
+		return
+	case coupongate.NotLoaded:
+		writeError(w, http.StatusServiceUnavailable, "", "coupon "+code+" is not loaded in the gate; run enqueue coupon load-redis --code "+code)
+		return
+	}
+	err = s.persist.Enqueue(r.Context(), jobs.CouponIssuePersistArgs{CouponCode: code, MemberID: member, IssuedAt: time.Now().UTC()})
+	if err != nil {
+		// Layer 1: the job is not there, so give the seat back now.
+		undoCtx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), 5*time.Second)
+		defer cancel()
+		if _, uerr := s.Gate.Undo(undoCtx, code, member); uerr != nil {
+			err = errors.Join(err, uerr) // left for the reconciliation
+		}
+		s.Logger.ErrorContext(r.Context(), "coupon persist job insert failed; seat given back", "coupon", code, "member", member, "err", err)
+		writeError(w, http.StatusServiceUnavailable, "", "could not record the issue; nothing was issued, try again")
+		return
+	}
+	writeJSON(w, http.StatusAccepted, IssueResponse{CouponCode: code, MemberID: member, Status: "ACCEPTED"})
+}
+
+// couponCache keeps coupons looked up by the issue endpoint for a second, so
+// a rush on one coupon costs one Postgres read per second, not per request.
+// A coupon made INACTIVE stops being issued within that second.
+type couponCache struct {
+	mu sync.Mutex
+	m  map[string]cachedCoupon
+}
+
+type cachedCoupon struct {
+	c   store.Coupon
+	err error
+	at  time.Time
+}
+
+const couponCacheTTL = time.Second
+
+func (cc *couponCache) get(ctx context.Context, st *store.Store, code string) (store.Coupon, error) {
+	now := time.Now()
+	cc.mu.Lock()
+	e, ok := cc.m[code]
+	cc.mu.Unlock()
+	if ok && now.Sub(e.at) < couponCacheTTL {
+		return e.c, e.err
+	}
+	c, err := st.CouponByCode(ctx, code)
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		return c, err
+	}
+	cc.mu.Lock()
+	if cc.m == nil || len(cc.m) > 10000 {
+		cc.m = map[string]cachedCoupon{}
+	}
+	cc.m[code] = cachedCoupon{c: c, err: err, at: now}
+	cc.mu.Unlock()
+	return c, err
+}

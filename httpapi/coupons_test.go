@@ -1,0 +1,263 @@
+package httpapi_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/riverqueue/river/riverdriver/riverpgxv5"
+	"github.com/riverqueue/river/rivertest"
+	"github.com/stretchr/testify/require"
+
+	"github.com/tidemark/tidemark/coupongate"
+	"github.com/tidemark/tidemark/httpapi"
+	"github.com/tidemark/tidemark/internal/testdb"
+	"github.com/tidemark/tidemark/internal/testredis"
+	"github.com/tidemark/tidemark/jobs"
+	"github.com/tidemark/tidemark/store"
+)
+
+type couponBundle struct {
+	pool   *pgxpool.Pool
+	store  *store.Store
+	gate   *coupongate.Gate
+	deps   jobs.Deps
+	client *jobs.Client
+	url    string
+	http   *http.Client
+}
+
+// setupCoupons starts the API on a fresh database and Redis prefix. With
+// work, a River client works the persist jobs in-process.
+func setupCoupons(t *testing.T, work bool) *couponBundle {
+	t.Helper()
+	ctx := context.Background()
+	pool, _ := testdb.Pool(t)
+	gate, _, _ := testredis.Gate(t)
+	st := store.New(pool)
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	deps := jobs.Deps{Store: st, TZ: time.UTC, Logger: logger, Gate: gate, ReconcileGrace: time.Millisecond}
+	cc := jobs.ClientConfig{Retention: 24 * time.Hour, RescueAfter: 90 * time.Second}
+	if work {
+		cc.Queues = map[string]int{"default": 20}
+		cc.FetchCooldown, cc.FetchPollInterval = 20*time.Millisecond, 50*time.Millisecond
+	}
+	client, err := jobs.NewClient(pool, cc, deps)
+	require.NoError(t, err)
+	if work {
+		require.NoError(t, client.Start(ctx))
+		t.Cleanup(func() {
+			sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			_ = client.Stop(sctx)
+		})
+	}
+	api := &httpapi.Server{Store: st, River: client, TZ: time.UTC, Logger: logger, Gate: gate}
+	srv := httptest.NewServer(api.Handler())
+	t.Cleanup(srv.Close)
+	tr := &http.Transport{MaxIdleConnsPerHost: 256, MaxConnsPerHost: 256}
+	t.Cleanup(tr.CloseIdleConnections)
+	return &couponBundle{pool: pool, store: st, gate: gate, deps: deps, client: client, url: srv.URL,
+		http: &http.Client{Transport: tr, Timeout: 30 * time.Second}}
+}
+
+func (b *couponBundle) createCoupon(t *testing.T, code string, total int, status string, expires *time.Time) store.Coupon {
+	t.Helper()
+	ctx := context.Background()
+	c, err := b.store.CreateCoupon(ctx, store.NewCoupon{Code: code, Name: "first come " + code, AmountType: store.AmountFix,
+		Amount: 1000, TotalQuantity: total, Status: status, ExpiresAt: expires})
+	require.NoError(t, err)
+	if status == store.CouponActive {
+		_, err = b.gate.Load(ctx, code, int64(total), nil)
+		require.NoError(t, err)
+	}
+	return c
+}
+
+func (b *couponBundle) issue(t *testing.T, code, body string) (int, string) {
+	t.Helper()
+	resp, err := b.http.Post(b.url+"/v1/coupons/"+code+"/issue", "application/json", strings.NewReader(body))
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	out, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(out)
+}
+
+// waitNoOutstanding polls until River has no job left to run.
+func waitNoOutstanding(t *testing.T, st *store.Store, within time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		n, err := st.OutstandingJobs(context.Background())
+		require.NoError(t, err)
+		if n == 0 {
+			return
+		}
+		require.Falsef(t, time.Now().After(deadline), "%d job(s) still outstanding after %s", n, within)
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func countRows(t *testing.T, pool *pgxpool.Pool, sql string, args ...any) int {
+	t.Helper()
+	var n int
+	require.NoError(t, pool.QueryRow(context.Background(), sql, args...).Scan(&n))
+	return n
+}
+
+// 2,000 concurrent requests (1,600 members, 400 of them asking twice) for a
+// coupon of 100: exactly 100 accepted and persisted, no oversell, everyone
+// else 410 (sold out) or 409 (already issued).
+func TestIssueRushExactlyTotal(t *testing.T) {
+	t.Parallel()
+	b := setupCoupons(t, true)
+	ctx := context.Background()
+	c := b.createCoupon(t, "RUSH100", 100, store.CouponActive, nil)
+
+	const requests = 2000
+	codes := make([]int, requests)
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for i := 0; i < requests; i++ {
+		member := int64(i%1600 + 1)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			resp, err := b.http.Post(b.url+"/v1/coupons/RUSH100/issue", "application/json",
+				strings.NewReader(fmt.Sprintf(`{"memberId":%d}`, member)))
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			codes[i] = resp.StatusCode
+		}()
+	}
+	close(start)
+	wg.Wait()
+
+	byStatus := map[int]int{}
+	for _, s := range codes {
+		byStatus[s]++
+	}
+	require.Equal(t, 100, byStatus[http.StatusAccepted], "statuses: %v", byStatus)
+	require.Equal(t, requests, byStatus[http.StatusAccepted]+byStatus[http.StatusGone]+byStatus[http.StatusConflict], "statuses: %v", byStatus)
+
+	waitNoOutstanding(t, b.store, 60*time.Second)
+	require.Equal(t, 100, countRows(t, b.pool, `SELECT count(*) FROM coupon_issue WHERE coupon_id = $1`, c.ID))
+	require.Equal(t, 100, countRows(t, b.pool, `SELECT count(DISTINCT member_id) FROM coupon_issue WHERE coupon_id = $1`, c.ID))
+	st, err := b.gate.State(ctx, "RUSH100")
+	require.NoError(t, err)
+	require.EqualValues(t, 0, st.Stock)
+	require.Len(t, st.Members, 100)
+	require.Equal(t, 100, countRows(t, b.pool, `SELECT count(*) FROM river_job WHERE kind = 'coupon_issue_persist' AND state = 'completed'`))
+
+	// The safety net agrees, and re-syncs issued_quantity from COUNT(*).
+	rep, err := jobs.ReconcileCoupon(ctx, b.deps, "RUSH100", false)
+	require.NoError(t, err)
+	require.Zero(t, rep.RolledBack)
+	require.Zero(t, rep.AddedBack)
+	require.Equal(t, 0, rep.IssuedQtyWas)
+	require.Equal(t, 100, rep.IssuedQtyNow)
+}
+
+// Every bad request is refused with the right status and changes nothing:
+// no seat taken, no job inserted.
+func TestIssueBadInputChangesNothing(t *testing.T) {
+	t.Parallel()
+	b := setupCoupons(t, false)
+	ctx := context.Background()
+	b.createCoupon(t, "GOOD", 5, store.CouponActive, nil)
+	b.createCoupon(t, "OFF", 5, store.CouponInactive, nil)
+	past := time.Now().Add(-time.Hour)
+	b.createCoupon(t, "OLD", 5, store.CouponActive, &past)
+	_, err := b.store.CreateCoupon(ctx, store.NewCoupon{Code: "NOREDIS", Name: "n", AmountType: "FIX", Amount: 1, TotalQuantity: 5, Status: "ACTIVE"})
+	require.NoError(t, err)
+
+	cases := []struct {
+		name, code, body string
+		status           int
+		field            string
+	}{
+		{"empty body", "GOOD", ``, 400, "body"},
+		{"malformed", "GOOD", `{"memberId":`, 400, "body"},
+		{"missing member", "GOOD", `{}`, 400, "memberId"},
+		{"zero member", "GOOD", `{"memberId":0}`, 400, "memberId"},
+		{"negative member", "GOOD", `{"memberId":-3}`, 400, "memberId"},
+		{"string member", "GOOD", `{"memberId":"42"}`, 400, "memberId"},
+		{"fraction member", "GOOD", `{"memberId":4.2}`, 400, "memberId"},
+		{"unknown field", "GOOD", `{"memberId":42,"admin":true}`, 400, "admin"},
+		{"two objects", "GOOD", `{"memberId":42}{"memberId":43}`, 400, "body"},
+		{"unknown coupon", "NOPE", `{"memberId":42}`, 404, "code"},
+		{"bad code", "no%20pe", `{"memberId":42}`, 404, "code"},
+		{"inactive coupon", "OFF", `{"memberId":42}`, 404, "code"},
+		{"expired coupon", "OLD", `{"memberId":42}`, 404, "code"},
+		{"gate not loaded", "NOREDIS", `{"memberId":42}`, 503, ""},
+	}
+	for _, tc := range cases {
+		status, body := b.issue(t, tc.code, tc.body)
+		require.Equal(t, tc.status, status, "%s: %s", tc.name, body)
+		if tc.field != "" {
+			require.Contains(t, body, `"field":"`+tc.field+`"`, tc.name)
+		}
+	}
+	resp, err := b.http.Post(b.url+"/v1/coupons/GOOD/issue", "text/plain", strings.NewReader(`{"memberId":42}`))
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, http.StatusUnsupportedMediaType, resp.StatusCode)
+	big := `{"memberId":42,"pad":"` + strings.Repeat("x", httpapi.MaxBodyBytes) + `"}`
+	status, _ := b.issue(t, "GOOD", big)
+	require.Equal(t, http.StatusRequestEntityTooLarge, status)
+
+	require.Equal(t, 0, countRows(t, b.pool, `SELECT count(*) FROM river_job`))
+	st, err := b.gate.State(ctx, "GOOD")
+	require.NoError(t, err)
+	require.EqualValues(t, 5, st.Stock)
+	require.Empty(t, st.Members)
+
+	// And the good path, for contrast: 202, then 409 for the same member.
+	status, body := b.issue(t, "GOOD", `{"memberId":42}`)
+	require.Equal(t, http.StatusAccepted, status, body)
+	job := rivertest.RequireInserted(ctx, t, riverpgxv5.New(b.pool), &jobs.CouponIssuePersistArgs{}, nil)
+	require.Equal(t, "GOOD", job.Args.CouponCode)
+	require.EqualValues(t, 42, job.Args.MemberID)
+	status, _ = b.issue(t, "GOOD", `{"memberId":42}`)
+	require.Equal(t, http.StatusConflict, status)
+	require.Equal(t, 1, countRows(t, b.pool, `SELECT count(*) FROM river_job WHERE kind = 'coupon_issue_persist'`))
+}
+
+// When the persist job cannot be inserted, the seat is given back before the
+// 5xx answer (layer 1).
+func TestIssueUndoneWhenJobInsertFails(t *testing.T) {
+	t.Parallel()
+	b := setupCoupons(t, false)
+	ctx := context.Background()
+	b.createCoupon(t, "FRAGILE", 3, store.CouponActive, nil)
+	status, _ := b.issue(t, "FRAGILE", `{"memberId":1}`) // warms the coupon cache
+	require.Equal(t, http.StatusAccepted, status)
+
+	_, err := b.pool.Exec(ctx, `ALTER TABLE river_job RENAME TO river_job_away`)
+	require.NoError(t, err)
+	status, body := b.issue(t, "FRAGILE", `{"memberId":2}`)
+	require.Equal(t, http.StatusServiceUnavailable, status, body)
+
+	st, err := b.gate.State(ctx, "FRAGILE")
+	require.NoError(t, err)
+	require.EqualValues(t, 2, st.Stock, "the seat taken by member 2 is back")
+	require.ElementsMatch(t, []int64{1}, st.Members)
+
+	_, err = b.pool.Exec(ctx, `ALTER TABLE river_job_away RENAME TO river_job`)
+	require.NoError(t, err)
+	status, _ = b.issue(t, "FRAGILE", `{"memberId":2}`)
+	require.Equal(t, http.StatusAccepted, status, "member 2 can try again")
+}

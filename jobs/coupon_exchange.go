@@ -1,0 +1,235 @@
+package jobs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"regexp"
+	"time"
+	"unicode/utf8"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/riverdriver/riverpgxv5"
+
+	"github.com/tidemark/tidemark/config"
+	"github.com/tidemark/tidemark/store"
+)
+
+// CouponExchangeArgs is seed 003's EXCHANGE_COUPON_JOB: replace the unused,
+// unexchanged issues of an expired coupon with a new compensation coupon and
+// notify the members. Every field but ChunkSize is an identifying parameter:
+// the job is unique on them in every state but cancelled and discarded, so the
+// same parameters after a completed run, or while a run is queued or running,
+// are refused (a run that failed for good may be run again).
+type CouponExchangeArgs struct {
+	Name            string `json:"name" river:"unique"`
+	Description     string `json:"description" river:"unique"`
+	AmountType      string `json:"amount_type" river:"unique"`
+	Amount          int    `json:"amount" river:"unique"`
+	ExpiredCouponID int64  `json:"expired_coupon_id" river:"unique"`
+	// ChunkSize is how many issues one transaction exchanges (default 500).
+	ChunkSize int `json:"chunk_size,omitempty"`
+}
+
+// Kind is coupon_exchange.
+func (CouponExchangeArgs) Kind() string { return "coupon_exchange" }
+
+// InsertOpts makes the job unique on its identifying parameters.
+func (CouponExchangeArgs) InsertOpts() river.InsertOpts {
+	return river.InsertOpts{Queue: config.QueueDefault, MaxAttempts: 10,
+		UniqueOpts: river.UniqueOpts{ByArgs: true}}
+}
+
+var couponCodeRE = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
+
+// ValidCouponCode reports whether code is a valid coupon code: 1–64 letters,
+// digits, '_' or '-'.
+func ValidCouponCode(code string) bool { return couponCodeRE.MatchString(code) }
+
+// ValidateCouponTerms checks a coupon's name, description, amount type and
+// amount, naming the field at fault.
+func ValidateCouponTerms(name, description, amountType string, amount int) error {
+	switch {
+	case name == "" || utf8.RuneCountInString(name) > 200:
+		return errors.New("name: want 1 to 200 characters")
+	case utf8.RuneCountInString(description) > 1000:
+		return errors.New("description: want at most 1000 characters")
+	case amountType != store.AmountFix && amountType != store.AmountRate:
+		return fmt.Errorf("amount-type: want FIX or RATE, got %q", amountType)
+	case amount <= 0:
+		return fmt.Errorf("amount: want a positive integer, got %d", amount)
+	case amountType == store.AmountRate && amount > 100:
+		return fmt.Errorf("amount: a RATE is a percentage, 1 to 100, got %d", amount)
+	}
+	return nil
+}
+
+// Validate checks the arguments.
+func (a CouponExchangeArgs) Validate() error {
+	if err := ValidateCouponTerms(a.Name, a.Description, a.AmountType, a.Amount); err != nil {
+		return err
+	}
+	if a.ExpiredCouponID <= 0 {
+		return fmt.Errorf("expired-coupon-id: want a positive id, got %d", a.ExpiredCouponID)
+	}
+	if a.ChunkSize < 0 || a.ChunkSize > 10000 {
+		return fmt.Errorf("chunk size: want 1 to 10000, got %d", a.ChunkSize)
+	}
+	return nil
+}
+
+// ExchangeCouponCode is the code of the compensation coupon exchange job
+// jobID creates: derived from the job, so a retry finds the coupon its earlier
+// attempt created instead of making another.
+func ExchangeCouponCode(jobID int64) string { return fmt.Sprintf("EXCH-%d", jobID) }
+
+// Exchange steps, in order.
+const (
+	StepCreateCoupon = "create_coupon"
+	StepExchange     = "exchange"
+	StepNotify       = "notify"
+)
+
+// exchangeCursor is step 2's progress, saved in each chunk's transaction.
+type exchangeCursor struct {
+	LastIssueID int64 `json:"last_issue_id"`
+	Exchanged   int   `json:"exchanged"`
+	Chunks      int   `json:"chunks"`
+}
+
+// CouponExchangeOutput is recorded on the job when it completes.
+type CouponExchangeOutput struct {
+	CouponCode string `json:"coupon_code"`
+	CouponID   int64  `json:"coupon_id"`
+	// Issued counts every holder of the compensation coupon (all attempts).
+	Issued int `json:"issued"`
+	// ChunksThisAttempt and ExchangedThisAttempt show how much the last
+	// attempt had left to do when it started.
+	ChunksThisAttempt    int `json:"chunks_this_attempt"`
+	ExchangedThisAttempt int `json:"exchanged_this_attempt"`
+	NotifiedThisAttempt  int `json:"notified_this_attempt"`
+}
+
+// CouponExchangeWorker runs the three steps as River resumable steps. Each
+// step's writes commit in the same transaction as its checkpoint (step 2: each
+// chunk with its cursor), so a crash anywhere resumes at the step — and the
+// chunk — that did not commit. Nothing is done twice: the coupon's code is
+// derived from the job id, a chunk only takes issues not yet exchanged, and
+// issues and notifications are unique per (member, coupon).
+type CouponExchangeWorker struct {
+	river.WorkerDefaults[CouponExchangeArgs]
+	deps Deps
+	// afterChunk, if set (tests), runs after each committed chunk; an error
+	// fails the attempt there.
+	afterChunk func(chunk int) error
+}
+
+// Timeout is at most 60 s; a longer exchange continues on the next attempt
+// from its cursor.
+func (w *CouponExchangeWorker) Timeout(*river.Job[CouponExchangeArgs]) time.Duration {
+	return time.Minute
+}
+
+// Work runs the exchange.
+func (w *CouponExchangeWorker) Work(ctx context.Context, job *river.Job[CouponExchangeArgs]) error {
+	a := job.Args
+	if err := a.Validate(); err != nil {
+		return river.JobCancel(fmt.Errorf("coupon_exchange: %w", err))
+	}
+	size := a.ChunkSize
+	if size == 0 {
+		size = 500
+	}
+	st := w.deps.Store
+	out := CouponExchangeOutput{CouponCode: ExchangeCouponCode(job.ID)}
+	// failed notes a step's error (River then fails the job with it and runs
+	// no later step), so that no output is recorded for a failed attempt.
+	failed := false
+	check := func(err error) error {
+		failed = failed || err != nil
+		return err
+	}
+
+	river.ResumableStep(ctx, StepCreateCoupon, nil, func(ctx context.Context) error {
+		if _, err := st.CouponByID(ctx, a.ExpiredCouponID); err != nil {
+			return check(river.JobCancel(fmt.Errorf("coupon_exchange: expired coupon %d: %w", a.ExpiredCouponID, err)))
+		}
+		return check(st.InTx(ctx, func(tx pgx.Tx) error {
+			_, err := st.EnsureExchangeCouponTx(ctx, tx, store.NewCoupon{Code: out.CouponCode, Name: a.Name,
+				Description: a.Description, AmountType: a.AmountType, Amount: a.Amount}, a.ExpiredCouponID)
+			if err != nil {
+				return err
+			}
+			_, err = river.ResumableSetStepTx[*riverpgxv5.Driver](ctx, tx, job)
+			return err
+		}))
+	})
+
+	river.ResumableStepCursor(ctx, StepExchange, nil, func(ctx context.Context, cur exchangeCursor) error {
+		c, err := st.CouponByCode(ctx, out.CouponCode)
+		if err != nil {
+			return check(err)
+		}
+		for {
+			var ch store.ExchangeChunk
+			err := st.InTx(ctx, func(tx pgx.Tx) error {
+				var err error
+				if ch, err = st.ExchangeChunkTx(ctx, tx, a.ExpiredCouponID, c.ID, cur.LastIssueID, size); err != nil {
+					return err
+				}
+				next := exchangeCursor{LastIssueID: ch.LastIssueID, Exchanged: cur.Exchanged + ch.Exchanged, Chunks: cur.Chunks + 1}
+				if _, err := river.ResumableSetStepCursorTx[*riverpgxv5.Driver](ctx, tx, job, next); err != nil {
+					return err
+				}
+				cur = next
+				return nil
+			})
+			if err != nil {
+				return check(err)
+			}
+			out.ChunksThisAttempt++
+			out.ExchangedThisAttempt += ch.Exchanged
+			if w.afterChunk != nil {
+				if err := w.afterChunk(out.ChunksThisAttempt); err != nil {
+					return check(err)
+				}
+			}
+			if ch.Exchanged < size {
+				return nil
+			}
+		}
+	})
+
+	river.ResumableStep(ctx, StepNotify, nil, func(ctx context.Context) error {
+		c, err := st.CouponByCode(ctx, out.CouponCode)
+		if err != nil {
+			return check(err)
+		}
+		msg := fmt.Sprintf("Your coupon #%d has been exchanged for %q (%s).", a.ExpiredCouponID, a.Name, c.Code)
+		return check(st.InTx(ctx, func(tx pgx.Tx) error {
+			n, err := st.NotifyExchangedTx(ctx, tx, c.ID, msg)
+			if err != nil {
+				return err
+			}
+			out.NotifiedThisAttempt = n
+			_, err = river.ResumableSetStepTx[*riverpgxv5.Driver](ctx, tx, job)
+			return err
+		}))
+	})
+
+	// Reached even when a step failed; River then fails the job with that
+	// step's error, so return nil and record nothing.
+	if failed {
+		return nil
+	}
+	c, err := st.CouponByCode(ctx, out.CouponCode)
+	if err != nil {
+		return err
+	}
+	out.CouponID = c.ID
+	if out.Issued, err = st.CouponIssueCount(ctx, c.ID); err != nil {
+		return err
+	}
+	return river.RecordOutput(ctx, out)
+}

@@ -1,0 +1,123 @@
+package jobs
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/riverqueue/river"
+
+	"github.com/tidemark/tidemark/config"
+	"github.com/tidemark/tidemark/store"
+)
+
+// TriggerVerify marks therapy_stats jobs re-enqueued by therapy_stats_verify.
+const TriggerVerify = "verify"
+
+// VerifyPeriod is how often therapy_stats_verify runs.
+const VerifyPeriod = time.Hour
+
+// DefaultVerifySample is how many therapy_statistics rows one verification
+// recomputes.
+const DefaultVerifySample = 500
+
+// TherapyStatsVerifyArgs checks a random sample of therapy_statistics rows
+// against a recomputation from therapy_perform. Unique per hour.
+type TherapyStatsVerifyArgs struct {
+	Sample int  `json:"sample,omitempty"`
+	DryRun bool `json:"dry_run,omitempty"`
+}
+
+// Kind is therapy_stats_verify.
+func (TherapyStatsVerifyArgs) Kind() string { return "therapy_stats_verify" }
+
+// InsertOpts makes the check unique per period.
+func (TherapyStatsVerifyArgs) InsertOpts() river.InsertOpts {
+	return river.InsertOpts{Queue: config.QueueDefault, MaxAttempts: 3,
+		UniqueOpts: river.UniqueOpts{ByArgs: true, ByPeriod: VerifyPeriod}}
+}
+
+// TherapyStatsVerifyWorker runs VerifyTherapyStats and records its report.
+type TherapyStatsVerifyWorker struct {
+	river.WorkerDefaults[TherapyStatsVerifyArgs]
+	deps Deps
+}
+
+// Timeout bounds one verification.
+func (w *TherapyStatsVerifyWorker) Timeout(*river.Job[TherapyStatsVerifyArgs]) time.Duration {
+	return time.Minute
+}
+
+// Work verifies the sample.
+func (w *TherapyStatsVerifyWorker) Work(ctx context.Context, job *river.Job[TherapyStatsVerifyArgs]) error {
+	rep, err := verifyTherapyStats(ctx, w.deps, job.Args.Sample, job.Args.DryRun)
+	if err != nil {
+		return err
+	}
+	return river.RecordOutput(ctx, rep)
+}
+
+// TherapyVerifyReport is what one verification found and did.
+type TherapyVerifyReport struct {
+	DryRun     bool                 `json:"dry_run"`
+	Checked    int                  `json:"checked"`
+	Drifted    int                  `json:"drifted"`
+	Drifts     []store.TherapyDrift `json:"drifts,omitempty"`
+	Reenqueued int                  `json:"reenqueued"`
+	JobIDs     []int64              `json:"job_ids,omitempty"`
+}
+
+// VerifyTherapyStats recomputes a sample of therapy_statistics rows in SQL
+// (writing nothing) and, unless dryRun, re-enqueues the aggregation of every
+// drifted row (`enqueue reconcile --check therapy`).
+func VerifyTherapyStats(ctx context.Context, deps Deps, dryRun bool) (TherapyVerifyReport, error) {
+	return verifyTherapyStats(ctx, deps, DefaultVerifySample, dryRun)
+}
+
+func verifyTherapyStats(ctx context.Context, deps Deps, sample int, dryRun bool) (TherapyVerifyReport, error) {
+	if sample <= 0 {
+		sample = DefaultVerifySample
+	}
+	rep := TherapyVerifyReport{DryRun: dryRun}
+	checked, drifts, err := deps.Store.SampleTherapyDrift(ctx, sample, deps.TZ)
+	if err != nil {
+		return rep, err
+	}
+	rep.Checked, rep.Drifted, rep.Drifts = checked, len(drifts), drifts
+	if len(rep.Drifts) > 100 {
+		rep.Drifts = rep.Drifts[:100]
+	}
+	if dryRun || len(drifts) == 0 {
+		return rep, nil
+	}
+	client := deps.River
+	if c, err := river.ClientFromContextSafely[pgx.Tx](ctx); err == nil {
+		client = c
+	}
+	if client == nil {
+		return rep, fmt.Errorf("jobs: therapy verify: no river client to re-enqueue %d drifted row(s)", len(drifts))
+	}
+	now := time.Now()
+	params := make([]river.InsertManyParams, len(drifts))
+	for i, d := range drifts {
+		params[i] = river.InsertManyParams{Args: TherapyStatsArgs{
+			TherapyUserID: d.TherapyUserID, Year: d.Year, Month: d.Month,
+			BusinessDate: BusinessDate(now, deps.TZ),
+			// Its own RecoverID: an aggregation already done today must run again.
+			RecoverID: "verify:" + now.UTC().Format(time.RFC3339Nano),
+			Trigger:   TriggerVerify,
+		}}
+	}
+	res, err := client.InsertMany(ctx, params)
+	if err != nil {
+		return rep, fmt.Errorf("jobs: therapy verify: re-enqueue: %w", err)
+	}
+	for _, r := range res {
+		if !r.UniqueSkippedAsDuplicate {
+			rep.Reenqueued++
+		}
+		rep.JobIDs = append(rep.JobIDs, r.Job.ID)
+	}
+	return rep, nil
+}
