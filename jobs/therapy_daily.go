@@ -77,7 +77,7 @@ func (w *TherapyDailyWorker) Work(ctx context.Context, job *river.Job[TherapyDai
 	if client == nil {
 		return errors.New("therapy_daily: no river client in context")
 	}
-	res, err := EnqueueTherapyStats(ctx, client, nil, targets, year, month, job.Args.BusinessDate, TriggerDaily, nil)
+	res, err := EnqueueTherapyStats(ctx, client, w.deps.Store.Pool, nil, targets, year, month, job.Args.BusinessDate, TriggerDaily, nil)
 	if err != nil {
 		return err
 	}

@@ -2,14 +2,15 @@ package jobs
 
 import (
 	"context"
+	"errors"
 	"fmt"
-	"slices"
-	"sync"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/riverqueue/river/rivertype"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/riverqueue/river"
-	"github.com/riverqueue/river/rivertype"
 
 	"github.com/tidemark/tidemark/config"
 	"github.com/tidemark/tidemark/store"
@@ -64,7 +65,7 @@ type TherapyStatsWorker struct {
 // NewTherapyStatsWorker returns the worker, with its batch combiner.
 func NewTherapyStatsWorker(deps Deps) *TherapyStatsWorker {
 	w := &TherapyStatsWorker{deps: deps}
-	w.combiner = newCombiner(4, 200, func(ctx context.Context, keys []store.TherapyKey) error {
+	w.combiner = newCombiner(2, 500, func(ctx context.Context, keys []store.TherapyKey) error {
 		return deps.Store.AggregateTherapy(ctx, keys, deps.TZ)
 	})
 	return w
@@ -84,118 +85,23 @@ func (w *TherapyStatsWorker) Work(ctx context.Context, job *river.Job[TherapySta
 	return w.combiner.do(ctx, store.NewTherapyKey(a.TherapyUserID, a.Year, a.Month, w.deps.TZ))
 }
 
-// combiner runs the same SQL for many concurrently running jobs at once: each
-// job adds its key, and whichever waiting job finds a free slot (at most
-// maxFlushers at a time) runs one batch of up to maxBatch pending keys for
-// everyone. No timer, no background goroutine: a lone job runs alone at once,
-// and under load batches form from the jobs that arrived while the previous
-// batch ran. If a batch fails, its keys are retried one by one, so each job
-// gets its own key's outcome.
-type combiner[K any] struct {
-	mu          sync.Mutex
-	cond        *sync.Cond
-	pending     []*combineReq[K]
-	flushing    int
-	maxFlushers int
-	maxBatch    int
-	exec        func(context.Context, []K) error
-	// flushTimeout bounds one batch (20s when zero).
-	flushTimeout time.Duration
-}
-
-type combineReq[K any] struct {
-	key   K
-	taken bool // in a batch being run; its outcome will come
-	done  bool
-	err   error
-}
-
-func newCombiner[K any](maxFlushers, maxBatch int, exec func(context.Context, []K) error) *combiner[K] {
-	c := &combiner[K]{maxFlushers: maxFlushers, maxBatch: maxBatch, exec: exec}
-	c.cond = sync.NewCond(&c.mu)
-	return c
-}
-
-func (c *combiner[K]) do(ctx context.Context, key K) error {
-	r := &combineReq[K]{key: key}
-	// Wake the waiters when this job's context ends, so it can leave.
-	stop := context.AfterFunc(ctx, func() {
-		c.mu.Lock()
-		c.cond.Broadcast()
-		c.mu.Unlock()
-	})
-	defer stop()
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.pending = append(c.pending, r)
-	for !r.done {
-		if !r.taken && ctx.Err() != nil {
-			// Not in any batch yet: leave without running (River retries it).
-			c.pending = slices.DeleteFunc(c.pending, func(p *combineReq[K]) bool { return p == r })
-			return ctx.Err()
-		}
-		if c.flushing >= c.maxFlushers || len(c.pending) == 0 {
-			c.cond.Wait()
-			continue
-		}
-		n := min(len(c.pending), c.maxBatch)
-		batch := c.pending[:n:n]
-		c.pending = c.pending[n:]
-		for _, b := range batch {
-			b.taken = true
-		}
-		c.flushing++
-		c.mu.Unlock()
-		c.flush(ctx, batch)
-		c.mu.Lock()
-		c.flushing--
-		c.cond.Broadcast()
-	}
-	return r.err
-}
-
-// flush runs one batch. The batch serves other jobs too, so it does not stop
-// when this job's context is cancelled; it has a deadline of its own.
-func (c *combiner[K]) flush(ctx context.Context, batch []*combineReq[K]) {
-	timeout := c.flushTimeout
-	if timeout == 0 {
-		timeout = 20 * time.Second
-	}
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)
-	defer cancel()
-	keys := make([]K, len(batch))
-	for i, r := range batch {
-		keys[i] = r.key
-	}
-	err := c.exec(ctx, keys)
-	if err != nil && len(batch) > 1 {
-		for _, r := range batch {
-			r.err = c.exec(ctx, []K{r.key})
-		}
-	} else {
-		for _, r := range batch {
-			r.err = err
-		}
-	}
-	c.mu.Lock()
-	for _, r := range batch {
-		r.done = true
-	}
-	c.mu.Unlock()
-}
-
 // EnqueueResult counts what an enqueue did.
 type EnqueueResult struct {
 	Inserted   int
 	Duplicates int
-	JobIDs     []int64
 }
 
 // EnqueueTherapyStats inserts one therapy_stats job per user for year-month, in
-// transactions of batchSize jobs, and reports how many were new and how many
-// were skipped as duplicates of an existing job. progress, if not nil, is
-// called after each batch with the number of users handled so far.
-func EnqueueTherapyStats(ctx context.Context, client *Client, tx pgx.Tx, users []int64, year, month int,
+// batches of 2,000, and reports how many were new and how many were skipped as
+// duplicates of an existing job. progress, if not nil, is called after each
+// batch with the number of users handled so far.
+//
+// With tx nil each batch is its own transaction and first tries River's fast
+// bulk insert (COPY, which cannot skip duplicates); a batch that hits a unique
+// key is rolled back and inserted again with InsertMany, which skips them.
+// Fresh fan-outs take the fast path; a retried one pays for its duplicates.
+// With tx given, every batch uses InsertManyTx within it.
+func EnqueueTherapyStats(ctx context.Context, client *Client, pool *pgxpool.Pool, tx pgx.Tx, users []int64, year, month int,
 	businessDate, trigger string, progress func(done int),
 ) (EnqueueResult, error) {
 	const batchSize = 2000
@@ -208,27 +114,45 @@ func EnqueueTherapyStats(ctx context.Context, client *Client, tx pgx.Tx, users [
 				TherapyUserID: u, Year: year, Month: month, BusinessDate: businessDate, Trigger: trigger,
 			}})
 		}
-		var results []*rivertype.JobInsertResult
-		var err error
-		if tx != nil {
-			results, err = client.InsertManyTx(ctx, tx, params)
-		} else {
-			results, err = client.InsertMany(ctx, params)
-		}
+		inserted, err := insertSkippingDuplicates(ctx, client, pool, tx, params)
 		if err != nil {
 			return res, fmt.Errorf("jobs: enqueue therapy_stats %04d-%02d: %w", year, month, err)
 		}
-		for _, r := range results {
-			if r.UniqueSkippedAsDuplicate {
-				res.Duplicates++
-			} else {
-				res.Inserted++
-			}
-			res.JobIDs = append(res.JobIDs, r.Job.ID)
-		}
+		res.Inserted += inserted
+		res.Duplicates += len(params) - inserted
 		if progress != nil {
 			progress(end)
 		}
 	}
 	return res, nil
+}
+
+// insertSkippingDuplicates inserts params, skipping those whose unique key is
+// taken, and returns how many it inserted (see EnqueueTherapyStats).
+func insertSkippingDuplicates(ctx context.Context, client *Client, pool *pgxpool.Pool, tx pgx.Tx, params []river.InsertManyParams) (int, error) {
+	count := func(results []*rivertype.JobInsertResult) int {
+		n := 0
+		for _, r := range results {
+			if !r.UniqueSkippedAsDuplicate {
+				n++
+			}
+		}
+		return n
+	}
+	if tx != nil {
+		results, err := client.InsertManyTx(ctx, tx, params)
+		return count(results), err
+	}
+	var n int
+	err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+		var err error
+		n, err = client.InsertManyFastTx(ctx, tx, params)
+		return err
+	})
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && pgErr.Code == "23505" { // unique_violation
+		results, err := client.InsertMany(ctx, params)
+		return count(results), err
+	}
+	return n, err
 }

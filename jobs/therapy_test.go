@@ -188,10 +188,11 @@ func TestTherapyStatsOneUserFailsOthersSucceedThenRetrySucceeds(t *testing.T) {
 	b.users(t, 1, 200, kstAt(2026, 11, 5, 12, 0))
 	b.failUser(t, 42)
 
-	res, err := jobs.EnqueueTherapyStats(b.ctx, b.client, nil, seq(1, 200), 2026, 11, "2026-11-21", jobs.TriggerBackfill, nil)
+	res, err := jobs.EnqueueTherapyStats(b.ctx, b.client, b.pool, nil, seq(1, 200), 2026, 11, "2026-11-21", jobs.TriggerBackfill, nil)
 	require.NoError(t, err)
 	require.Equal(t, 200, res.Inserted)
-	id42 := res.JobIDs[41]
+	var id42 int64
+	require.NoError(t, b.pool.QueryRow(b.ctx, `SELECT id FROM river_job WHERE kind = 'therapy_stats' AND args->>'therapy_user_id' = '42'`).Scan(&id42))
 
 	// User 42's job fails and waits for its retry (River's backoff: ~1 s for
 	// the first; River keeps such a short retry `available` with a future

@@ -71,18 +71,21 @@ type TherapyStatistics struct {
 // aggregation could not see it).
 func (s *Store) TherapyTargets(ctx context.Context, year, month int, tz *time.Location) ([]int64, error) {
 	start, end := MonthBounds(year, month, tz)
+	// Count each user's month first (one pass over the month's rows), then
+	// compare the per-user results with their statistics.
 	rows, err := s.Pool.Query(ctx, `
-		SELECT p.therapy_user_id
-		FROM therapy_perform p
-		JOIN therapy_user u ON u.id = p.therapy_user_id AND u.status = 'ACTIVE'
+		WITH m AS (
+		    SELECT therapy_user_id, count(*) AS n, max(created_at) AS newest
+		    FROM therapy_perform
+		    WHERE performed_at >= $1 AND performed_at < $2
+		    GROUP BY therapy_user_id)
+		SELECT m.therapy_user_id
+		FROM m
+		JOIN therapy_user u ON u.id = m.therapy_user_id AND u.status = 'ACTIVE'
 		LEFT JOIN therapy_statistics s
-		       ON s.therapy_user_id = p.therapy_user_id AND s.year = $3 AND s.month = $4
-		WHERE p.performed_at >= $1 AND p.performed_at < $2
-		GROUP BY p.therapy_user_id, s.aggregated_at, s.perform_count
-		HAVING s.aggregated_at IS NULL
-		    OR max(p.created_at) > s.aggregated_at
-		    OR count(*) <> s.perform_count
-		ORDER BY p.therapy_user_id`, start, end, year, month)
+		       ON s.therapy_user_id = m.therapy_user_id AND s.year = $3 AND s.month = $4
+		WHERE s.aggregated_at IS NULL OR m.newest > s.aggregated_at OR m.n <> s.perform_count
+		ORDER BY m.therapy_user_id`, start, end, year, month)
 	if err != nil {
 		return nil, fmt.Errorf("store: therapy targets %04d-%02d: %w", year, month, err)
 	}
@@ -110,27 +113,28 @@ func (s *Store) AggregateTherapy(ctx context.Context, keys []TherapyKey, tz *tim
 	for i, k := range keys {
 		users[i], years[i], months[i], starts[i], ends[i] = k.UserID, int32(k.Year), int32(k.Month), k.Start, k.End
 	}
-	err := s.InTx(ctx, func(tx pgx.Tx) error {
-		// The aggregation is a recomputation and River marks its job completed
-		// afterwards in a synchronous commit; WAL is flushed in order, so a
-		// durable completion implies a durable aggregation, and a crash that
-		// loses both runs the job again. Not waiting for this commit's flush
-		// is therefore safe, and it is most of a small batch's cost.
-		if _, err := tx.Exec(ctx, `SET LOCAL synchronous_commit = off`); err != nil {
-			return fmt.Errorf("set synchronous_commit: %w", err)
-		}
-		if _, err := tx.Exec(ctx, `
-			SELECT pg_advisory_xact_lock(hashtextextended('therapy_stats:' || u || ':' || y || ':' || m, 0))
-			FROM unnest($1::bigint[], $2::int[], $3::int[]) AS k(u, y, m)
-			ORDER BY hashtextextended('therapy_stats:' || u || ':' || y || ':' || m, 0)`,
-			users, years, months); err != nil {
-			return fmt.Errorf("lock: %w", err)
-		}
-		_, err := tx.Exec(ctx, `
-			INSERT INTO therapy_statistics AS t (`+therapyStatisticsColumns+`)
+	// One round trip: Postgres runs every statement of a pipeline up to its
+	// Sync as one implicit transaction, and in READ COMMITTED each statement
+	// still takes its own snapshot, so the upsert's snapshot is taken after
+	// the locks of the statement before it are granted.
+	//
+	// The aggregation is a recomputation, and River marks its job completed
+	// afterwards in a synchronous commit; WAL is flushed in order, so a durable
+	// completion implies a durable aggregation, and a crash that loses both
+	// runs the job again. Not waiting for this commit's flush is therefore
+	// safe (set_config(…, true) lasts for this transaction only).
+	batch := &pgx.Batch{}
+	batch.Queue(`
+		SELECT set_config('synchronous_commit', 'off', true),
+		       count(pg_advisory_xact_lock(h))
+		FROM (SELECT hashtextextended('therapy_stats:' || u || ':' || y || ':' || m, 0) AS h
+		      FROM unnest($1::bigint[], $2::int[], $3::int[]) AS k(u, y, m)
+		      ORDER BY 1) AS ordered`, users, years, months)
+	batch.Queue(`
+		INSERT INTO therapy_statistics AS t (`+therapyStatisticsColumns+`)
 			SELECT k.u, k.y, k.m,
-			       count(p.id),
-			       count(p.id) FILTER (WHERE p.completed),
+			       count(p.performed_at), -- not p.id: the covering index makes this index-only
+			       count(p.performed_at) FILTER (WHERE p.completed),
 			       coalesce(sum(p.duration_seconds), 0),
 			       count(DISTINCT (p.performed_at AT TIME ZONE $6)::date),
 			       min(p.performed_at),
@@ -140,10 +144,8 @@ func (s *Store) AggregateTherapy(ctx context.Context, keys []TherapyKey, tz *tim
 			LEFT JOIN therapy_perform p
 			       ON p.therapy_user_id = k.u AND p.performed_at >= k.s AND p.performed_at < k.e
 			GROUP BY k.u, k.y, k.m
-			`+therapyUpsertOnConflict,
-			users, years, months, starts, ends, tz.String())
-		return err
-	})
+			`+therapyUpsertOnConflict, users, years, months, starts, ends, tz.String())
+	err := s.Pool.SendBatch(ctx, batch).Close()
 	if err != nil {
 		if n == 1 {
 			return fmt.Errorf("store: aggregate therapy user %d %04d-%02d: %w", keys[0].UserID, keys[0].Year, keys[0].Month, err)

@@ -180,3 +180,53 @@ func TestMissingTherapyUsers(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, []int64{2, 4}, missing)
 }
+
+// A batch is one transaction: when one key fails, no key of the batch is
+// written (the combiner then runs each key alone).
+func TestAggregateTherapyBatchIsAtomic(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.user(t, 1, "ACTIVE")
+	b.perform(t, 1, kst(2026, 11, 3, 10, 0), 60, true)
+	err := b.store.AggregateTherapy(b.ctx, []store.TherapyKey{
+		store.NewTherapyKey(1, 2026, 11, seoul),
+		store.NewTherapyKey(99, 2026, 11, seoul), // no such user: foreign key violation
+	}, seoul)
+	require.ErrorContains(t, err, "therapy_statistics_therapy_user_id_fkey")
+	_, err = b.store.GetTherapyStatistics(b.ctx, 1, 2026, 11)
+	require.ErrorIs(t, err, store.ErrNotFound, "user 1's row was rolled back with the batch")
+}
+
+// The aggregation waits for its key's lock and computes from a snapshot taken
+// after the lock is granted: a row committed while it waited is counted.
+func TestAggregateTherapySnapshotAfterLock(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.user(t, 1, "ACTIVE")
+	b.perform(t, 1, kst(2026, 11, 3, 10, 0), 60, true)
+
+	holder, err := b.store.Pool.Begin(b.ctx)
+	require.NoError(t, err)
+	defer holder.Rollback(b.ctx) //nolint:errcheck
+	_, err = holder.Exec(b.ctx, `SELECT pg_advisory_xact_lock(hashtextextended('therapy_stats:1:2026:11', 0))`)
+	require.NoError(t, err)
+
+	done := make(chan error, 1)
+	go func() {
+		done <- b.store.AggregateTherapy(b.ctx, []store.TherapyKey{store.NewTherapyKey(1, 2026, 11, seoul)}, seoul)
+	}()
+	require.Eventually(t, func() bool {
+		var waiting bool
+		require.NoError(t, b.store.Pool.QueryRow(b.ctx, `
+			SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND NOT granted)`).Scan(&waiting))
+		return waiting
+	}, 10*time.Second, 5*time.Millisecond, "the aggregation waits for the key's lock")
+
+	b.perform(t, 1, kst(2026, 11, 4, 10, 0), 60, true) // committed while it waits
+	require.NoError(t, holder.Commit(b.ctx))
+	require.NoError(t, <-done)
+
+	got, err := b.store.GetTherapyStatistics(b.ctx, 1, 2026, 11)
+	require.NoError(t, err)
+	require.Equal(t, 2, got.PerformCount)
+}
