@@ -77,6 +77,15 @@ func (w *TherapyDailyWorker) Work(ctx context.Context, job *river.Job[TherapyDai
 	if client == nil {
 		return errors.New("therapy_daily: no river client in context")
 	}
+	// The run on the first day of this date's month finalised the month
+	// before it. If no worker ran that day, no later run would look at that
+	// month again: enqueue the missed run (unique per date, so a no-op when it
+	// exists; a first-of-month run catches up nothing, so this never chains).
+	if first := job.Args.BusinessDate[:len("2006-01")] + "-01"; first != job.Args.BusinessDate {
+		if _, err := client.Insert(ctx, TherapyDailyArgs{BusinessDate: first}, nil); err != nil {
+			return fmt.Errorf("therapy_daily: enqueue the run of %s: %w", first, err)
+		}
+	}
 	res, err := EnqueueTherapyStats(ctx, client, w.deps.Store.Pool, nil, targets, year, month, job.Args.BusinessDate, TriggerDaily, nil)
 	if err != nil {
 		return err

@@ -278,3 +278,48 @@ func seq(first, last int64) []int64 {
 	}
 	return out
 }
+
+// No worker ran across the month boundary: the first run after it (3
+// December) also enqueues the missed 1 December run, which finalises November
+// with the rows that arrived after November's last aggregation.
+func TestTherapyDailyCatchesUpMissedMonthFinalisation(t *testing.T) {
+	t.Parallel()
+	b := setupTherapy(t)
+	b.users(t, 1, 3, kstAt(2026, 11, 10, 9, 0))
+	nov, err := b.client.Insert(b.ctx, jobs.TherapyDailyArgs{BusinessDate: "2026-11-29"}, nil)
+	require.NoError(t, err)
+	b.waitJob(t, nov.Job.ID, "completed")
+	b.waitIdle(t)
+	// A late November session, then the workers are down from 30 November
+	// to 2 December.
+	b.exec(t, `INSERT INTO therapy_perform (therapy_user_id, performed_at, duration_seconds, completed) VALUES (2, $1, 60, true)`,
+		kstAt(2026, 11, 30, 23, 30))
+
+	dec3, err := b.client.Insert(b.ctx, jobs.TherapyDailyArgs{BusinessDate: "2026-12-03"}, nil)
+	require.NoError(t, err)
+	b.waitJob(t, dec3.Job.ID, "completed")
+	b.waitIdle(t)
+
+	got, err := b.store.GetTherapyStatistics(b.ctx, 2, 2026, 11)
+	require.NoError(t, err)
+	require.Equal(t, 2, got.PerformCount, "November was finalised by the caught-up 1 December run")
+	var runs []string
+	rows, err := b.pool.Query(b.ctx, `SELECT args->>'business_date' FROM river_job WHERE kind = 'therapy_daily' AND state = 'completed' ORDER BY 1`)
+	require.NoError(t, err)
+	for rows.Next() {
+		var d string
+		require.NoError(t, rows.Scan(&d))
+		runs = append(runs, d)
+	}
+	// 29 November also caught up 1 November's run (finalising October) the
+	// same way.
+	require.Equal(t, []string{"2026-11-01", "2026-11-29", "2026-12-01", "2026-12-03"}, runs)
+
+	// With the 1 December run present, later runs enqueue nothing more.
+	dec4, err := b.client.Insert(b.ctx, jobs.TherapyDailyArgs{BusinessDate: "2026-12-04"}, nil)
+	require.NoError(t, err)
+	b.waitJob(t, dec4.Job.ID, "completed")
+	var n int
+	require.NoError(t, b.pool.QueryRow(b.ctx, `SELECT count(*) FROM river_job WHERE kind = 'therapy_daily'`).Scan(&n))
+	require.Equal(t, 5, n)
+}
