@@ -19,6 +19,9 @@ type Deps struct {
 	Store  *store.Store
 	TZ     *time.Location
 	Logger *slog.Logger
+	// OrderAPI is the third-party order API (ORDER_API_URL); order jobs
+	// retry until it is set.
+	OrderAPI OrderAPI
 }
 
 // ClientConfig is how a River client in this process is set up.

@@ -19,6 +19,9 @@ func Register(workers *river.Workers, deps Deps) error {
 	if err := river.AddWorkerSafely(workers, &TherapyDailyWorker{deps: deps}); err != nil {
 		return err
 	}
+	if err := river.AddWorkerSafely(workers, &OrderSubmitWorker{deps: deps}); err != nil {
+		return err
+	}
 	return nil
 }
 

@@ -17,6 +17,7 @@ import (
 	"github.com/tidemark/tidemark/httpapi"
 	"github.com/tidemark/tidemark/jobs"
 	"github.com/tidemark/tidemark/migrations"
+	"github.com/tidemark/tidemark/orderapi"
 	"github.com/tidemark/tidemark/store"
 )
 
@@ -74,7 +75,8 @@ func run(ctx context.Context, cfg config.Config, logger *slog.Logger, ready chan
 	if err := st.Ping(ctx); err != nil {
 		return err
 	}
-	deps := jobs.Deps{Store: st, TZ: cfg.TZ, Logger: logger}
+	deps := jobs.Deps{Store: st, TZ: cfg.TZ, Logger: logger,
+		OrderAPI: orderapi.New(cfg.OrderAPIURL, cfg.OrderCallTimeout, cfg.Queues[config.QueueOutbound])}
 	client, err := jobs.NewClient(pool, jobs.ClientConfig{
 		Queues:      cfg.Queues,
 		Retention:   cfg.Retention,
