@@ -47,6 +47,8 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /readyz", s.ready)
 	mux.HandleFunc("GET /v1/therapy-statistics", s.getTherapyStatistics)
 	mux.Handle("POST /v1/therapy-statistics/recover", s.admin(s.recoverTherapyStatistics))
+	mux.Handle("POST /v1/order-requests", s.admin(s.createOrderRequest))
+	mux.HandleFunc("GET /v1/order-requests/{id}", s.getOrderRequest)
 	s.mux = mux
 	return mux
 }

@@ -219,7 +219,10 @@ func (s *Server) latency(ctx context.Context, f Faults) {
 func (s *Server) postOrder(w http.ResponseWriter, r *http.Request) {
 	n := s.posts.Add(1)
 	f := s.currentFaults()
-	s.latency(r.Context(), f)
+	// Like most servers, finish a request whose client went away: a caller
+	// that timed out or died cannot know whether its order was stored.
+	ctx := context.WithoutCancel(r.Context())
+	s.latency(ctx, f)
 
 	var b orderBody
 	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<16))
@@ -251,7 +254,7 @@ func (s *Server) postOrder(w http.ResponseWriter, r *http.Request) {
 	}
 
 	var o Order
-	err := s.pool.QueryRow(r.Context(), `
+	err := s.pool.QueryRow(ctx, `
 		INSERT INTO thirdparty.orders (username, total_price, applied_year_month) VALUES ($1, $2, $3)
 		ON CONFLICT (username, applied_year_month) DO NOTHING
 		RETURNING id, username, total_price, applied_year_month, created_at`,

@@ -1,0 +1,278 @@
+package jobs_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/stretchr/testify/require"
+
+	"github.com/tidemark/tidemark/internal/testbin"
+	"github.com/tidemark/tidemark/internal/testdb"
+	"github.com/tidemark/tidemark/jobs"
+	"github.com/tidemark/tidemark/orderapi"
+	"github.com/tidemark/tidemark/store"
+	"github.com/tidemark/tidemark/thirdparty"
+)
+
+// orderBundle is one end-to-end setup: a database of its own, the real
+// cmd/thirdparty on it, and an insert-only River client.
+type orderBundle struct {
+	dbURL  string
+	pool   *pgxpool.Pool
+	store  *store.Store
+	client *jobs.Client
+	tpURL  string
+	tp     *testbin.Proc
+	api    *orderapi.Client
+}
+
+var listeningRE = regexp.MustCompile(`msg="thirdparty listening" addr=(\S+)`)
+
+// setupOrders starts cmd/thirdparty with args (fault flags) on a fresh database.
+func setupOrders(t *testing.T, tpArgs ...string) *orderBundle {
+	t.Helper()
+	pool, dbURL := testdb.Pool(t)
+	st := store.New(pool)
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	client, err := jobs.NewClient(pool, jobs.ClientConfig{Retention: 24 * time.Hour, RescueAfter: 90 * time.Second},
+		jobs.Deps{Store: st, TZ: time.UTC, Logger: logger})
+	require.NoError(t, err)
+	b := &orderBundle{dbURL: dbURL, pool: pool, store: st, client: client}
+	b.tp, b.tpURL = startThirdParty(t, dbURL, tpArgs...)
+	b.api = orderapi.New(b.tpURL, 5*time.Second, 4)
+	return b
+}
+
+// startThirdParty runs the real binary on a free port and returns its URL.
+func startThirdParty(t *testing.T, dbURL string, args ...string) (*testbin.Proc, string) {
+	t.Helper()
+	small := dbURL + "&pool_max_conns=4"
+	if !strings.Contains(dbURL, "?") {
+		small = dbURL + "?pool_max_conns=4"
+	}
+	p := testbin.Start(t, testbin.Build(t, "thirdparty"), nil,
+		append([]string{"--addr", "127.0.0.1:0", "--database-url", small}, args...)...)
+	var addr string
+	require.Eventually(t, func() bool {
+		if m := listeningRE.FindStringSubmatch(p.Output()); m != nil {
+			addr = m[1]
+			return true
+		}
+		return false
+	}, 30*time.Second, 20*time.Millisecond, "thirdparty did not start:\n%s", p.Output())
+	return p, "http://" + addr
+}
+
+// startWorker runs the real worker binary against the bundle.
+func (b *orderBundle) startWorker(t *testing.T, env ...string) *testbin.Proc {
+	t.Helper()
+	return testbin.StartWorker(t, append([]string{
+		"DATABASE_URL=" + b.dbURL,
+		"ORDER_API_URL=" + b.tpURL,
+		"PERIODIC_JOBS=false",
+		"ORDER_CALL_TIMEOUT=2s",
+		"RESCUE_AFTER=70s",
+	}, env...)...)
+}
+
+// insertRequests creates n requests user001…, month 2025-02, with their jobs.
+func (b *orderBundle) insertRequests(t *testing.T, n int) []jobs.CreatedOrderRequest {
+	t.Helper()
+	in := make([]store.OrderRequestInput, n)
+	for i := range in {
+		in[i] = store.OrderRequestInput{Username: fmt.Sprintf("user%03d", i+1), TotalPrice: int64(1000 * (i + 1)), AppliedYearMonth: "2025-02"}
+	}
+	created, err := jobs.CreateOrderRequests(context.Background(), b.client, b.store, in)
+	require.NoError(t, err)
+	require.Len(t, created, n)
+	return created
+}
+
+// waitSettled polls until no row is PENDING or SENDING.
+func (b *orderBundle) waitSettled(t *testing.T, timeout time.Duration) map[string]int64 {
+	t.Helper()
+	var counts map[string]int64
+	require.Eventually(t, func() bool {
+		var err error
+		counts, err = b.store.OrderStatusCounts(context.Background())
+		require.NoError(t, err)
+		return counts[store.OrderPending]+counts[store.OrderSending] == 0
+	}, timeout, 100*time.Millisecond, "rows not settled")
+	return counts
+}
+
+func (b *orderBundle) stats(t *testing.T) thirdparty.Stats {
+	t.Helper()
+	resp, err := http.Get(b.tpURL + "/_stats")
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	var s thirdparty.Stats
+	require.NoError(t, json.NewDecoder(resp.Body).Decode(&s))
+	return s
+}
+
+// rows returns every order_request row.
+func (b *orderBundle) rows(t *testing.T) []store.OrderRequest {
+	t.Helper()
+	rows, err := b.store.OrderRequestsAfter(context.Background(), 0, 100000)
+	require.NoError(t, err)
+	return rows
+}
+
+// requireAgreement checks every APPLIED row against the third party's order
+// for its user-month: same id, same creation time, same price.
+func (b *orderBundle) requireAgreement(t *testing.T) {
+	t.Helper()
+	theirs, err := b.api.List(context.Background(), 0, 10000)
+	require.NoError(t, err)
+	byKey := map[string]orderapi.Order{}
+	for _, o := range theirs {
+		byKey[o.Username+"/"+o.AppliedYearMonth] = o
+	}
+	applied := 0
+	for _, r := range b.rows(t) {
+		if r.Status != store.OrderApplied {
+			continue
+		}
+		applied++
+		o, ok := byKey[r.Username+"/"+r.AppliedYearMonth]
+		require.True(t, ok, "row %d APPLIED but the third party has no order", r.ID)
+		require.NotNil(t, r.ExternalOrderID)
+		require.Equal(t, o.ID, *r.ExternalOrderID, "row %d external id", r.ID)
+		require.True(t, o.CreatedAt.Equal(*r.ExternalCreatedAt), "row %d external time %s vs %s", r.ID, r.ExternalCreatedAt, o.CreatedAt)
+		require.Equal(t, o.TotalPrice, r.TotalPrice)
+	}
+	require.Equal(t, len(theirs), applied, "third party orders vs our APPLIED rows")
+}
+
+// The seed's scenario: the 96th POST fails. Only that item is posted again
+// (after a lookup shows it was not stored); nothing else is re-posted.
+func TestOrderSubmit_SeedFailNth96(t *testing.T) {
+	t.Parallel()
+	b := setupOrders(t, "--fail-nth", "96")
+	b.insertRequests(t, 100)
+	b.startWorker(t)
+
+	counts := b.waitSettled(t, 60*time.Second)
+	require.Equal(t, map[string]int64{store.OrderApplied: 100}, counts)
+	s := b.stats(t)
+	require.Equal(t, int64(100), s.Orders)
+	require.Equal(t, int64(101), s.Posts)
+	require.Equal(t, int64(0), s.Conflicts)
+	b.requireAgreement(t)
+}
+
+// A 500 after the order was stored, and a hang after it was stored: the
+// retry looks the order up and applies it without a second POST.
+func TestOrderSubmit_UnknownOutcomeAfterCommit(t *testing.T) {
+	t.Parallel()
+	for _, fault := range []string{"--fail-after-commit-nth", "--hang-after-commit-nth"} {
+		t.Run(strings.TrimPrefix(fault, "--"), func(t *testing.T) {
+			t.Parallel()
+			b := setupOrders(t, fault, "96")
+			b.insertRequests(t, 100)
+			b.startWorker(t)
+
+			counts := b.waitSettled(t, 60*time.Second)
+			require.Equal(t, map[string]int64{store.OrderApplied: 100}, counts)
+			s := b.stats(t)
+			require.Equal(t, int64(100), s.Orders)
+			require.Equal(t, int64(100), s.Posts, "no second POST for the item whose outcome was unknown")
+			require.Equal(t, int64(1), s.Injected)
+			b.requireAgreement(t)
+
+			retried := 0
+			for _, r := range b.rows(t) {
+				if r.Attempts > 1 {
+					retried++
+				}
+			}
+			require.Equal(t, 1, retried, "exactly one row needed a second attempt")
+		})
+	}
+}
+
+// A 400 for one user: that row FAILED with the reason, its job cancelled;
+// every other row APPLIED.
+func TestOrderSubmit_BadRequestFails(t *testing.T) {
+	t.Parallel()
+	b := setupOrders(t, "--reject-usernames", "user042")
+	created := b.insertRequests(t, 100)
+	b.startWorker(t)
+
+	counts := b.waitSettled(t, 60*time.Second)
+	require.Equal(t, map[string]int64{store.OrderApplied: 99, store.OrderFailed: 1}, counts)
+	row, err := b.store.GetOrderRequest(context.Background(), created[41].ID)
+	require.NoError(t, err)
+	require.Equal(t, store.OrderFailed, row.Status)
+	require.NotNil(t, row.LastError)
+	require.Contains(t, *row.LastError, "400")
+	require.Contains(t, *row.LastError, "user042 is not allowed to order")
+	require.Nil(t, row.ExternalOrderID)
+	require.Equal(t, int64(99), b.stats(t).Orders)
+	b.requireAgreement(t)
+
+	job, err := b.client.JobGet(context.Background(), created[41].JobID)
+	require.NoError(t, err)
+	require.Equal(t, "cancelled", string(job.State))
+}
+
+// Two worker processes on one database: every row APPLIED once, no order
+// sent twice.
+func TestOrderSubmit_TwoWorkers(t *testing.T) {
+	t.Parallel()
+	b := setupOrders(t, "--latency", "20ms")
+	b.insertRequests(t, 200)
+	w1 := b.startWorker(t, "TIDEMARK_QUEUES=outbound=8")
+	w2 := b.startWorker(t, "TIDEMARK_QUEUES=outbound=8")
+
+	counts := b.waitSettled(t, 60*time.Second)
+	require.Equal(t, map[string]int64{store.OrderApplied: 200}, counts)
+	s := b.stats(t)
+	require.Equal(t, int64(200), s.Orders)
+	require.Equal(t, int64(200), s.Posts, "no order sent twice")
+	require.Equal(t, int64(0), s.Conflicts)
+	b.requireAgreement(t)
+	require.NoError(t, w1.Stop(30*time.Second))
+	require.NoError(t, w2.Stop(30*time.Second))
+}
+
+// The worker SIGKILLed mid-batch, then restarted: the jobs it was running
+// are rescued after RESCUE_AFTER (70 s, the minimum) and finish with a
+// lookup; every row APPLIED, exactly one order each.
+func TestOrderSubmit_WorkerKilled(t *testing.T) {
+	t.Parallel()
+	b := setupOrders(t, "--latency", "100ms")
+	b.insertRequests(t, 100)
+	// Four outbound workers make the batch last about 2.5 s, long enough to
+	// kill it in the middle.
+	w := b.startWorker(t, "TIDEMARK_QUEUES=outbound=4")
+	require.Eventually(t, func() bool {
+		c, err := b.store.OrderStatusCounts(context.Background())
+		require.NoError(t, err)
+		return c[store.OrderApplied] >= 20
+	}, 30*time.Second, 10*time.Millisecond)
+	w.Kill()
+	const kills = 1
+	c, err := b.store.OrderStatusCounts(context.Background())
+	require.NoError(t, err)
+	require.Less(t, c[store.OrderApplied], int64(100), "the kill came too late to be mid-batch")
+	require.Positive(t, c[store.OrderSending], "some rows were in flight when the worker died")
+
+	b.startWorker(t, "TIDEMARK_QUEUES=outbound=4")
+	counts := b.waitSettled(t, 150*time.Second)
+	require.Equal(t, map[string]int64{store.OrderApplied: 100}, counts)
+	s := b.stats(t)
+	require.Equal(t, int64(100), s.Orders)
+	require.LessOrEqual(t, s.Posts, int64(100+kills))
+	b.requireAgreement(t)
+}
