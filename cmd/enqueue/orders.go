@@ -69,6 +69,7 @@ func parseOrderCSV(r io.Reader) (reqs []store.OrderRequestInput, lines []int, er
 	cr := csv.NewReader(r)
 	cr.FieldsPerRecord = -1
 	cr.ReuseRecord = true
+	cr.TrimLeadingSpace = true
 	header, err := cr.Read()
 	if errors.Is(err, io.EOF) {
 		return nil, nil, errors.New("empty file; want the header " + orderCSVHeader)
