@@ -72,6 +72,9 @@ type OrderSubmitWorker struct {
 	deps Deps
 }
 
+// NewOrderSubmitWorker returns the worker.
+func NewOrderSubmitWorker(deps Deps) *OrderSubmitWorker { return &OrderSubmitWorker{deps: deps} }
+
 // Timeout bounds one attempt.
 func (w *OrderSubmitWorker) Timeout(*river.Job[OrderSubmitArgs]) time.Duration {
 	return OrderSubmitTimeout

@@ -19,7 +19,10 @@ func Register(workers *river.Workers, deps Deps) error {
 	if err := river.AddWorkerSafely(workers, &TherapyDailyWorker{deps: deps}); err != nil {
 		return err
 	}
-	if err := river.AddWorkerSafely(workers, &OrderSubmitWorker{deps: deps}); err != nil {
+	if err := river.AddWorkerSafely(workers, NewOrderSubmitWorker(deps)); err != nil {
+		return err
+	}
+	if err := river.AddWorkerSafely(workers, NewOrderReconcileWorker(deps)); err != nil {
 		return err
 	}
 	return nil
