@@ -10,6 +10,7 @@ import (
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/riverdriver/riverpgxv5"
 
+	"github.com/tidemark/tidemark/config"
 	"github.com/tidemark/tidemark/store"
 )
 
@@ -59,7 +60,11 @@ func NewClient(pool *pgxpool.Pool, cc ClientConfig, deps Deps) (*Client, error) 
 	if len(cc.Queues) > 0 {
 		cfg.Queues = make(map[string]river.QueueConfig, len(cc.Queues))
 		for name, n := range cc.Queues {
-			cfg.Queues[name] = river.QueueConfig{MaxWorkers: n}
+			qc := river.QueueConfig{MaxWorkers: n}
+			if name == config.QueueOutbound && cc.FetchCooldown == 0 {
+				qc.FetchCooldown = OutboundFetchCooldown
+			}
+			cfg.Queues[name] = qc
 		}
 		workers := river.NewWorkers()
 		if err := Register(workers, deps); err != nil {

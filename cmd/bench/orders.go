@@ -1,0 +1,214 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/tidemark/tidemark/config"
+	"github.com/tidemark/tidemark/jobs"
+	"github.com/tidemark/tidemark/orderapi"
+	"github.com/tidemark/tidemark/store"
+	"github.com/tidemark/tidemark/thirdparty"
+)
+
+func init() { register("orders", benchOrders) }
+
+// Figures of the orders benchmark (seed 001).
+const (
+	benchOrderRequests   = 10_000
+	benchOrderSequential = 500 // the sequential design at 20 ms a call: ~10 s
+	benchOrderWorkers    = 64
+	benchOrderLatency    = 20 * time.Millisecond
+)
+
+// benchOrders sends 10,000 order requests through order_submit with 64
+// outbound workers against cmd/thirdparty answering after 20 ms, every state
+// change committed, and compares calls/s with the concurrency bound 64 ÷ 20
+// ms = 3,200 calls/s; then runs the seed's sequential design (the same
+// protocol, one call after another) on 500 more for contrast.
+func benchOrders(ctx context.Context, env *benchEnv) error {
+	tpURL, stop, err := startBenchThirdParty(ctx, env.dbURL, "--latency", benchOrderLatency.String())
+	if err != nil {
+		return err
+	}
+	defer stop()
+	api := orderapi.New(tpURL, 10*time.Second, benchOrderWorkers)
+	deps := env.deps()
+	deps.OrderAPI = api
+	bound := float64(benchOrderWorkers) / benchOrderLatency.Seconds()
+
+	// Insert the batch (rows + jobs, one transaction) before any worker runs.
+	inserter, err := jobs.NewClient(env.pool, jobs.ClientConfig{Retention: 24 * time.Hour, RescueAfter: 90 * time.Second}, deps)
+	if err != nil {
+		return err
+	}
+	in := make([]store.OrderRequestInput, benchOrderRequests)
+	for i := range in {
+		in[i] = store.OrderRequestInput{Username: fmt.Sprintf("user%05d", i), TotalPrice: 10000, AppliedYearMonth: "2025-02"}
+	}
+	t0 := time.Now()
+	if _, err := jobs.CreateOrderRequests(ctx, inserter, env.store, in); err != nil {
+		return err
+	}
+	fmt.Printf("inserted %d order requests with their jobs in one transaction: %s\n", len(in), time.Since(t0).Round(time.Millisecond))
+
+	before, err := thirdPartyStats(ctx, tpURL)
+	if err != nil {
+		return err
+	}
+	client, err := jobs.NewClient(env.pool, jobs.ClientConfig{
+		Queues:      map[string]int{config.QueueOutbound: benchOrderWorkers},
+		Retention:   24 * time.Hour,
+		RescueAfter: 90 * time.Second,
+		// As the worker binary: the outbound queue fetches with
+		// jobs.OutboundFetchCooldown.
+	}, deps)
+	if err != nil {
+		return err
+	}
+	start := time.Now()
+	if err := client.Start(ctx); err != nil {
+		return err
+	}
+	for {
+		counts, err := env.store.OrderStatusCounts(ctx)
+		if err != nil {
+			return err
+		}
+		if counts[store.OrderApplied]+counts[store.OrderFailed] == int64(len(in)) {
+			break
+		}
+		if time.Since(start) > 5*time.Minute {
+			return fmt.Errorf("orders: not done after 5 minutes: %v", counts)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	elapsed := time.Since(start)
+	stopCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := client.Stop(stopCtx); err != nil {
+		return err
+	}
+	after, err := thirdPartyStats(ctx, tpURL)
+	if err != nil {
+		return err
+	}
+	calls := int(after.Posts - before.Posts)
+	fmt.Printf("full protocol, %d outbound workers, latency %s: %d requests, %d POSTs, %d orders in %s\n",
+		benchOrderWorkers, benchOrderLatency, len(in), calls, after.Orders, elapsed.Round(time.Millisecond))
+	fmt.Printf("  %.0f calls/s = %.0f%% of the concurrency bound %.0f calls/s (target >= 60%%)\n",
+		rate(calls, elapsed), 100*rate(calls, elapsed)/bound, bound)
+
+	// The seed's design: one item after another, same protocol.
+	seq := make([]store.OrderRequestInput, benchOrderSequential)
+	for i := range seq {
+		seq[i] = store.OrderRequestInput{Username: fmt.Sprintf("user%05d", i), TotalPrice: 10000, AppliedYearMonth: "2025-03"}
+	}
+	var ids []int64
+	if err := env.store.InTx(ctx, func(tx pgx.Tx) error {
+		ids, err = env.store.InsertOrderRequestsTx(ctx, tx, seq)
+		return err
+	}); err != nil {
+		return err
+	}
+	start = time.Now()
+	for _, id := range ids {
+		row, _, err := env.store.ClaimOrderRequest(ctx, id)
+		if err != nil {
+			return err
+		}
+		o, err := api.Create(ctx, orderapi.OrderRequest{Username: row.Username, TotalPrice: row.TotalPrice, AppliedYearMonth: row.AppliedYearMonth})
+		if err != nil {
+			return err
+		}
+		if err := env.store.InTx(ctx, func(tx pgx.Tx) error {
+			_, err := env.store.MarkOrderAppliedTx(ctx, tx, id, o.ID, o.CreatedAt)
+			return err
+		}); err != nil {
+			return err
+		}
+	}
+	seqElapsed := time.Since(start)
+	fmt.Printf("sequential (seed's design), latency %s: %d calls in %s = %.0f calls/s = %.1f%% of the bound; the concurrent run is %.0fx faster\n",
+		benchOrderLatency, len(ids), seqElapsed.Round(time.Millisecond), rate(len(ids), seqElapsed),
+		100*rate(len(ids), seqElapsed)/bound, rate(calls, elapsed)/rate(len(ids), seqElapsed))
+	return nil
+}
+
+var benchListeningRE = regexp.MustCompile(`msg="thirdparty listening" addr=(\S+)`)
+
+// startBenchThirdParty runs bin/thirdparty (next to this binary, as `make
+// bench` builds it) or else builds ./cmd/thirdparty, on a free port.
+func startBenchThirdParty(ctx context.Context, dbURL string, args ...string) (string, func(), error) {
+	path := ""
+	if exe, err := os.Executable(); err == nil {
+		if p := filepath.Join(filepath.Dir(exe), "thirdparty"); fileExists(p) {
+			path = p
+		}
+	}
+	if path == "" {
+		dir, err := os.MkdirTemp("", "tidemark-bench-")
+		if err != nil {
+			return "", nil, err
+		}
+		path = filepath.Join(dir, "thirdparty")
+		if out, err := exec.CommandContext(ctx, "go", "build", "-o", path, "./cmd/thirdparty").CombinedOutput(); err != nil {
+			return "", nil, fmt.Errorf("build thirdparty (run from the module root, or make build): %v\n%s", err, out)
+		}
+	}
+	cmd := exec.Command(path, append([]string{"--addr", "127.0.0.1:0", "--database-url", dbURL}, args...)...)
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		return "", nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return "", nil, fmt.Errorf("start thirdparty: %w", err)
+	}
+	stop := func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }
+	addr := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			if m := benchListeningRE.FindStringSubmatch(sc.Text()); m != nil {
+				select {
+				case addr <- m[1]:
+				default:
+				}
+			}
+		}
+	}()
+	select {
+	case a := <-addr:
+		return "http://" + a, stop, nil
+	case <-time.After(30 * time.Second):
+		stop()
+		return "", nil, errors.New("thirdparty did not start within 30s")
+	}
+}
+
+func thirdPartyStats(ctx context.Context, base string) (thirdparty.Stats, error) {
+	var s thirdparty.Stats
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, base+"/_stats", nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return s, fmt.Errorf("thirdparty stats: %w", err)
+	}
+	defer resp.Body.Close()
+	return s, json.NewDecoder(resp.Body).Decode(&s)
+}
+
+func fileExists(p string) bool {
+	st, err := os.Stat(p)
+	return err == nil && !st.IsDir()
+}
