@@ -11,6 +11,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -47,68 +49,31 @@ func benchOrders(ctx context.Context, env *benchEnv) error {
 	deps := env.deps()
 	deps.OrderAPI = api
 	bound := float64(benchOrderWorkers) / benchOrderLatency.Seconds()
+	fmt.Printf("machine: %d CPUs, load average %s\n", runtime.NumCPU(), loadAverage())
 
-	// Insert the batch (rows + jobs, one transaction) before any worker runs.
-	inserter, err := jobs.NewClient(env.pool, jobs.ClientConfig{Retention: 24 * time.Hour, RescueAfter: 90 * time.Second}, deps)
+	calls, elapsed, err := runOrderBatch(ctx, env, deps, tpURL, "2025-02", benchOrderRequests)
 	if err != nil {
 		return err
 	}
-	in := make([]store.OrderRequestInput, benchOrderRequests)
-	for i := range in {
-		in[i] = store.OrderRequestInput{Username: fmt.Sprintf("user%05d", i), TotalPrice: 10000, AppliedYearMonth: "2025-02"}
-	}
-	t0 := time.Now()
-	if _, err := jobs.CreateOrderRequests(ctx, inserter, env.store, in); err != nil {
-		return err
-	}
-	fmt.Printf("inserted %d order requests with their jobs in one transaction: %s\n", len(in), time.Since(t0).Round(time.Millisecond))
-
-	before, err := thirdPartyStats(ctx, tpURL)
-	if err != nil {
-		return err
-	}
-	client, err := jobs.NewClient(env.pool, jobs.ClientConfig{
-		Queues:      map[string]int{config.QueueOutbound: benchOrderWorkers},
-		Retention:   24 * time.Hour,
-		RescueAfter: 90 * time.Second,
-		// As the worker binary: the outbound queue fetches with
-		// jobs.OutboundFetchCooldown.
-	}, deps)
-	if err != nil {
-		return err
-	}
-	start := time.Now()
-	if err := client.Start(ctx); err != nil {
-		return err
-	}
-	for {
-		counts, err := env.store.OrderStatusCounts(ctx)
-		if err != nil {
-			return err
-		}
-		if counts[store.OrderApplied]+counts[store.OrderFailed] == int64(len(in)) {
-			break
-		}
-		if time.Since(start) > 5*time.Minute {
-			return fmt.Errorf("orders: not done after 5 minutes: %v", counts)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	elapsed := time.Since(start)
-	stopCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	if err := client.Stop(stopCtx); err != nil {
-		return err
-	}
-	after, err := thirdPartyStats(ctx, tpURL)
-	if err != nil {
-		return err
-	}
-	calls := int(after.Posts - before.Posts)
-	fmt.Printf("full protocol, %d outbound workers, latency %s: %d requests, %d POSTs, %d orders in %s\n",
-		benchOrderWorkers, benchOrderLatency, len(in), calls, after.Orders, elapsed.Round(time.Millisecond))
+	fmt.Printf("full protocol, %d outbound workers, latency %s: %d requests, %d POSTs in %s\n",
+		benchOrderWorkers, benchOrderLatency, benchOrderRequests, calls, elapsed.Round(time.Millisecond))
 	fmt.Printf("  %.0f calls/s = %.0f%% of the concurrency bound %.0f calls/s (target >= 60%%)\n",
 		rate(calls, elapsed), 100*rate(calls, elapsed)/bound, bound)
+
+	// The same run with no latency: what this machine can do right now, so
+	// the ratio above can be read as "latency-bound" or "CPU-bound".
+	if err := setBenchLatency(ctx, tpURL, 0); err != nil {
+		return err
+	}
+	c0, e0, err := runOrderBatch(ctx, env, deps, tpURL, "2025-04", benchOrderRequests)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("  ceiling with latency 0 on this machine now: %.0f calls/s; the 20 ms run reached %.0f%% of it\n",
+		rate(c0, e0), 100*rate(calls, elapsed)/rate(c0, e0))
+	if err := setBenchLatency(ctx, tpURL, benchOrderLatency); err != nil {
+		return err
+	}
 
 	// The seed's design: one item after another, same protocol.
 	seq := make([]store.OrderRequestInput, benchOrderSequential)
@@ -122,7 +87,7 @@ func benchOrders(ctx context.Context, env *benchEnv) error {
 	}); err != nil {
 		return err
 	}
-	start = time.Now()
+	start := time.Now()
 	for _, id := range ids {
 		row, _, err := env.store.ClaimOrderRequest(ctx, id)
 		if err != nil {
@@ -144,6 +109,90 @@ func benchOrders(ctx context.Context, env *benchEnv) error {
 		benchOrderLatency, len(ids), seqElapsed.Round(time.Millisecond), rate(len(ids), seqElapsed),
 		100*rate(len(ids), seqElapsed)/bound, rate(calls, elapsed)/rate(len(ids), seqElapsed))
 	return nil
+}
+
+// runOrderBatch inserts n requests for month (rows and jobs in one
+// transaction), then works them with a River client set up as the worker
+// binary's outbound queue, and returns the POSTs made and the time from
+// start to the last row settled.
+func runOrderBatch(ctx context.Context, env *benchEnv, deps jobs.Deps, tpURL, month string, n int) (int, time.Duration, error) {
+	inserter, err := jobs.NewClient(env.pool, jobs.ClientConfig{Retention: 24 * time.Hour, RescueAfter: 90 * time.Second}, deps)
+	if err != nil {
+		return 0, 0, err
+	}
+	in := make([]store.OrderRequestInput, n)
+	for i := range in {
+		in[i] = store.OrderRequestInput{Username: fmt.Sprintf("user%05d", i), TotalPrice: 10000, AppliedYearMonth: month}
+	}
+	if _, err := jobs.CreateOrderRequests(ctx, inserter, env.store, in); err != nil {
+		return 0, 0, err
+	}
+	before, err := thirdPartyStats(ctx, tpURL)
+	if err != nil {
+		return 0, 0, err
+	}
+	client, err := jobs.NewClient(env.pool, jobs.ClientConfig{
+		Queues:      map[string]int{config.QueueOutbound: benchOrderWorkers},
+		Retention:   24 * time.Hour,
+		RescueAfter: 90 * time.Second,
+	}, deps)
+	if err != nil {
+		return 0, 0, err
+	}
+	start := time.Now()
+	if err := client.Start(ctx); err != nil {
+		return 0, 0, err
+	}
+	defer func() {
+		stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		defer cancel()
+		_ = client.Stop(stopCtx)
+	}()
+	for {
+		counts, err := env.store.OrderStatusCounts(ctx)
+		if err != nil {
+			return 0, 0, err
+		}
+		if counts[store.OrderPending]+counts[store.OrderSending] == 0 {
+			break
+		}
+		if time.Since(start) > 5*time.Minute {
+			return 0, 0, fmt.Errorf("orders: not done after 5 minutes: %v", counts)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	elapsed := time.Since(start)
+	after, err := thirdPartyStats(ctx, tpURL)
+	if err != nil {
+		return 0, 0, err
+	}
+	return int(after.Posts - before.Posts), elapsed, nil
+}
+
+func setBenchLatency(ctx context.Context, tpURL string, d time.Duration) error {
+	body := fmt.Sprintf(`{"latency":%q}`, d.String())
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPut, tpURL+"/_faults", strings.NewReader(body))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("thirdparty faults: %w", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("thirdparty faults: %s", resp.Status)
+	}
+	return nil
+}
+
+func loadAverage() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "unknown"
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return "unknown"
+	}
+	return strings.Join(f[:3], " ")
 }
 
 var benchListeningRE = regexp.MustCompile(`msg="thirdparty listening" addr=(\S+)`)
