@@ -263,3 +263,13 @@ func (s *Store) OrderStatusCounts(ctx context.Context) (map[string]int64, error)
 	}
 	return out, nil
 }
+
+// UnsettledOrderCount counts PENDING and SENDING rows (by the partial index).
+func (s *Store) UnsettledOrderCount(ctx context.Context) (int64, error) {
+	var n int64
+	err := s.Pool.QueryRow(ctx, `SELECT count(*) FROM order_request WHERE status IN ('PENDING', 'SENDING')`).Scan(&n)
+	if err != nil {
+		return 0, fmt.Errorf("store: unsettled order count: %w", err)
+	}
+	return n, nil
+}

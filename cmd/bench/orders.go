@@ -12,7 +12,9 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -40,7 +42,7 @@ const (
 // ms = 3,200 calls/s; then runs the seed's sequential design (the same
 // protocol, one call after another) on 500 more for contrast.
 func benchOrders(ctx context.Context, env *benchEnv) error {
-	tpURL, stop, err := startBenchThirdParty(ctx, env.dbURL, "--latency", benchOrderLatency.String())
+	tpURL, tpPID, stop, err := startBenchThirdParty(ctx, env.dbURL, "--latency", benchOrderLatency.String())
 	if err != nil {
 		return err
 	}
@@ -51,7 +53,15 @@ func benchOrders(ctx context.Context, env *benchEnv) error {
 	bound := float64(benchOrderWorkers) / benchOrderLatency.Seconds()
 	fmt.Printf("machine: %d CPUs, load average %s\n", runtime.NumCPU(), loadAverage())
 
+	cpu0, err := cpuSeconds(ctx, env, tpPID)
+	if err != nil {
+		return err
+	}
 	calls, elapsed, err := runOrderBatch(ctx, env, deps, tpURL, "2025-02", benchOrderRequests)
+	if err != nil {
+		return err
+	}
+	cpu1, err := cpuSeconds(ctx, env, tpPID)
 	if err != nil {
 		return err
 	}
@@ -59,6 +69,10 @@ func benchOrders(ctx context.Context, env *benchEnv) error {
 		benchOrderWorkers, benchOrderLatency, benchOrderRequests, calls, elapsed.Round(time.Millisecond))
 	fmt.Printf("  %.0f calls/s = %.0f%% of the concurrency bound %.0f calls/s (target >= 60%%)\n",
 		rate(calls, elapsed), 100*rate(calls, elapsed)/bound, bound)
+	perCall := func(i int) float64 { return 1000 * (cpu1[i] - cpu0[i]) / float64(calls) }
+	total := perCall(0) + perCall(1) + perCall(2)
+	fmt.Printf("  CPU per call: worker %.2f ms + partner %.2f ms + postgres backends %.2f ms = %.2f ms; %d CPUs allow at most %.0f calls/s on an idle machine\n",
+		perCall(0), perCall(1), perCall(2), total, runtime.NumCPU(), float64(runtime.NumCPU())*1000/total)
 
 	// The same run with no latency: what this machine can do right now, so
 	// the ratio above can be read as "latency-bound" or "CPU-bound".
@@ -87,6 +101,10 @@ func benchOrders(ctx context.Context, env *benchEnv) error {
 	}); err != nil {
 		return err
 	}
+	cpuSeq0, err := cpuSeconds(ctx, env, tpPID)
+	if err != nil {
+		return err
+	}
 	start := time.Now()
 	for _, id := range ids {
 		row, _, err := env.store.ClaimOrderRequest(ctx, id)
@@ -105,9 +123,16 @@ func benchOrders(ctx context.Context, env *benchEnv) error {
 		}
 	}
 	seqElapsed := time.Since(start)
+	cpuSeq1, err := cpuSeconds(ctx, env, tpPID)
+	if err != nil {
+		return err
+	}
 	fmt.Printf("sequential (seed's design), latency %s: %d calls in %s = %.0f calls/s = %.1f%% of the bound; the concurrent run is %.0fx faster\n",
 		benchOrderLatency, len(ids), seqElapsed.Round(time.Millisecond), rate(len(ids), seqElapsed),
 		100*rate(len(ids), seqElapsed)/bound, rate(calls, elapsed)/rate(len(ids), seqElapsed))
+	seqPerCall := func(i int) float64 { return 1000 * (cpuSeq1[i] - cpuSeq0[i]) / float64(len(ids)) }
+	fmt.Printf("  CPU per call without River (sequential loop): worker %.2f ms + partner %.2f ms + postgres backends %.2f ms\n",
+		seqPerCall(0), seqPerCall(1), seqPerCall(2))
 	return nil
 }
 
@@ -149,15 +174,15 @@ func runOrderBatch(ctx context.Context, env *benchEnv, deps jobs.Deps, tpURL, mo
 		_ = client.Stop(stopCtx)
 	}()
 	for {
-		counts, err := env.store.OrderStatusCounts(ctx)
+		left, err := env.store.UnsettledOrderCount(ctx)
 		if err != nil {
 			return 0, 0, err
 		}
-		if counts[store.OrderPending]+counts[store.OrderSending] == 0 {
+		if left == 0 {
 			break
 		}
 		if time.Since(start) > 5*time.Minute {
-			return 0, 0, fmt.Errorf("orders: not done after 5 minutes: %v", counts)
+			return 0, 0, fmt.Errorf("orders: %d requests not settled after 5 minutes", left)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
@@ -183,6 +208,47 @@ func setBenchLatency(ctx context.Context, tpURL string, d time.Duration) error {
 	return nil
 }
 
+// cpuSeconds returns the CPU time (user+system) used so far by this
+// process, the partner process, and the Postgres backends serving this
+// benchmark's database.
+func cpuSeconds(ctx context.Context, env *benchEnv, tpPID int) ([3]float64, error) {
+	var out [3]float64
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return out, err
+	}
+	out[0] = time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
+	out[1] = procCPU(tpPID)
+	rows, err := env.pool.Query(ctx, `SELECT pid FROM pg_stat_activity WHERE datname = current_database()`)
+	if err != nil {
+		return out, err
+	}
+	pids, err := pgx.CollectRows(rows, pgx.RowTo[int32])
+	if err != nil {
+		return out, err
+	}
+	for _, pid := range pids {
+		out[2] += procCPU(int(pid))
+	}
+	return out, nil
+}
+
+// procCPU reads a process's user+system CPU seconds from /proc (0 if gone).
+func procCPU(pid int) float64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	s := string(b)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
+	if len(f) < 13 {
+		return 0
+	}
+	ut, _ := strconv.ParseFloat(f[11], 64)
+	st, _ := strconv.ParseFloat(f[12], 64)
+	return (ut + st) / 100 // clock ticks; USER_HZ is 100 on Linux
+}
+
 func loadAverage() string {
 	b, err := os.ReadFile("/proc/loadavg")
 	if err != nil {
@@ -199,7 +265,7 @@ var benchListeningRE = regexp.MustCompile(`msg="thirdparty listening" addr=(\S+)
 
 // startBenchThirdParty runs bin/thirdparty (next to this binary, as `make
 // bench` builds it) or else builds ./cmd/thirdparty, on a free port.
-func startBenchThirdParty(ctx context.Context, dbURL string, args ...string) (string, func(), error) {
+func startBenchThirdParty(ctx context.Context, dbURL string, args ...string) (string, int, func(), error) {
 	path := ""
 	if exe, err := os.Executable(); err == nil {
 		if p := filepath.Join(filepath.Dir(exe), "thirdparty"); fileExists(p) {
@@ -209,20 +275,20 @@ func startBenchThirdParty(ctx context.Context, dbURL string, args ...string) (st
 	if path == "" {
 		dir, err := os.MkdirTemp("", "tidemark-bench-")
 		if err != nil {
-			return "", nil, err
+			return "", 0, nil, err
 		}
 		path = filepath.Join(dir, "thirdparty")
 		if out, err := exec.CommandContext(ctx, "go", "build", "-o", path, "./cmd/thirdparty").CombinedOutput(); err != nil {
-			return "", nil, fmt.Errorf("build thirdparty (run from the module root, or make build): %v\n%s", err, out)
+			return "", 0, nil, fmt.Errorf("build thirdparty (run from the module root, or make build): %v\n%s", err, out)
 		}
 	}
 	cmd := exec.Command(path, append([]string{"--addr", "127.0.0.1:0", "--database-url", dbURL}, args...)...)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
-		return "", nil, err
+		return "", 0, nil, err
 	}
 	if err := cmd.Start(); err != nil {
-		return "", nil, fmt.Errorf("start thirdparty: %w", err)
+		return "", 0, nil, fmt.Errorf("start thirdparty: %w", err)
 	}
 	stop := func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }
 	addr := make(chan string, 1)
@@ -239,10 +305,10 @@ func startBenchThirdParty(ctx context.Context, dbURL string, args ...string) (st
 	}()
 	select {
 	case a := <-addr:
-		return "http://" + a, stop, nil
+		return "http://" + a, cmd.Process.Pid, stop, nil
 	case <-time.After(30 * time.Second):
 		stop()
-		return "", nil, errors.New("thirdparty did not start within 30s")
+		return "", 0, nil, errors.New("thirdparty did not start within 30s")
 	}
 }
 
