@@ -73,13 +73,69 @@ func (OrderSubmitArgs) InsertOpts() river.InsertOpts {
 //  4. a 409 resolves through the lookup to APPLIED with the third party's id;
 //     another 4xx marks the row FAILED with the reason and cancels the job;
 //     5xx, timeouts and transport errors are retried with backoff.
+//
+// Attempts running at the same time in one process share their database
+// statements (see combiner): the claims of all of them are one UPDATE, and
+// their APPLIED rows and job completions one transaction. Each row's
+// SENDING is still committed before its own call and its APPLIED with its
+// own job's completion; if a shared statement fails, each row is retried
+// on its own, so one row's failure is its job's alone.
 type OrderSubmitWorker struct {
 	river.WorkerDefaults[OrderSubmitArgs]
-	deps Deps
+	deps    Deps
+	claims  *combiner[*orderClaimReq]
+	applies *combiner[*orderApplyReq]
 }
 
-// NewOrderSubmitWorker returns the worker.
-func NewOrderSubmitWorker(deps Deps) *OrderSubmitWorker { return &OrderSubmitWorker{deps: deps} }
+type orderClaimReq struct {
+	id    int64
+	claim store.OrderClaim
+	found bool
+}
+
+type orderApplyReq struct {
+	job   *river.Job[OrderSubmitArgs]
+	order orderapi.Order
+}
+
+// NewOrderSubmitWorker returns the worker, with its statement combiners.
+func NewOrderSubmitWorker(deps Deps) *OrderSubmitWorker {
+	w := &OrderSubmitWorker{deps: deps}
+	w.claims = newCombiner(2, 128, func(ctx context.Context, reqs []*orderClaimReq) error {
+		ids := make([]int64, len(reqs))
+		for i, r := range reqs {
+			ids[i] = r.id
+		}
+		got, err := deps.Store.ClaimOrderRequests(ctx, ids)
+		if err != nil {
+			return err
+		}
+		for _, r := range reqs {
+			r.claim, r.found = got[r.id]
+		}
+		return nil
+	})
+	w.applies = newCombiner(2, 128, func(ctx context.Context, reqs []*orderApplyReq) error {
+		orders := make([]store.AppliedOrder, len(reqs))
+		for i, r := range reqs {
+			orders[i] = store.AppliedOrder{ID: r.job.Args.OrderRequestID, ExternalOrderID: r.order.ID, ExternalCreatedAt: r.order.CreatedAt}
+		}
+		return deps.Store.InTx(ctx, func(tx pgx.Tx) error {
+			// A row no longer SENDING was applied by reconciliation (or an
+			// overlapping attempt) with the same order: just complete.
+			if err := deps.Store.MarkOrdersAppliedTx(ctx, tx, orders); err != nil {
+				return err
+			}
+			for _, r := range reqs {
+				if _, err := river.JobCompleteTx[*riverpgxv5.Driver](ctx, tx, r.job); err != nil {
+					return fmt.Errorf("order_submit: complete job %d: %w", r.job.ID, err)
+				}
+			}
+			return nil
+		})
+	})
+	return w
+}
 
 // Timeout bounds one attempt.
 func (w *OrderSubmitWorker) Timeout(*river.Job[OrderSubmitArgs]) time.Duration {
@@ -102,14 +158,14 @@ func orderRetryDelay(attempt int) time.Duration {
 // Work runs one attempt of the protocol.
 func (w *OrderSubmitWorker) Work(ctx context.Context, job *river.Job[OrderSubmitArgs]) error {
 	id := job.Args.OrderRequestID
-	st := w.deps.Store
-	row, prev, err := st.ClaimOrderRequest(ctx, id)
-	if errors.Is(err, store.ErrNotFound) {
-		return river.JobCancel(fmt.Errorf("order_submit: order request %d does not exist", id))
-	}
-	if err != nil {
+	cr := &orderClaimReq{id: id}
+	if err := w.claims.do(ctx, cr); err != nil {
 		return err
 	}
+	if !cr.found {
+		return river.JobCancel(fmt.Errorf("order_submit: order request %d does not exist", id))
+	}
+	row, prev := cr.claim.Row, cr.claim.PrevStatus
 	if prev == store.OrderApplied || prev == store.OrderFailed {
 		return nil // settled by an earlier attempt or by reconciliation
 	}
@@ -141,7 +197,7 @@ func (w *OrderSubmitWorker) Work(ctx context.Context, job *river.Job[OrderSubmit
 		}
 		return w.retry(ctx, id, fmt.Errorf("409 conflict, then lookup: %w", lerr))
 	case orderapi.Permanent(err):
-		if _, ferr := st.MarkOrderFailed(ctx, id, err.Error()); ferr != nil {
+		if _, ferr := w.deps.Store.MarkOrderFailed(ctx, id, err.Error()); ferr != nil {
 			return ferr // retried: the row is still SENDING, so the retry looks up first
 		}
 		return river.JobCancel(err)
@@ -153,17 +209,7 @@ func (w *OrderSubmitWorker) Work(ctx context.Context, job *river.Job[OrderSubmit
 // applied commits APPLIED with the third party's id and time together with
 // the job's completion: either both happen or neither does.
 func (w *OrderSubmitWorker) applied(ctx context.Context, job *river.Job[OrderSubmitArgs], o orderapi.Order) error {
-	return w.deps.Store.InTx(ctx, func(tx pgx.Tx) error {
-		if _, err := w.deps.Store.MarkOrderAppliedTx(ctx, tx, job.Args.OrderRequestID, o.ID, o.CreatedAt); err != nil {
-			return err
-		}
-		// Not SENDING any more means reconciliation (or an overlapping
-		// attempt) applied it with the same order: just complete.
-		if _, err := river.JobCompleteTx[*riverpgxv5.Driver](ctx, tx, job); err != nil {
-			return fmt.Errorf("order_submit: complete job %d: %w", job.ID, err)
-		}
-		return nil
-	})
+	return w.applies.do(ctx, &orderApplyReq{job: job, order: o})
 }
 
 // retry records err on the row and returns it, so River retries the job.

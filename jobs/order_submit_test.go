@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/riverqueue/river/rivertype"
 	"github.com/stretchr/testify/require"
 
 	"github.com/tidemark/tidemark/internal/testbin"
@@ -221,9 +222,12 @@ func TestOrderSubmit_BadRequestFails(t *testing.T) {
 	require.Equal(t, int64(99), b.stats(t).Orders)
 	b.requireAgreement(t)
 
-	job, err := b.client.JobGet(context.Background(), created[41].JobID)
-	require.NoError(t, err)
-	require.Equal(t, "cancelled", string(job.State))
+	// The row is FAILED before River records the job's cancellation.
+	require.Eventually(t, func() bool {
+		job, err := b.client.JobGet(context.Background(), created[41].JobID)
+		require.NoError(t, err)
+		return job.State == rivertype.JobStateCancelled
+	}, 10*time.Second, 20*time.Millisecond, "job %d not cancelled", created[41].JobID)
 }
 
 // Two worker processes on one database: every row APPLIED once, no order

@@ -273,3 +273,74 @@ func (s *Store) UnsettledOrderCount(ctx context.Context) (int64, error) {
 	}
 	return n, nil
 }
+
+// OrderClaim is one row's outcome of ClaimOrderRequests.
+type OrderClaim struct {
+	Row        OrderRequest
+	PrevStatus string
+}
+
+// ClaimOrderRequests is ClaimOrderRequest for many rows in one statement
+// (locks taken in id order), for order_submit attempts running at the same
+// time. Rows that are settled come back unchanged with their own status as
+// the previous one; missing ids are absent from the map.
+func (s *Store) ClaimOrderRequests(ctx context.Context, ids []int64) (map[int64]OrderClaim, error) {
+	rows, err := s.Pool.Query(ctx, `
+		WITH locked AS (
+			SELECT id, status FROM order_request WHERE id = ANY($1) ORDER BY id FOR UPDATE
+		), claimed AS (
+			UPDATE order_request o
+			SET status = 'SENDING', attempts = o.attempts + 1, updated_at = now()
+			FROM locked p
+			WHERE o.id = p.id AND p.status IN ('PENDING', 'SENDING')
+			RETURNING o.id, o.username, o.total_price, o.applied_year_month, o.status, o.external_order_id,
+				o.external_created_at, o.attempts, o.last_error, o.created_at, o.updated_at, p.status AS prev
+		)
+		SELECT * FROM claimed
+		UNION ALL
+		SELECT o.id, o.username, o.total_price, o.applied_year_month, o.status, o.external_order_id,
+			o.external_created_at, o.attempts, o.last_error, o.created_at, o.updated_at, o.status
+		FROM order_request o JOIN locked p ON p.id = o.id
+		WHERE p.status NOT IN ('PENDING', 'SENDING')`, ids)
+	if err != nil {
+		return nil, fmt.Errorf("store: claim %d order requests: %w", len(ids), err)
+	}
+	out := make(map[int64]OrderClaim, len(ids))
+	var c OrderClaim
+	o := &c.Row
+	_, err = pgx.ForEachRow(rows, []any{&o.ID, &o.Username, &o.TotalPrice, &o.AppliedYearMonth, &o.Status, &o.ExternalOrderID,
+		&o.ExternalCreatedAt, &o.Attempts, &o.LastError, &o.CreatedAt, &o.UpdatedAt, &c.PrevStatus}, func() error {
+		out[o.ID] = c
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("store: claim %d order requests: %w", len(ids), err)
+	}
+	return out, nil
+}
+
+// AppliedOrder is the third party's order for one row.
+type AppliedOrder struct {
+	ID                int64
+	ExternalOrderID   int64
+	ExternalCreatedAt time.Time
+}
+
+// MarkOrdersAppliedTx is MarkOrderAppliedTx for many rows in one statement.
+func (s *Store) MarkOrdersAppliedTx(ctx context.Context, tx pgx.Tx, orders []AppliedOrder) error {
+	ids := make([]int64, len(orders))
+	ext := make([]int64, len(orders))
+	at := make([]time.Time, len(orders))
+	for i, o := range orders {
+		ids[i], ext[i], at[i] = o.ID, o.ExternalOrderID, o.ExternalCreatedAt
+	}
+	_, err := tx.Exec(ctx, `
+		UPDATE order_request o
+		SET status = 'APPLIED', external_order_id = a.ext, external_created_at = a.at, last_error = NULL, updated_at = now()
+		FROM (SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::timestamptz[]) AS a(id, ext, at) ORDER BY id) a
+		WHERE o.id = a.id AND o.status = 'SENDING'`, ids, ext, at)
+	if err != nil {
+		return fmt.Errorf("store: mark %d order requests applied: %w", len(orders), err)
+	}
+	return nil
+}
