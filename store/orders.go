@@ -264,7 +264,7 @@ func (s *Store) OrderStatusCounts(ctx context.Context) (map[string]int64, error)
 	return out, nil
 }
 
-// UnsettledOrderCount counts PENDING and SENDING rows (by the partial index).
+// UnsettledOrderCount counts PENDING and SENDING rows.
 func (s *Store) UnsettledOrderCount(ctx context.Context) (int64, error) {
 	var n int64
 	err := s.Pool.QueryRow(ctx, `SELECT count(*) FROM order_request WHERE status IN ('PENDING', 'SENDING')`).Scan(&n)
