@@ -280,3 +280,75 @@ func TestOrderSubmit_WorkerKilled(t *testing.T) {
 	require.LessOrEqual(t, s.Posts, int64(100+kills))
 	b.requireAgreement(t)
 }
+
+// The outbox: each row is inserted with its job, in input order; a batch
+// with a user-month that exists, a repeated one or an invalid input inserts
+// nothing at all.
+func TestCreateOrderRequests(t *testing.T) {
+	t.Parallel()
+	pool, _ := testdb.Pool(t)
+	st := store.New(pool)
+	ctx := context.Background()
+	client, err := jobs.NewClient(pool, jobs.ClientConfig{Retention: 24 * time.Hour, RescueAfter: 90 * time.Second},
+		jobs.Deps{Store: st, TZ: time.UTC, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	require.NoError(t, err)
+	in := []store.OrderRequestInput{
+		{Username: "b", TotalPrice: 2, AppliedYearMonth: "2025-02"},
+		{Username: "a", TotalPrice: 1, AppliedYearMonth: "2025-02"},
+		{Username: "a", TotalPrice: 3, AppliedYearMonth: "2025-03"},
+	}
+	created, err := jobs.CreateOrderRequests(ctx, client, st, in)
+	require.NoError(t, err)
+	require.Len(t, created, 3)
+	for i, c := range created {
+		row, err := st.GetOrderRequest(ctx, c.ID)
+		require.NoError(t, err)
+		require.Equal(t, in[i].Username, row.Username)
+		require.Equal(t, in[i].TotalPrice, row.TotalPrice)
+		require.Equal(t, store.OrderPending, row.Status)
+		job, err := client.JobGet(ctx, c.JobID)
+		require.NoError(t, err)
+		require.Equal(t, "order_submit", job.Kind)
+		require.Equal(t, "outbound", job.Queue)
+		require.JSONEq(t, fmt.Sprintf(`{"order_request_id":%d}`, c.ID), string(job.EncodedArgs))
+	}
+
+	total := func() (rows, jobCount int64) {
+		c, err := st.OrderStatusCounts(ctx)
+		require.NoError(t, err)
+		kc, err := st.JobCounts(ctx)
+		require.NoError(t, err)
+		for _, k := range kc {
+			jobCount += k.Count
+		}
+		return c[store.OrderPending], jobCount
+	}
+	var dup *store.DuplicateOrderRequestError
+	_, err = jobs.CreateOrderRequests(ctx, client, st, []store.OrderRequestInput{
+		{Username: "c", TotalPrice: 1, AppliedYearMonth: "2025-02"},
+		{Username: "a", TotalPrice: 9, AppliedYearMonth: "2025-03"},
+	})
+	require.ErrorAs(t, err, &dup)
+	require.Equal(t, 1, dup.Index)
+	require.Equal(t, created[2].ID, dup.ExistingID)
+
+	_, err = jobs.CreateOrderRequests(ctx, client, st, []store.OrderRequestInput{
+		{Username: "d", TotalPrice: 1, AppliedYearMonth: "2025-02"},
+		{Username: "d", TotalPrice: 2, AppliedYearMonth: "2025-02"},
+	})
+	require.ErrorAs(t, err, &dup)
+	require.Equal(t, -1, dup.Index)
+
+	var ie *store.InputError
+	_, err = jobs.CreateOrderRequests(ctx, client, st, []store.OrderRequestInput{
+		{Username: "e", TotalPrice: 1, AppliedYearMonth: "2025-02"},
+		{Username: "f", TotalPrice: 0, AppliedYearMonth: "2025-02"},
+	})
+	require.ErrorAs(t, err, &ie)
+	require.Equal(t, "total_price", ie.Field)
+	require.ErrorContains(t, err, "request 2")
+
+	rows, jobCount := total()
+	require.Equal(t, int64(3), rows)
+	require.Equal(t, int64(3), jobCount)
+}

@@ -86,13 +86,16 @@ const orderRequestCols = `id, username, total_price, applied_year_month, status,
 
 // DuplicateOrderRequestError says an input's user-month already has a request.
 type DuplicateOrderRequestError struct {
-	Index            int   // position of the input in the batch
+	Index            int   // position of the input in the batch; -1 when unknown
 	ExistingID       int64 // the existing row's id; 0 when it is unknown (a concurrent insert)
 	Username         string
 	AppliedYearMonth string
 }
 
 func (e *DuplicateOrderRequestError) Error() string {
+	if e.Index < 0 {
+		return "a user-month of this batch already has an order request (repeated in the batch, or inserted concurrently)"
+	}
 	if e.ExistingID == 0 {
 		return fmt.Sprintf("user %q already has an order request for %s", e.Username, e.AppliedYearMonth)
 	}
@@ -138,7 +141,7 @@ func (s *Store) InsertOrderRequestsTx(ctx context.Context, tx pgx.Tx, in []Order
 	if err != nil {
 		var pgErr *pgconn.PgError
 		if errors.As(err, &pgErr) && pgErr.Code == "23505" { // a concurrent insert won the user-month
-			return nil, &DuplicateOrderRequestError{Index: -1, Username: "?", AppliedYearMonth: "?"}
+			return nil, &DuplicateOrderRequestError{Index: -1}
 		}
 		return nil, fmt.Errorf("store: insert order requests: %w", err)
 	}

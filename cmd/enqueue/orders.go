@@ -52,7 +52,7 @@ func cmdOrders(ctx context.Context, e *env, args []string) error {
 		if dup.Index >= 0 {
 			return usagef("--file %s: line %d: %v; nothing inserted", *file, lines[dup.Index], dup)
 		}
-		return usagef("--file %s: %v (inserted concurrently); nothing inserted", *file, dup)
+		return usagef("--file %s: %v; nothing inserted", *file, dup)
 	}
 	if err != nil {
 		return fmt.Errorf("%w; nothing inserted", err)
