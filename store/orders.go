@@ -228,9 +228,11 @@ func (s *Store) MarkOrderFailed(ctx context.Context, id int64, reason string) (b
 	return tag.RowsAffected() == 1, nil
 }
 
-// RecordOrderError keeps the last retryable error of a row's attempt.
+// RecordOrderError keeps the last retryable error of a row's attempt, unless
+// the row was settled meanwhile.
 func (s *Store) RecordOrderError(ctx context.Context, id int64, msg string) error {
-	if _, err := s.Pool.Exec(ctx, `UPDATE order_request SET last_error = $2, updated_at = now() WHERE id = $1`, id, msg); err != nil {
+	if _, err := s.Pool.Exec(ctx, `
+		UPDATE order_request SET last_error = $2, updated_at = now() WHERE id = $1 AND status IN ('PENDING', 'SENDING')`, id, msg); err != nil {
 		return fmt.Errorf("store: record order request %d error: %w", id, err)
 	}
 	return nil
