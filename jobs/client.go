@@ -27,6 +27,9 @@ type Deps struct {
 
 // ClientConfig is how a River client in this process is set up.
 type ClientConfig struct {
+	// ID is the River client id; empty lets River pick one. Workers set it
+	// to the id of their liveness lock (see ReclaimOrphans).
+	ID string
 	// Queues maps queue names to worker counts. Empty: an insert-only client.
 	Queues map[string]int
 	// Retention keeps completed, cancelled and discarded jobs for audit.
@@ -47,6 +50,7 @@ type Client = river.Client[pgx.Tx]
 // registered. With no queues it is an insert-only client (CLI, HTTP tests).
 func NewClient(pool *pgxpool.Pool, cc ClientConfig, deps Deps) (*Client, error) {
 	cfg := &river.Config{
+		ID:                          cc.ID,
 		Logger:                      deps.Logger,
 		CompletedJobRetentionPeriod: cc.Retention,
 		CancelledJobRetentionPeriod: cc.Retention,

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/rivertype"
 	"github.com/stretchr/testify/require"
 
@@ -246,13 +247,15 @@ func TestOrderSubmit_TwoWorkers(t *testing.T) {
 	require.Equal(t, int64(200), s.Posts, "no order sent twice")
 	require.Equal(t, int64(0), s.Conflicts)
 	b.requireAgreement(t)
+	require.Zero(t, b.reclaimedJobs(t), "a live worker's jobs are never reclaimed")
 	require.NoError(t, w1.Stop(30*time.Second))
 	require.NoError(t, w2.Stop(30*time.Second))
 }
 
-// The worker SIGKILLed mid-batch, then restarted: the jobs it was running
-// are rescued after RESCUE_AFTER (70 s, the minimum) and finish with a
-// lookup; every row APPLIED, exactly one order each.
+// The worker SIGKILLed mid-batch, then restarted: the restarted worker sees
+// the dead one's liveness lock free and reclaims the jobs it was running at
+// once (not after RESCUE_AFTER); they finish with a lookup; every row
+// APPLIED, exactly one order each.
 func TestOrderSubmit_WorkerKilled(t *testing.T) {
 	t.Parallel()
 	b := setupOrders(t, "--latency", "100ms")
@@ -273,12 +276,31 @@ func TestOrderSubmit_WorkerKilled(t *testing.T) {
 	require.Positive(t, c[store.OrderSending], "some rows were in flight when the worker died")
 
 	b.startWorker(t, "TIDEMARK_QUEUES=outbound=4")
-	counts := b.waitSettled(t, 150*time.Second)
+	// RESCUE_AFTER is 70 s: settling well before it means the jobs were
+	// reclaimed, which their errors confirm below.
+	counts := b.waitSettled(t, 50*time.Second)
 	require.Equal(t, map[string]int64{store.OrderApplied: 100}, counts)
 	s := b.stats(t)
 	require.Equal(t, int64(100), s.Orders)
 	require.LessOrEqual(t, s.Posts, int64(100+kills))
 	b.requireAgreement(t)
+	require.Positive(t, b.reclaimedJobs(t), "the dead worker's jobs were reclaimed")
+}
+
+// reclaimedJobs counts order_submit jobs handed back by jobs.ReclaimOrphans.
+func (b *orderBundle) reclaimedJobs(t *testing.T) int {
+	t.Helper()
+	res, err := b.client.JobList(context.Background(), river.NewJobListParams().Kinds("order_submit").First(10000))
+	require.NoError(t, err)
+	n := 0
+	for _, j := range res.Jobs {
+		for _, e := range j.Errors {
+			if strings.Contains(e.Error, "job reclaimed") {
+				n++
+			}
+		}
+	}
+	return n
 }
 
 // The outbox: each row is inserted with its job, in input order; a batch
