@@ -99,9 +99,12 @@ type orderApplyReq struct {
 }
 
 // NewOrderSubmitWorker returns the worker, with its statement combiners.
+// One statement of each kind at a time: the attempts that arrive while it
+// runs form the next batch, so batches grow with load (measured: Postgres
+// CPU per call ~0.65 ms with one at a time, ~0.8 ms with two).
 func NewOrderSubmitWorker(deps Deps) *OrderSubmitWorker {
 	w := &OrderSubmitWorker{deps: deps}
-	w.claims = newCombiner(2, 128, func(ctx context.Context, reqs []*orderClaimReq) error {
+	w.claims = newCombiner(1, 128, func(ctx context.Context, reqs []*orderClaimReq) error {
 		ids := make([]int64, len(reqs))
 		for i, r := range reqs {
 			ids[i] = r.id
@@ -115,7 +118,7 @@ func NewOrderSubmitWorker(deps Deps) *OrderSubmitWorker {
 		}
 		return nil
 	})
-	w.applies = newCombiner(2, 128, func(ctx context.Context, reqs []*orderApplyReq) error {
+	w.applies = newCombiner(1, 128, func(ctx context.Context, reqs []*orderApplyReq) error {
 		orders := make([]store.AppliedOrder, len(reqs))
 		for i, r := range reqs {
 			orders[i] = store.AppliedOrder{ID: r.job.Args.OrderRequestID, ExternalOrderID: r.order.ID, ExternalCreatedAt: r.order.CreatedAt}
