@@ -80,6 +80,9 @@ type OrderReconcileReport struct {
 	AppliedMissing []int64 `json:"applied_missing"`
 	// IDMismatch is APPLIED rows whose external id is not the third party's.
 	IDMismatch []int64 `json:"id_mismatch"`
+	// PriceMismatch is APPLIED rows whose order has another total price (an
+	// order for that user-month placed by someone else, taken over on 409).
+	PriceMismatch []int64 `json:"price_mismatch"`
 	// UnexpectedOrder is PENDING or FAILED rows the third party holds an
 	// order for (sent by someone else, or a 4xx that stored it anyway).
 	UnexpectedOrder []int64 `json:"unexpected_order"`
@@ -92,7 +95,8 @@ type OrderReconcileReport struct {
 
 // OK reports whether the two sides agree (rows still to be sent aside).
 func (r OrderReconcileReport) OK() bool {
-	return len(r.AppliedMissing) == 0 && len(r.IDMismatch) == 0 && len(r.UnexpectedOrder) == 0 && r.UnknownOrders == 0
+	return len(r.AppliedMissing) == 0 && len(r.IDMismatch) == 0 && len(r.PriceMismatch) == 0 &&
+		len(r.UnexpectedOrder) == 0 && r.UnknownOrders == 0
 }
 
 // String is a one-line summary.
@@ -101,8 +105,9 @@ func (r OrderReconcileReport) String() string {
 	if r.DryRun {
 		mode = "would repair"
 	}
-	return fmt.Sprintf("orders: %d row(s), %d third-party order(s); matched %d, %s %d SENDING row(s), applied-but-missing %d, id mismatch %d, unexpected order %d, unsent %d, unknown orders %d",
-		r.Rows, r.ThirdPartyOrders, r.Matched, mode, len(r.Repaired), len(r.AppliedMissing), len(r.IDMismatch), len(r.UnexpectedOrder), r.Unsent, r.UnknownOrders)
+	return fmt.Sprintf("orders: %d row(s), %d third-party order(s); matched %d, %s %d SENDING row(s), applied-but-missing %d, id mismatch %d, price mismatch %d, unexpected order %d, unsent %d, unknown orders %d",
+		r.Rows, r.ThirdPartyOrders, r.Matched, mode, len(r.Repaired), len(r.AppliedMissing), len(r.IDMismatch),
+		len(r.PriceMismatch), len(r.UnexpectedOrder), r.Unsent, r.UnknownOrders)
 }
 
 // CheckOrders compares every order_request row with the third party's
@@ -114,7 +119,7 @@ func (r OrderReconcileReport) String() string {
 // which is fine up to millions of rows.
 func CheckOrders(ctx context.Context, deps Deps, dryRun bool) (OrderReconcileReport, error) {
 	rep := OrderReconcileReport{DryRun: dryRun, Repaired: []int64{}, AppliedMissing: []int64{},
-		IDMismatch: []int64{}, UnexpectedOrder: []int64{}}
+		IDMismatch: []int64{}, PriceMismatch: []int64{}, UnexpectedOrder: []int64{}}
 	if deps.OrderAPI == nil {
 		return rep, errors.New("order_reconcile: no order API configured (ORDER_API_URL)")
 	}
@@ -159,6 +164,8 @@ func CheckOrders(ctx context.Context, deps Deps, dryRun bool) (OrderReconcileRep
 			rep.AppliedMissing = append(rep.AppliedMissing, r.ID)
 		case r.Status == store.OrderApplied && (r.ExternalOrderID == nil || *r.ExternalOrderID != o.ID):
 			rep.IDMismatch = append(rep.IDMismatch, r.ID)
+		case r.Status == store.OrderApplied && o.TotalPrice != r.TotalPrice:
+			rep.PriceMismatch = append(rep.PriceMismatch, r.ID)
 		case r.Status == store.OrderApplied:
 			rep.Matched++
 		case r.Status == store.OrderSending && ok:

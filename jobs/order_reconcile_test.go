@@ -27,15 +27,15 @@ func TestCheckOrders(t *testing.T) {
 	t.Parallel()
 	b := setupOrders(t)
 	ctx := context.Background()
-	created := b.insertRequests(t, 6)
+	created := b.insertRequests(t, 7)
 	id := func(i int) int64 { return created[i-1].ID }
 	claim := func(i int) store.OrderRequest {
 		row, _, err := b.store.ClaimOrderRequest(ctx, id(i))
 		require.NoError(t, err)
 		return row
 	}
-	post := func(username string) orderapi.Order {
-		o, err := b.api.Create(ctx, orderapi.OrderRequest{Username: username, TotalPrice: 1, AppliedYearMonth: "2025-02"})
+	post := func(username string, price int64) orderapi.Order {
+		o, err := b.api.Create(ctx, orderapi.OrderRequest{Username: username, TotalPrice: price, AppliedYearMonth: "2025-02"})
 		require.NoError(t, err)
 		return o
 	}
@@ -47,20 +47,22 @@ func TestCheckOrders(t *testing.T) {
 		}))
 	}
 	claim(1)
-	lost := post("user001") // 1: SENDING, order exists → repaired
+	lost := post("user001", 1000) // 1: SENDING, order exists → repaired
 	claim(2)
-	apply(2, post("user002").ID) // 2: APPLIED, matches
-	claim(3)                     // 3: SENDING, no order → unsent
+	apply(2, post("user002", 2000).ID) // 2: APPLIED, matches
+	claim(3)                           // 3: SENDING, no order → unsent
 	// 4: PENDING, no order → unsent
 	claim(5)
-	apply(5, 999999) // 5: APPLIED, no order there → applied missing
-	post("user006")  // 6: PENDING, order exists → unexpected
-	post("stranger") // an order we have no row for
+	apply(5, 999999)      // 5: APPLIED, no order there → applied missing
+	post("user006", 6000) // 6: PENDING, order exists → unexpected
+	claim(7)
+	apply(7, post("user007", 1).ID) // 7: APPLIED, order with another price
+	post("stranger", 1)             // an order we have no row for
 
 	deps := jobs.Deps{Store: b.store, TZ: time.UTC, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), OrderAPI: b.api}
-	want := jobs.OrderReconcileReport{DryRun: true, Rows: 6, ThirdPartyOrders: 4, Matched: 1,
+	want := jobs.OrderReconcileReport{DryRun: true, Rows: 7, ThirdPartyOrders: 5, Matched: 1,
 		Repaired: []int64{id(1)}, AppliedMissing: []int64{id(5)}, IDMismatch: []int64{},
-		UnexpectedOrder: []int64{id(6)}, Unsent: 2, UnknownOrders: 1}
+		PriceMismatch: []int64{id(7)}, UnexpectedOrder: []int64{id(6)}, Unsent: 2, UnknownOrders: 1}
 	rep, err := jobs.CheckOrders(ctx, deps, true)
 	require.NoError(t, err)
 	require.Equal(t, want, rep)

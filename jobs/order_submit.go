@@ -74,6 +74,10 @@ func (OrderSubmitArgs) InsertOpts() river.InsertOpts {
 //     another 4xx marks the row FAILED with the reason and cancels the job;
 //     5xx, timeouts and transport errors are retried with backoff.
 //
+// A FAILED row is final unless an operator re-queues its cancelled job
+// (enqueue retry --kind order_submit --state cancelled): that attempt claims
+// it like a SENDING one, looking the order up before posting again.
+//
 // Attempts running at the same time in one process share their database
 // statements (see combiner): the claims of all of them are one UPDATE, and
 // their APPLIED rows and job completions one transaction. Each row's
@@ -169,14 +173,17 @@ func (w *OrderSubmitWorker) Work(ctx context.Context, job *river.Job[OrderSubmit
 		return river.JobCancel(fmt.Errorf("order_submit: order request %d does not exist", id))
 	}
 	row, prev := cr.claim.Row, cr.claim.PrevStatus
-	if prev == store.OrderApplied || prev == store.OrderFailed {
+	if prev == store.OrderApplied {
 		return nil // settled by an earlier attempt or by reconciliation
 	}
 	api := w.deps.OrderAPI
 	if api == nil {
 		return w.retry(ctx, id, errors.New("order_submit: no order API configured (ORDER_API_URL)"))
 	}
-	if prev == store.OrderSending {
+	// SENDING: an earlier attempt's outcome is unknown. FAILED: an operator
+	// re-queued a refused request (enqueue retry --state cancelled); the
+	// refusal stored nothing, but looking first costs one GET.
+	if prev == store.OrderSending || prev == store.OrderFailed {
 		o, err := api.Lookup(ctx, row.Username, row.AppliedYearMonth)
 		switch {
 		case err == nil:

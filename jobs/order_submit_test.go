@@ -204,7 +204,7 @@ func TestOrderSubmit_UnknownOutcomeAfterCommit(t *testing.T) {
 }
 
 // A 400 for one user: that row FAILED with the reason, its job cancelled;
-// every other row APPLIED.
+// every other row APPLIED. Re-queuing the cancelled job sends it again.
 func TestOrderSubmit_BadRequestFails(t *testing.T) {
 	t.Parallel()
 	b := setupOrders(t, "--reject-usernames", "user042")
@@ -229,6 +229,26 @@ func TestOrderSubmit_BadRequestFails(t *testing.T) {
 		require.NoError(t, err)
 		return job.State == rivertype.JobStateCancelled
 	}, 10*time.Second, 20*time.Millisecond, "job %d not cancelled", created[41].JobID)
+
+	// The partner accepts the user again; the operator re-queues the
+	// cancelled job and the row is sent after all.
+	req, err := http.NewRequest(http.MethodPut, b.tpURL+"/_faults", strings.NewReader(`{}`))
+	require.NoError(t, err)
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	code, stdout, stderr := testbin.Run(t, testbin.Build(t, "enqueue"), []string{"DATABASE_URL=" + b.dbURL},
+		"retry", "--kind", "order_submit", "--state", "cancelled")
+	require.Equal(t, 0, code, stderr)
+	require.Contains(t, stdout, "retried 1")
+	require.Eventually(t, func() bool {
+		row, err := b.store.GetOrderRequest(context.Background(), created[41].ID)
+		require.NoError(t, err)
+		return row.Status == store.OrderApplied
+	}, 30*time.Second, 50*time.Millisecond, "re-queued row not APPLIED")
+	require.Equal(t, int64(100), b.stats(t).Orders)
+	b.requireAgreement(t)
 }
 
 // Two worker processes on one database: every row APPLIED once, no order

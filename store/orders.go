@@ -165,17 +165,18 @@ func (s *Store) GetOrderRequest(ctx context.Context, id int64) (OrderRequest, er
 }
 
 // ClaimOrderRequest is the first step of an order_submit attempt: under the
-// row's lock, a PENDING or SENDING row becomes SENDING with one more attempt,
-// committed before the caller calls the third party. It returns the row and
-// the status it had before: SENDING means an earlier attempt's outcome is
-// unknown. A settled row (APPLIED, FAILED) is returned unchanged, with its own
-// status as the previous one. A missing row is ErrNotFound.
+// row's lock, a PENDING, SENDING or FAILED row becomes SENDING with one more
+// attempt, committed before the caller calls the third party. It returns the
+// row and the status it had before: SENDING means an earlier attempt's
+// outcome is unknown; FAILED means an operator re-queued a refused request
+// (its cancelled job). An APPLIED row is returned unchanged, with APPLIED as
+// the previous status. A missing row is ErrNotFound.
 func (s *Store) ClaimOrderRequest(ctx context.Context, id int64) (row OrderRequest, prevStatus string, err error) {
 	rows, err := s.Pool.Query(ctx, `
 		UPDATE order_request o
 		SET status = 'SENDING', attempts = o.attempts + 1, updated_at = now()
 		FROM (SELECT id, status FROM order_request WHERE id = $1 FOR UPDATE) p
-		WHERE o.id = p.id AND p.status IN ('PENDING', 'SENDING')
+		WHERE o.id = p.id AND p.status IN ('PENDING', 'SENDING', 'FAILED')
 		RETURNING o.id, o.username, o.total_price, o.applied_year_month, o.status, o.external_order_id,
 			o.external_created_at, o.attempts, o.last_error, o.created_at, o.updated_at, p.status`, id)
 	if err != nil {
@@ -287,8 +288,8 @@ type OrderClaim struct {
 
 // ClaimOrderRequests is ClaimOrderRequest for many rows in one statement
 // (locks taken in id order), for order_submit attempts running at the same
-// time. Rows that are settled come back unchanged with their own status as
-// the previous one; missing ids are absent from the map.
+// time. APPLIED rows come back unchanged with APPLIED as the previous status;
+// missing ids are absent from the map.
 func (s *Store) ClaimOrderRequests(ctx context.Context, ids []int64) (map[int64]OrderClaim, error) {
 	rows, err := s.Pool.Query(ctx, `
 		WITH locked AS (
@@ -297,7 +298,7 @@ func (s *Store) ClaimOrderRequests(ctx context.Context, ids []int64) (map[int64]
 			UPDATE order_request o
 			SET status = 'SENDING', attempts = o.attempts + 1, updated_at = now()
 			FROM locked p
-			WHERE o.id = p.id AND p.status IN ('PENDING', 'SENDING')
+			WHERE o.id = p.id AND p.status IN ('PENDING', 'SENDING', 'FAILED')
 			RETURNING o.id, o.username, o.total_price, o.applied_year_month, o.status, o.external_order_id,
 				o.external_created_at, o.attempts, o.last_error, o.created_at, o.updated_at, p.status AS prev
 		)
@@ -306,7 +307,7 @@ func (s *Store) ClaimOrderRequests(ctx context.Context, ids []int64) (map[int64]
 		SELECT o.id, o.username, o.total_price, o.applied_year_month, o.status, o.external_order_id,
 			o.external_created_at, o.attempts, o.last_error, o.created_at, o.updated_at, o.status
 		FROM order_request o JOIN locked p ON p.id = o.id
-		WHERE p.status NOT IN ('PENDING', 'SENDING')`, ids)
+		WHERE p.status = 'APPLIED'`, ids)
 	if err != nil {
 		return nil, fmt.Errorf("store: claim %d order requests: %w", len(ids), err)
 	}
