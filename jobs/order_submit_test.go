@@ -394,3 +394,27 @@ func TestCreateOrderRequests(t *testing.T) {
 	require.Equal(t, int64(3), rows)
 	require.Equal(t, int64(3), jobCount)
 }
+
+// Of two workers, one is SIGKILLed mid-batch and not restarted: the
+// survivor reclaims the dead one's jobs and finishes the batch.
+func TestOrderSubmit_SurvivorReclaims(t *testing.T) {
+	t.Parallel()
+	b := setupOrders(t, "--latency", "100ms")
+	b.insertRequests(t, 100)
+	victim := b.startWorker(t, "TIDEMARK_QUEUES=outbound=4")
+	b.startWorker(t, "TIDEMARK_QUEUES=outbound=4")
+	require.Eventually(t, func() bool {
+		c, err := b.store.OrderStatusCounts(context.Background())
+		require.NoError(t, err)
+		return c[store.OrderApplied] >= 20
+	}, 30*time.Second, 10*time.Millisecond)
+	victim.Kill()
+
+	counts := b.waitSettled(t, 50*time.Second)
+	require.Equal(t, map[string]int64{store.OrderApplied: 100}, counts)
+	s := b.stats(t)
+	require.Equal(t, int64(100), s.Orders)
+	require.LessOrEqual(t, s.Posts, int64(101))
+	b.requireAgreement(t)
+	require.Positive(t, b.reclaimedJobs(t), "the survivor reclaimed the dead worker's jobs")
+}
