@@ -36,10 +36,19 @@ func NewClientID() string {
 // lock (see store.ReclaimOrphanedJobs). A worker SIGKILLed mid-batch then
 // loses a few seconds, not RESCUE_AFTER plus the rescuer's 30 s tick. Every
 // worker process runs it; the statement skips rows another one is handling.
-func ReclaimOrphans(ctx context.Context, deps Deps, interval time.Duration) {
+//
+// keep, if not nil, is called first on every round: the process's own
+// liveness lock (store.ClientLiveness.Keep), retaken if its connection was
+// lost.
+func ReclaimOrphans(ctx context.Context, deps Deps, interval time.Duration, keep func(context.Context) error) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
+		if keep != nil {
+			if err := keep(ctx); err != nil && ctx.Err() == nil {
+				deps.Logger.ErrorContext(ctx, "jobs: liveness lock lost; other workers may reclaim this one's running order jobs", "err", err)
+			}
+		}
 		ids, err := deps.Store.ReclaimOrphanedJobs(ctx, ReclaimableKinds, interval)
 		switch {
 		case err != nil && ctx.Err() == nil:

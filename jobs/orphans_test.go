@@ -80,3 +80,36 @@ func TestReclaimOrphanedJobs(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, []int64{liveJob}, ids)
 }
+
+// A liveness lock whose connection was cut is taken again by Keep.
+func TestClientLivenessKeep(t *testing.T) {
+	t.Parallel()
+	pool, _ := testdb.Pool(t)
+	st := store.New(pool)
+	ctx := context.Background()
+	live, err := st.HoldClientLiveness(ctx, "kept_client")
+	require.NoError(t, err)
+	defer live.Close(ctx)
+	require.NoError(t, live.Keep(ctx), "a healthy lock is kept as it is")
+
+	held := func() bool {
+		var n int
+		require.NoError(t, pool.QueryRow(ctx, `
+			SELECT count(*) FROM pg_locks l,
+				LATERAL (SELECT hashtextextended('kept_client', 7250400) AS k) h
+			WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
+			  AND l.classid::bigint = (h.k >> 32) & 4294967295 AND l.objid::bigint = h.k & 4294967295`).Scan(&n))
+		return n == 1
+	}
+	require.True(t, held())
+	_, err = pool.Exec(ctx, `
+		SELECT pg_terminate_backend(l.pid) FROM pg_locks l,
+			LATERAL (SELECT hashtextextended('kept_client', 7250400) AS k) h
+		WHERE l.locktype = 'advisory' AND l.objsubid = 1
+		  AND l.classid::bigint = (h.k >> 32) & 4294967295 AND l.objid::bigint = h.k & 4294967295`)
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { return !held() }, 5*time.Second, 20*time.Millisecond)
+
+	require.NoError(t, live.Keep(ctx))
+	require.True(t, held(), "Keep took the lock again")
+}

@@ -22,11 +22,21 @@ var ErrClientIDInUse = errors.New("store: river client id already held by a live
 // moment the process dies (its connection closes), which is how other
 // workers tell a dead worker's running jobs from a live one's.
 type ClientLiveness struct {
-	conn *pgx.Conn
+	store    *Store
+	clientID string
+	conn     *pgx.Conn
 }
 
 // HoldClientLiveness takes the liveness lock of clientID.
 func (s *Store) HoldClientLiveness(ctx context.Context, clientID string) (*ClientLiveness, error) {
+	conn, err := s.lockLiveness(ctx, clientID)
+	if err != nil {
+		return nil, err
+	}
+	return &ClientLiveness{store: s, clientID: clientID, conn: conn}, nil
+}
+
+func (s *Store) lockLiveness(ctx context.Context, clientID string) (*pgx.Conn, error) {
 	conn, err := pgx.ConnectConfig(ctx, s.Pool.Config().ConnConfig.Copy())
 	if err != nil {
 		return nil, fmt.Errorf("store: liveness connection: %w", err)
@@ -40,7 +50,24 @@ func (s *Store) HoldClientLiveness(ctx context.Context, clientID string) (*Clien
 		conn.Close(ctx)
 		return nil, fmt.Errorf("%w: %s", ErrClientIDInUse, clientID)
 	}
-	return &ClientLiveness{conn: conn}, nil
+	return conn, nil
+}
+
+// Keep checks that the lock's connection is alive and, if it was lost (a
+// Postgres restart, a network cut), takes the lock again on a new one. Until
+// it does, other workers may take this process's running jobs for orphans.
+// Not safe for concurrent use.
+func (l *ClientLiveness) Keep(ctx context.Context) error {
+	if err := l.conn.Ping(ctx); err == nil {
+		return nil
+	}
+	_ = l.conn.Close(ctx)
+	conn, err := l.store.lockLiveness(ctx, l.clientID)
+	if err != nil {
+		return fmt.Errorf("store: retake liveness lock: %w", err)
+	}
+	l.conn = conn
+	return nil
 }
 
 // Close releases the lock (by closing its connection).

@@ -111,7 +111,7 @@ func run(ctx context.Context, cfg config.Config, logger *slog.Logger, ready chan
 	}
 	reclaimCtx, stopReclaim := context.WithCancel(ctx)
 	reclaimDone := make(chan struct{})
-	go func() { defer close(reclaimDone); jobs.ReclaimOrphans(reclaimCtx, deps, 5*time.Second) }()
+	go func() { defer close(reclaimDone); jobs.ReclaimOrphans(reclaimCtx, deps, 5*time.Second, live.Keep) }()
 	defer func() { stopReclaim(); <-reclaimDone }()
 	logger.Info("worker started", "http", ln.Addr().String(), "queues", cfg.Queues, "periodic", cfg.Periodic, "tz", cfg.TZ.String())
 	if ready != nil {
