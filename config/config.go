@@ -159,6 +159,9 @@ func (c Config) Validate() error {
 	if c.RescueAfter < 70*time.Second { // every job kind times out within 60s
 		return fmt.Errorf("RESCUE_AFTER: at least 70s (jobs time out after at most 60s), got %s", c.RescueAfter)
 	}
+	if c.OrderCallTimeout > 20*time.Second { // order_submit makes two calls within its 50s timeout
+		return fmt.Errorf("ORDER_CALL_TIMEOUT: at most 20s (an order_submit attempt makes up to two calls within 50s), got %s", c.OrderCallTimeout)
+	}
 	return nil
 }
 

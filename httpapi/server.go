@@ -57,6 +57,8 @@ func (s *Server) Handler() http.Handler {
 	if s.River != nil {
 		s.persist = jobs.NewPersistEnqueuer(s.River)
 	}
+	mux.Handle("POST /v1/order-requests", s.admin(s.createOrderRequest))
+	mux.HandleFunc("GET /v1/order-requests/{id}", s.getOrderRequest)
 	s.mux = mux
 	return mux
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/riverdriver/riverpgxv5"
 
+	"github.com/tidemark/tidemark/config"
 	"github.com/tidemark/tidemark/coupongate"
 	"github.com/tidemark/tidemark/store"
 )
@@ -29,10 +30,16 @@ type Deps struct {
 	// ReconcileGrace is how long the coupon reconciliation waits before
 	// re-checking members found only in Redis (DefaultReconcileGrace when 0).
 	ReconcileGrace time.Duration
+	// OrderAPI is the third-party order API (ORDER_API_URL); order jobs
+	// retry until it is set.
+	OrderAPI OrderAPI
 }
 
 // ClientConfig is how a River client in this process is set up.
 type ClientConfig struct {
+	// ID is the River client id; empty lets River pick one. Workers set it
+	// to the id of their liveness lock (see ReclaimOrphans).
+	ID string
 	// Queues maps queue names to worker counts. Empty: an insert-only client.
 	Queues map[string]int
 	// Retention keeps completed, cancelled and discarded jobs for audit.
@@ -53,6 +60,7 @@ type Client = river.Client[pgx.Tx]
 // registered. With no queues it is an insert-only client (CLI, HTTP tests).
 func NewClient(pool *pgxpool.Pool, cc ClientConfig, deps Deps) (*Client, error) {
 	cfg := &river.Config{
+		ID:                          cc.ID,
 		Logger:                      deps.Logger,
 		CompletedJobRetentionPeriod: cc.Retention,
 		CancelledJobRetentionPeriod: cc.Retention,
@@ -66,7 +74,11 @@ func NewClient(pool *pgxpool.Pool, cc ClientConfig, deps Deps) (*Client, error) 
 	if len(cc.Queues) > 0 {
 		cfg.Queues = make(map[string]river.QueueConfig, len(cc.Queues))
 		for name, n := range cc.Queues {
-			cfg.Queues[name] = river.QueueConfig{MaxWorkers: n}
+			qc := river.QueueConfig{MaxWorkers: n}
+			if name == config.QueueOutbound && cc.FetchCooldown == 0 {
+				qc.FetchCooldown = OutboundFetchCooldown
+			}
+			cfg.Queues[name] = qc
 		}
 		workers := river.NewWorkers()
 		if err := Register(workers, deps); err != nil {

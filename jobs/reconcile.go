@@ -15,4 +15,7 @@ var ReconcileChecks = map[string]ReconcileCheck{
 	"therapy": func(ctx context.Context, deps Deps, dryRun bool) (any, error) {
 		return VerifyTherapyStats(ctx, deps, dryRun)
 	},
+	"orders": func(ctx context.Context, deps Deps, dryRun bool) (any, error) {
+		return CheckOrders(ctx, deps, dryRun)
+	},
 }

@@ -40,6 +40,12 @@ func Register(workers *river.Workers, deps Deps) error {
 	if err := river.AddWorkerSafely(workers, &CouponExchangeWorker{deps: deps}); err != nil {
 		return err
 	}
+	if err := river.AddWorkerSafely(workers, NewOrderSubmitWorker(deps)); err != nil {
+		return err
+	}
+	if err := river.AddWorkerSafely(workers, NewOrderReconcileWorker(deps)); err != nil {
+		return err
+	}
 	return nil
 }
 

@@ -30,6 +30,8 @@ var commands = map[string]command{
 	"therapy-daily":  {"run the daily therapy fan-out for a business date now", cmdTherapyDaily},
 	"therapy-report": {"print a month's therapy statistics summary", cmdTherapyReport},
 	"demo-data":      {"load demo therapy users and performs", cmdDemoData},
+	"orders":         {"insert order requests from a CSV file, each with its order_submit job", cmdOrders},
+	"order-status":   {"count order requests by status", cmdOrderStatus},
 	"retry":          {"re-queue discarded or cancelled jobs of a kind", cmdRetry},
 	"status":         {"count jobs by kind and state", cmdStatus},
 	"wait":           {"block until no job is available, running, pending or due within 1s", cmdWait},

@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/tidemark/tidemark/jobs"
+	"github.com/tidemark/tidemark/orderapi"
 )
 
 func init() {
@@ -41,6 +42,9 @@ func cmdReconcile(ctx context.Context, e *env, args []string) error {
 		}
 		defer closeGate()
 		deps.Gate = gate
+	}
+	if *check == "orders" {
+		deps.OrderAPI = orderapi.New(e.cfg.OrderAPIURL, e.cfg.OrderCallTimeout, 4)
 	}
 	rep, err := run(ctx, deps, *dryRun)
 	if rep != nil {

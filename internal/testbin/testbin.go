@@ -211,3 +211,31 @@ func Run(t testing.TB, path string, env []string, args ...string) (code int, std
 	}
 	return 0, o.String(), e.String()
 }
+
+var thirdpartyAddrRE = regexp.MustCompile(`msg="thirdparty listening" addr=(\S+)`)
+
+// StartThirdParty runs the simulated order API (cmd/thirdparty) on a free
+// port against dbURL, with extra flags args, and returns it and its base URL.
+func StartThirdParty(t testing.TB, dbURL string, args ...string) (*Proc, string) {
+	t.Helper()
+	small := dbURL + "&pool_max_conns=4"
+	if !strings.Contains(dbURL, "?") {
+		small = dbURL + "?pool_max_conns=4"
+	}
+	p := Start(t, Build(t, "thirdparty"), nil,
+		append([]string{"--addr", "127.0.0.1:0", "--database-url", small}, args...)...)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if m := thirdpartyAddrRE.FindStringSubmatch(p.Output()); m != nil {
+			return p, "http://" + m[1]
+		}
+		select {
+		case <-p.done:
+			t.Fatalf("testbin: thirdparty exited before listening: %v\n%s", p.err, p.Output())
+		case <-time.After(20 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("testbin: thirdparty not listening after 30s:\n%s", p.Output())
+		}
+	}
+}

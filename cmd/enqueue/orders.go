@@ -1,0 +1,159 @@
+package main
+
+import (
+	"context"
+	"encoding/csv"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/tidemark/tidemark/jobs"
+	"github.com/tidemark/tidemark/store"
+)
+
+// orderCSVHeader is the header an orders file must start with.
+const orderCSVHeader = "username,total_price,applied_year_month"
+
+// maxOrderRows bounds one file: it is inserted in one transaction.
+const maxOrderRows = 100_000
+
+func cmdOrders(ctx context.Context, e *env, args []string) error {
+	fs := e.newFlagSet("orders")
+	file := fs.String("file", "", "CSV file, header "+orderCSVHeader+" (required; - reads stdin)")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if *file == "" {
+		return usagef("--file is required (CSV with header %s)", orderCSVHeader)
+	}
+	var r io.Reader = os.Stdin
+	if *file != "-" {
+		f, err := os.Open(*file)
+		if err != nil {
+			return usagef("--file: %v", err)
+		}
+		defer f.Close()
+		r = f
+	}
+	reqs, lines, err := parseOrderCSV(r)
+	if err != nil {
+		return usagef("--file %s: %v; nothing inserted", *file, err)
+	}
+	if err := e.open(ctx); err != nil {
+		return err
+	}
+	created, err := jobs.CreateOrderRequests(ctx, e.client, e.store, reqs)
+	var dup *store.DuplicateOrderRequestError
+	if errors.As(err, &dup) {
+		if dup.Index >= 0 {
+			return usagef("--file %s: line %d: %v; nothing inserted", *file, lines[dup.Index], dup)
+		}
+		return usagef("--file %s: %v; nothing inserted", *file, dup)
+	}
+	if err != nil {
+		return fmt.Errorf("%w; nothing inserted", err)
+	}
+	fmt.Fprintf(e.stdout, "order requests: inserted %d row(s) (ids %d..%d) with %d order_submit job(s)\n",
+		len(created), created[0].ID, created[len(created)-1].ID, len(created))
+	return nil
+}
+
+// parseOrderCSV reads an orders file: the header line, then one request per
+// line. The first bad line is an error naming it; lines[i] is the line of
+// reqs[i].
+func parseOrderCSV(r io.Reader) (reqs []store.OrderRequestInput, lines []int, err error) {
+	cr := csv.NewReader(r)
+	cr.FieldsPerRecord = -1
+	cr.ReuseRecord = true
+	cr.TrimLeadingSpace = true
+	header, err := cr.Read()
+	if errors.Is(err, io.EOF) {
+		return nil, nil, errors.New("empty file; want the header " + orderCSVHeader)
+	}
+	if err != nil {
+		return nil, nil, csvErr(err)
+	}
+	if len(header) > 0 {
+		header[0] = strings.TrimPrefix(header[0], "\ufeff")
+	}
+	for i := range header {
+		header[i] = strings.ToLower(strings.TrimSpace(header[i]))
+	}
+	if got := strings.Join(header, ","); got != orderCSVHeader {
+		return nil, nil, fmt.Errorf("line 1: header must be %s, got %q", orderCSVHeader, got)
+	}
+	seen := map[[2]string]int{}
+	for {
+		rec, err := cr.Read()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return nil, nil, csvErr(err)
+		}
+		line, _ := cr.FieldPos(0)
+		if len(rec) != 3 {
+			return nil, nil, fmt.Errorf("line %d: want 3 fields (%s), got %d", line, orderCSVHeader, len(rec))
+		}
+		in := store.OrderRequestInput{Username: strings.TrimSpace(rec[0]), AppliedYearMonth: strings.TrimSpace(rec[2])}
+		price := strings.TrimSpace(rec[1])
+		in.TotalPrice, err = strconv.ParseInt(price, 10, 64)
+		if err != nil {
+			return nil, nil, fmt.Errorf("line %d: total_price: want a positive integer, got %q", line, price)
+		}
+		if err := in.Validate(); err != nil {
+			return nil, nil, fmt.Errorf("line %d: %w", line, err)
+		}
+		key := [2]string{in.Username, in.AppliedYearMonth}
+		if prev, ok := seen[key]; ok {
+			return nil, nil, fmt.Errorf("line %d: user %q already has a request for %s on line %d", line, in.Username, in.AppliedYearMonth, prev)
+		}
+		seen[key] = line
+		if len(reqs) == maxOrderRows {
+			return nil, nil, fmt.Errorf("line %d: more than %d requests; split the file", line, maxOrderRows)
+		}
+		reqs = append(reqs, in)
+		lines = append(lines, line)
+	}
+	if len(reqs) == 0 {
+		return nil, nil, errors.New("no requests after the header")
+	}
+	return reqs, lines, nil
+}
+
+func csvErr(err error) error {
+	var pe *csv.ParseError
+	if errors.As(err, &pe) {
+		return fmt.Errorf("line %d: malformed CSV: %v", pe.Line, pe.Err)
+	}
+	return fmt.Errorf("read: %w", err)
+}
+
+func cmdOrderStatus(ctx context.Context, e *env, args []string) error {
+	fs := e.newFlagSet("order-status")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if err := e.open(ctx); err != nil {
+		return err
+	}
+	counts, err := e.store.OrderStatusCounts(ctx)
+	if err != nil {
+		return err
+	}
+	names := []string{store.OrderPending, store.OrderSending, store.OrderApplied, store.OrderFailed}
+	for k := range counts {
+		if !strings.Contains(strings.Join(names, ","), k) {
+			names = append(names, k)
+		}
+	}
+	sort.SliceStable(names[4:], func(i, j int) bool { return names[4+i] < names[4+j] })
+	for _, n := range names {
+		fmt.Fprintf(e.stdout, "%-8s %d\n", n, counts[n])
+	}
+	return nil
+}

@@ -1,0 +1,146 @@
+package main
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/stretchr/testify/require"
+
+	"github.com/tidemark/tidemark/internal/testbin"
+	"github.com/tidemark/tidemark/internal/testdb"
+	"github.com/tidemark/tidemark/store"
+)
+
+func TestParseOrderCSV(t *testing.T) {
+	t.Parallel()
+	reqs, lines, err := parseOrderCSV(strings.NewReader("\ufeffusername, total_price ,applied_year_month\n" +
+		"tester,10000,2025-02\n\n \"kim, jr\", 500 , 2025-03\n"))
+	require.NoError(t, err)
+	require.Equal(t, []store.OrderRequestInput{
+		{Username: "tester", TotalPrice: 10000, AppliedYearMonth: "2025-02"},
+		{Username: "kim, jr", TotalPrice: 500, AppliedYearMonth: "2025-03"},
+	}, reqs)
+	require.Equal(t, []int{2, 4}, lines)
+}
+
+// badOrderFiles is every kind of bad file, with the text its error must hold.
+var badOrderFiles = []struct {
+	name, content, want string
+}{
+	{"empty", "", "empty file"},
+	{"header only", "username,total_price,applied_year_month\n", "no requests after the header"},
+	{"wrong header", "user,price,month\na,1,2025-02\n", "line 1: header must be username,total_price,applied_year_month"},
+	{"missing column", "username,total_price,applied_year_month\na,1,2025-02\nb,2\n", "line 3: want 3 fields"},
+	{"extra column", "username,total_price,applied_year_month\na,1,2025-02,x\n", "line 2: want 3 fields"},
+	{"zero price", "username,total_price,applied_year_month\na,1,2025-02\nb,0,2025-02\n", "line 3: total_price: must be a positive integer"},
+	{"negative price", "username,total_price,applied_year_month\nb,-5,2025-02\n", "line 2: total_price: must be a positive integer"},
+	{"decimal price", "username,total_price,applied_year_month\nb,10.5,2025-02\n", `line 2: total_price: want a positive integer, got "10.5"`},
+	{"price overflow", "username,total_price,applied_year_month\nb,99999999999999999999,2025-02\n", "line 2: total_price"},
+	{"empty username", "username,total_price,applied_year_month\n,100,2025-02\n", "line 2: username: must not be empty"},
+	{"long username", "username,total_price,applied_year_month\n" + strings.Repeat("x", 101) + ",100,2025-02\n", "line 2: username: longer than 100"},
+	{"bad month", "username,total_price,applied_year_month\na,100,2025-13\n", "line 2: applied_year_month: want YYYY-MM"},
+	{"short month", "username,total_price,applied_year_month\na,100,25-02\n", "line 2: applied_year_month"},
+	{"duplicate in file", "username,total_price,applied_year_month\na,100,2025-02\nb,1,2025-02\na,7,2025-02\n", `line 4: user "a" already has a request for 2025-02 on line 2`},
+	{"bad quoting", "username,total_price,applied_year_month\n\"a,100,2025-02\n", "malformed CSV"},
+}
+
+func TestParseOrderCSV_BadFiles(t *testing.T) {
+	t.Parallel()
+	for _, c := range badOrderFiles {
+		_, _, err := parseOrderCSV(strings.NewReader(c.content))
+		require.ErrorContains(t, err, c.want, c.name)
+	}
+}
+
+// The real binary: every bad file, flag or duplicate exits 2 with one line
+// naming the problem, and inserts nothing; a good file inserts each row with
+// its job.
+func TestOrdersCommand(t *testing.T) {
+	t.Parallel()
+	pool, dbURL := testdb.Pool(t)
+	bin := testbin.Build(t, "enqueue")
+	dir := t.TempDir()
+	env := []string{"DATABASE_URL=" + dbURL}
+	write := func(name, content string) string {
+		p := filepath.Join(dir, strings.ReplaceAll(name, " ", "_")+".csv")
+		require.NoError(t, os.WriteFile(p, []byte(content), 0o600))
+		return p
+	}
+	requireNothing := func(what string) {
+		t.Helper()
+		rows, jobs := counts(t, pool)
+		require.Zero(t, rows, what)
+		require.Zero(t, jobs, what)
+	}
+	requireOneLine := func(stderr, want, what string) {
+		t.Helper()
+		require.Equal(t, 1, strings.Count(stderr, "\n"), "%s: one line: %q", what, stderr)
+		require.Contains(t, stderr, want, what)
+	}
+
+	for _, c := range badOrderFiles {
+		code, _, stderr := testbin.Run(t, bin, env, "orders", "--file", write(c.name, c.content))
+		require.Equal(t, 2, code, c.name)
+		requireOneLine(stderr, c.want, c.name)
+		require.Contains(t, stderr, "nothing inserted", c.name)
+		requireNothing(c.name)
+	}
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"orders"}, "--file is required"},
+		{[]string{"orders", "--file", filepath.Join(dir, "missing.csv")}, "no such file"},
+		{[]string{"orders", "--nope"}, "flag provided but not defined"},
+		{[]string{"orders", "--file", "x.csv", "stray"}, `unexpected argument "stray"`},
+	} {
+		code, _, stderr := testbin.Run(t, bin, env, c.args...)
+		require.Equal(t, 2, code, c.args)
+		requireOneLine(stderr, c.want, strings.Join(c.args, " "))
+		requireNothing(strings.Join(c.args, " "))
+	}
+
+	good := write("good", "username,total_price,applied_year_month\ntester,10000,2025-02\nkim,500,2025-02\nlee,700,2025-03\n")
+	code, stdout, stderr := testbin.Run(t, bin, env, "orders", "--file", good)
+	require.Equal(t, 0, code, stderr)
+	require.Contains(t, stdout, "inserted 3 row(s)")
+	rows, jobs := counts(t, pool)
+	require.Equal(t, int64(3), rows)
+	require.Equal(t, int64(3), jobs)
+
+	// A file naming a user-month that already has a request is refused whole.
+	again := write("again", "username,total_price,applied_year_month\nnew,1,2025-02\nkim,500,2025-02\n")
+	code, _, stderr = testbin.Run(t, bin, env, "orders", "--file", again)
+	require.Equal(t, 2, code)
+	requireOneLine(stderr, `line 3: user "kim" already has an order request for 2025-02 (id 2); nothing inserted`, "duplicate")
+	rows, jobs = counts(t, pool)
+	require.Equal(t, int64(3), rows)
+	require.Equal(t, int64(3), jobs)
+
+	code, stdout, _ = testbin.Run(t, bin, env, "order-status")
+	require.Equal(t, 0, code)
+	require.Contains(t, stdout, "PENDING  3")
+}
+
+func counts(t *testing.T, pool *pgxpool.Pool) (rows, jobs int64) {
+	t.Helper()
+	ctx := context.Background()
+	st := store.New(pool)
+	c, err := st.OrderStatusCounts(ctx)
+	require.NoError(t, err)
+	for _, n := range c {
+		rows += n
+	}
+	kc, err := st.JobCounts(ctx)
+	require.NoError(t, err)
+	for _, k := range kc {
+		if k.Kind == "order_submit" {
+			jobs += k.Count
+		}
+	}
+	return rows, jobs
+}

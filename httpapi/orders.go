@@ -1,0 +1,88 @@
+package httpapi
+
+import (
+	"errors"
+	"net/http"
+	"strconv"
+
+	"github.com/tidemark/tidemark/jobs"
+	"github.com/tidemark/tidemark/store"
+)
+
+// OrderRequestBody is the body of POST /v1/order-requests, in the third
+// party's own field names.
+type OrderRequestBody struct {
+	Username         *string `json:"username"`
+	TotalPrice       *int64  `json:"totalPrice"`
+	AppliedYearMonth *string `json:"appliedYearMonth"`
+}
+
+// OrderRequestAccepted answers an accepted order request.
+type OrderRequestAccepted struct {
+	ID     int64  `json:"id"`
+	JobID  int64  `json:"jobId"`
+	Status string `json:"status"`
+}
+
+// jsonField maps store.OrderRequestInput's field names to the API's.
+var jsonField = map[string]string{
+	"username": "username", "total_price": "totalPrice", "applied_year_month": "appliedYearMonth",
+}
+
+// createOrderRequest inserts one order_request row and its order_submit job
+// in one transaction: 202 with the row's id, 409 when the user already has a
+// request for that month, 400 naming the field at fault.
+func (s *Server) createOrderRequest(w http.ResponseWriter, r *http.Request) {
+	var b OrderRequestBody
+	if err := decodeJSON(w, r, &b); err != nil {
+		s.writeErr(w, r, err)
+		return
+	}
+	switch {
+	case b.Username == nil:
+		s.writeErr(w, r, badField("username", "required"))
+		return
+	case b.TotalPrice == nil:
+		s.writeErr(w, r, badField("totalPrice", "required"))
+		return
+	case b.AppliedYearMonth == nil:
+		s.writeErr(w, r, badField("appliedYearMonth", "required"))
+		return
+	}
+	in := store.OrderRequestInput{Username: *b.Username, TotalPrice: *b.TotalPrice, AppliedYearMonth: *b.AppliedYearMonth}
+	var ie *store.InputError
+	if err := in.Validate(); errors.As(err, &ie) {
+		s.writeErr(w, r, badField(jsonField[ie.Field], "%s", ie.Msg))
+		return
+	}
+	created, err := jobs.CreateOrderRequests(r.Context(), s.River, s.Store, []store.OrderRequestInput{in})
+	var dup *store.DuplicateOrderRequestError
+	if errors.As(err, &dup) {
+		s.writeErr(w, r, &fieldError{status: http.StatusConflict, field: "username", msg: dup.Error()})
+		return
+	}
+	if err != nil {
+		s.writeErr(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusAccepted, OrderRequestAccepted{ID: created[0].ID, JobID: created[0].JobID, Status: store.OrderPending})
+}
+
+// getOrderRequest answers one order_request row, or 404.
+func (s *Server) getOrderRequest(w http.ResponseWriter, r *http.Request) {
+	id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
+	if err != nil || id <= 0 {
+		writeError(w, http.StatusBadRequest, "id", "want a positive integer")
+		return
+	}
+	row, err := s.Store.GetOrderRequest(r.Context(), id)
+	if errors.Is(err, store.ErrNotFound) {
+		writeError(w, http.StatusNotFound, "id", "no such order request")
+		return
+	}
+	if err != nil {
+		s.writeErr(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, row)
+}

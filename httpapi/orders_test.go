@@ -1,0 +1,140 @@
+package httpapi_test
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/tidemark/tidemark/httpapi"
+	"github.com/tidemark/tidemark/internal/testdb"
+	"github.com/tidemark/tidemark/jobs"
+	"github.com/tidemark/tidemark/store"
+)
+
+type apiBundle struct {
+	srv   *httptest.Server
+	store *store.Store
+}
+
+func setupAPI(t *testing.T) *apiBundle {
+	t.Helper()
+	pool, _ := testdb.Pool(t)
+	st := store.New(pool)
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	client, err := jobs.NewClient(pool, jobs.ClientConfig{Retention: 24 * time.Hour, RescueAfter: 90 * time.Second},
+		jobs.Deps{Store: st, TZ: time.UTC, Logger: logger})
+	require.NoError(t, err)
+	s := &httpapi.Server{Store: st, River: client, TZ: time.UTC, AdminToken: "secret", Logger: logger}
+	srv := httptest.NewServer(s.Handler())
+	t.Cleanup(srv.Close)
+	return &apiBundle{srv: srv, store: st}
+}
+
+func (b *apiBundle) do(t *testing.T, method, path, token, contentType, body string) (int, map[string]any) {
+	t.Helper()
+	req, err := http.NewRequest(method, b.srv.URL+path, strings.NewReader(body))
+	require.NoError(t, err)
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	var out map[string]any
+	require.NoError(t, json.NewDecoder(resp.Body).Decode(&out))
+	return resp.StatusCode, out
+}
+
+func (b *apiBundle) rowsAndJobs(t *testing.T) (rows, jobs int64) {
+	t.Helper()
+	c, err := b.store.OrderStatusCounts(context.Background())
+	require.NoError(t, err)
+	for _, n := range c {
+		rows += n
+	}
+	kc, err := b.store.JobCounts(context.Background())
+	require.NoError(t, err)
+	for _, k := range kc {
+		jobs += k.Count
+	}
+	return rows, jobs
+}
+
+// Every bad request is refused with a status and the field at fault, and
+// inserts nothing; a good one inserts the row and its job; a second one for
+// the same user-month is a 409.
+func TestOrderRequests(t *testing.T) {
+	t.Parallel()
+	b := setupAPI(t)
+	const good = `{"username":"tester","totalPrice":10000,"appliedYearMonth":"2025-02"}`
+	for _, c := range []struct {
+		name, token, ct, body string
+		status                int
+		field                 string
+	}{
+		{"no token", "", "", good, 401, "Authorization"},
+		{"wrong token", "nope", "", good, 403, "Authorization"},
+		{"content type", "secret", "text/csv", good, 415, "Content-Type"},
+		{"empty body", "secret", "", ``, 400, "body"},
+		{"malformed", "secret", "", `{"username":`, 400, "body"},
+		{"two objects", "secret", "", good + good, 400, "body"},
+		{"unknown field", "secret", "", `{"username":"a","totalPrice":1,"appliedYearMonth":"2025-02","x":1}`, 400, "x"},
+		{"missing username", "secret", "", `{"totalPrice":1,"appliedYearMonth":"2025-02"}`, 400, "username"},
+		{"missing price", "secret", "", `{"username":"a","appliedYearMonth":"2025-02"}`, 400, "totalPrice"},
+		{"missing month", "secret", "", `{"username":"a","totalPrice":1}`, 400, "appliedYearMonth"},
+		{"empty username", "secret", "", `{"username":" ","totalPrice":1,"appliedYearMonth":"2025-02"}`, 400, "username"},
+		{"zero price", "secret", "", `{"username":"a","totalPrice":0,"appliedYearMonth":"2025-02"}`, 400, "totalPrice"},
+		{"negative price", "secret", "", `{"username":"a","totalPrice":-1,"appliedYearMonth":"2025-02"}`, 400, "totalPrice"},
+		{"decimal price", "secret", "", `{"username":"a","totalPrice":1.5,"appliedYearMonth":"2025-02"}`, 400, "totalPrice"},
+		{"string price", "secret", "", `{"username":"a","totalPrice":"1","appliedYearMonth":"2025-02"}`, 400, "totalPrice"},
+		{"bad month", "secret", "", `{"username":"a","totalPrice":1,"appliedYearMonth":"2025-13"}`, 400, "appliedYearMonth"},
+		{"short month", "secret", "", `{"username":"a","totalPrice":1,"appliedYearMonth":"25-02"}`, 400, "appliedYearMonth"},
+		{"too large", "secret", "", `{"username":"` + strings.Repeat("a", 1<<20) + `"}`, 413, "body"},
+	} {
+		status, out := b.do(t, http.MethodPost, "/v1/order-requests", c.token, c.ct, c.body)
+		require.Equal(t, c.status, status, c.name)
+		require.Equal(t, c.field, out["field"], c.name)
+		require.NotEmpty(t, out["error"], c.name)
+		rows, jobs := b.rowsAndJobs(t)
+		require.Zero(t, rows, c.name)
+		require.Zero(t, jobs, c.name)
+	}
+
+	status, out := b.do(t, http.MethodPost, "/v1/order-requests", "secret", "application/json", good)
+	require.Equal(t, http.StatusAccepted, status, out)
+	require.Equal(t, "PENDING", out["status"])
+	id := int64(out["id"].(float64))
+	rows, jobs := b.rowsAndJobs(t)
+	require.Equal(t, int64(1), rows)
+	require.Equal(t, int64(1), jobs)
+
+	status, out = b.do(t, http.MethodPost, "/v1/order-requests", "secret", "", `{"username":"tester","totalPrice":5,"appliedYearMonth":"2025-02"}`)
+	require.Equal(t, http.StatusConflict, status)
+	require.Contains(t, out["error"], "already has an order request for 2025-02")
+	rows, jobs = b.rowsAndJobs(t)
+	require.Equal(t, int64(1), rows)
+	require.Equal(t, int64(1), jobs)
+
+	status, out = b.do(t, http.MethodGet, "/v1/order-requests/"+strconv.FormatInt(id, 10), "", "", "")
+	require.Equal(t, http.StatusOK, status)
+	require.Equal(t, "tester", out["username"])
+	require.Equal(t, float64(10000), out["totalPrice"])
+	require.Equal(t, "PENDING", out["status"])
+	status, _ = b.do(t, http.MethodGet, "/v1/order-requests/999", "", "", "")
+	require.Equal(t, http.StatusNotFound, status)
+	status, out = b.do(t, http.MethodGet, "/v1/order-requests/abc", "", "", "")
+	require.Equal(t, http.StatusBadRequest, status)
+	require.Equal(t, "id", out["field"])
+}

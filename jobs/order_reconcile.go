@@ -1,0 +1,193 @@
+package jobs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/rivertype"
+
+	"github.com/tidemark/tidemark/config"
+	"github.com/tidemark/tidemark/orderapi"
+	"github.com/tidemark/tidemark/store"
+)
+
+// OrderReconcileArgs compares order_request with the third party's orders
+// and repairs what it safely can (see CheckOrders). Unique while one is
+// queued or running; a later run is a new check.
+type OrderReconcileArgs struct {
+	DryRun bool `json:"dry_run" river:"unique"`
+}
+
+// Kind is order_reconcile.
+func (OrderReconcileArgs) Kind() string { return "order_reconcile" }
+
+// InsertOpts: default queue, at most one per dry_run value queued or running.
+func (OrderReconcileArgs) InsertOpts() river.InsertOpts {
+	return river.InsertOpts{
+		Queue:       config.QueueDefault,
+		MaxAttempts: 3,
+		UniqueOpts: river.UniqueOpts{ByArgs: true, ByState: []rivertype.JobState{
+			rivertype.JobStateAvailable, rivertype.JobStatePending, rivertype.JobStateRunning,
+			rivertype.JobStateRetryable, rivertype.JobStateScheduled,
+		}},
+	}
+}
+
+// OrderReconcileWorker runs CheckOrders and records its report as the job's
+// output.
+type OrderReconcileWorker struct {
+	river.WorkerDefaults[OrderReconcileArgs]
+	deps Deps
+}
+
+// NewOrderReconcileWorker returns the worker.
+func NewOrderReconcileWorker(deps Deps) *OrderReconcileWorker {
+	return &OrderReconcileWorker{deps: deps}
+}
+
+// Timeout bounds one check, inside the rescue window.
+func (w *OrderReconcileWorker) Timeout(*river.Job[OrderReconcileArgs]) time.Duration {
+	return 55 * time.Second
+}
+
+// Work runs the check.
+func (w *OrderReconcileWorker) Work(ctx context.Context, job *river.Job[OrderReconcileArgs]) error {
+	report, err := CheckOrders(ctx, w.deps, job.Args.DryRun)
+	if err != nil {
+		return err
+	}
+	return river.RecordOutput(ctx, report)
+}
+
+// OrderReconcileReport is what CheckOrders found and repaired. Id lists hold
+// order_request ids.
+type OrderReconcileReport struct {
+	DryRun bool `json:"dry_run"`
+	// Rows is our order_request rows; ThirdPartyOrders the orders the third
+	// party holds.
+	Rows             int `json:"rows"`
+	ThirdPartyOrders int `json:"third_party_orders"`
+	// Matched is APPLIED rows whose external id is the third party's order.
+	Matched int `json:"matched"`
+	// Repaired is SENDING rows whose order exists: set APPLIED with the
+	// third party's id (in a dry run: would be).
+	Repaired []int64 `json:"repaired"`
+	// AppliedMissing is APPLIED rows with no order at the third party.
+	AppliedMissing []int64 `json:"applied_missing"`
+	// IDMismatch is APPLIED rows whose external id is not the third party's.
+	IDMismatch []int64 `json:"id_mismatch"`
+	// PriceMismatch is APPLIED rows whose order has another total price (an
+	// order for that user-month placed by someone else, taken over on 409).
+	PriceMismatch []int64 `json:"price_mismatch"`
+	// UnexpectedOrder is PENDING or FAILED rows the third party holds an
+	// order for (sent by someone else, or a 4xx that stored it anyway).
+	UnexpectedOrder []int64 `json:"unexpected_order"`
+	// Unsent counts PENDING and SENDING rows with no order yet: their jobs
+	// will send them (or are discarded; see enqueue retry).
+	Unsent int `json:"unsent"`
+	// UnknownOrders counts third-party orders with no row here.
+	UnknownOrders int `json:"unknown_orders"`
+}
+
+// OK reports whether the two sides agree (rows still to be sent aside).
+func (r OrderReconcileReport) OK() bool {
+	return len(r.AppliedMissing) == 0 && len(r.IDMismatch) == 0 && len(r.PriceMismatch) == 0 &&
+		len(r.UnexpectedOrder) == 0 && r.UnknownOrders == 0
+}
+
+// String is a one-line summary.
+func (r OrderReconcileReport) String() string {
+	mode := "repaired"
+	if r.DryRun {
+		mode = "would repair"
+	}
+	return fmt.Sprintf("orders: %d row(s), %d third-party order(s); matched %d, %s %d SENDING row(s), applied-but-missing %d, id mismatch %d, price mismatch %d, unexpected order %d, unsent %d, unknown orders %d",
+		r.Rows, r.ThirdPartyOrders, r.Matched, mode, len(r.Repaired), len(r.AppliedMissing), len(r.IDMismatch),
+		len(r.PriceMismatch), len(r.UnexpectedOrder), r.Unsent, r.UnknownOrders)
+}
+
+// CheckOrders compares every order_request row with the third party's
+// orders (GET /orders, paged) by user and month. A SENDING row whose order
+// exists is an attempt whose outcome was lost (a crash, a timeout, a job
+// discarded after its last retry): unless dryRun it is set APPLIED with the
+// third party's id and time, as the job's own lookup would have. Nothing
+// else is changed; the rest is reported. It loads both sides in memory,
+// which is fine up to millions of rows.
+func CheckOrders(ctx context.Context, deps Deps, dryRun bool) (OrderReconcileReport, error) {
+	rep := OrderReconcileReport{DryRun: dryRun, Repaired: []int64{}, AppliedMissing: []int64{},
+		IDMismatch: []int64{}, PriceMismatch: []int64{}, UnexpectedOrder: []int64{}}
+	if deps.OrderAPI == nil {
+		return rep, errors.New("order_reconcile: no order API configured (ORDER_API_URL)")
+	}
+	// Ours first: a row that turns APPLIED while we read theirs is then
+	// still SENDING here and found there, and the repair's "only if still
+	// SENDING" makes it a no-op.
+	var rows []store.OrderRequest
+	for after := int64(0); ; {
+		page, err := deps.Store.OrderRequestsAfter(ctx, after, 5000)
+		if err != nil {
+			return rep, fmt.Errorf("order_reconcile: %w", err)
+		}
+		rows = append(rows, page...)
+		if len(page) < 5000 {
+			break
+		}
+		after = page[len(page)-1].ID
+	}
+	theirs := map[string]orderapi.Order{}
+	for after := int64(0); ; {
+		page, err := deps.OrderAPI.List(ctx, after, 5000)
+		if err != nil {
+			return rep, fmt.Errorf("order_reconcile: %w", err)
+		}
+		for _, o := range page {
+			theirs[o.Username+"\x00"+o.AppliedYearMonth] = o
+		}
+		if len(page) < 5000 {
+			break
+		}
+		after = page[len(page)-1].ID
+	}
+	rep.Rows, rep.ThirdPartyOrders = len(rows), len(theirs)
+	seen := 0
+	for _, r := range rows {
+		o, ok := theirs[r.Username+"\x00"+r.AppliedYearMonth]
+		if ok {
+			seen++
+		}
+		switch {
+		case r.Status == store.OrderApplied && !ok:
+			rep.AppliedMissing = append(rep.AppliedMissing, r.ID)
+		case r.Status == store.OrderApplied && (r.ExternalOrderID == nil || *r.ExternalOrderID != o.ID):
+			rep.IDMismatch = append(rep.IDMismatch, r.ID)
+		case r.Status == store.OrderApplied && o.TotalPrice != r.TotalPrice:
+			rep.PriceMismatch = append(rep.PriceMismatch, r.ID)
+		case r.Status == store.OrderApplied:
+			rep.Matched++
+		case r.Status == store.OrderSending && ok:
+			if !dryRun {
+				err := deps.Store.InTx(ctx, func(tx pgx.Tx) error {
+					_, err := deps.Store.MarkOrderAppliedTx(ctx, tx, r.ID, o.ID, o.CreatedAt)
+					return err
+				})
+				if err != nil {
+					return rep, fmt.Errorf("order_reconcile: repair %d: %w", r.ID, err)
+				}
+			}
+			rep.Repaired = append(rep.Repaired, r.ID)
+		case ok: // PENDING or FAILED
+			rep.UnexpectedOrder = append(rep.UnexpectedOrder, r.ID)
+		default: // PENDING or SENDING, no order
+			if r.Status != store.OrderFailed {
+				rep.Unsent++
+			}
+		}
+	}
+	rep.UnknownOrders = len(theirs) - seen
+	deps.Logger.InfoContext(ctx, "order_reconcile: done", "report", rep.String())
+	return rep, nil
+}

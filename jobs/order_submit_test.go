@@ -1,0 +1,397 @@
+package jobs_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/rivertype"
+	"github.com/stretchr/testify/require"
+
+	"github.com/tidemark/tidemark/internal/testbin"
+	"github.com/tidemark/tidemark/internal/testdb"
+	"github.com/tidemark/tidemark/jobs"
+	"github.com/tidemark/tidemark/orderapi"
+	"github.com/tidemark/tidemark/store"
+	"github.com/tidemark/tidemark/thirdparty"
+)
+
+// orderBundle is one end-to-end setup: a database of its own, the real
+// cmd/thirdparty on it, and an insert-only River client.
+type orderBundle struct {
+	dbURL  string
+	pool   *pgxpool.Pool
+	store  *store.Store
+	client *jobs.Client
+	tpURL  string
+	tp     *testbin.Proc
+	api    *orderapi.Client
+}
+
+// setupOrders starts cmd/thirdparty with args (fault flags) on a fresh database.
+func setupOrders(t *testing.T, tpArgs ...string) *orderBundle {
+	t.Helper()
+	pool, dbURL := testdb.Pool(t)
+	st := store.New(pool)
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	client, err := jobs.NewClient(pool, jobs.ClientConfig{Retention: 24 * time.Hour, RescueAfter: 90 * time.Second},
+		jobs.Deps{Store: st, TZ: time.UTC, Logger: logger})
+	require.NoError(t, err)
+	b := &orderBundle{dbURL: dbURL, pool: pool, store: st, client: client}
+	b.tp, b.tpURL = testbin.StartThirdParty(t, dbURL, tpArgs...)
+	b.api = orderapi.New(b.tpURL, 5*time.Second, 4)
+	return b
+}
+
+// startWorker runs the real worker binary against the bundle.
+func (b *orderBundle) startWorker(t *testing.T, env ...string) *testbin.Proc {
+	t.Helper()
+	return testbin.StartWorker(t, append([]string{
+		"DATABASE_URL=" + b.dbURL,
+		"ORDER_API_URL=" + b.tpURL,
+		"PERIODIC_JOBS=false",
+		"ORDER_CALL_TIMEOUT=2s",
+		"RESCUE_AFTER=70s",
+	}, env...)...)
+}
+
+// insertRequests creates n requests user001…, month 2025-02, with their jobs.
+func (b *orderBundle) insertRequests(t *testing.T, n int) []jobs.CreatedOrderRequest {
+	t.Helper()
+	in := make([]store.OrderRequestInput, n)
+	for i := range in {
+		in[i] = store.OrderRequestInput{Username: fmt.Sprintf("user%03d", i+1), TotalPrice: int64(1000 * (i + 1)), AppliedYearMonth: "2025-02"}
+	}
+	created, err := jobs.CreateOrderRequests(context.Background(), b.client, b.store, in)
+	require.NoError(t, err)
+	require.Len(t, created, n)
+	return created
+}
+
+// waitSettled polls until no row is PENDING or SENDING.
+func (b *orderBundle) waitSettled(t *testing.T, timeout time.Duration) map[string]int64 {
+	t.Helper()
+	var counts map[string]int64
+	require.Eventually(t, func() bool {
+		var err error
+		counts, err = b.store.OrderStatusCounts(context.Background())
+		require.NoError(t, err)
+		return counts[store.OrderPending]+counts[store.OrderSending] == 0
+	}, timeout, 100*time.Millisecond, "rows not settled")
+	return counts
+}
+
+func (b *orderBundle) stats(t *testing.T) thirdparty.Stats {
+	t.Helper()
+	resp, err := http.Get(b.tpURL + "/_stats")
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	var s thirdparty.Stats
+	require.NoError(t, json.NewDecoder(resp.Body).Decode(&s))
+	return s
+}
+
+// rows returns every order_request row.
+func (b *orderBundle) rows(t *testing.T) []store.OrderRequest {
+	t.Helper()
+	rows, err := b.store.OrderRequestsAfter(context.Background(), 0, 100000)
+	require.NoError(t, err)
+	return rows
+}
+
+// requireAgreement checks every APPLIED row against the third party's order
+// for its user-month: same id, same creation time, same price.
+func (b *orderBundle) requireAgreement(t *testing.T) {
+	t.Helper()
+	theirs, err := b.api.List(context.Background(), 0, 10000)
+	require.NoError(t, err)
+	byKey := map[string]orderapi.Order{}
+	for _, o := range theirs {
+		byKey[o.Username+"/"+o.AppliedYearMonth] = o
+	}
+	applied := 0
+	for _, r := range b.rows(t) {
+		if r.Status != store.OrderApplied {
+			continue
+		}
+		applied++
+		o, ok := byKey[r.Username+"/"+r.AppliedYearMonth]
+		require.True(t, ok, "row %d APPLIED but the third party has no order", r.ID)
+		require.NotNil(t, r.ExternalOrderID)
+		require.Equal(t, o.ID, *r.ExternalOrderID, "row %d external id", r.ID)
+		require.True(t, o.CreatedAt.Equal(*r.ExternalCreatedAt), "row %d external time %s vs %s", r.ID, r.ExternalCreatedAt, o.CreatedAt)
+		require.Equal(t, o.TotalPrice, r.TotalPrice)
+	}
+	require.Equal(t, len(theirs), applied, "third party orders vs our APPLIED rows")
+}
+
+// The seed's scenario: the 96th POST fails. Only that item is posted again
+// (after a lookup shows it was not stored); nothing else is re-posted.
+func TestOrderSubmit_SeedFailNth96(t *testing.T) {
+	t.Parallel()
+	b := setupOrders(t, "--fail-nth", "96")
+	b.insertRequests(t, 100)
+	b.startWorker(t)
+
+	counts := b.waitSettled(t, 60*time.Second)
+	require.Equal(t, map[string]int64{store.OrderApplied: 100}, counts)
+	s := b.stats(t)
+	require.Equal(t, int64(100), s.Orders)
+	require.Equal(t, int64(101), s.Posts)
+	require.Equal(t, int64(0), s.Conflicts)
+	b.requireAgreement(t)
+}
+
+// A 500 after the order was stored, and a hang after it was stored: the
+// retry looks the order up and applies it without a second POST.
+func TestOrderSubmit_UnknownOutcomeAfterCommit(t *testing.T) {
+	t.Parallel()
+	for _, fault := range []string{"--fail-after-commit-nth", "--hang-after-commit-nth"} {
+		t.Run(strings.TrimPrefix(fault, "--"), func(t *testing.T) {
+			t.Parallel()
+			b := setupOrders(t, fault, "96")
+			b.insertRequests(t, 100)
+			b.startWorker(t)
+
+			counts := b.waitSettled(t, 60*time.Second)
+			require.Equal(t, map[string]int64{store.OrderApplied: 100}, counts)
+			s := b.stats(t)
+			require.Equal(t, int64(100), s.Orders)
+			require.Equal(t, int64(100), s.Posts, "no second POST for the item whose outcome was unknown")
+			require.Equal(t, int64(1), s.Injected)
+			b.requireAgreement(t)
+
+			retried := 0
+			for _, r := range b.rows(t) {
+				if r.Attempts > 1 {
+					retried++
+				}
+			}
+			require.Equal(t, 1, retried, "exactly one row needed a second attempt")
+		})
+	}
+}
+
+// A 400 for one user: that row FAILED with the reason, its job cancelled;
+// every other row APPLIED. Re-queuing the cancelled job sends it again.
+func TestOrderSubmit_BadRequestFails(t *testing.T) {
+	t.Parallel()
+	b := setupOrders(t, "--reject-usernames", "user042")
+	created := b.insertRequests(t, 100)
+	b.startWorker(t)
+
+	counts := b.waitSettled(t, 60*time.Second)
+	require.Equal(t, map[string]int64{store.OrderApplied: 99, store.OrderFailed: 1}, counts)
+	row, err := b.store.GetOrderRequest(context.Background(), created[41].ID)
+	require.NoError(t, err)
+	require.Equal(t, store.OrderFailed, row.Status)
+	require.NotNil(t, row.LastError)
+	require.Contains(t, *row.LastError, "400")
+	require.Contains(t, *row.LastError, "user042 is not allowed to order")
+	require.Nil(t, row.ExternalOrderID)
+	require.Equal(t, int64(99), b.stats(t).Orders)
+	b.requireAgreement(t)
+
+	// The row is FAILED before River records the job's cancellation.
+	require.Eventually(t, func() bool {
+		job, err := b.client.JobGet(context.Background(), created[41].JobID)
+		require.NoError(t, err)
+		return job.State == rivertype.JobStateCancelled
+	}, 10*time.Second, 20*time.Millisecond, "job %d not cancelled", created[41].JobID)
+
+	// The partner accepts the user again; the operator re-queues the
+	// cancelled job and the row is sent after all.
+	req, err := http.NewRequest(http.MethodPut, b.tpURL+"/_faults", strings.NewReader(`{}`))
+	require.NoError(t, err)
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	code, stdout, stderr := testbin.Run(t, testbin.Build(t, "enqueue"), []string{"DATABASE_URL=" + b.dbURL},
+		"retry", "--kind", "order_submit", "--state", "cancelled")
+	require.Equal(t, 0, code, stderr)
+	require.Contains(t, stdout, "retried 1")
+	require.Eventually(t, func() bool {
+		row, err := b.store.GetOrderRequest(context.Background(), created[41].ID)
+		require.NoError(t, err)
+		return row.Status == store.OrderApplied
+	}, 30*time.Second, 50*time.Millisecond, "re-queued row not APPLIED")
+	require.Equal(t, int64(100), b.stats(t).Orders)
+	b.requireAgreement(t)
+}
+
+// Two worker processes on one database: every row APPLIED once, no order
+// sent twice.
+func TestOrderSubmit_TwoWorkers(t *testing.T) {
+	t.Parallel()
+	b := setupOrders(t, "--latency", "20ms")
+	b.insertRequests(t, 200)
+	w1 := b.startWorker(t, "TIDEMARK_QUEUES=outbound=8")
+	w2 := b.startWorker(t, "TIDEMARK_QUEUES=outbound=8")
+
+	counts := b.waitSettled(t, 60*time.Second)
+	require.Equal(t, map[string]int64{store.OrderApplied: 200}, counts)
+	s := b.stats(t)
+	require.Equal(t, int64(200), s.Orders)
+	require.Equal(t, int64(200), s.Posts, "no order sent twice")
+	require.Equal(t, int64(0), s.Conflicts)
+	b.requireAgreement(t)
+	require.Zero(t, b.reclaimedJobs(t), "a live worker's jobs are never reclaimed")
+	require.NoError(t, w1.Stop(30*time.Second))
+	require.NoError(t, w2.Stop(30*time.Second))
+}
+
+// The worker SIGKILLed mid-batch, then restarted: the restarted worker sees
+// the dead one's liveness lock free and reclaims the jobs it was running at
+// once (not after RESCUE_AFTER); they finish with a lookup; every row
+// APPLIED, exactly one order each.
+func TestOrderSubmit_WorkerKilled(t *testing.T) {
+	t.Parallel()
+	b := setupOrders(t, "--latency", "100ms")
+	b.insertRequests(t, 100)
+	// Four outbound workers make the batch last about 2.5 s, long enough to
+	// kill it in the middle.
+	w := b.startWorker(t, "TIDEMARK_QUEUES=outbound=4")
+	require.Eventually(t, func() bool {
+		c, err := b.store.OrderStatusCounts(context.Background())
+		require.NoError(t, err)
+		return c[store.OrderApplied] >= 20
+	}, 30*time.Second, 10*time.Millisecond)
+	w.Kill()
+	const kills = 1
+	c, err := b.store.OrderStatusCounts(context.Background())
+	require.NoError(t, err)
+	require.Less(t, c[store.OrderApplied], int64(100), "the kill came too late to be mid-batch")
+	require.Positive(t, c[store.OrderSending], "some rows were in flight when the worker died")
+
+	b.startWorker(t, "TIDEMARK_QUEUES=outbound=4")
+	// RESCUE_AFTER is 70 s: settling well before it means the jobs were
+	// reclaimed, which their errors confirm below.
+	counts := b.waitSettled(t, 50*time.Second)
+	require.Equal(t, map[string]int64{store.OrderApplied: 100}, counts)
+	s := b.stats(t)
+	require.Equal(t, int64(100), s.Orders)
+	require.LessOrEqual(t, s.Posts, int64(100+kills))
+	b.requireAgreement(t)
+	require.Positive(t, b.reclaimedJobs(t), "the dead worker's jobs were reclaimed")
+}
+
+// reclaimedJobs counts order_submit jobs handed back by jobs.ReclaimOrphans.
+func (b *orderBundle) reclaimedJobs(t *testing.T) int {
+	t.Helper()
+	res, err := b.client.JobList(context.Background(), river.NewJobListParams().Kinds("order_submit").First(10000))
+	require.NoError(t, err)
+	n := 0
+	for _, j := range res.Jobs {
+		for _, e := range j.Errors {
+			if strings.Contains(e.Error, "job reclaimed") {
+				n++
+			}
+		}
+	}
+	return n
+}
+
+// The outbox: each row is inserted with its job, in input order; a batch
+// with a user-month that exists, a repeated one or an invalid input inserts
+// nothing at all.
+func TestCreateOrderRequests(t *testing.T) {
+	t.Parallel()
+	pool, _ := testdb.Pool(t)
+	st := store.New(pool)
+	ctx := context.Background()
+	client, err := jobs.NewClient(pool, jobs.ClientConfig{Retention: 24 * time.Hour, RescueAfter: 90 * time.Second},
+		jobs.Deps{Store: st, TZ: time.UTC, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	require.NoError(t, err)
+	in := []store.OrderRequestInput{
+		{Username: "b", TotalPrice: 2, AppliedYearMonth: "2025-02"},
+		{Username: "a", TotalPrice: 1, AppliedYearMonth: "2025-02"},
+		{Username: "a", TotalPrice: 3, AppliedYearMonth: "2025-03"},
+	}
+	created, err := jobs.CreateOrderRequests(ctx, client, st, in)
+	require.NoError(t, err)
+	require.Len(t, created, 3)
+	for i, c := range created {
+		row, err := st.GetOrderRequest(ctx, c.ID)
+		require.NoError(t, err)
+		require.Equal(t, in[i].Username, row.Username)
+		require.Equal(t, in[i].TotalPrice, row.TotalPrice)
+		require.Equal(t, store.OrderPending, row.Status)
+		job, err := client.JobGet(ctx, c.JobID)
+		require.NoError(t, err)
+		require.Equal(t, "order_submit", job.Kind)
+		require.Equal(t, "outbound", job.Queue)
+		require.JSONEq(t, fmt.Sprintf(`{"order_request_id":%d}`, c.ID), string(job.EncodedArgs))
+	}
+
+	total := func() (rows, jobCount int64) {
+		c, err := st.OrderStatusCounts(ctx)
+		require.NoError(t, err)
+		kc, err := st.JobCounts(ctx)
+		require.NoError(t, err)
+		for _, k := range kc {
+			jobCount += k.Count
+		}
+		return c[store.OrderPending], jobCount
+	}
+	var dup *store.DuplicateOrderRequestError
+	_, err = jobs.CreateOrderRequests(ctx, client, st, []store.OrderRequestInput{
+		{Username: "c", TotalPrice: 1, AppliedYearMonth: "2025-02"},
+		{Username: "a", TotalPrice: 9, AppliedYearMonth: "2025-03"},
+	})
+	require.ErrorAs(t, err, &dup)
+	require.Equal(t, 1, dup.Index)
+	require.Equal(t, created[2].ID, dup.ExistingID)
+
+	_, err = jobs.CreateOrderRequests(ctx, client, st, []store.OrderRequestInput{
+		{Username: "d", TotalPrice: 1, AppliedYearMonth: "2025-02"},
+		{Username: "d", TotalPrice: 2, AppliedYearMonth: "2025-02"},
+	})
+	require.ErrorAs(t, err, &dup)
+	require.Equal(t, -1, dup.Index)
+
+	var ie *store.InputError
+	_, err = jobs.CreateOrderRequests(ctx, client, st, []store.OrderRequestInput{
+		{Username: "e", TotalPrice: 1, AppliedYearMonth: "2025-02"},
+		{Username: "f", TotalPrice: 0, AppliedYearMonth: "2025-02"},
+	})
+	require.ErrorAs(t, err, &ie)
+	require.Equal(t, "total_price", ie.Field)
+	require.ErrorContains(t, err, "request 2")
+
+	rows, jobCount := total()
+	require.Equal(t, int64(3), rows)
+	require.Equal(t, int64(3), jobCount)
+}
+
+// Of two workers, one is SIGKILLed mid-batch and not restarted: the
+// survivor reclaims the dead one's jobs and finishes the batch.
+func TestOrderSubmit_SurvivorReclaims(t *testing.T) {
+	t.Parallel()
+	b := setupOrders(t, "--latency", "100ms")
+	b.insertRequests(t, 100)
+	victim := b.startWorker(t, "TIDEMARK_QUEUES=outbound=4")
+	b.startWorker(t, "TIDEMARK_QUEUES=outbound=4")
+	require.Eventually(t, func() bool {
+		c, err := b.store.OrderStatusCounts(context.Background())
+		require.NoError(t, err)
+		return c[store.OrderApplied] >= 20
+	}, 30*time.Second, 10*time.Millisecond)
+	victim.Kill()
+
+	counts := b.waitSettled(t, 50*time.Second)
+	require.Equal(t, map[string]int64{store.OrderApplied: 100}, counts)
+	s := b.stats(t)
+	require.Equal(t, int64(100), s.Orders)
+	require.LessOrEqual(t, s.Posts, int64(101))
+	b.requireAgreement(t)
+	require.Positive(t, b.reclaimedJobs(t), "the survivor reclaimed the dead worker's jobs")
+}

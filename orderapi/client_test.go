@@ -1,0 +1,144 @@
+package orderapi_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/tidemark/tidemark/internal/testdb"
+	"github.com/tidemark/tidemark/orderapi"
+	"github.com/tidemark/tidemark/thirdparty"
+)
+
+// setup runs the simulated partner in-process with faults.
+func setup(t *testing.T, faults thirdparty.Faults) (*orderapi.Client, string) {
+	t.Helper()
+	pool, _ := testdb.Pool(t)
+	srv, err := thirdparty.New(context.Background(), pool, faults, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	require.NoError(t, err)
+	hs := httptest.NewServer(srv.Handler())
+	t.Cleanup(func() { srv.Close(); hs.Close() })
+	return orderapi.New(hs.URL, 500*time.Millisecond, 4), hs.URL
+}
+
+// Every answer the partner can give, as the order_submit protocol sees it.
+func TestClient(t *testing.T) {
+	t.Parallel()
+	api, base := setup(t, thirdparty.Faults{FailNth: 2, FailAfterCommitNth: 3, HangAfterCommitNth: 4, RejectUsernames: []string{"banned"}})
+	ctx := context.Background()
+	req := func(u string) orderapi.OrderRequest {
+		return orderapi.OrderRequest{Username: u, TotalPrice: 10000, AppliedYearMonth: "2025-02"}
+	}
+
+	o, err := api.Create(ctx, req("tester")) // POST #1: 201
+	require.NoError(t, err)
+	require.Positive(t, o.ID)
+	require.Equal(t, "tester", o.Username)
+	require.False(t, o.CreatedAt.IsZero())
+
+	_, err = api.Create(ctx, req("a")) // #2: 500 before storing
+	var se *orderapi.StatusError
+	require.ErrorAs(t, err, &se)
+	require.Equal(t, http.StatusInternalServerError, se.Status)
+	require.False(t, orderapi.Permanent(err))
+	_, err = api.Lookup(ctx, "a", "2025-02")
+	require.ErrorIs(t, err, orderapi.ErrNotFound)
+
+	_, err = api.Create(ctx, req("b")) // #3: stored, then 500
+	require.ErrorAs(t, err, &se)
+	require.False(t, orderapi.Permanent(err))
+	b, err := api.Lookup(ctx, "b", "2025-02")
+	require.NoError(t, err)
+	require.Equal(t, "b", b.Username)
+
+	_, err = api.Create(ctx, req("c")) // #4: stored, then no answer
+	require.Error(t, err)
+	require.Contains(t, err.Error(), "no answer within 500ms")
+	require.False(t, orderapi.Permanent(err))
+	_, err = api.Lookup(ctx, "c", "2025-02")
+	require.NoError(t, err)
+
+	_, err = api.Create(ctx, req("tester")) // 409
+	require.ErrorIs(t, err, orderapi.ErrConflict)
+	got, err := api.Lookup(ctx, "tester", "2025-02")
+	require.NoError(t, err)
+	require.Equal(t, o.ID, got.ID)
+	require.True(t, o.CreatedAt.Equal(got.CreatedAt))
+
+	_, err = api.Create(ctx, req("banned")) // 400
+	require.ErrorAs(t, err, &se)
+	require.Equal(t, http.StatusBadRequest, se.Status)
+	require.True(t, orderapi.Permanent(err))
+	require.Contains(t, err.Error(), "banned is not allowed")
+
+	all, err := api.List(ctx, 0, 2)
+	require.NoError(t, err)
+	require.Len(t, all, 2)
+	rest, err := api.List(ctx, all[1].ID, 10)
+	require.NoError(t, err)
+	require.Len(t, rest, 1) // tester, b, c
+
+	var stats thirdparty.Stats
+	getJSON(t, base+"/_stats", &stats)
+	require.Equal(t, thirdparty.Stats{Posts: 6, Created: 3, Conflicts: 1, BadRequests: 1, Injected: 3, Gets: 6, Orders: 3}, stats)
+}
+
+// Faults change at runtime; bad fault sets and bad bodies are 400s.
+func TestFaultsAndBadBodies(t *testing.T) {
+	t.Parallel()
+	api, base := setup(t, thirdparty.Faults{})
+	for _, c := range []struct{ body, want string }{
+		{`{"errorRate":2}`, "errorRate must be in 0..1"},
+		{`{"failNth":-1}`, "must be 0 (off) or positive"},
+		{`{"latency":"soon"}`, "want a duration"},
+		{`{"nope":1}`, "unknown field"},
+	} {
+		status, body := do(t, http.MethodPut, base+"/_faults", c.body)
+		require.Equal(t, http.StatusBadRequest, status, c.body)
+		require.Contains(t, body, c.want)
+	}
+	for _, body := range []string{`{`, `{"totalPrice":1,"appliedYearMonth":"2025-02"}`, `{"username":"a","totalPrice":0,"appliedYearMonth":"2025-02"}`,
+		`{"username":"a","totalPrice":1,"appliedYearMonth":"2025-13"}`} {
+		status, _ := do(t, http.MethodPost, base+"/orders", body)
+		require.Equal(t, http.StatusBadRequest, status, body)
+	}
+
+	// errorRate 1: every POST fails before storing; then back to none.
+	status, _ := do(t, http.MethodPut, base+"/_faults", `{"errorRate":1,"seed":7,"latency":"1ms"}`)
+	require.Equal(t, http.StatusOK, status)
+	_, err := api.Create(context.Background(), orderapi.OrderRequest{Username: "x", TotalPrice: 1, AppliedYearMonth: "2025-02"})
+	var se *orderapi.StatusError
+	require.True(t, errors.As(err, &se) && se.Status == http.StatusInternalServerError, "%v", err)
+	status, _ = do(t, http.MethodPut, base+"/_faults", `{}`)
+	require.Equal(t, http.StatusOK, status)
+	_, err = api.Create(context.Background(), orderapi.OrderRequest{Username: "x", TotalPrice: 1, AppliedYearMonth: "2025-02"})
+	require.NoError(t, err)
+}
+
+func do(t *testing.T, method, url, body string) (int, string) {
+	t.Helper()
+	req, err := http.NewRequest(method, url, strings.NewReader(body))
+	require.NoError(t, err)
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	return resp.StatusCode, string(b)
+}
+
+func getJSON(t *testing.T, url string, dst any) {
+	t.Helper()
+	status, body := do(t, http.MethodGet, url, "")
+	require.Equal(t, http.StatusOK, status, body)
+	require.NoError(t, json.Unmarshal([]byte(body), dst))
+}

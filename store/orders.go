@@ -1,0 +1,352 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"regexp"
+	"slices"
+	"strings"
+	"time"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// Statuses of an order_request row.
+const (
+	OrderPending = "PENDING" // inserted with its order_submit job; not sent yet
+	OrderSending = "SENDING" // an attempt committed this before calling; the outcome may be unknown
+	OrderApplied = "APPLIED" // the third party holds the order; external id and time are set
+	OrderFailed  = "FAILED"  // the third party refused it with a 4xx no retry can fix
+)
+
+// MaxUsernameLen is the longest username accepted.
+const MaxUsernameLen = 100
+
+// OrderRequestInput is one order request as an operator or API client gives it.
+type OrderRequestInput struct {
+	Username         string
+	TotalPrice       int64
+	AppliedYearMonth string
+}
+
+// InputError is a bad order request input, naming the field at fault.
+type InputError struct {
+	Field string
+	Msg   string
+}
+
+func (e *InputError) Error() string { return e.Field + ": " + e.Msg }
+
+var yearMonthRE = regexp.MustCompile(`^[0-9]{4}-(0[1-9]|1[0-2])$`)
+
+// Validate reports the first thing wrong with in, as an *InputError. The
+// rules are the table's CHECK constraints, so a valid input always inserts
+// (unless its user-month already has a request).
+func (in OrderRequestInput) Validate() error {
+	switch {
+	case strings.TrimSpace(in.Username) == "":
+		return &InputError{"username", "must not be empty"}
+	case in.Username != strings.TrimSpace(in.Username):
+		return &InputError{"username", fmt.Sprintf("%q has leading or trailing spaces", in.Username)}
+	case !utf8.ValidString(in.Username):
+		return &InputError{"username", "is not valid UTF-8"}
+	case utf8.RuneCountInString(in.Username) > MaxUsernameLen:
+		return &InputError{"username", fmt.Sprintf("longer than %d characters", MaxUsernameLen)}
+	case strings.IndexFunc(in.Username, unicode.IsControl) >= 0:
+		return &InputError{"username", "contains control characters"}
+	case in.TotalPrice <= 0:
+		return &InputError{"total_price", fmt.Sprintf("must be a positive integer, got %d", in.TotalPrice)}
+	case !yearMonthRE.MatchString(in.AppliedYearMonth):
+		return &InputError{"applied_year_month", fmt.Sprintf("want YYYY-MM with MM in 01..12, got %q", in.AppliedYearMonth)}
+	}
+	return nil
+}
+
+// OrderRequest is one row of order_request.
+type OrderRequest struct {
+	ID                int64      `json:"id"`
+	Username          string     `json:"username"`
+	TotalPrice        int64      `json:"totalPrice"`
+	AppliedYearMonth  string     `json:"appliedYearMonth"`
+	Status            string     `json:"status"`
+	ExternalOrderID   *int64     `json:"externalOrderId"`
+	ExternalCreatedAt *time.Time `json:"externalCreatedAt"`
+	Attempts          int        `json:"attempts"`
+	LastError         *string    `json:"lastError"`
+	CreatedAt         time.Time  `json:"createdAt"`
+	UpdatedAt         time.Time  `json:"updatedAt"`
+}
+
+const orderRequestCols = `id, username, total_price, applied_year_month, status, external_order_id,
+	external_created_at, attempts, last_error, created_at, updated_at`
+
+// DuplicateOrderRequestError says an input's user-month already has a request.
+type DuplicateOrderRequestError struct {
+	Index            int   // position of the input in the batch; -1 when unknown
+	ExistingID       int64 // the existing row's id; 0 when it is unknown (a concurrent insert)
+	Username         string
+	AppliedYearMonth string
+}
+
+func (e *DuplicateOrderRequestError) Error() string {
+	if e.Index < 0 {
+		return "a user-month of this batch already has an order request (repeated in the batch, or inserted concurrently)"
+	}
+	if e.ExistingID == 0 {
+		return fmt.Sprintf("user %q already has an order request for %s", e.Username, e.AppliedYearMonth)
+	}
+	return fmt.Sprintf("user %q already has an order request for %s (id %d)", e.Username, e.AppliedYearMonth, e.ExistingID)
+}
+
+// InsertOrderRequestsTx inserts in (all valid, distinct user-months) as
+// PENDING rows in tx and returns their ids in input order. A user-month that
+// already has a row is a *DuplicateOrderRequestError naming the first such
+// input; nothing is inserted then (the caller rolls tx back).
+func (s *Store) InsertOrderRequestsTx(ctx context.Context, tx pgx.Tx, in []OrderRequestInput) ([]int64, error) {
+	names := make([]string, len(in))
+	prices := make([]int64, len(in))
+	months := make([]string, len(in))
+	for i, r := range in {
+		names[i], prices[i], months[i] = r.Username, r.TotalPrice, r.AppliedYearMonth
+	}
+	var (
+		idx   int
+		oldID int64
+	)
+	err := tx.QueryRow(ctx, `
+		SELECT i.ord - 1, o.id
+		FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS i(username, month, ord)
+		JOIN order_request o ON o.username = i.username AND o.applied_year_month = i.month
+		ORDER BY i.ord LIMIT 1`, names, months).Scan(&idx, &oldID)
+	switch {
+	case err == nil:
+		return nil, &DuplicateOrderRequestError{Index: idx, ExistingID: oldID, Username: in[idx].Username, AppliedYearMonth: in[idx].AppliedYearMonth}
+	case !errors.Is(err, pgx.ErrNoRows):
+		return nil, fmt.Errorf("store: check existing order requests: %w", err)
+	}
+	rows, err := tx.Query(ctx, `
+		INSERT INTO order_request (username, total_price, applied_year_month)
+		SELECT username, price, month
+		FROM unnest($1::text[], $2::bigint[], $3::text[]) WITH ORDINALITY AS i(username, price, month, ord)
+		ORDER BY ord
+		RETURNING id`, names, prices, months)
+	if err != nil {
+		return nil, fmt.Errorf("store: insert order requests: %w", err)
+	}
+	ids, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+	if err != nil {
+		var pgErr *pgconn.PgError
+		if errors.As(err, &pgErr) && pgErr.Code == "23505" { // a concurrent insert won the user-month
+			return nil, &DuplicateOrderRequestError{Index: -1}
+		}
+		return nil, fmt.Errorf("store: insert order requests: %w", err)
+	}
+	// Rows are inserted in ORDER BY ord order, each taking the next id of
+	// the sequence, so the sorted ids are the inputs' ids in input order.
+	slices.Sort(ids)
+	return ids, nil
+}
+
+// GetOrderRequest returns row id, or ErrNotFound.
+func (s *Store) GetOrderRequest(ctx context.Context, id int64) (OrderRequest, error) {
+	rows, err := s.Pool.Query(ctx, `SELECT `+orderRequestCols+` FROM order_request WHERE id = $1`, id)
+	if err != nil {
+		return OrderRequest{}, fmt.Errorf("store: get order request %d: %w", id, err)
+	}
+	r, err := pgx.CollectExactlyOneRow(rows, pgx.RowToStructByPos[OrderRequest])
+	if err != nil {
+		return OrderRequest{}, fmt.Errorf("store: get order request %d: %w", id, notFound(err))
+	}
+	return r, nil
+}
+
+// ClaimOrderRequest is the first step of an order_submit attempt: under the
+// row's lock, a PENDING, SENDING or FAILED row becomes SENDING with one more
+// attempt, committed before the caller calls the third party. It returns the
+// row and the status it had before: SENDING means an earlier attempt's
+// outcome is unknown; FAILED means an operator re-queued a refused request
+// (its cancelled job). An APPLIED row is returned unchanged, with APPLIED as
+// the previous status. A missing row is ErrNotFound.
+func (s *Store) ClaimOrderRequest(ctx context.Context, id int64) (row OrderRequest, prevStatus string, err error) {
+	rows, err := s.Pool.Query(ctx, `
+		UPDATE order_request o
+		SET status = 'SENDING', attempts = o.attempts + 1, updated_at = now()
+		FROM (SELECT id, status FROM order_request WHERE id = $1 FOR UPDATE) p
+		WHERE o.id = p.id AND p.status IN ('PENDING', 'SENDING', 'FAILED')
+		RETURNING o.id, o.username, o.total_price, o.applied_year_month, o.status, o.external_order_id,
+			o.external_created_at, o.attempts, o.last_error, o.created_at, o.updated_at, p.status`, id)
+	if err != nil {
+		return row, "", fmt.Errorf("store: claim order request %d: %w", id, err)
+	}
+	type claimed struct {
+		OrderRequest
+		Prev string
+	}
+	c, err := pgx.CollectExactlyOneRow(rows, func(r pgx.CollectableRow) (claimed, error) {
+		var c claimed
+		o := &c.OrderRequest
+		err := r.Scan(&o.ID, &o.Username, &o.TotalPrice, &o.AppliedYearMonth, &o.Status, &o.ExternalOrderID,
+			&o.ExternalCreatedAt, &o.Attempts, &o.LastError, &o.CreatedAt, &o.UpdatedAt, &c.Prev)
+		return c, err
+	})
+	if errors.Is(err, pgx.ErrNoRows) {
+		row, err = s.GetOrderRequest(ctx, id) // settled, or missing
+		return row, row.Status, err
+	}
+	if err != nil {
+		return row, "", fmt.Errorf("store: claim order request %d: %w", id, err)
+	}
+	return c.OrderRequest, c.Prev, nil
+}
+
+// MarkOrderAppliedTx sets a SENDING row APPLIED with the third party's order
+// id and creation time, in tx (which also completes the job). It reports
+// whether the row was SENDING; false means something else settled it first.
+func (s *Store) MarkOrderAppliedTx(ctx context.Context, tx pgx.Tx, id, externalID int64, externalCreatedAt time.Time) (bool, error) {
+	tag, err := tx.Exec(ctx, `
+		UPDATE order_request
+		SET status = 'APPLIED', external_order_id = $2, external_created_at = $3, last_error = NULL, updated_at = now()
+		WHERE id = $1 AND status = 'SENDING'`, id, externalID, externalCreatedAt)
+	if err != nil {
+		return false, fmt.Errorf("store: mark order request %d applied: %w", id, err)
+	}
+	return tag.RowsAffected() == 1, nil
+}
+
+// MarkOrderFailed sets a SENDING row FAILED with reason, reporting whether it
+// was SENDING.
+func (s *Store) MarkOrderFailed(ctx context.Context, id int64, reason string) (bool, error) {
+	tag, err := s.Pool.Exec(ctx, `
+		UPDATE order_request SET status = 'FAILED', last_error = $2, updated_at = now()
+		WHERE id = $1 AND status = 'SENDING'`, id, reason)
+	if err != nil {
+		return false, fmt.Errorf("store: mark order request %d failed: %w", id, err)
+	}
+	return tag.RowsAffected() == 1, nil
+}
+
+// RecordOrderError keeps the last retryable error of a row's attempt, unless
+// the row was settled meanwhile.
+func (s *Store) RecordOrderError(ctx context.Context, id int64, msg string) error {
+	if _, err := s.Pool.Exec(ctx, `
+		UPDATE order_request SET last_error = $2, updated_at = now() WHERE id = $1 AND status IN ('PENDING', 'SENDING')`, id, msg); err != nil {
+		return fmt.Errorf("store: record order request %d error: %w", id, err)
+	}
+	return nil
+}
+
+// OrderRequestsAfter returns up to limit rows with id > afterID, by id.
+func (s *Store) OrderRequestsAfter(ctx context.Context, afterID int64, limit int) ([]OrderRequest, error) {
+	rows, err := s.Pool.Query(ctx, `SELECT `+orderRequestCols+` FROM order_request WHERE id > $1 ORDER BY id LIMIT $2`, afterID, limit)
+	if err != nil {
+		return nil, fmt.Errorf("store: list order requests: %w", err)
+	}
+	out, err := pgx.CollectRows(rows, pgx.RowToStructByPos[OrderRequest])
+	if err != nil {
+		return nil, fmt.Errorf("store: list order requests: %w", err)
+	}
+	return out, nil
+}
+
+// OrderStatusCounts counts order_request rows by status.
+func (s *Store) OrderStatusCounts(ctx context.Context) (map[string]int64, error) {
+	rows, err := s.Pool.Query(ctx, `SELECT status, count(*) FROM order_request GROUP BY status`)
+	if err != nil {
+		return nil, fmt.Errorf("store: order status counts: %w", err)
+	}
+	out := map[string]int64{}
+	var (
+		st string
+		n  int64
+	)
+	_, err = pgx.ForEachRow(rows, []any{&st, &n}, func() error { out[st] = n; return nil })
+	if err != nil {
+		return nil, fmt.Errorf("store: order status counts: %w", err)
+	}
+	return out, nil
+}
+
+// UnsettledOrderCount counts PENDING and SENDING rows.
+func (s *Store) UnsettledOrderCount(ctx context.Context) (int64, error) {
+	var n int64
+	err := s.Pool.QueryRow(ctx, `SELECT count(*) FROM order_request WHERE status IN ('PENDING', 'SENDING')`).Scan(&n)
+	if err != nil {
+		return 0, fmt.Errorf("store: unsettled order count: %w", err)
+	}
+	return n, nil
+}
+
+// OrderClaim is one row's outcome of ClaimOrderRequests.
+type OrderClaim struct {
+	Row        OrderRequest
+	PrevStatus string
+}
+
+// ClaimOrderRequests is ClaimOrderRequest for many rows in one statement
+// (locks taken in id order), for order_submit attempts running at the same
+// time. APPLIED rows come back unchanged with APPLIED as the previous status;
+// missing ids are absent from the map.
+func (s *Store) ClaimOrderRequests(ctx context.Context, ids []int64) (map[int64]OrderClaim, error) {
+	rows, err := s.Pool.Query(ctx, `
+		WITH locked AS (
+			SELECT id, status FROM order_request WHERE id = ANY($1) ORDER BY id FOR UPDATE
+		), claimed AS (
+			UPDATE order_request o
+			SET status = 'SENDING', attempts = o.attempts + 1, updated_at = now()
+			FROM locked p
+			WHERE o.id = p.id AND p.status IN ('PENDING', 'SENDING', 'FAILED')
+			RETURNING o.id, o.username, o.total_price, o.applied_year_month, o.status, o.external_order_id,
+				o.external_created_at, o.attempts, o.last_error, o.created_at, o.updated_at, p.status AS prev
+		)
+		SELECT * FROM claimed
+		UNION ALL
+		SELECT o.id, o.username, o.total_price, o.applied_year_month, o.status, o.external_order_id,
+			o.external_created_at, o.attempts, o.last_error, o.created_at, o.updated_at, o.status
+		FROM order_request o JOIN locked p ON p.id = o.id
+		WHERE p.status = 'APPLIED'`, ids)
+	if err != nil {
+		return nil, fmt.Errorf("store: claim %d order requests: %w", len(ids), err)
+	}
+	out := make(map[int64]OrderClaim, len(ids))
+	var c OrderClaim
+	o := &c.Row
+	_, err = pgx.ForEachRow(rows, []any{&o.ID, &o.Username, &o.TotalPrice, &o.AppliedYearMonth, &o.Status, &o.ExternalOrderID,
+		&o.ExternalCreatedAt, &o.Attempts, &o.LastError, &o.CreatedAt, &o.UpdatedAt, &c.PrevStatus}, func() error {
+		out[o.ID] = c
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("store: claim %d order requests: %w", len(ids), err)
+	}
+	return out, nil
+}
+
+// AppliedOrder is the third party's order for one row.
+type AppliedOrder struct {
+	ID                int64
+	ExternalOrderID   int64
+	ExternalCreatedAt time.Time
+}
+
+// MarkOrdersAppliedTx is MarkOrderAppliedTx for many rows in one statement.
+func (s *Store) MarkOrdersAppliedTx(ctx context.Context, tx pgx.Tx, orders []AppliedOrder) error {
+	ids := make([]int64, len(orders))
+	ext := make([]int64, len(orders))
+	at := make([]time.Time, len(orders))
+	for i, o := range orders {
+		ids[i], ext[i], at[i] = o.ID, o.ExternalOrderID, o.ExternalCreatedAt
+	}
+	_, err := tx.Exec(ctx, `
+		UPDATE order_request o
+		SET status = 'APPLIED', external_order_id = a.ext, external_created_at = a.at, last_error = NULL, updated_at = now()
+		FROM (SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::timestamptz[]) AS a(id, ext, at) ORDER BY id) a
+		WHERE o.id = a.id AND o.status = 'SENDING'`, ids, ext, at)
+	if err != nil {
+		return fmt.Errorf("store: mark %d order requests applied: %w", len(orders), err)
+	}
+	return nil
+}

@@ -1,0 +1,412 @@
+// Package thirdparty is a simulated third-party order API (seed 001's
+// thirdparty-api): POST /orders accepts one order per user per month, GET
+// /orders looks orders up, and faults can be injected to test a caller's
+// recovery — a 500 before or after the order is stored, a hang after it is
+// stored, random errors, latency, and 400s for chosen users.
+//
+// Orders live in Postgres in the schema "thirdparty", which the server
+// creates itself, so a restart loses nothing. The check "already ordered this
+// month" and the insert are one statement on a unique constraint.
+package thirdparty
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// ConflictMessage is the 409 error text, as in the seed.
+const ConflictMessage = "이미 신청된 사용자"
+
+// Duration is a time.Duration written in JSON as a Go duration string ("20ms").
+type Duration time.Duration
+
+// MarshalJSON writes d as "20ms".
+func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(time.Duration(d).String()) }
+
+// UnmarshalJSON reads "20ms" (or a number of nanoseconds).
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		var n int64
+		if err := json.Unmarshal(b, &n); err != nil {
+			return fmt.Errorf("want a duration like \"20ms\"")
+		}
+		*d = Duration(n)
+		return nil
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil || v < 0 {
+		return fmt.Errorf("want a duration like \"20ms\", got %q", s)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// Faults is the set of injected faults. POSTs are numbered from 1 in the
+// order this process received them (GET /_stats shows the count so far);
+// each *Nth fault fires on that one POST only.
+type Faults struct {
+	// FailNth: the Nth POST answers 500 before storing anything.
+	FailNth int64 `json:"failNth"`
+	// FailAfterCommitNth: the Nth POST stores the order, then answers 500.
+	FailAfterCommitNth int64 `json:"failAfterCommitNth"`
+	// HangAfterCommitNth: the Nth POST stores the order, then never answers
+	// (until the client gives up or the server stops).
+	HangAfterCommitNth int64 `json:"hangAfterCommitNth"`
+	// ErrorRate is the probability (0..1) that a POST answers 500 before
+	// storing, drawn from a generator seeded with Seed.
+	ErrorRate float64 `json:"errorRate"`
+	Seed      uint64  `json:"seed"`
+	// Latency is added to every /orders request before it is handled.
+	Latency Duration `json:"latency"`
+	// RejectUsernames answer 400 to a POST for these users, as a partner
+	// refusing a request no retry can fix.
+	RejectUsernames []string `json:"rejectUsernames"`
+}
+
+// Validate reports the first thing wrong with f.
+func (f Faults) Validate() error {
+	switch {
+	case f.FailNth < 0 || f.FailAfterCommitNth < 0 || f.HangAfterCommitNth < 0:
+		return errors.New("failNth, failAfterCommitNth and hangAfterCommitNth must be 0 (off) or positive")
+	case f.ErrorRate < 0 || f.ErrorRate > 1:
+		return fmt.Errorf("errorRate must be in 0..1, got %v", f.ErrorRate)
+	case f.Latency < 0:
+		return errors.New("latency must not be negative")
+	}
+	return nil
+}
+
+// Stats counts what the server saw since it started.
+type Stats struct {
+	Posts       int64 `json:"posts"`       // POST /orders received
+	Created     int64 `json:"created"`     // orders stored by this process
+	Conflicts   int64 `json:"conflicts"`   // 409s answered
+	BadRequests int64 `json:"badRequests"` // 400s answered
+	Injected    int64 `json:"injected"`    // 500s and hangs injected
+	Gets        int64 `json:"gets"`        // GET /orders received
+	Orders      int64 `json:"orders"`      // orders in the database (all time)
+}
+
+// Order is a stored order.
+type Order struct {
+	ID               int64     `json:"id"`
+	Username         string    `json:"username"`
+	TotalPrice       int64     `json:"totalPrice"`
+	AppliedYearMonth string    `json:"appliedYearMonth"`
+	CreatedAt        time.Time `json:"createdAt"`
+}
+
+// Server is the simulated API.
+type Server struct {
+	pool   *pgxpool.Pool
+	logger *slog.Logger
+
+	mu     sync.Mutex
+	faults Faults
+	rng    *rand.Rand
+
+	posts, created, conflicts, bad, injected, gets atomic.Int64
+
+	closeOnce sync.Once
+	closing   chan struct{}
+}
+
+// New creates the schema "thirdparty" if it does not exist and returns a
+// server with faults.
+func New(ctx context.Context, pool *pgxpool.Pool, faults Faults, logger *slog.Logger) (*Server, error) {
+	if err := faults.Validate(); err != nil {
+		return nil, fmt.Errorf("thirdparty: faults: %w", err)
+	}
+	if err := ensureSchema(ctx, pool); err != nil {
+		return nil, err
+	}
+	s := &Server{pool: pool, logger: logger, closing: make(chan struct{})}
+	s.setFaults(faults)
+	return s, nil
+}
+
+func ensureSchema(ctx context.Context, pool *pgxpool.Pool) error {
+	tx, err := pool.Begin(ctx)
+	if err != nil {
+		return fmt.Errorf("thirdparty: schema: %w", err)
+	}
+	defer tx.Rollback(ctx) //nolint:errcheck
+	// Two servers starting on one database must not race on CREATE … IF NOT EXISTS.
+	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(7250300)`); err != nil {
+		return fmt.Errorf("thirdparty: schema lock: %w", err)
+	}
+	if _, err := tx.Exec(ctx, `
+		CREATE SCHEMA IF NOT EXISTS thirdparty;
+		CREATE TABLE IF NOT EXISTS thirdparty.orders (
+			id                 bigserial PRIMARY KEY,
+			username           text NOT NULL,
+			total_price        bigint NOT NULL,
+			applied_year_month text NOT NULL,
+			created_at         timestamptz NOT NULL DEFAULT now(),
+			UNIQUE (username, applied_year_month)
+		)`); err != nil {
+		return fmt.Errorf("thirdparty: create schema: %w", err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return fmt.Errorf("thirdparty: create schema: %w", err)
+	}
+	return nil
+}
+
+func (s *Server) setFaults(f Faults) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.faults = f
+	s.rng = rand.New(rand.NewPCG(f.Seed, f.Seed^0x9e3779b97f4a7c15))
+}
+
+func (s *Server) currentFaults() Faults {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.faults
+}
+
+// Close releases requests held by a hang fault, so an http.Server's
+// Shutdown does not wait for them forever.
+func (s *Server) Close() { s.closeOnce.Do(func() { close(s.closing) }) }
+
+// Handler returns the API's routes.
+func (s *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /orders", s.postOrder)
+	mux.HandleFunc("GET /orders", s.getOrders)
+	mux.HandleFunc("PUT /_faults", s.putFaults)
+	mux.HandleFunc("GET /_faults", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, http.StatusOK, s.currentFaults()) })
+	mux.HandleFunc("GET /_stats", s.getStats)
+	return mux
+}
+
+type orderBody struct {
+	Username         *string `json:"username"`
+	TotalPrice       *int64  `json:"totalPrice"`
+	AppliedYearMonth *string `json:"appliedYearMonth"`
+}
+
+var yearMonthRE = regexp.MustCompile(`^[0-9]{4}-(0[1-9]|1[0-2])$`)
+
+func (s *Server) latency(ctx context.Context, f Faults) {
+	if f.Latency <= 0 {
+		return
+	}
+	t := time.NewTimer(time.Duration(f.Latency))
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+	}
+}
+
+func (s *Server) postOrder(w http.ResponseWriter, r *http.Request) {
+	n := s.posts.Add(1)
+	f := s.currentFaults()
+	// Like most servers, finish a request whose client went away: a caller
+	// that timed out or died cannot know whether its order was stored.
+	ctx := context.WithoutCancel(r.Context())
+	s.latency(ctx, f)
+
+	var b orderBody
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<16))
+	if err := dec.Decode(&b); err != nil {
+		s.badRequest(w, "malformed body: "+err.Error())
+		return
+	}
+	switch {
+	case b.Username == nil || strings.TrimSpace(*b.Username) == "":
+		s.badRequest(w, "username is required")
+		return
+	case b.TotalPrice == nil || *b.TotalPrice <= 0:
+		s.badRequest(w, "totalPrice must be a positive integer")
+		return
+	case b.AppliedYearMonth == nil || !yearMonthRE.MatchString(*b.AppliedYearMonth):
+		s.badRequest(w, "appliedYearMonth must be YYYY-MM")
+		return
+	}
+	for _, u := range f.RejectUsernames {
+		if u == *b.Username {
+			s.badRequest(w, "username "+u+" is not allowed to order")
+			return
+		}
+	}
+	if n == f.FailNth || (f.ErrorRate > 0 && s.roll() < f.ErrorRate) {
+		s.injected.Add(1)
+		writeJSON(w, http.StatusInternalServerError, map[string]string{"error": fmt.Sprintf("injected failure on POST #%d (nothing stored)", n)})
+		return
+	}
+
+	var o Order
+	err := s.pool.QueryRow(ctx, `
+		INSERT INTO thirdparty.orders (username, total_price, applied_year_month) VALUES ($1, $2, $3)
+		ON CONFLICT (username, applied_year_month) DO NOTHING
+		RETURNING id, username, total_price, applied_year_month, created_at`,
+		*b.Username, *b.TotalPrice, *b.AppliedYearMonth).Scan(&o.ID, &o.Username, &o.TotalPrice, &o.AppliedYearMonth, &o.CreatedAt)
+	if errors.Is(err, pgx.ErrNoRows) {
+		s.conflicts.Add(1)
+		writeJSON(w, http.StatusConflict, map[string]string{"error": ConflictMessage})
+		return
+	}
+	if err != nil {
+		s.logger.Error("thirdparty: insert order", "err", err)
+		writeJSON(w, http.StatusInternalServerError, map[string]string{"error": "database error"})
+		return
+	}
+	s.created.Add(1)
+	switch n {
+	case f.FailAfterCommitNth:
+		s.injected.Add(1)
+		writeJSON(w, http.StatusInternalServerError, map[string]string{"error": fmt.Sprintf("injected failure on POST #%d (order %d stored)", n, o.ID)})
+		return
+	case f.HangAfterCommitNth:
+		s.injected.Add(1)
+		s.logger.Info("thirdparty: hanging after commit", "post", n, "order", o.ID)
+		select {
+		case <-r.Context().Done():
+		case <-s.closing:
+		}
+		return
+	}
+	o.CreatedAt = o.CreatedAt.UTC()
+	writeJSON(w, http.StatusCreated, o)
+}
+
+func (s *Server) roll() float64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.rng.Float64()
+}
+
+func (s *Server) badRequest(w http.ResponseWriter, msg string) {
+	s.bad.Add(1)
+	writeJSON(w, http.StatusBadRequest, map[string]string{"error": msg})
+}
+
+// getOrders answers GET /orders?username=U&appliedYearMonth=M with that one
+// order (404 when there is none), and otherwise lists orders by id:
+// ?appliedYearMonth=M (optional) &afterId=N &limit=N (default 1000, at most
+// 10000) → {"orders":[…]}.
+func (s *Server) getOrders(w http.ResponseWriter, r *http.Request) {
+	s.gets.Add(1)
+	s.latency(r.Context(), s.currentFaults())
+	q := r.URL.Query()
+	user, month := q.Get("username"), q.Get("appliedYearMonth")
+	if month != "" && !yearMonthRE.MatchString(month) {
+		s.badRequest(w, "appliedYearMonth must be YYYY-MM")
+		return
+	}
+	if user != "" {
+		if month == "" {
+			s.badRequest(w, "appliedYearMonth is required with username")
+			return
+		}
+		var o Order
+		err := s.pool.QueryRow(r.Context(), `
+			SELECT id, username, total_price, applied_year_month, created_at FROM thirdparty.orders
+			WHERE username = $1 AND applied_year_month = $2`, user, month).
+			Scan(&o.ID, &o.Username, &o.TotalPrice, &o.AppliedYearMonth, &o.CreatedAt)
+		if errors.Is(err, pgx.ErrNoRows) {
+			writeJSON(w, http.StatusNotFound, map[string]string{"error": "no such order"})
+			return
+		}
+		if err != nil {
+			s.logger.Error("thirdparty: get order", "err", err)
+			writeJSON(w, http.StatusInternalServerError, map[string]string{"error": "database error"})
+			return
+		}
+		o.CreatedAt = o.CreatedAt.UTC()
+		writeJSON(w, http.StatusOK, o)
+		return
+	}
+	afterID, limit := int64(0), 1000
+	if v := q.Get("afterId"); v != "" {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n < 0 {
+			s.badRequest(w, "afterId must be a non-negative integer")
+			return
+		}
+		afterID = n
+	}
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 10000 {
+			s.badRequest(w, "limit must be in 1..10000")
+			return
+		}
+		limit = n
+	}
+	rows, err := s.pool.Query(r.Context(), `
+		SELECT id, username, total_price, applied_year_month, created_at FROM thirdparty.orders
+		WHERE id > $1 AND ($2 = '' OR applied_year_month = $2) ORDER BY id LIMIT $3`, afterID, month, limit)
+	var out []Order
+	if err == nil {
+		out, err = pgx.CollectRows(rows, func(row pgx.CollectableRow) (Order, error) {
+			var o Order
+			err := row.Scan(&o.ID, &o.Username, &o.TotalPrice, &o.AppliedYearMonth, &o.CreatedAt)
+			o.CreatedAt = o.CreatedAt.UTC()
+			return o, err
+		})
+	}
+	if err != nil {
+		s.logger.Error("thirdparty: list orders", "err", err)
+		writeJSON(w, http.StatusInternalServerError, map[string]string{"error": "database error"})
+		return
+	}
+	if out == nil {
+		out = []Order{}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"orders": out})
+}
+
+// putFaults replaces the whole fault set (fields left out are off).
+func (s *Server) putFaults(w http.ResponseWriter, r *http.Request) {
+	var f Faults
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<16))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&f); err != nil {
+		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "malformed faults: " + err.Error()})
+		return
+	}
+	if err := f.Validate(); err != nil {
+		writeJSON(w, http.StatusBadRequest, map[string]string{"error": err.Error()})
+		return
+	}
+	s.setFaults(f)
+	s.logger.Info("thirdparty: faults set", "faults", fmt.Sprintf("%+v", f))
+	writeJSON(w, http.StatusOK, f)
+}
+
+func (s *Server) getStats(w http.ResponseWriter, r *http.Request) {
+	st := Stats{
+		Posts: s.posts.Load(), Created: s.created.Load(), Conflicts: s.conflicts.Load(),
+		BadRequests: s.bad.Load(), Injected: s.injected.Load(), Gets: s.gets.Load(),
+	}
+	if err := s.pool.QueryRow(r.Context(), `SELECT count(*) FROM thirdparty.orders`).Scan(&st.Orders); err != nil {
+		writeJSON(w, http.StatusInternalServerError, map[string]string{"error": "database error"})
+		return
+	}
+	writeJSON(w, http.StatusOK, st)
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
