@@ -82,7 +82,11 @@ func (w *TherapyStatsWorker) Work(ctx context.Context, job *river.Job[TherapySta
 	if a.Month < 1 || a.Month > 12 || a.Year < 1 || a.Year > 9999 || a.TherapyUserID <= 0 {
 		return river.JobCancel(fmt.Errorf("therapy_stats: invalid args user %d %04d-%02d", a.TherapyUserID, a.Year, a.Month))
 	}
-	return w.combiner.do(ctx, store.NewTherapyKey(a.TherapyUserID, a.Year, a.Month, w.deps.TZ))
+	err := w.combiner.do(ctx, store.NewTherapyKey(a.TherapyUserID, a.Year, a.Month, w.deps.TZ))
+	if errors.Is(err, store.ErrUnknownTherapyUser) {
+		return river.JobCancel(err) // no retry can make the user exist
+	}
+	return err
 }
 
 // EnqueueResult counts what an enqueue did.

@@ -323,3 +323,24 @@ func TestTherapyDailyCatchesUpMissedMonthFinalisation(t *testing.T) {
 	require.NoError(t, b.pool.QueryRow(b.ctx, `SELECT count(*) FROM river_job WHERE kind = 'therapy_daily'`).Scan(&n))
 	require.Equal(t, 5, n)
 }
+
+// A job for a user that does not exist is cancelled at once with a clear
+// error (FAIL in the audit view), not retried; its batch-mates succeed.
+func TestTherapyStatsUnknownUserIsCancelled(t *testing.T) {
+	t.Parallel()
+	b := setupTherapy(t)
+	b.users(t, 1, 20, kstAt(2026, 11, 5, 12, 0))
+	res, err := jobs.EnqueueTherapyStats(b.ctx, b.client, b.pool, nil, append(seq(1, 20), 999), 2026, 11, "2026-11-21", jobs.TriggerBackfill, nil)
+	require.NoError(t, err)
+	require.Equal(t, 21, res.Inserted)
+	b.waitIdle(t)
+
+	var status, lastError string
+	var attempts int
+	require.NoError(t, b.pool.QueryRow(b.ctx, `
+		SELECT status, attempts, last_error FROM therapy_batch_log WHERE therapy_user_id = 999`).Scan(&status, &attempts, &lastError))
+	require.Equal(t, "FAIL", status)
+	require.Equal(t, 1, attempts)
+	require.Contains(t, lastError, "unknown therapy user")
+	require.Equal(t, map[string]int{"SUCCESS": 20, "FAIL": 1}, b.statusCounts(t))
+}

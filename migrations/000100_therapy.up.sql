@@ -21,8 +21,13 @@ CREATE INDEX therapy_perform_user_performed_idx ON therapy_perform (therapy_user
     INCLUDE (duration_seconds, completed, created_at);
 CREATE INDEX therapy_perform_performed_idx ON therapy_perform (performed_at);
 
+-- No foreign key to therapy_user: its check locks the user row (FOR KEY
+-- SHARE) for every row written, which measured 27 µs a row, a sixth of a
+-- therapy_stats job's database time. The aggregation writes rows only for
+-- users that exist (it joins therapy_user) and fails a job whose user does
+-- not; users are deactivated, never deleted.
 CREATE TABLE therapy_statistics (
-    therapy_user_id        bigint NOT NULL REFERENCES therapy_user,
+    therapy_user_id        bigint NOT NULL,
     year                   int NOT NULL CHECK (year BETWEEN 1 AND 9999),
     month                  int NOT NULL CHECK (month BETWEEN 1 AND 12),
     perform_count          int NOT NULL,

@@ -2,11 +2,16 @@ package store
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"github.com/jackc/pgx/v5/pgconn"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 )
+
+// ErrUnknownTherapyUser is returned when a therapy user does not exist.
+var ErrUnknownTherapyUser = errors.New("unknown therapy user")
 
 // TherapyKey names one user-month of therapy statistics, with the month's
 // bounds [Start, End) already computed in the business time zone.
@@ -141,11 +146,24 @@ func (s *Store) AggregateTherapy(ctx context.Context, keys []TherapyKey, tz *tim
 			       max(p.performed_at),
 			       now()
 			FROM unnest($1::bigint[], $2::int[], $3::int[], $4::timestamptz[], $5::timestamptz[]) AS k(u, y, m, s, e)
+			JOIN therapy_user u ON u.id = k.u
 			LEFT JOIN therapy_perform p
 			       ON p.therapy_user_id = k.u AND p.performed_at >= k.s AND p.performed_at < k.e
 			GROUP BY k.u, k.y, k.m
 			`+therapyUpsertOnConflict, users, years, months, starts, ends, tz.String())
-	err := s.Pool.SendBatch(ctx, batch).Close()
+	results := s.Pool.SendBatch(ctx, batch)
+	_, err := results.Exec()
+	var written pgconn.CommandTag
+	if err == nil {
+		written, err = results.Exec()
+	}
+	err = errors.Join(err, results.Close())
+	if err == nil && written.RowsAffected() < int64(n) {
+		// Some key's user does not exist; the others were written. The
+		// combiner runs a failed batch's keys one by one, so the missing user's
+		// job gets this error alone.
+		err = ErrUnknownTherapyUser
+	}
 	if err != nil {
 		if n == 1 {
 			return fmt.Errorf("store: aggregate therapy user %d %04d-%02d: %w", keys[0].UserID, keys[0].Year, keys[0].Month, err)

@@ -187,14 +187,41 @@ func TestAggregateTherapyBatchIsAtomic(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	b.user(t, 1, "ACTIVE")
+	b.user(t, 2, "ACTIVE")
 	b.perform(t, 1, kst(2026, 11, 3, 10, 0), 60, true)
-	err := b.store.AggregateTherapy(b.ctx, []store.TherapyKey{
+	_, err := b.store.Pool.Exec(b.ctx, `
+		CREATE FUNCTION test_fail() RETURNS trigger LANGUAGE plpgsql AS $$
+		BEGIN IF NEW.therapy_user_id = 2 THEN RAISE EXCEPTION 'injected failure'; END IF; RETURN NEW; END $$;
+		CREATE TRIGGER test_fail BEFORE INSERT ON therapy_statistics FOR EACH ROW EXECUTE FUNCTION test_fail();`)
+	require.NoError(t, err)
+	err = b.store.AggregateTherapy(b.ctx, []store.TherapyKey{
 		store.NewTherapyKey(1, 2026, 11, seoul),
-		store.NewTherapyKey(99, 2026, 11, seoul), // no such user: foreign key violation
+		store.NewTherapyKey(2, 2026, 11, seoul),
 	}, seoul)
-	require.ErrorContains(t, err, "therapy_statistics_therapy_user_id_fkey")
+	require.ErrorContains(t, err, "injected failure")
 	_, err = b.store.GetTherapyStatistics(b.ctx, 1, 2026, 11)
 	require.ErrorIs(t, err, store.ErrNotFound, "user 1's row was rolled back with the batch")
+}
+
+// A key whose user does not exist writes nothing and says so; the others in
+// its batch are written.
+func TestAggregateTherapyUnknownUser(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.user(t, 1, "ACTIVE")
+	err := b.store.AggregateTherapy(b.ctx, []store.TherapyKey{store.NewTherapyKey(99, 2026, 11, seoul)}, seoul)
+	require.ErrorIs(t, err, store.ErrUnknownTherapyUser)
+	require.ErrorContains(t, err, "user 99")
+
+	err = b.store.AggregateTherapy(b.ctx, []store.TherapyKey{
+		store.NewTherapyKey(1, 2026, 11, seoul), store.NewTherapyKey(99, 2026, 11, seoul),
+	}, seoul)
+	require.ErrorIs(t, err, store.ErrUnknownTherapyUser)
+	_, err = b.store.GetTherapyStatistics(b.ctx, 1, 2026, 11)
+	require.NoError(t, err)
+	var n int
+	require.NoError(t, b.store.Pool.QueryRow(b.ctx, `SELECT count(*) FROM therapy_statistics WHERE therapy_user_id = 99`).Scan(&n))
+	require.Zero(t, n)
 }
 
 // The aggregation waits for its key's lock and computes from a snapshot taken

@@ -55,22 +55,30 @@ func benchTherapy(ctx context.Context, e *benchEnv) error {
 	// (a) bare River: the same number of no-op jobs, same queue and workers;
 	// (a') the same with a unique key, as therapy_stats has: River's own
 	// extra cost for unique jobs.
+	cpu := startCPUMeter()
 	a, err := benchNoop(ctx, e, users, workers, false)
 	if err != nil {
 		return err
 	}
+	cpuA := cpu.stop()
 	fmt.Printf("(a) river no-op jobs            %8.0f jobs/s  (%d jobs in %s)\n", rate(users, a), users, a.Round(time.Millisecond))
+	fmt.Printf("    CPU during (a): %s\n", cpuA)
+	cpu = startCPUMeter()
 	aUnique, err := benchNoop(ctx, e, users, workers, true)
 	if err != nil {
 		return err
 	}
+	cpuAUnique := cpu.stop()
 	fmt.Printf("(a') river no-op unique jobs    %8.0f jobs/s  (%d jobs in %s)\n", rate(users, aUnique), users, aUnique.Round(time.Millisecond))
+	fmt.Printf("    CPU during (a'): %s\n", cpuAUnique)
 
 	// (b) the real thing: therapy_daily selects every user and fans out.
+	cpu = startCPUMeter()
 	b, err := benchDaily(ctx, e, users, workers)
 	if err != nil {
 		return err
 	}
+	fmt.Printf("    CPU during (b): %s\n", cpu.stop())
 	fmt.Printf("(b) therapy_daily + therapy_stats %6.0f users/s (%d users in %s)\n", rate(users, b), users, b.Round(time.Millisecond))
 	if err := checkTherapyTotals(ctx, e, users*performs); err != nil {
 		return err
