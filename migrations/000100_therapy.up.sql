@@ -56,7 +56,7 @@ SELECT j.id                                      AS job_id,
        j.attempted_at                            AS started_at,
        j.finalized_at                            AS finished_at,
        j.errors[array_length(j.errors, 1)] ->> 'error' AS last_error,
-       j.args ->> 'trigger'                      AS trigger,
+       coalesce(j.args ->> 'trigger', 'daily')   AS trigger,
        j.created_at                              AS enqueued_at
 FROM river_job j
 WHERE j.kind = 'therapy_stats';

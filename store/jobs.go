@@ -33,12 +33,29 @@ func (s *Store) JobCounts(ctx context.Context) ([]KindStateCount, error) {
 // waits for.
 func (s *Store) OutstandingJobs(ctx context.Context) (int64, error) {
 	var n int64
+	// Two counts on River's (state, queue, priority, scheduled_at, id) index
+	// rather than one OR, which would scan every retained (completed) job.
 	err := s.Pool.QueryRow(ctx, `
-		SELECT count(*) FROM river_job
-		WHERE state IN ('available', 'running', 'pending')
-		   OR (state IN ('retryable', 'scheduled') AND scheduled_at < now() + interval '1 second')`).Scan(&n)
+		SELECT (SELECT count(*) FROM river_job
+		        WHERE state IN ('available', 'running', 'pending'))
+		     + (SELECT count(*) FROM river_job
+		        WHERE state IN ('retryable', 'scheduled') AND scheduled_at < now() + interval '1 second')`).Scan(&n)
 	if err != nil {
 		return 0, fmt.Errorf("store: outstanding jobs: %w", err)
 	}
 	return n, nil
+}
+
+// AnyOutstandingJobs reports whether OutstandingJobs would count any: the
+// cheap question to poll, since counting is proportional to the backlog.
+func (s *Store) AnyOutstandingJobs(ctx context.Context) (bool, error) {
+	var found bool
+	err := s.Pool.QueryRow(ctx, `
+		SELECT EXISTS (SELECT 1 FROM river_job WHERE state IN ('available', 'running', 'pending'))
+		    OR EXISTS (SELECT 1 FROM river_job
+		               WHERE state IN ('retryable', 'scheduled') AND scheduled_at < now() + interval '1 second')`).Scan(&found)
+	if err != nil {
+		return false, fmt.Errorf("store: outstanding jobs: %w", err)
+	}
+	return found, nil
 }

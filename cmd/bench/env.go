@@ -102,11 +102,11 @@ func (e *benchEnv) timeUntilIdle(ctx context.Context, client *jobs.Client, enque
 func waitIdle(ctx context.Context, e *benchEnv) error {
 	deadline := time.Now().Add(30 * time.Minute)
 	for time.Now().Before(deadline) {
-		n, err := e.store.OutstandingJobs(ctx)
+		busy, err := e.store.AnyOutstandingJobs(ctx)
 		if err != nil {
 			return err
 		}
-		if n == 0 {
+		if !busy {
 			return nil
 		}
 		select {

@@ -88,14 +88,18 @@ func cmdWait(ctx context.Context, e *env, args []string) error {
 	}
 	deadline := time.Now().Add(*timeout)
 	for {
-		n, err := e.store.OutstandingJobs(ctx)
+		busy, err := e.store.AnyOutstandingJobs(ctx)
 		if err != nil {
 			return err
 		}
-		if n == 0 {
+		if !busy {
 			return nil
 		}
 		if time.Now().After(deadline) {
+			n, err := e.store.OutstandingJobs(ctx)
+			if err != nil {
+				return err
+			}
 			return fmt.Errorf("timed out after %s with %d job(s) still outstanding (see enqueue status)", *timeout, n)
 		}
 		select {
