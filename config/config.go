@@ -61,7 +61,7 @@ const (
 
 // DefaultQueues is the queue layout when TIDEMARK_QUEUES is not set.
 func DefaultQueues() map[string]int {
-	return map[string]int{QueueDefault: 10, QueueTherapy: 50, QueueOutbound: 64}
+	return map[string]int{QueueDefault: 10, QueueTherapy: 200, QueueOutbound: 64}
 }
 
 // FromEnv builds a Config from getenv (os.Getenv in cmd/), applying defaults,

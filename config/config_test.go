@@ -19,7 +19,7 @@ func TestDefaults(t *testing.T) {
 	require.Equal(t, "Asia/Seoul", cfg.TZ.String())
 	require.Equal(t, 30*24*time.Hour, cfg.Retention)
 	require.Equal(t, 90*time.Second, cfg.RescueAfter)
-	require.Equal(t, 50, cfg.Queues["therapy"])
+	require.Equal(t, 200, cfg.Queues["therapy"])
 	require.True(t, cfg.Periodic)
 }
 
