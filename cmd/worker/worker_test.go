@@ -128,3 +128,70 @@ func TestTwoWorkersAggregateConcurrently(t *testing.T) {
 	require.NoError(t, w1.Stop(30*time.Second))
 	require.NoError(t, w2.Stop(30*time.Second))
 }
+
+// The runtime contract: a worker killed with SIGKILL loses nothing. Its
+// running job stays `running` until River's rescuer, on a surviving worker,
+// sees it has run longer than RESCUE_AFTER and hands it back; it is then
+// retried and completes, within about two minutes. No manual step: this is
+// River's own rescuer against the real binaries.
+func TestSIGKILLedWorkersJobIsRescuedAndCompleted(t *testing.T) {
+	t.Parallel()
+	url := testdb.New(t)
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, url)
+	require.NoError(t, err)
+	defer conn.Close(ctx)
+	_, err = conn.Exec(ctx, `INSERT INTO therapy_user (id, status) VALUES (1, 'ACTIVE');
+		INSERT INTO therapy_perform (therapy_user_id, performed_at, duration_seconds, completed)
+		VALUES (1, '2026-11-05 10:00+09', 60, true)`)
+	require.NoError(t, err)
+
+	// Hold the user-month's lock so the job is provably running when killed.
+	holder, err := conn.Begin(ctx)
+	require.NoError(t, err)
+	_, err = holder.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtextextended('therapy_stats:1:2026:11', 0))`)
+	require.NoError(t, err)
+
+	env := []string{"DATABASE_URL=" + url, "PERIODIC_JOBS=false", "RESCUE_AFTER=70s"}
+	first := testbin.StartWorker(t, env...)
+	enqueue := testbin.Build(t, "enqueue")
+	code, _, stderr := testbin.Run(t, enqueue, env, "therapy-stats", "--month", "2026-11", "--user", "1")
+	require.Equal(t, 0, code, stderr)
+
+	other, err := pgx.Connect(ctx, url)
+	require.NoError(t, err)
+	defer other.Close(ctx)
+	state := func() (s string, attempt int) {
+		require.NoError(t, other.QueryRow(ctx, `SELECT state::text, attempt FROM river_job WHERE kind = 'therapy_stats'`).Scan(&s, &attempt))
+		return s, attempt
+	}
+	require.Eventually(t, func() bool {
+		var waiting bool
+		require.NoError(t, other.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND NOT granted)`).Scan(&waiting))
+		s, _ := state()
+		return waiting && s == "running"
+	}, 30*time.Second, 20*time.Millisecond, "the job runs and waits for the lock")
+
+	killedAt := time.Now()
+	first.Kill()
+	require.NoError(t, holder.Rollback(ctx))
+	s, _ := state()
+	require.Equal(t, "running", s, "nothing hands the job back at once")
+
+	second := testbin.StartWorker(t, env...)
+	require.Eventually(t, func() bool { s, _ := state(); return s == "completed" }, 3*time.Minute, 200*time.Millisecond)
+	rescuedIn := time.Since(killedAt)
+	t.Logf("rescued and completed %s after the SIGKILL", rescuedIn.Round(time.Second))
+	require.Less(t, rescuedIn, 150*time.Second, "within about two minutes")
+
+	s, attempt := state()
+	require.Equal(t, "completed", s)
+	require.Equal(t, 2, attempt, "the rescued attempt was retried once")
+	var rescueErr string
+	require.NoError(t, other.QueryRow(ctx, `SELECT errors[1]->>'error' FROM river_job WHERE kind = 'therapy_stats'`).Scan(&rescueErr))
+	require.Contains(t, rescueErr, "Stuck job rescued")
+	var performs int
+	require.NoError(t, other.QueryRow(ctx, `SELECT perform_count FROM therapy_statistics WHERE therapy_user_id = 1`).Scan(&performs))
+	require.Equal(t, 1, performs)
+	require.NoError(t, second.Stop(30*time.Second))
+}
