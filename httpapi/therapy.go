@@ -3,29 +3,12 @@ package httpapi
 import (
 	"errors"
 	"net/http"
-	"regexp"
 	"strconv"
 	"time"
 
 	"github.com/tidemark/tidemark/jobs"
 	"github.com/tidemark/tidemark/store"
 )
-
-var yearMonthRE = regexp.MustCompile(`^(\d{4})-(\d{2})$`)
-
-// ParseYearMonth parses "YYYY-MM" with a month in 01..12.
-func ParseYearMonth(s string) (year, month int, err error) {
-	m := yearMonthRE.FindStringSubmatch(s)
-	if m == nil {
-		return 0, 0, errors.New("want YYYY-MM, like 2026-11")
-	}
-	year, _ = strconv.Atoi(m[1])
-	month, _ = strconv.Atoi(m[2])
-	if year < 1 || month < 1 || month > 12 {
-		return 0, 0, errors.New("month out of range: want YYYY-MM with MM in 01..12")
-	}
-	return year, month, nil
-}
 
 func (s *Server) getTherapyStatistics(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
@@ -34,7 +17,7 @@ func (s *Server) getTherapyStatistics(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "therapyUserId", "want a positive integer")
 		return
 	}
-	year, month, err := ParseYearMonth(q.Get("yearMonth"))
+	year, month, err := store.ParseYearMonth(q.Get("yearMonth"))
 	if err != nil {
 		writeError(w, http.StatusBadRequest, "yearMonth", err.Error())
 		return
@@ -95,7 +78,7 @@ func (s *Server) validateRecover(r *http.Request, req RecoverRequest) (jobs.Ther
 	if req.YearMonth == nil {
 		return jobs.TherapyStatsArgs{}, badField("yearMonth", "required")
 	}
-	year, month, err := ParseYearMonth(*req.YearMonth)
+	year, month, err := store.ParseYearMonth(*req.YearMonth)
 	if err != nil {
 		return jobs.TherapyStatsArgs{}, badField("yearMonth", "%v", err)
 	}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"regexp"
 	"slices"
 	"strings"
 	"time"
@@ -41,8 +40,6 @@ type InputError struct {
 
 func (e *InputError) Error() string { return e.Field + ": " + e.Msg }
 
-var yearMonthRE = regexp.MustCompile(`^[0-9]{4}-(0[1-9]|1[0-2])$`)
-
 // Validate reports the first thing wrong with in, as an *InputError. The
 // rules are the table's CHECK constraints, so a valid input always inserts
 // (unless its user-month already has a request).
@@ -60,7 +57,7 @@ func (in OrderRequestInput) Validate() error {
 		return &InputError{"username", "contains control characters"}
 	case in.TotalPrice <= 0:
 		return &InputError{"total_price", fmt.Sprintf("must be a positive integer, got %d", in.TotalPrice)}
-	case !yearMonthRE.MatchString(in.AppliedYearMonth):
+	case !validYearMonth(in.AppliedYearMonth):
 		return &InputError{"applied_year_month", fmt.Sprintf("want YYYY-MM with MM in 01..12, got %q", in.AppliedYearMonth)}
 	}
 	return nil
@@ -349,4 +346,9 @@ func (s *Store) MarkOrdersAppliedTx(ctx context.Context, tx pgx.Tx, orders []App
 		return fmt.Errorf("store: mark %d order requests applied: %w", len(orders), err)
 	}
 	return nil
+}
+
+func validYearMonth(s string) bool {
+	_, _, err := ParseYearMonth(s)
+	return err == nil
 }

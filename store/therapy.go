@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"github.com/jackc/pgx/v5/pgconn"
+	"regexp"
+	"strconv"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -21,6 +23,22 @@ type TherapyKey struct {
 	Month  int
 	Start  time.Time
 	End    time.Time
+}
+
+var yearMonthRE = regexp.MustCompile(`^(\d{4})-(\d{2})$`)
+
+// ParseYearMonth parses "YYYY-MM" with a month in 01..12.
+func ParseYearMonth(s string) (year, month int, err error) {
+	m := yearMonthRE.FindStringSubmatch(s)
+	if m == nil {
+		return 0, 0, errors.New("want YYYY-MM, like 2026-11")
+	}
+	year, _ = strconv.Atoi(m[1])
+	month, _ = strconv.Atoi(m[2])
+	if year < 1 || month < 1 || month > 12 {
+		return 0, 0, errors.New("month out of range: want YYYY-MM with MM in 01..12")
+	}
+	return year, month, nil
 }
 
 // MonthBounds returns [first day 00:00, next month's first day 00:00) of

@@ -6,7 +6,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/tidemark/tidemark/httpapi"
 	"github.com/tidemark/tidemark/jobs"
 	"github.com/tidemark/tidemark/store"
 )
@@ -22,7 +21,7 @@ func cmdTherapyStats(ctx context.Context, e *env, args []string) error {
 	if *month == "" {
 		return usagef("--month is required (YYYY-MM)")
 	}
-	year, mon, err := httpapi.ParseYearMonth(*month)
+	year, mon, err := store.ParseYearMonth(*month)
 	if err != nil {
 		return usagef("--month %q: %v", *month, err)
 	}
@@ -106,7 +105,7 @@ func cmdTherapyReport(ctx context.Context, e *env, args []string) error {
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	year, mon, err := httpapi.ParseYearMonth(*month)
+	year, mon, err := store.ParseYearMonth(*month)
 	if err != nil {
 		return usagef("--month %q: %v", *month, err)
 	}
@@ -163,7 +162,7 @@ func cmdDemoData(ctx context.Context, e *env, args []string) error {
 	year, mon, days := y, int(m), 0
 	if *month != "" {
 		var err error
-		if year, mon, err = httpapi.ParseYearMonth(*month); err != nil {
+		if year, mon, err = store.ParseYearMonth(*month); err != nil {
 			return usagef("--month %q: %v", *month, err)
 		}
 	} else if now.Day() > 1 {
