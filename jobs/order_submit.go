@@ -131,6 +131,14 @@ func NewOrderSubmitWorker(deps Deps) *OrderSubmitWorker {
 			orders[i] = store.AppliedOrder{ID: r.job.Args.OrderRequestID, ExternalOrderID: r.order.ID, ExternalCreatedAt: r.order.CreatedAt}
 		}
 		return deps.Store.InTx(ctx, func(tx pgx.Tx) error {
+			// Only SENDING must reach disk before the call (the claim's commit
+			// is synchronous). If a Postgres crash loses this commit, the row
+			// is still SENDING and its job still running: the job is rescued
+			// and its next attempt looks the order up before any POST, so no
+			// order is sent twice. Not waiting for this flush is safe.
+			if err := deps.Store.RelaxCommitTx(ctx, tx); err != nil {
+				return err
+			}
 			// A row no longer SENDING was applied by reconciliation (or an
 			// overlapping attempt) with the same order: just complete.
 			if err := deps.Store.MarkOrdersAppliedTx(ctx, tx, orders); err != nil {
