@@ -74,8 +74,16 @@ func TestReclaimOrphanedJobs(t *testing.T) {
 	require.NoError(t, err)
 	require.Empty(t, ids)
 
-	// The live client goes away: its job is reclaimed on the next pass.
+	// The live client goes away: its job is reclaimed on the next pass once
+	// Postgres has ended its session (the lock goes when the backend exits,
+	// a moment after the client closes the connection).
 	require.NoError(t, live.Close(ctx))
+	require.Eventually(t, func() bool {
+		var held bool
+		require.NoError(t, pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory'
+			AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) AND objsubid = 1)`).Scan(&held))
+		return !held
+	}, 10*time.Second, 5*time.Millisecond, "the closed session's lock is released")
 	ids, err = st.ReclaimOrphanedJobs(ctx, jobs.ReclaimableKinds, 5*time.Second)
 	require.NoError(t, err)
 	require.Equal(t, []int64{liveJob}, ids)
