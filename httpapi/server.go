@@ -155,7 +155,6 @@ func decodeJSON(w http.ResponseWriter, r *http.Request, dst any) error {
 		maxErr    *http.MaxBytesError
 		typeErr   *json.UnmarshalTypeError
 		syntaxErr *json.SyntaxError
-		timeErr   *time.ParseError
 	)
 	switch {
 	case errors.As(err, &maxErr):
@@ -166,8 +165,6 @@ func decodeJSON(w http.ResponseWriter, r *http.Request, dst any) error {
 		return badField("body", "malformed JSON: %v", err)
 	case errors.Is(err, io.EOF):
 		return badField("body", "empty body; want a JSON object")
-	case errors.As(err, &timeErr):
-		return badField("body", "malformed date-time %q: want RFC 3339, like 2026-11-01T00:00:00+09:00", timeErr.Value)
 	case strings.HasPrefix(err.Error(), "json: unknown field "):
 		name := strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`)
 		return badField(name, "unknown field %q", name)
