@@ -50,6 +50,19 @@ func (c *combiner[K]) do(ctx context.Context, key K) error {
 	for {
 		select {
 		case <-r.done:
+			// Another slot's batch may have taken this key after it was
+			// given a slot of its own: pass that unused slot on, or it is
+			// lost for good (and with all of them lost, every later job
+			// would wait forever).
+			c.mu.Lock()
+			if r.granted {
+				select {
+				case <-r.wake:
+					c.handOff()
+				default:
+				}
+			}
+			c.mu.Unlock()
 			return r.err
 		case <-r.wake:
 			c.useSlot(ctx)

@@ -85,3 +85,28 @@ func TestCombinerWaiterLeavesOnCancel(t *testing.T) {
 	require.NoError(t, <-done)
 	require.Empty(t, ran, "the cancelled key never ran")
 }
+
+// A job given a flusher slot can have its key taken by another slot's batch
+// before it wakes; it must pass that slot on, not keep it. Kept slots
+// accumulated until none was left and every later job waited forever.
+func TestCombinerNeverLosesASlot(t *testing.T) {
+	t.Parallel()
+	c := newCombiner(4, 3, func(_ context.Context, keys []int) error {
+		return nil
+	})
+	var wg sync.WaitGroup
+	for g := range 32 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 2000 {
+				require.NoError(t, c.do(context.Background(), g*10000+i))
+			}
+		}()
+	}
+	wg.Wait()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	require.Empty(t, c.pending)
+	require.Zero(t, c.flushing, "every slot handed out came back")
+}
