@@ -11,6 +11,7 @@ import (
 
 	"github.com/tidemark/tidemark/config"
 	"github.com/tidemark/tidemark/coupongate"
+	"github.com/tidemark/tidemark/internal/combine"
 	"github.com/tidemark/tidemark/store"
 )
 
@@ -134,7 +135,7 @@ func CompensateIssue(ctx context.Context, deps Deps, code string, member int64, 
 // failing batch is retried one job at a time, so each request learns its own
 // outcome. Each batch is bounded by InsertTimeout.
 type PersistEnqueuer struct {
-	c *combiner[CouponIssuePersistArgs]
+	c *combine.Combiner[CouponIssuePersistArgs]
 }
 
 // InsertTimeout bounds one batch insert of persist jobs: the longest time
@@ -143,7 +144,7 @@ const InsertTimeout = 5 * time.Second
 
 // NewPersistEnqueuer returns an enqueuer inserting with client.
 func NewPersistEnqueuer(client *Client) *PersistEnqueuer {
-	c := newCombiner(2, 1000, func(ctx context.Context, batch []CouponIssuePersistArgs) error {
+	c := combine.New(2, 1000, func(ctx context.Context, batch []CouponIssuePersistArgs) error {
 		params := make([]river.InsertManyParams, len(batch))
 		for i, a := range batch {
 			params[i] = river.InsertManyParams{Args: a}
@@ -152,13 +153,12 @@ func NewPersistEnqueuer(client *Client) *PersistEnqueuer {
 			return fmt.Errorf("jobs: insert %d coupon_issue_persist job(s): %w", len(batch), err)
 		}
 		return nil
-	})
-	c.flushTimeout = InsertTimeout
+	}).WithFlushTimeout(InsertTimeout)
 	return &PersistEnqueuer{c: c}
 }
 
 // Enqueue inserts args' job (batched with concurrent calls) and returns once
 // it is committed or has failed.
 func (e *PersistEnqueuer) Enqueue(ctx context.Context, args CouponIssuePersistArgs) error {
-	return e.c.do(ctx, args)
+	return e.c.Do(ctx, args)
 }

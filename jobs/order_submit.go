@@ -13,6 +13,7 @@ import (
 	"github.com/riverqueue/river/rivertype"
 
 	"github.com/tidemark/tidemark/config"
+	"github.com/tidemark/tidemark/internal/combine"
 	"github.com/tidemark/tidemark/orderapi"
 	"github.com/tidemark/tidemark/store"
 )
@@ -79,7 +80,7 @@ func (OrderSubmitArgs) InsertOpts() river.InsertOpts {
 // it like a SENDING one, looking the order up before posting again.
 //
 // Attempts running at the same time in one process share their database
-// statements (see combiner): the claims of all of them are one UPDATE, and
+// statements (see internal/combine): the claims of all of them are one UPDATE, and
 // their APPLIED rows and job completions one transaction. Each row's
 // SENDING is still committed before its own call and its APPLIED with its
 // own job's completion; if a shared statement fails, each row is retried
@@ -87,8 +88,8 @@ func (OrderSubmitArgs) InsertOpts() river.InsertOpts {
 type OrderSubmitWorker struct {
 	river.WorkerDefaults[OrderSubmitArgs]
 	deps    Deps
-	claims  *combiner[*orderClaimReq]
-	applies *combiner[*orderApplyReq]
+	claims  *combine.Combiner[*orderClaimReq]
+	applies *combine.Combiner[*orderApplyReq]
 }
 
 type orderClaimReq struct {
@@ -111,7 +112,7 @@ type orderApplyReq struct {
 // ~910 with four of up to 16, at the same load).
 func NewOrderSubmitWorker(deps Deps) *OrderSubmitWorker {
 	w := &OrderSubmitWorker{deps: deps}
-	w.claims = newCombiner(1, 128, func(ctx context.Context, reqs []*orderClaimReq) error {
+	w.claims = combine.New(1, 128, func(ctx context.Context, reqs []*orderClaimReq) error {
 		ids := make([]int64, len(reqs))
 		for i, r := range reqs {
 			ids[i] = r.id
@@ -125,7 +126,7 @@ func NewOrderSubmitWorker(deps Deps) *OrderSubmitWorker {
 		}
 		return nil
 	})
-	w.applies = newCombiner(4, 16, func(ctx context.Context, reqs []*orderApplyReq) error {
+	w.applies = combine.New(4, 16, func(ctx context.Context, reqs []*orderApplyReq) error {
 		orders := make([]store.AppliedOrder, len(reqs))
 		for i, r := range reqs {
 			orders[i] = store.AppliedOrder{ID: r.job.Args.OrderRequestID, ExternalOrderID: r.order.ID, ExternalCreatedAt: r.order.CreatedAt}
@@ -177,7 +178,7 @@ func orderRetryDelay(attempt int) time.Duration {
 func (w *OrderSubmitWorker) Work(ctx context.Context, job *river.Job[OrderSubmitArgs]) error {
 	id := job.Args.OrderRequestID
 	cr := &orderClaimReq{id: id}
-	if err := w.claims.do(ctx, cr); err != nil {
+	if err := w.claims.Do(ctx, cr); err != nil {
 		return err
 	}
 	if !cr.found {
@@ -230,7 +231,7 @@ func (w *OrderSubmitWorker) Work(ctx context.Context, job *river.Job[OrderSubmit
 // applied commits APPLIED with the third party's id and time together with
 // the job's completion: either both happen or neither does.
 func (w *OrderSubmitWorker) applied(ctx context.Context, job *river.Job[OrderSubmitArgs], o orderapi.Order) error {
-	return w.applies.do(ctx, &orderApplyReq{job: job, order: o})
+	return w.applies.Do(ctx, &orderApplyReq{job: job, order: o})
 }
 
 // retry records err on the row and returns it, so River retries the job.

@@ -13,6 +13,7 @@ import (
 	"github.com/riverqueue/river"
 
 	"github.com/tidemark/tidemark/config"
+	"github.com/tidemark/tidemark/internal/combine"
 	"github.com/tidemark/tidemark/store"
 )
 
@@ -62,13 +63,13 @@ func (TherapyStatsArgs) InsertOpts() river.InsertOpts {
 type TherapyStatsWorker struct {
 	river.WorkerDefaults[TherapyStatsArgs]
 	deps     Deps
-	combiner *combiner[store.TherapyKey]
+	combiner *combine.Combiner[store.TherapyKey]
 }
 
 // NewTherapyStatsWorker returns the worker, with its batch combiner.
 func NewTherapyStatsWorker(deps Deps) *TherapyStatsWorker {
 	w := &TherapyStatsWorker{deps: deps}
-	w.combiner = newCombiner(2, 500, func(ctx context.Context, keys []store.TherapyKey) error {
+	w.combiner = combine.New(2, 500, func(ctx context.Context, keys []store.TherapyKey) error {
 		return deps.Store.AggregateTherapy(ctx, keys, deps.TZ)
 	})
 	return w
@@ -85,7 +86,7 @@ func (w *TherapyStatsWorker) Work(ctx context.Context, job *river.Job[TherapySta
 	if a.Month < 1 || a.Month > 12 || a.Year < 1 || a.Year > 9999 || a.TherapyUserID <= 0 {
 		return river.JobCancel(fmt.Errorf("therapy_stats: invalid args user %d %04d-%02d", a.TherapyUserID, a.Year, a.Month))
 	}
-	err := w.combiner.do(ctx, store.NewTherapyKey(a.TherapyUserID, a.Year, a.Month, w.deps.TZ))
+	err := w.combiner.Do(ctx, store.NewTherapyKey(a.TherapyUserID, a.Year, a.Month, w.deps.TZ))
 	if errors.Is(err, store.ErrUnknownTherapyUser) {
 		return river.JobCancel(err) // no retry can make the user exist
 	}

@@ -1,4 +1,7 @@
-package jobs
+// Package combine runs the same statement once for many goroutines that need
+// it at the same time: the SQL of concurrently running jobs, or of
+// concurrent requests.
+package combine
 
 import (
 	"context"
@@ -7,7 +10,7 @@ import (
 	"time"
 )
 
-// combiner runs the same SQL for many concurrently running jobs at once: each
+// Combiner runs the same SQL for many concurrently running jobs at once: each
 // job adds its key, and a job holding one of maxFlushers slots runs one batch
 // of up to maxBatch pending keys for everyone, then hands its slot to the
 // oldest waiting job. No timer and no background goroutine: a lone job runs
@@ -15,7 +18,7 @@ import (
 // the previous batch ran. Only the jobs of a finished batch and the one job
 // given a slot are woken. If a batch fails, its keys are retried one by one,
 // so each job gets its own key's outcome.
-type combiner[K any] struct {
+type Combiner[K any] struct {
 	mu           sync.Mutex
 	pending      []*combineReq[K]
 	flushing     int // slots given out, in use or about to be
@@ -34,11 +37,23 @@ type combineReq[K any] struct {
 	err     error
 }
 
-func newCombiner[K any](maxFlushers, maxBatch int, exec func(context.Context, []K) error) *combiner[K] {
-	return &combiner[K]{maxFlushers: maxFlushers, maxBatch: maxBatch, exec: exec, flushTimeout: 20 * time.Second}
+// New returns a combiner that runs exec for batches of up to maxBatch keys,
+// at most maxFlushers batches at a time.
+func New[K any](maxFlushers, maxBatch int, exec func(context.Context, []K) error) *Combiner[K] {
+	return &Combiner[K]{maxFlushers: maxFlushers, maxBatch: maxBatch, exec: exec, flushTimeout: 20 * time.Second}
 }
 
-func (c *combiner[K]) do(ctx context.Context, key K) error {
+// WithFlushTimeout sets the deadline of one batch (20 s by default). A batch
+// serves several callers, so it does not end with any one caller's context.
+func (c *Combiner[K]) WithFlushTimeout(d time.Duration) *Combiner[K] {
+	c.flushTimeout = d
+	return c
+}
+
+// Do adds key to the next batch and returns its outcome: exec's error for
+// the batch, or for the key alone if the batch failed. It returns ctx's
+// error if ctx ends before the key is in a batch.
+func (c *Combiner[K]) Do(ctx context.Context, key K) error {
 	r := &combineReq[K]{key: key, wake: make(chan struct{}, 1), done: make(chan struct{})}
 	c.mu.Lock()
 	c.pending = append(c.pending, r)
@@ -89,14 +104,14 @@ func (c *combiner[K]) do(ctx context.Context, key K) error {
 }
 
 // grant gives r a flusher slot. c.mu is held.
-func (c *combiner[K]) grant(r *combineReq[K]) {
+func (c *Combiner[K]) grant(r *combineReq[K]) {
 	r.granted = true
 	r.wake <- struct{}{} // never blocks: a request is granted at most once
 }
 
 // handOff passes a finished slot to the oldest pending request without one,
 // or frees it. c.mu is held.
-func (c *combiner[K]) handOff() {
+func (c *Combiner[K]) handOff() {
 	for _, p := range c.pending {
 		if !p.granted {
 			c.grant(p)
@@ -108,7 +123,7 @@ func (c *combiner[K]) handOff() {
 
 // useSlot runs one batch of pending keys with the slot this goroutine holds,
 // then hands the slot on.
-func (c *combiner[K]) useSlot(ctx context.Context) {
+func (c *Combiner[K]) useSlot(ctx context.Context) {
 	c.mu.Lock()
 	if len(c.pending) == 0 {
 		c.flushing--
@@ -133,7 +148,7 @@ func (c *combiner[K]) useSlot(ctx context.Context) {
 // flush runs one batch and delivers each key's outcome. The batch serves
 // other jobs too, so it does not stop when this job's context is cancelled; it
 // has a deadline of its own.
-func (c *combiner[K]) flush(ctx context.Context, batch []*combineReq[K]) {
+func (c *Combiner[K]) flush(ctx context.Context, batch []*combineReq[K]) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.flushTimeout)
 	defer cancel()
 	keys := make([]K, len(batch))

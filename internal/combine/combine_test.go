@@ -1,4 +1,4 @@
-package jobs
+package combine
 
 import (
 	"context"
@@ -17,7 +17,7 @@ func TestCombinerBatchesAndIsolatesFailures(t *testing.T) {
 	var mu sync.Mutex
 	var batches [][]int
 	release := make(chan struct{})
-	c := newCombiner(1, 100, func(_ context.Context, keys []int) error {
+	c := New(1, 100, func(_ context.Context, keys []int) error {
 		mu.Lock()
 		batches = append(batches, append([]int(nil), keys...))
 		first := len(batches) == 1
@@ -35,11 +35,11 @@ func TestCombinerBatchesAndIsolatesFailures(t *testing.T) {
 	errs := make([]error, 21)
 	var wg sync.WaitGroup
 	wg.Add(1)
-	go func() { defer wg.Done(); errs[0] = c.do(context.Background(), 0) }()
+	go func() { defer wg.Done(); errs[0] = c.Do(context.Background(), 0) }()
 	require.Eventually(t, func() bool { mu.Lock(); defer mu.Unlock(); return len(batches) == 1 }, 5*time.Second, time.Millisecond)
 	for k := 1; k <= 20; k++ {
 		wg.Add(1)
-		go func(k int) { defer wg.Done(); errs[k] = c.do(context.Background(), k) }(k)
+		go func(k int) { defer wg.Done(); errs[k] = c.Do(context.Background(), k) }(k)
 	}
 	require.Eventually(t, func() bool { c.mu.Lock(); defer c.mu.Unlock(); return len(c.pending) == 20 }, 5*time.Second, time.Millisecond)
 	close(release)
@@ -62,7 +62,7 @@ func TestCombinerWaiterLeavesOnCancel(t *testing.T) {
 	t.Parallel()
 	release := make(chan struct{})
 	ran := make(chan int, 10)
-	c := newCombiner(1, 100, func(_ context.Context, keys []int) error {
+	c := New(1, 100, func(_ context.Context, keys []int) error {
 		for _, k := range keys {
 			ran <- k
 		}
@@ -72,12 +72,12 @@ func TestCombinerWaiterLeavesOnCancel(t *testing.T) {
 		return nil
 	})
 	done := make(chan error, 1)
-	go func() { done <- c.do(context.Background(), 1) }()
+	go func() { done <- c.Do(context.Background(), 1) }()
 	require.Equal(t, 1, <-ran)
 
 	ctx, cancel := context.WithCancel(context.Background())
 	waiter := make(chan error, 1)
-	go func() { waiter <- c.do(ctx, 2) }()
+	go func() { waiter <- c.Do(ctx, 2) }()
 	require.Eventually(t, func() bool { c.mu.Lock(); defer c.mu.Unlock(); return len(c.pending) == 1 }, 5*time.Second, time.Millisecond)
 	cancel()
 	require.ErrorIs(t, <-waiter, context.Canceled)
@@ -91,7 +91,7 @@ func TestCombinerWaiterLeavesOnCancel(t *testing.T) {
 // accumulated until none was left and every later job waited forever.
 func TestCombinerNeverLosesASlot(t *testing.T) {
 	t.Parallel()
-	c := newCombiner(4, 3, func(_ context.Context, keys []int) error {
+	c := New(4, 3, func(_ context.Context, keys []int) error {
 		return nil
 	})
 	var wg sync.WaitGroup
@@ -100,7 +100,7 @@ func TestCombinerNeverLosesASlot(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for i := range 2000 {
-				require.NoError(t, c.do(context.Background(), g*10000+i))
+				require.NoError(t, c.Do(context.Background(), g*10000+i))
 			}
 		}()
 	}
