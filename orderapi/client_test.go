@@ -4,11 +4,13 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -89,7 +91,75 @@ func TestClient(t *testing.T) {
 
 	var stats thirdparty.Stats
 	getJSON(t, base+"/_stats", &stats)
-	require.Equal(t, thirdparty.Stats{Posts: 6, Created: 3, Conflicts: 1, BadRequests: 1, Injected: 3, Gets: 6, Orders: 3}, stats)
+	require.Positive(t, stats.AnswerMicros)
+	stats.AnswerMicros = 0
+	// Answered: the 6 GETs and 5 of the POSTs (#4 never answered).
+	require.Equal(t, thirdparty.Stats{Posts: 6, Created: 3, Conflicts: 1, BadRequests: 1, Injected: 3, Gets: 6, Orders: 3, Answered: 11}, stats)
+}
+
+// POSTs that arrive together are stored together (one statement), and the
+// unique constraint still decides: of 40 concurrent POSTs for one user and
+// month exactly one is created and 39 get a 409, while 40 concurrent POSTs
+// for different users are all created, each with its own id.
+func TestConcurrentPostsConflictOnlyOnTheSameOrder(t *testing.T) {
+	t.Parallel()
+	api, base := setup(t, thirdparty.Faults{})
+	post := func(users func(i int) string) ([]orderapi.Order, []error) {
+		orders, errs := make([]orderapi.Order, 40), make([]error, 40)
+		var wg sync.WaitGroup
+		for i := range 40 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				orders[i], errs[i] = api.Create(context.Background(), orderapi.OrderRequest{Username: users(i), TotalPrice: 500, AppliedYearMonth: "2025-05"})
+			}()
+		}
+		wg.Wait()
+		return orders, errs
+	}
+
+	orders, errs := post(func(int) string { return "same" })
+	var created []orderapi.Order
+	for i, err := range errs {
+		if err == nil {
+			created = append(created, orders[i])
+		} else {
+			require.ErrorIs(t, err, orderapi.ErrConflict)
+		}
+	}
+	require.Len(t, created, 1, "exactly one of 40 POSTs for one order is created")
+	got, err := api.Lookup(context.Background(), "same", "2025-05")
+	require.NoError(t, err)
+	require.Equal(t, created[0].ID, got.ID)
+
+	orders, errs = post(func(i int) string { return fmt.Sprintf("user%02d", i) })
+	ids := map[int64]bool{}
+	for i, err := range errs {
+		require.NoError(t, err, "POST %d", i)
+		require.Equal(t, fmt.Sprintf("user%02d", i), orders[i].Username)
+		ids[orders[i].ID] = true
+	}
+	require.Len(t, ids, 40)
+	var stats thirdparty.Stats
+	getJSON(t, base+"/_stats", &stats)
+	require.Equal(t, int64(41), stats.Orders)
+	require.Equal(t, int64(39), stats.Conflicts)
+}
+
+// latency is the time to answer: no answer comes sooner, and the work is
+// done meanwhile (the order is stored before the answer is sent).
+func TestLatencyIsTheTimeToAnswer(t *testing.T) {
+	t.Parallel()
+	api, base := setup(t, thirdparty.Faults{Latency: thirdparty.Duration(150 * time.Millisecond)})
+	start := time.Now()
+	o, err := api.Create(context.Background(), orderapi.OrderRequest{Username: "slow", TotalPrice: 1, AppliedYearMonth: "2025-06"})
+	require.NoError(t, err)
+	require.GreaterOrEqual(t, time.Since(start), 150*time.Millisecond)
+	require.Less(t, o.CreatedAt.Sub(start), 150*time.Millisecond, "the order was stored while the answer waited")
+	var stats thirdparty.Stats
+	getJSON(t, base+"/_stats", &stats)
+	require.Equal(t, int64(1), stats.Answered)
+	require.GreaterOrEqual(t, stats.AnswerMicros, int64(150_000))
 }
 
 // Faults change at runtime; bad fault sets and bad bodies are 400s.

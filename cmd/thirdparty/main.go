@@ -49,7 +49,7 @@ func Main(ctx context.Context, args []string, getenv func(string) string, stderr
 	fs.Int64Var(&f.HangAfterCommitNth, "hang-after-commit-nth", 0, "the Nth POST stores the order, then never answers")
 	fs.Float64Var(&f.ErrorRate, "error-rate", 0, "probability 0..1 that a POST answers 500 before storing")
 	fs.Uint64Var(&f.Seed, "seed", 1, "seed of the error-rate generator")
-	latency := fs.Duration("latency", 0, "added to every /orders request, e.g. 20ms")
+	latency := fs.Duration("latency", 0, "how long every /orders request takes to answer, its work done meanwhile, e.g. 20ms")
 	reject := fs.String("reject-usernames", "", "comma-separated users whose POSTs answer 400")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
