@@ -75,8 +75,9 @@ func NewClient(pool *pgxpool.Pool, cc ClientConfig, deps Deps) (*Client, error) 
 		cfg.Queues = make(map[string]river.QueueConfig, len(cc.Queues))
 		for name, n := range cc.Queues {
 			qc := river.QueueConfig{MaxWorkers: n}
-			if name == config.QueueOutbound && cc.FetchCooldown == 0 {
+			if name == config.QueueOutbound {
 				qc.FetchCooldown = OutboundFetchCooldown
+				qc.FetchPollInterval = OutboundFetchPollInterval
 			}
 			cfg.Queues[name] = qc
 		}
