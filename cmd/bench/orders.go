@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/rivertype"
 
 	"github.com/tidemark/tidemark/config"
 	"github.com/tidemark/tidemark/jobs"
@@ -57,10 +59,11 @@ func benchOrders(ctx context.Context, env *benchEnv) error {
 	if err != nil {
 		return err
 	}
-	calls, elapsed, err := runOrderBatch(ctx, env, deps, tpURL, "2025-02", benchOrderRequests)
+	run, err := runOrderBatch(ctx, env, deps, tpURL, "2025-02", benchOrderRequests)
 	if err != nil {
 		return err
 	}
+	calls, elapsed := run.calls, run.elapsed
 	cpu1, err := cpuSeconds(ctx, env, tpPID)
 	if err != nil {
 		return err
@@ -69,6 +72,8 @@ func benchOrders(ctx context.Context, env *benchEnv) error {
 		benchOrderWorkers, benchOrderLatency, benchOrderRequests, calls, elapsed.Round(time.Millisecond))
 	fmt.Printf("  %.0f calls/s = %.0f%% of the concurrency bound %.0f calls/s (target >= 60%%)\n",
 		rate(calls, elapsed), 100*rate(calls, elapsed)/bound, bound)
+	fmt.Printf("  the partner answered a request in %s on average (the bound assumes %s)\n",
+		run.answerMean.Round(10*time.Microsecond), benchOrderLatency)
 	perCall := func(i int) float64 { return 1000 * (cpu1[i] - cpu0[i]) / float64(calls) }
 	total := perCall(0) + perCall(1) + perCall(2)
 	fmt.Printf("  CPU per call: worker %.2f ms + partner %.2f ms + postgres backends %.2f ms = %.2f ms; %d CPUs allow at most %.0f calls/s on an idle machine\n",
@@ -79,10 +84,11 @@ func benchOrders(ctx context.Context, env *benchEnv) error {
 	if err := setBenchLatency(ctx, tpURL, 0); err != nil {
 		return err
 	}
-	c0, e0, err := runOrderBatch(ctx, env, deps, tpURL, "2025-04", benchOrderRequests)
+	run0, err := runOrderBatch(ctx, env, deps, tpURL, "2025-04", benchOrderRequests)
 	if err != nil {
 		return err
 	}
+	c0, e0 := run0.calls, run0.elapsed
 	fmt.Printf("  ceiling with latency 0 on this machine now: %.0f calls/s; the 20 ms run reached %.0f%% of it\n",
 		rate(c0, e0), 100*rate(calls, elapsed)/rate(c0, e0))
 	if err := setBenchLatency(ctx, tpURL, benchOrderLatency); err != nil {
@@ -136,62 +142,89 @@ func benchOrders(ctx context.Context, env *benchEnv) error {
 	return nil
 }
 
+// orderRun is one batch's outcome: POSTs made, the time from start to the
+// last row settled, and the partner's mean time to answer a request.
+type orderRun struct {
+	calls      int
+	elapsed    time.Duration
+	answerMean time.Duration
+}
+
 // runOrderBatch inserts n requests for month (rows and jobs in one
 // transaction), then works them with a River client set up as the worker
 // binary's outbound queue, and returns the POSTs made and the time from
 // start to the last row settled.
-func runOrderBatch(ctx context.Context, env *benchEnv, deps jobs.Deps, tpURL, month string, n int) (int, time.Duration, error) {
+func runOrderBatch(ctx context.Context, env *benchEnv, deps jobs.Deps, tpURL, month string, n int) (orderRun, error) {
 	inserter, err := jobs.NewClient(env.pool, jobs.ClientConfig{Retention: 24 * time.Hour, RescueAfter: 90 * time.Second}, deps)
 	if err != nil {
-		return 0, 0, err
+		return orderRun{}, err
 	}
 	in := make([]store.OrderRequestInput, n)
 	for i := range in {
 		in[i] = store.OrderRequestInput{Username: fmt.Sprintf("user%05d", i), TotalPrice: 10000, AppliedYearMonth: month}
 	}
 	if _, err := jobs.CreateOrderRequests(ctx, inserter, env.store, in); err != nil {
-		return 0, 0, err
+		return orderRun{}, err
 	}
 	before, err := thirdPartyStats(ctx, tpURL)
 	if err != nil {
-		return 0, 0, err
+		return orderRun{}, err
 	}
 	client, err := jobs.NewClient(env.pool, jobs.ClientConfig{
-		Queues:      map[string]int{config.QueueOutbound: benchOrderWorkers},
-		Retention:   24 * time.Hour,
-		RescueAfter: 90 * time.Second,
+		Queues:        map[string]int{config.QueueOutbound: benchOrderWorkers},
+		Retention:     24 * time.Hour,
+		RescueAfter:   90 * time.Second,
+		FetchCooldown: env.cfg.FetchCooldown,
 	}, deps)
 	if err != nil {
-		return 0, 0, err
+		return orderRun{}, err
 	}
+	// Every job ends completed (APPLIED) or cancelled (FAILED); River's
+	// events say when, without the benchmark polling the database.
+	events, cancelSub := client.Subscribe(river.EventKindJobCompleted, river.EventKindJobCancelled, river.EventKindJobFailed)
+	defer cancelSub()
 	start := time.Now()
 	if err := client.Start(ctx); err != nil {
-		return 0, 0, err
+		return orderRun{}, err
 	}
 	defer func() {
 		stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 		defer cancel()
 		_ = client.Stop(stopCtx)
 	}()
-	for {
-		left, err := env.store.UnsettledOrderCount(ctx)
-		if err != nil {
-			return 0, 0, err
+	timeout := time.After(5 * time.Minute)
+	for ended := 0; ended < n; {
+		select {
+		case ev := <-events:
+			if ev.Job.Kind == (jobs.OrderSubmitArgs{}).Kind() && ev.Job.State != rivertype.JobStateRetryable {
+				ended++
+			}
+		case <-timeout:
+			return orderRun{}, errors.New("orders: requests not settled after 5 minutes")
+		case <-ctx.Done():
+			return orderRun{}, ctx.Err()
 		}
-		if left == 0 {
-			break
-		}
-		if time.Since(start) > 5*time.Minute {
-			return 0, 0, fmt.Errorf("orders: %d requests not settled after 5 minutes", left)
-		}
-		time.Sleep(100 * time.Millisecond)
 	}
-	elapsed := time.Since(start)
+	// River reports completions in batches, up to a few hundred ms after
+	// their commit; the run ended when the last row was settled, i.e. when
+	// its APPLIED (or FAILED) was written, by this machine's clock.
+	var last time.Time
+	if err := env.pool.QueryRow(ctx, `SELECT max(updated_at) FROM order_request WHERE applied_year_month = $1`, month).Scan(&last); err != nil {
+		return orderRun{}, err
+	}
+	elapsed := last.Sub(start)
+	if left, err := env.store.UnsettledOrderCount(ctx); err != nil || left > 0 {
+		return orderRun{}, fmt.Errorf("orders: %d requests left PENDING or SENDING (%v)", left, err)
+	}
 	after, err := thirdPartyStats(ctx, tpURL)
 	if err != nil {
-		return 0, 0, err
+		return orderRun{}, err
 	}
-	return int(after.Posts - before.Posts), elapsed, nil
+	run := orderRun{calls: int(after.Posts - before.Posts), elapsed: elapsed}
+	if a := after.Answered - before.Answered; a > 0 {
+		run.answerMean = time.Duration((after.AnswerMicros-before.AnswerMicros)/a) * time.Microsecond
+	}
+	return run, nil
 }
 
 func setBenchLatency(ctx context.Context, tpURL string, d time.Duration) error {
