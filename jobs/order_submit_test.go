@@ -131,6 +131,21 @@ func (b *orderBundle) requireAgreement(t *testing.T) {
 		require.Equal(t, o.TotalPrice, r.TotalPrice)
 	}
 	require.Equal(t, len(theirs), applied, "third party orders vs our APPLIED rows")
+
+	// APPLIED and the job's completion commit together: every APPLIED row's
+	// job is completed, with a finalized_at taken before the transaction
+	// that applied the row began (updated_at is that transaction's now()).
+	// River's completer, had it completed the job after Work returned, would
+	// have stamped a later time.
+	var notCompleted, completedLater int
+	require.NoError(t, b.store.Pool.QueryRow(context.Background(), `
+		SELECT count(*) FILTER (WHERE j.state <> 'completed'),
+		       count(*) FILTER (WHERE j.state = 'completed' AND j.finalized_at > o.updated_at)
+		FROM order_request o
+		JOIN river_job j ON j.kind = 'order_submit' AND (j.args->>'order_request_id')::bigint = o.id
+		WHERE o.status = 'APPLIED'`).Scan(&notCompleted, &completedLater))
+	require.Zero(t, notCompleted, "APPLIED rows whose job is not completed")
+	require.Zero(t, completedLater, "APPLIED rows whose job was completed after, not with, the row")
 }
 
 // The seed's scenario: the 96th POST fails. Only that item is posted again
