@@ -169,35 +169,15 @@ func (s *Store) GetOrderRequest(ctx context.Context, id int64) (OrderRequest, er
 // (its cancelled job). An APPLIED row is returned unchanged, with APPLIED as
 // the previous status. A missing row is ErrNotFound.
 func (s *Store) ClaimOrderRequest(ctx context.Context, id int64) (row OrderRequest, prevStatus string, err error) {
-	rows, err := s.Pool.Query(ctx, `
-		UPDATE order_request o
-		SET status = 'SENDING', attempts = o.attempts + 1, updated_at = now()
-		FROM (SELECT id, status FROM order_request WHERE id = $1 FOR UPDATE) p
-		WHERE o.id = p.id AND p.status IN ('PENDING', 'SENDING', 'FAILED')
-		RETURNING o.id, o.username, o.total_price, o.applied_year_month, o.status, o.external_order_id,
-			o.external_created_at, o.attempts, o.last_error, o.created_at, o.updated_at, p.status`, id)
+	got, err := s.ClaimOrderRequests(ctx, []int64{id})
 	if err != nil {
-		return row, "", fmt.Errorf("store: claim order request %d: %w", id, err)
+		return row, "", err
 	}
-	type claimed struct {
-		OrderRequest
-		Prev string
+	c, ok := got[id]
+	if !ok {
+		return row, "", ErrNotFound
 	}
-	c, err := pgx.CollectExactlyOneRow(rows, func(r pgx.CollectableRow) (claimed, error) {
-		var c claimed
-		o := &c.OrderRequest
-		err := r.Scan(&o.ID, &o.Username, &o.TotalPrice, &o.AppliedYearMonth, &o.Status, &o.ExternalOrderID,
-			&o.ExternalCreatedAt, &o.Attempts, &o.LastError, &o.CreatedAt, &o.UpdatedAt, &c.Prev)
-		return c, err
-	})
-	if errors.Is(err, pgx.ErrNoRows) {
-		row, err = s.GetOrderRequest(ctx, id) // settled, or missing
-		return row, row.Status, err
-	}
-	if err != nil {
-		return row, "", fmt.Errorf("store: claim order request %d: %w", id, err)
-	}
-	return c.OrderRequest, c.Prev, nil
+	return c.Row, c.PrevStatus, nil
 }
 
 // MarkOrderAppliedTx sets a SENDING row APPLIED with the third party's order
@@ -353,7 +333,8 @@ type AppliedOrder struct {
 // other use is refused, so a completion needing more fails loudly instead
 // of running outside the transaction. The settings, local to it:
 //   - synchronous_commit off: the commit does not wait for its WAL flush
-//     (see RelaxCommitTx; only SENDING must reach disk before a call);
+//     (only SENDING must reach disk before a call; a lost APPLIED leaves the
+//     row SENDING, and its next attempt looks the order up first);
 //   - plan_cache_mode force_generic_plan: the statements run their cached
 //     plans; custom plans were made at every execution and cost as much as
 //     running them (pg_stat_statements on the orders bench).

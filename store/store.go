@@ -65,14 +65,3 @@ func notFound(err error) error {
 	}
 	return err
 }
-
-// RelaxCommitTx makes tx's commit return without waiting for its WAL to
-// reach disk (synchronous_commit off, for tx only). Use it only where losing
-// the commit in a Postgres crash is harmless: the work is redone, or a later
-// synchronous commit of the same process flushes it first.
-func (s *Store) RelaxCommitTx(ctx context.Context, tx pgx.Tx) error {
-	if _, err := tx.Exec(ctx, `SET LOCAL synchronous_commit = off`); err != nil {
-		return fmt.Errorf("store: relax commit: %w", err)
-	}
-	return nil
-}

@@ -217,7 +217,8 @@ var yearMonthRE = regexp.MustCompile(`^[0-9]{4}-(0[1-9]|1[0-2])$`)
 // answerAfter delays w's answer until latency after now (see
 // Faults.Latency) and counts the time each answer took.
 func (s *Server) answerAfter(w http.ResponseWriter, r *http.Request, latency time.Duration) *delayedWriter {
-	return &delayedWriter{ResponseWriter: w, ctx: r.Context(), arrived: time.Now(), at: time.Now().Add(latency), s: s}
+	now := time.Now()
+	return &delayedWriter{ResponseWriter: w, ctx: r.Context(), arrived: now, at: now.Add(latency), s: s}
 }
 
 // delayedWriter holds back the status line until its time.

@@ -11,6 +11,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/riverqueue/river"
 
 	"github.com/tidemark/tidemark/config"
 	"github.com/tidemark/tidemark/jobs"
@@ -96,6 +97,39 @@ func (e *benchEnv) timeUntilIdle(ctx context.Context, client *jobs.Client, enque
 		err = stopErr
 	}
 	return elapsed, err
+}
+
+// startAndAwait subscribes to kinds, starts client, and returns once ended
+// has said true for n of its events (or after timeout). It returns when the
+// client was started and a stop function (a 30 s grace), always to be called.
+// Events cost the database nothing, unlike polling it during a measurement.
+func startAndAwait(ctx context.Context, client *jobs.Client, n int, timeout time.Duration, ended func(*river.Event) bool, kinds ...river.EventKind) (time.Time, func(), error) {
+	events, cancelSub := client.Subscribe(kinds...)
+	start := time.Now()
+	if err := client.Start(ctx); err != nil {
+		cancelSub()
+		return start, func() {}, err
+	}
+	stop := func() {
+		stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		defer cancel()
+		_ = client.Stop(stopCtx)
+		cancelSub()
+	}
+	deadline := time.After(timeout)
+	for done := 0; done < n; {
+		select {
+		case ev := <-events:
+			if ended(ev) {
+				done++
+			}
+		case <-deadline:
+			return start, stop, fmt.Errorf("%d of %d jobs ended within %s", done, n, timeout)
+		case <-ctx.Done():
+			return start, stop, ctx.Err()
+		}
+	}
+	return start, stop, nil
 }
 
 // waitIdle polls until no job is outstanding.

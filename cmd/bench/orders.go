@@ -179,31 +179,13 @@ func runOrderBatch(ctx context.Context, env *benchEnv, deps jobs.Deps, tpURL, mo
 	if err != nil {
 		return orderRun{}, err
 	}
-	// Every job ends completed (APPLIED) or cancelled (FAILED); River's
-	// events say when, without the benchmark polling the database.
-	events, cancelSub := client.Subscribe(river.EventKindJobCompleted, river.EventKindJobCancelled, river.EventKindJobFailed)
-	defer cancelSub()
-	start := time.Now()
-	if err := client.Start(ctx); err != nil {
-		return orderRun{}, err
-	}
-	defer func() {
-		stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
-		defer cancel()
-		_ = client.Stop(stopCtx)
-	}()
-	timeout := time.After(5 * time.Minute)
-	for ended := 0; ended < n; {
-		select {
-		case ev := <-events:
-			if ev.Job.Kind == (jobs.OrderSubmitArgs{}).Kind() && ev.Job.State != rivertype.JobStateRetryable {
-				ended++
-			}
-		case <-timeout:
-			return orderRun{}, errors.New("orders: requests not settled after 5 minutes")
-		case <-ctx.Done():
-			return orderRun{}, ctx.Err()
-		}
+	// Every job ends completed (APPLIED) or cancelled (FAILED).
+	start, stop, err := startAndAwait(ctx, client, n, 5*time.Minute, func(ev *river.Event) bool {
+		return ev.Job.Kind == (jobs.OrderSubmitArgs{}).Kind() && ev.Job.State != rivertype.JobStateRetryable
+	}, river.EventKindJobCompleted, river.EventKindJobCancelled, river.EventKindJobFailed)
+	defer stop()
+	if err != nil {
+		return orderRun{}, fmt.Errorf("orders: %w", err)
 	}
 	// River reports completions in batches, up to a few hundred ms after
 	// their commit; the run ended when the last row was settled, i.e. when

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
@@ -86,25 +85,10 @@ func runSleepJobs(ctx context.Context, env *benchEnv, cooldown, poll time.Durati
 	if err != nil {
 		return 0, err
 	}
-	events, cancel := client.Subscribe(river.EventKindJobCompleted)
-	defer cancel()
-	start := time.Now()
-	if err := client.Start(ctx); err != nil {
-		return 0, err
-	}
-	defer func() {
-		stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
-		defer cancel()
-		_ = client.Stop(stopCtx)
-	}()
-	timeout := time.After(2 * time.Minute)
-	for done := 0; done < n; {
-		select {
-		case <-events:
-			done++
-		case <-timeout:
-			return 0, errors.New("riverfetch: jobs not done after 2 minutes")
-		}
+	start, stop, err := startAndAwait(ctx, client, n, 2*time.Minute, func(*river.Event) bool { return true }, river.EventKindJobCompleted)
+	defer stop()
+	if err != nil {
+		return 0, fmt.Errorf("riverfetch: %w", err)
 	}
 	// As in the orders bench: the end is the last completion's commit, not
 	// River's (batched) report of it.
