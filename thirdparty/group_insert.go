@@ -3,6 +3,7 @@ package thirdparty
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -17,9 +18,19 @@ import (
 // every conflict, within one batch too: ON CONFLICT DO NOTHING keeps the
 // first row for a user and month, and the others get a 409.
 //
+// With a latency set, a POST is answered only that long after it arrived,
+// so its insert can wait a little for others to join it without delaying
+// the answer: the batch is taken insertLinger after the first of them
+// arrived. Without a latency nothing waits.
+//
 // In the benchmark the simulator shares two cores with the system under
 // test; one statement per POST cost it a Postgres round trip and a commit
-// per call, taken from the system being measured.
+// per call, taken from the system being measured. Grouping what arrived
+// during one statement made 3.5 orders a statement (2,829 statements for
+// 10,000 POSTs); lingering 5 ms at latency 20 ms made 11 (890), and cut the
+// CPU per call of the whole benchmark from 0.985 to 0.915 ms (medians of
+// eight interleaved runs each), the partner's mean answer time unchanged
+// (20.7 ms).
 type orderInserter struct {
 	c *combine.Combiner[*insertReq]
 }
@@ -32,11 +43,20 @@ type insertReq struct {
 	stored bool // false: the user already had an order for that month
 }
 
-func newOrderInserter(pool *pgxpool.Pool) *orderInserter {
+func newOrderInserter(pool *pgxpool.Pool, linger func() time.Duration) *orderInserter {
 	return &orderInserter{c: combine.New(2, 256, func(ctx context.Context, batch []*insertReq) error {
 		return insertOrders(ctx, pool, batch)
-	})}
+	}).WithLinger(linger)}
 }
+
+// insertLinger is how long an insert waits for others at a given latency: a
+// quarter of it, at most 5 ms, so the statement (about a millisecond on a
+// busy machine) is done well before the answer is due.
+func insertLinger(latency time.Duration) time.Duration {
+	return min(latency/4, maxInsertLinger)
+}
+
+const maxInsertLinger = 5 * time.Millisecond
 
 // insert stores one order, or reports (stored false) that the user already
 // has one for that month.

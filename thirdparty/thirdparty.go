@@ -145,7 +145,8 @@ func New(ctx context.Context, pool *pgxpool.Pool, faults Faults, logger *slog.Lo
 	if err := ensureSchema(ctx, pool); err != nil {
 		return nil, err
 	}
-	s := &Server{pool: pool, inserter: newOrderInserter(pool), logger: logger, closing: make(chan struct{})}
+	s := &Server{pool: pool, logger: logger, closing: make(chan struct{})}
+	s.inserter = newOrderInserter(pool, func() time.Duration { return insertLinger(time.Duration(s.currentFaults().Latency)) })
 	s.setFaults(faults)
 	return s, nil
 }

@@ -13,9 +13,10 @@ import (
 // Combiner runs the same SQL for many concurrently running jobs at once: each
 // job adds its key, and a job holding one of maxFlushers slots runs one batch
 // of up to maxBatch pending keys for everyone, then hands its slot to the
-// oldest waiting job. No timer and no background goroutine: a lone job runs
-// alone at once, and under load batches form from the jobs that arrived while
-// the previous batch ran. Only the jobs of a finished batch and the one job
+// oldest waiting job. No background goroutine, and by default no timer: a
+// lone job runs alone at once, and under load batches form from the jobs that
+// arrived while the previous batch ran (WithLinger trades a wait for larger
+// batches). Only the jobs of a finished batch and the one job
 // given a slot are woken. If a batch fails, its keys are retried one by one,
 // so each job gets its own key's outcome.
 type Combiner[K any] struct {
@@ -26,6 +27,7 @@ type Combiner[K any] struct {
 	maxBatch     int
 	exec         func(context.Context, []K) error
 	flushTimeout time.Duration
+	linger       func() time.Duration
 }
 
 type combineReq[K any] struct {
@@ -47,6 +49,14 @@ func New[K any](maxFlushers, maxBatch int, exec func(context.Context, []K) error
 // serves several callers, so it does not end with any one caller's context.
 func (c *Combiner[K]) WithFlushTimeout(d time.Duration) *Combiner[K] {
 	c.flushTimeout = d
+	return c
+}
+
+// WithLinger makes a job given a slot wait linger() before it takes its
+// batch, so that the keys arriving meanwhile join it: fewer, larger batches
+// for callers that can afford the wait. A linger of 0 takes the batch at once.
+func (c *Combiner[K]) WithLinger(linger func() time.Duration) *Combiner[K] {
+	c.linger = linger
 	return c
 }
 
@@ -124,6 +134,16 @@ func (c *Combiner[K]) handOff() {
 // useSlot runs one batch of pending keys with the slot this goroutine holds,
 // then hands the slot on.
 func (c *Combiner[K]) useSlot(ctx context.Context) {
+	if c.linger != nil {
+		if d := c.linger(); d > 0 {
+			t := time.NewTimer(d)
+			select {
+			case <-t.C:
+			case <-ctx.Done():
+				t.Stop()
+			}
+		}
+	}
 	c.mu.Lock()
 	if len(c.pending) == 0 {
 		c.flushing--

@@ -57,6 +57,35 @@ func TestCombinerBatchesAndIsolatesFailures(t *testing.T) {
 	require.Len(t, batches, 2+20, "the failed batch was retried one key at a time")
 }
 
+// With a linger, the job given the slot waits before taking its batch, and
+// the keys that arrive meanwhile run with its own: one batch, not two.
+func TestCombinerLingerGathersOneBatch(t *testing.T) {
+	t.Parallel()
+	var mu sync.Mutex
+	var batches [][]int
+	var c *Combiner[int]
+	c = New(1, 100, func(_ context.Context, keys []int) error {
+		mu.Lock()
+		defer mu.Unlock()
+		batches = append(batches, append([]int(nil), keys...))
+		return nil
+	}).WithLinger(func() time.Duration {
+		// Called by the first job, holding the slot: linger until the other
+		// nine have arrived (the test's stand-in for "long enough"), then
+		// for a millisecond more on the timer.
+		require.Eventually(t, func() bool { c.mu.Lock(); defer c.mu.Unlock(); return len(c.pending) == 10 }, 5*time.Second, time.Millisecond)
+		return time.Millisecond
+	})
+	var wg sync.WaitGroup
+	for k := range 10 {
+		wg.Add(1)
+		go func() { defer wg.Done(); require.NoError(t, c.Do(context.Background(), k)) }()
+	}
+	wg.Wait()
+	require.Len(t, batches, 1, "the keys that arrived during the linger joined the first batch")
+	require.ElementsMatch(t, []int{0, 1, 2, 3, 4, 5, 6, 7, 8, 9}, batches[0])
+}
+
 // A job whose context ends before its key is in a batch leaves at once.
 func TestCombinerWaiterLeavesOnCancel(t *testing.T) {
 	t.Parallel()
