@@ -39,9 +39,11 @@ func (b *testBundle) statuses(t *testing.T, ids []int64) []string {
 }
 
 // ApplyOrders commits the APPLIED rows and the completion's statement as one
-// transaction: when the completion's statement fails, or the completion sends
-// none, or fails after its statement ran (here: it tries a second one), no
-// row is APPLIED.
+// transaction, sent with its COMMIT in one pipeline: when the completion's
+// statement fails, or the completion sends none, no row is APPLIED. A
+// second statement is refused and never runs; the first one's transaction
+// has committed by then (checks after the statement are too late, which is
+// why a completion must check in SQL).
 func TestApplyOrdersIsOneTransaction(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
@@ -66,18 +68,6 @@ func TestApplyOrdersIsOneTransaction(t *testing.T) {
 	require.ErrorContains(t, err, "sent no statement")
 	require.Equal(t, []string{"SENDING", "SENDING", "SENDING"}, b.statuses(t, ids))
 
-	err = b.store.ApplyOrders(b.ctx, orders, func(tx pgx.Tx) error {
-		rows, err := tx.Query(b.ctx, `SELECT 1`)
-		if err != nil {
-			return err
-		}
-		rows.Close()
-		_, err = tx.Exec(b.ctx, `SELECT 2`)
-		return err
-	})
-	require.ErrorContains(t, err, "single Query")
-	require.Equal(t, []string{"SENDING", "SENDING", "SENDING"}, b.statuses(t, ids), "a refused second statement applies nothing")
-
 	var seen []int64
 	err = b.store.ApplyOrders(b.ctx, orders, func(tx pgx.Tx) error {
 		// The completion sees the UPDATE: it runs in the same transaction.
@@ -94,4 +84,25 @@ func TestApplyOrdersIsOneTransaction(t *testing.T) {
 	var ext int64
 	require.NoError(t, b.store.Pool.QueryRow(b.ctx, `SELECT external_order_id FROM order_request WHERE id = $1`, ids[1]).Scan(&ext))
 	require.Equal(t, int64(71), ext)
+
+	// A second statement is refused, and runs neither in nor after the
+	// transaction; the first statement and the rows were committed with it.
+	more := []store.AppliedOrder{{ID: ids[2], ExternalOrderID: 72, ExternalCreatedAt: time.Now()}}
+	err = b.store.ApplyOrders(b.ctx, more, func(tx pgx.Tx) error {
+		rows, err := tx.Query(b.ctx, `SELECT 1`)
+		if err != nil {
+			return err
+		}
+		rows.Close()
+		_, err = tx.Exec(b.ctx, `UPDATE order_request SET total_price = 999 WHERE id = $1`, ids[0])
+		return err
+	})
+	require.ErrorContains(t, err, "single Query")
+	require.Equal(t, []string{"APPLIED", "APPLIED", "APPLIED"}, b.statuses(t, ids))
+	var price int64
+	require.NoError(t, b.store.Pool.QueryRow(b.ctx, `SELECT total_price FROM order_request WHERE id = $1`, ids[0]).Scan(&price))
+	require.Equal(t, int64(100), price, "the refused statement never ran")
+	var open int
+	require.NoError(t, b.store.Pool.QueryRow(b.ctx, `SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND state LIKE 'idle in transaction%'`).Scan(&open))
+	require.Zero(t, open, "no connection was left inside a transaction")
 }
