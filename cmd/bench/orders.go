@@ -55,26 +55,18 @@ func benchOrders(ctx context.Context, env *benchEnv) error {
 	bound := float64(benchOrderWorkers) / benchOrderLatency.Seconds()
 	fmt.Printf("machine: %d CPUs, load average %s\n", runtime.NumCPU(), loadAverage())
 
-	cpu0, err := cpuSeconds(ctx, env, tpPID)
-	if err != nil {
-		return err
-	}
-	run, err := runOrderBatch(ctx, env, deps, tpURL, "2025-02", benchOrderRequests)
+	run, err := runOrderBatch(ctx, env, deps, tpURL, tpPID, "2025-02", benchOrderRequests)
 	if err != nil {
 		return err
 	}
 	calls, elapsed := run.calls, run.elapsed
-	cpu1, err := cpuSeconds(ctx, env, tpPID)
-	if err != nil {
-		return err
-	}
 	fmt.Printf("full protocol, %d outbound workers, latency %s: %d requests, %d POSTs in %s\n",
 		benchOrderWorkers, benchOrderLatency, benchOrderRequests, calls, elapsed.Round(time.Millisecond))
 	fmt.Printf("  %.0f calls/s = %.0f%% of the concurrency bound %.0f calls/s (target >= 60%%)\n",
 		rate(calls, elapsed), 100*rate(calls, elapsed)/bound, bound)
 	fmt.Printf("  the partner answered a request in %s on average (the bound assumes %s)\n",
 		run.answerMean.Round(10*time.Microsecond), benchOrderLatency)
-	perCall := func(i int) float64 { return 1000 * (cpu1[i] - cpu0[i]) / float64(calls) }
+	perCall := func(i int) float64 { return 1000 * run.cpu[i] / float64(calls) }
 	total := perCall(0) + perCall(1) + perCall(2)
 	fmt.Printf("  CPU per call: worker %.2f ms + partner %.2f ms + postgres backends %.2f ms = %.2f ms; %d CPUs allow at most %.0f calls/s on an idle machine\n",
 		perCall(0), perCall(1), perCall(2), total, runtime.NumCPU(), float64(runtime.NumCPU())*1000/total)
@@ -84,7 +76,7 @@ func benchOrders(ctx context.Context, env *benchEnv) error {
 	if err := setBenchLatency(ctx, tpURL, 0); err != nil {
 		return err
 	}
-	run0, err := runOrderBatch(ctx, env, deps, tpURL, "2025-04", benchOrderRequests)
+	run0, err := runOrderBatch(ctx, env, deps, tpURL, tpPID, "2025-04", benchOrderRequests)
 	if err != nil {
 		return err
 	}
@@ -143,18 +135,21 @@ func benchOrders(ctx context.Context, env *benchEnv) error {
 }
 
 // orderRun is one batch's outcome: POSTs made, the time from start to the
-// last row settled, and the partner's mean time to answer a request.
+// last row settled, the partner's mean time to answer a request, and the CPU
+// seconds the bench process, the partner and the database's backends used
+// while the jobs were worked (the requests' insert before excluded).
 type orderRun struct {
 	calls      int
 	elapsed    time.Duration
 	answerMean time.Duration
+	cpu        [3]float64
 }
 
 // runOrderBatch inserts n requests for month (rows and jobs in one
 // transaction), then works them with a River client set up as the worker
 // binary's outbound queue, and returns the POSTs made and the time from
 // start to the last row settled.
-func runOrderBatch(ctx context.Context, env *benchEnv, deps jobs.Deps, tpURL, month string, n int) (orderRun, error) {
+func runOrderBatch(ctx context.Context, env *benchEnv, deps jobs.Deps, tpURL string, tpPID int, month string, n int) (orderRun, error) {
 	inserter, err := jobs.NewClient(env.pool, jobs.ClientConfig{Retention: 24 * time.Hour, RescueAfter: 90 * time.Second}, deps)
 	if err != nil {
 		return orderRun{}, err
@@ -179,6 +174,10 @@ func runOrderBatch(ctx context.Context, env *benchEnv, deps jobs.Deps, tpURL, mo
 	if err != nil {
 		return orderRun{}, err
 	}
+	cpu0, err := cpuSeconds(ctx, env, tpPID)
+	if err != nil {
+		return orderRun{}, err
+	}
 	// Every job ends completed (APPLIED) or cancelled (FAILED).
 	start, stop, err := startAndAwait(ctx, client, n, 5*time.Minute, func(ev *river.Event) bool {
 		return ev.Job.Kind == (jobs.OrderSubmitArgs{}).Kind() && ev.Job.State != rivertype.JobStateRetryable
@@ -186,6 +185,10 @@ func runOrderBatch(ctx context.Context, env *benchEnv, deps jobs.Deps, tpURL, mo
 	defer stop()
 	if err != nil {
 		return orderRun{}, fmt.Errorf("orders: %w", err)
+	}
+	cpu1, err := cpuSeconds(ctx, env, tpPID)
+	if err != nil {
+		return orderRun{}, err
 	}
 	// River reports completions in batches, up to a few hundred ms after
 	// their commit; the run ended when the last row was settled, i.e. when
@@ -203,6 +206,9 @@ func runOrderBatch(ctx context.Context, env *benchEnv, deps jobs.Deps, tpURL, mo
 		return orderRun{}, err
 	}
 	run := orderRun{calls: int(after.Posts - before.Posts), elapsed: elapsed}
+	for i := range run.cpu {
+		run.cpu[i] = cpu1[i] - cpu0[i]
+	}
 	if a := after.Answered - before.Answered; a > 0 {
 		run.answerMean = time.Duration((after.AnswerMicros-before.AnswerMicros)/a) * time.Microsecond
 	}
