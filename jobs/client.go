@@ -33,6 +33,9 @@ type Deps struct {
 	// OrderAPI is the third-party order API (ORDER_API_URL); order jobs
 	// retry until it is set.
 	OrderAPI OrderAPI
+	// OrderStages, when set, adds up where order_submit's attempts spend
+	// their time (the orders benchmark prints it). Nil in the binaries.
+	OrderStages *OrderStageTimes
 }
 
 // ClientConfig is how a River client in this process is set up.

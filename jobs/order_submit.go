@@ -214,11 +214,16 @@ func orderRetryDelay(attempt int) time.Duration {
 
 // Work runs one attempt of the protocol.
 func (w *OrderSubmitWorker) Work(ctx context.Context, job *river.Job[OrderSubmitArgs]) error {
+	if s := w.deps.OrderStages; s != nil {
+		defer s.begin(job)()
+	}
 	id := job.Args.OrderRequestID
 	cr := &orderClaimReq{id: id}
+	claimed := w.deps.OrderStages.start()
 	if err := w.claims.Do(ctx, cr); err != nil {
 		return err
 	}
+	w.deps.OrderStages.add(stageClaim, claimed)
 	if !cr.found {
 		return river.JobCancel(fmt.Errorf("order_submit: order request %d does not exist", id))
 	}
@@ -244,9 +249,11 @@ func (w *OrderSubmitWorker) Work(ctx context.Context, job *river.Job[OrderSubmit
 		// The third party has no such order: the earlier attempt did not
 		// store it, so posting now cannot make a second one.
 	}
+	called := w.deps.OrderStages.start()
 	o, err := api.Create(ctx, orderapi.OrderRequest{
 		Username: row.Username, TotalPrice: row.TotalPrice, AppliedYearMonth: row.AppliedYearMonth,
 	})
+	w.deps.OrderStages.add(stageCall, called)
 	switch {
 	case err == nil:
 		return w.applied(ctx, job, o)
@@ -269,6 +276,8 @@ func (w *OrderSubmitWorker) Work(ctx context.Context, job *river.Job[OrderSubmit
 // applied commits APPLIED with the third party's id and time together with
 // the job's completion: either both happen or neither does.
 func (w *OrderSubmitWorker) applied(ctx context.Context, job *river.Job[OrderSubmitArgs], o orderapi.Order) error {
+	started := w.deps.OrderStages.start()
+	defer w.deps.OrderStages.add(stageApply, started)
 	return w.applies.Do(ctx, &orderApplyReq{job: job, order: o})
 }
 

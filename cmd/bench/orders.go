@@ -66,6 +66,10 @@ func benchOrders(ctx context.Context, env *benchEnv) error {
 		rate(calls, elapsed), 100*rate(calls, elapsed)/bound, bound)
 	fmt.Printf("  the partner answered a request in %s on average (the bound assumes %s)\n",
 		run.answerMean.Round(10*time.Microsecond), benchOrderLatency)
+	st := run.stages
+	fmt.Printf("  a job's cycle, mean of %d attempts: River's fetch to Work %s, claim %s, call %s, apply %s; %.1f of %d workers in Work on average\n",
+		st.Attempts, roundMS(st.FetchToWork), roundMS(st.Claim), roundMS(st.Call), roundMS(st.Apply),
+		st.InWork.Seconds()/elapsed.Seconds(), benchOrderWorkers)
 	perCall := func(i int) float64 { return 1000 * run.cpu[i] / float64(calls) }
 	total := perCall(0) + perCall(1) + perCall(2)
 	fmt.Printf("  CPU per call: worker %.2f ms + partner %.2f ms + postgres backends %.2f ms = %.2f ms; %d CPUs allow at most %.0f calls/s on an idle machine\n",
@@ -143,6 +147,11 @@ type orderRun struct {
 	elapsed    time.Duration
 	answerMean time.Duration
 	cpu        [3]float64
+	stages     jobs.OrderStages
+}
+
+func roundMS(d time.Duration) string {
+	return fmt.Sprintf("%.2f ms", float64(d)/float64(time.Millisecond))
 }
 
 // runOrderBatch inserts n requests for month (rows and jobs in one
@@ -165,6 +174,8 @@ func runOrderBatch(ctx context.Context, env *benchEnv, deps jobs.Deps, tpURL str
 	if err != nil {
 		return orderRun{}, err
 	}
+	stages := &jobs.OrderStageTimes{}
+	deps.OrderStages = stages
 	client, err := jobs.NewClient(env.pool, jobs.ClientConfig{
 		Queues:        map[string]int{config.QueueOutbound: benchOrderWorkers},
 		Retention:     24 * time.Hour,
@@ -205,7 +216,7 @@ func runOrderBatch(ctx context.Context, env *benchEnv, deps jobs.Deps, tpURL str
 	if err != nil {
 		return orderRun{}, err
 	}
-	run := orderRun{calls: int(after.Posts - before.Posts), elapsed: elapsed}
+	run := orderRun{calls: int(after.Posts - before.Posts), elapsed: elapsed, stages: stages.Snapshot()}
 	for i := range run.cpu {
 		run.cpu[i] = cpu1[i] - cpu0[i]
 	}
