@@ -59,6 +59,9 @@ func (s *OrderStageTimes) Snapshot() OrderStages {
 // begin records the wait from River's fetch to Work and returns what
 // records the attempt's time in Work when it returns.
 func (s *OrderStageTimes) begin(job *river.Job[OrderSubmitArgs]) func() {
+	if s == nil {
+		return func() {}
+	}
 	started := time.Now()
 	if job.AttemptedAt != nil {
 		s.add(stageFetch, *job.AttemptedAt)

@@ -214,9 +214,7 @@ func orderRetryDelay(attempt int) time.Duration {
 
 // Work runs one attempt of the protocol.
 func (w *OrderSubmitWorker) Work(ctx context.Context, job *river.Job[OrderSubmitArgs]) error {
-	if s := w.deps.OrderStages; s != nil {
-		defer s.begin(job)()
-	}
+	defer w.deps.OrderStages.begin(job)()
 	id := job.Args.OrderRequestID
 	cr := &orderClaimReq{id: id}
 	claimed := w.deps.OrderStages.start()
