@@ -142,13 +142,12 @@ func NewOrderSubmitWorker(deps Deps) *OrderSubmitWorker {
 		for i, r := range reqs {
 			orders[i] = store.AppliedOrder{ID: r.job.Args.OrderRequestID, ExternalOrderID: r.order.ID, ExternalCreatedAt: r.order.CreatedAt}
 		}
-		// Only SENDING must reach disk before the call (the claim's commit
-		// is synchronous), so this commit does not wait for its flush. If a
-		// Postgres crash loses it, the row is still SENDING and its job
-		// still running: the job is rescued and its next attempt looks the
-		// order up before any POST, so no order is sent twice. A row no
-		// longer SENDING was applied by reconciliation (or an overlapping
-		// attempt) with the same order: its job is just completed.
+		// The apply commits synchronously: once Work returns, River's
+		// completer completes the job again on its own, so an APPLIED that
+		// a crash could still lose would leave the row SENDING behind a
+		// completed job. A row no longer SENDING was applied by
+		// reconciliation (or an overlapping attempt) with the same order:
+		// its job is just completed.
 		return deps.Store.ApplyOrders(ctx, orders, func(tx pgx.Tx) error {
 			return completeJobsTx(ctx, tx, reqs)
 		})

@@ -247,8 +247,17 @@ func (w *PointSettlementWorker) collect(ctx context.Context, job *river.Job[Poin
 			job.JobRow = updated.JobRow
 			return nil
 		})
+		if errors.Is(err, store.ErrCommitUnknown) {
+			// The chunk may have committed with its cursor, or not. Record
+			// nothing: the next attempt resumes from whichever cursor is
+			// durable (River writes a cursor back only when one is set
+			// after the last one saved in a transaction).
+			return cur, fmt.Errorf("point_settlement %s: chunk after id %d: %w", runDate, cur.After, err)
+		}
 		if err != nil {
-			// The chunk rolled back: its rows stay due, the cursor where it was.
+			// The chunk rolled back: its rows stay due, the cursor where it
+			// was. cur is durable (every chunk commits synchronously), so
+			// saving it with one more rollback loses nothing.
 			cur.Rollbacks++
 			if serr := river.ResumableSetCursor(ctx, cur); serr != nil {
 				err = errors.Join(err, serr)
@@ -280,6 +289,9 @@ func (w *PointSettlementWorker) settle(ctx context.Context, job *river.Job[Point
 		return errors.New("point_settlement: no river client in context")
 	}
 	return w.deps.Store.InTx(ctx, func(tx pgx.Tx) error {
+		if err := w.checkRecord(ctx, tx, job, out); err != nil {
+			return err
+		}
 		st, err := w.deps.Store.SettleDayTx(ctx, tx, a.RunDate, job.ID, a.Run)
 		if err != nil {
 			return err
@@ -303,6 +315,27 @@ func (w *PointSettlementWorker) settle(ctx context.Context, job *river.Job[Point
 		}
 		return nil
 	})
+}
+
+// errRecord fails a run whose record does not add up.
+var errRecord = errors.New("run record does not add up")
+
+// checkRecord refuses to settle a run whose counts contradict themselves or
+// the rows it collected: such a run was not what its record says, and
+// settling it would hide that. No retry can fix it; the run is cancelled
+// with the numbers, and nothing of step 2 is written.
+func (w *PointSettlementWorker) checkRecord(ctx context.Context, tx pgx.Tx, job *river.Job[PointSettlementArgs], out *SettlementOutput) error {
+	written, skipped, err := w.deps.Store.RunCollectedTx(ctx, tx, job.Args.RunDate, job.ID)
+	if err != nil {
+		return err
+	}
+	c := out.SettlementCounts
+	if c.Read == c.Written+c.Skipped+c.NotReady && c.Written == written && c.Skipped == skipped {
+		return nil
+	}
+	return river.JobCancel(fmt.Errorf("point_settlement %s run %d: %w: read %d, written %d, skipped %d, not ready %d; "+
+		"daily_batch holds %d of its rows and settlement_skip %d", job.Args.RunDate, job.Args.Run, errRecord,
+		c.Read, c.Written, c.Skipped, c.NotReady, written, skipped))
 }
 
 // continueCatchUp starts the first unsettled date in [from, until], in tx,

@@ -607,3 +607,40 @@ func countJobs(t *testing.T, b *settleBundle, kind string) int64 {
 	t.Helper()
 	return b.count(t, `SELECT count(*) FROM river_job WHERE kind = $1`, kind)
 }
+
+// TestSettlementRecordThatDoesNotAddUpFailsTheRun makes the run's rows differ
+// from its counts (a row collected under its job that no chunk counted, as a
+// lost count would leave it): the run must be cancelled with the numbers and
+// the date left unsettled, never completed with a record that contradicts
+// itself.
+func TestSettlementRecordThatDoesNotAddUpFailsTheRun(t *testing.T) {
+	t.Parallel()
+	var once sync.Once
+	var b *settleBundle
+	var hookErr error
+	b = setup(t, settleOpts{afterChunk: func(ctx context.Context, cur jobs.SettlementCursor) {
+		once.Do(func() {
+			_, hookErr = b.pool.Exec(ctx, `
+				WITH r AS (
+				    UPDATE point_ledger SET processed_on = '2026-03-10'
+				    WHERE id = (SELECT max(id) FROM point_ledger) RETURNING id, member_id, kind, amount)
+				INSERT INTO daily_batch (run_date, ledger_id, member_id, kind, amount, processed_at, job_id)
+				SELECT '2026-03-10', r.id, r.member_id, r.kind, r.amount, now(),
+				       (SELECT id FROM river_job WHERE kind = 'point_settlement' AND state = 'running')
+				FROM r`)
+		})
+	}})
+	var entries []store.LedgerEntry
+	for range 6 {
+		entries = append(entries, entry(1, "EARN", 10, "2026-03-09 10:00"))
+	}
+	b.ledger(t, entries...)
+	job := b.run(t, "2026-03-10", jobs.SettlementRunOpts{CommitInterval: 2})
+	require.NoError(t, hookErr)
+	require.Equal(t, rivertype.JobStateCancelled, job.State)
+	require.NotEmpty(t, job.Errors)
+	require.Contains(t, job.Errors[len(job.Errors)-1].Error,
+		"point_settlement 2026-03-10 run 1: run record does not add up: read 5, written 5, skipped 0, not ready 0; daily_batch holds 6 of its rows")
+	_, err := b.st.GetSettlement(context.Background(), "2026-03-10")
+	require.ErrorIs(t, err, store.ErrNotFound, "the date must not be settled")
+}

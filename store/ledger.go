@@ -109,17 +109,12 @@ type DueRow struct {
 // after < id <= bound, by id, through point_ledger_due_idx. It takes no locks:
 // WriteChunk re-checks each row under its row lock.
 //
-// It also makes tx's commit asynchronous (synchronous_commit = off, for this
-// transaction only): a chunk commit does not wait for its WAL flush. A
-// Postgres crash can then lose the last few chunks committed, but only
-// together with the cursor saved in the same transaction (WAL is replayed in
-// order), so the resumed run redoes exactly those chunks and nothing twice.
-// A worker crash loses nothing committed.
+// The chunk's transaction commits synchronously: the worker moves its cursor
+// past the chunk once the commit is acknowledged, and River may write that
+// cursor back (with a failed attempt's error) on its own, so an acknowledged
+// chunk must never be lost (docs/design/commits.md).
 func (s *Store) ReadDueChunk(ctx context.Context, tx pgx.Tx, runDate string, after, bound int64, limit int) ([]DueRow, error) {
-	// One round trip for both statements.
-	batch := &pgx.Batch{}
-	batch.Queue(`SET LOCAL synchronous_commit = off`)
-	batch.Queue(`
+	rows, err := tx.Query(ctx, `
 		SELECT l.id, l.member_id, l.kind, l.amount, l.ready,
 		       l.kind <> 'USE' OR EXISTS (
 		           SELECT 1 FROM point_ledger e
@@ -129,12 +124,6 @@ func (s *Store) ReadDueChunk(ctx context.Context, tx pgx.Tx, runDate string, aft
 		  AND l.id > $2 AND l.id <= $3
 		ORDER BY l.id
 		LIMIT $4`, runDate, after, bound, limit)
-	br := tx.SendBatch(ctx, batch)
-	defer br.Close()
-	if _, err := br.Exec(); err != nil {
-		return nil, fmt.Errorf("store: read due chunk %s: %w", runDate, err)
-	}
-	rows, err := br.Query()
 	if err != nil {
 		return nil, fmt.Errorf("store: read due chunk %s after %d: %w", runDate, after, err)
 	}
@@ -225,6 +214,19 @@ func (s *Store) SettleDayTx(ctx context.Context, tx pgx.Tx, runDate string, jobI
 		return st, fmt.Errorf("store: settle %s: %w", runDate, err)
 	}
 	return st, nil
+}
+
+// RunCollectedTx counts, in tx, the rows the run of job jobID wrote to
+// runDate's daily_batch and settlement_skip.
+func (s *Store) RunCollectedTx(ctx context.Context, tx pgx.Tx, runDate string, jobID int64) (written, skipped int64, err error) {
+	err = tx.QueryRow(ctx, `
+		SELECT (SELECT count(*) FROM daily_batch WHERE run_date = $1::date AND job_id = $2),
+		       (SELECT count(*) FROM settlement_skip WHERE run_date = $1::date AND job_id = $2)`, runDate, jobID).
+		Scan(&written, &skipped)
+	if err != nil {
+		return 0, 0, fmt.Errorf("store: rows collected by job %d for %s: %w", jobID, runDate, err)
+	}
+	return written, skipped, nil
 }
 
 // GetSettlement returns runDate's settlement, or ErrNotFound.

@@ -325,7 +325,7 @@ type AppliedOrder struct {
 
 // ApplyOrders marks the SENDING rows of orders APPLIED and runs complete
 // (the jobs' completion) in the same transaction, in one round trip: BEGIN,
-// two settings, the UPDATE, complete's one statement and COMMIT go as one
+// a setting, the UPDATE, complete's one statement and COMMIT go as one
 // pipeline. Postgres runs them in order and, once one fails, skips the rest,
 // COMMIT included; the transaction is then rolled back. So it commits only
 // if every statement succeeded.
@@ -339,13 +339,15 @@ type AppliedOrder struct {
 // statement ran is still returned, with the transaction committed; running
 // ApplyOrders again then finds the rows APPLIED and leaves them.
 //
-// The settings, local to the transaction:
-//   - synchronous_commit off: the commit does not wait for its WAL flush
-//     (only SENDING must reach disk before a call; a lost APPLIED leaves the
-//     row SENDING, and its next attempt looks the order up first);
-//   - plan_cache_mode force_generic_plan: the statements run their cached
-//     plans; custom plans were made at every execution and cost as much as
-//     running them (pg_stat_statements on the orders bench).
+// The commit is synchronous: River's completer completes the same jobs again
+// in a transaction of its own once Work returns, possibly on a server
+// restarted after a crash, so an APPLIED lost with an asynchronous commit
+// would leave its row SENDING with its job completed and nothing left to
+// resolve it (docs/design/commits.md).
+//
+// plan_cache_mode force_generic_plan, local to the transaction, makes the
+// statements run their cached plans; custom plans were made at every
+// execution and cost as much as running them.
 //
 // BEGIN, the UPDATE, River's completion and COMMIT one after another took
 // four round trips, on a machine where each waits for a busy CPU; sending
@@ -366,7 +368,7 @@ func (s *Store) ApplyOrders(ctx context.Context, orders []AppliedOrder, complete
 	defer conn.Release()
 	p := &pipelineTx{conn: conn.Conn(), batch: &pgx.Batch{}}
 	p.batch.Queue(`BEGIN`)
-	p.batch.Queue(`SELECT set_config('synchronous_commit', 'off', true), set_config('plan_cache_mode', 'force_generic_plan', true)`)
+	p.batch.Queue(`SELECT set_config('plan_cache_mode', 'force_generic_plan', true)`)
 	p.batch.Queue(`
 		UPDATE order_request o
 		SET status = 'APPLIED', external_order_id = a.ext, external_created_at = a.at, last_error = NULL, updated_at = now()

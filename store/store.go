@@ -53,9 +53,25 @@ func (s *Store) InTx(ctx context.Context, fn func(tx pgx.Tx) error) error {
 		return err
 	}
 	if err := tx.Commit(ctx); err != nil {
-		return fmt.Errorf("store: commit: %w", err)
+		return commitErr(err)
 	}
 	return nil
+}
+
+// ErrCommitUnknown marks a failed COMMIT whose outcome is unknown: it was
+// sent, but the connection failed before Postgres answered, so the
+// transaction may have committed or not. Whoever keeps state across the
+// commit must not act on either belief (see PointSettlementWorker).
+var ErrCommitUnknown = errors.New("commit outcome unknown")
+
+// commitErr wraps a failed COMMIT's error, marking it with ErrCommitUnknown
+// unless Postgres answered (it rolled back) or the COMMIT never left.
+func commitErr(err error) error {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) || pgconn.SafeToRetry(err) {
+		return fmt.Errorf("store: commit: %w", err)
+	}
+	return fmt.Errorf("store: commit: %w: %w", ErrCommitUnknown, err)
 }
 
 // notFound maps pgx.ErrNoRows to ErrNotFound.

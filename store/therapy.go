@@ -141,15 +141,13 @@ func (s *Store) AggregateTherapy(ctx context.Context, keys []TherapyKey, tz *tim
 	// still takes its own snapshot, so the upsert's snapshot is taken after
 	// the locks of the statement before it are granted.
 	//
-	// The aggregation is a recomputation, and River marks its job completed
-	// afterwards in a synchronous commit; WAL is flushed in order, so a durable
-	// completion implies a durable aggregation, and a crash that loses both
-	// runs the job again. Not waiting for this commit's flush is therefore
-	// safe (set_config(…, true) lasts for this transaction only).
+	// The commit is synchronous: River completes the job in a transaction of
+	// its own once this returns, possibly on a server restarted after a crash,
+	// so an aggregation acknowledged here must already be durable
+	// (docs/design/commits.md).
 	batch := &pgx.Batch{}
 	batch.Queue(`
-		SELECT set_config('synchronous_commit', 'off', true),
-		       count(pg_advisory_xact_lock(h))
+		SELECT count(pg_advisory_xact_lock(h))
 		FROM (SELECT hashtextextended('therapy_stats:' || u || ':' || y || ':' || m, 0) AS h
 		      FROM unnest($1::bigint[], $2::int[], $3::int[]) AS k(u, y, m)
 		      ORDER BY 1) AS ordered`, users, years, months)
