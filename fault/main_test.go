@@ -235,3 +235,11 @@ func (b *bundle) requireNoFailedJobs(t *testing.T) {
 	}
 	require.NoError(t, rows.Err())
 }
+
+// text runs a query returning one text value (server up).
+func (b *bundle) text(t *testing.T, sql string, args ...any) string {
+	t.Helper()
+	var s string
+	require.NoError(t, b.pool.QueryRow(b.ctx, sql, args...).Scan(&s), sql)
+	return s
+}

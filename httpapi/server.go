@@ -129,6 +129,12 @@ func (s *Server) writeErr(w http.ResponseWriter, r *http.Request, err error) {
 		writeError(w, fe.status, fe.field, fe.msg)
 		return
 	}
+	if store.IsUnavailable(err) {
+		s.Logger.WarnContext(r.Context(), "http: postgres unavailable", "method", r.Method, "path", r.URL.Path, "err", err)
+		w.Header().Set("Retry-After", "1")
+		writeError(w, http.StatusServiceUnavailable, "", "postgres unavailable; try again")
+		return
+	}
 	s.Logger.ErrorContext(r.Context(), "http: internal error", "method", r.Method, "path", r.URL.Path, "err", err)
 	writeError(w, http.StatusInternalServerError, "", "internal error")
 }

@@ -8,6 +8,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net"
+	"strings"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -72,6 +75,27 @@ func commitErr(err error) error {
 		return fmt.Errorf("store: commit: %w", err)
 	}
 	return fmt.Errorf("store: commit: %w: %w", ErrCommitUnknown, err)
+}
+
+// IsUnavailable reports whether err means Postgres could not be reached or
+// went away (refused or dropped connection, a server shutting down or
+// starting, a timeout), as opposed to an answer about the data: the caller
+// may try again later, and nothing it asked for is known to have happened.
+func IsUnavailable(err error) bool {
+	if err == nil {
+		return false
+	}
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		// Class 08: connection exception; 57P01-57P03: the server is
+		// shutting down, crashed or is not accepting connections yet.
+		return strings.HasPrefix(pgErr.Code, "08") || pgErr.Code == "57P01" || pgErr.Code == "57P02" || pgErr.Code == "57P03"
+	}
+	var connErr *pgconn.ConnectError
+	var netErr net.Error
+	return errors.As(err, &connErr) || errors.As(err, &netErr) || pgconn.Timeout(err) || pgconn.SafeToRetry(err) ||
+		errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) || errors.Is(err, ErrCommitUnknown) ||
+		errors.Is(err, context.DeadlineExceeded)
 }
 
 // notFound maps pgx.ErrNoRows to ErrNotFound.

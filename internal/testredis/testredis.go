@@ -7,8 +7,12 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"fmt"
+	"net"
 	"os"
+	"os/exec"
 	"testing"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 
@@ -55,4 +59,68 @@ func Gate(t testing.TB) (*coupongate.Gate, *redis.Client, string) {
 		}
 	})
 	return coupongate.New(rdb, prefix), rdb, prefix
+}
+
+// Server is a private redis-server for tests that kill or restart it. It
+// keeps nothing on disk, so a restart starts empty, as a lost Redis does.
+type Server struct {
+	port int
+	cmd  *exec.Cmd
+	done chan struct{}
+	// URL is the server's redis:// URL.
+	URL string
+}
+
+// Start runs a private redis-server on a free loopback port and stops it when
+// the test ends.
+func Start(t testing.TB) *Server {
+	t.Helper()
+	if _, err := exec.LookPath("redis-server"); err != nil {
+		t.Fatalf("testredis: redis-server not found (scripts/services.sh installs Debian's redis-server): %v", err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("testredis: %v", err)
+	}
+	s := &Server{port: ln.Addr().(*net.TCPAddr).Port}
+	ln.Close()
+	s.URL = fmt.Sprintf("redis://127.0.0.1:%d/0", s.port)
+	t.Cleanup(s.Kill)
+	if err := s.Start(); err != nil {
+		t.Fatalf("testredis: %v", err)
+	}
+	return s
+}
+
+// Start starts the server (empty) and waits until it answers PING.
+func (s *Server) Start() error {
+	s.cmd = exec.Command("redis-server", "--port", fmt.Sprint(s.port), "--bind", "127.0.0.1",
+		"--save", "", "--appendonly", "no", "--loglevel", "warning")
+	if err := s.cmd.Start(); err != nil {
+		return fmt.Errorf("start redis-server: %w", err)
+	}
+	s.done = make(chan struct{})
+	go func(cmd *exec.Cmd, done chan struct{}) { _ = cmd.Wait(); close(done) }(s.cmd, s.done)
+	opt, _ := redis.ParseURL(s.URL)
+	rdb := redis.NewClient(opt)
+	defer rdb.Close()
+	deadline := time.Now().Add(10 * time.Second)
+	for rdb.Ping(context.Background()).Err() != nil {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("redis-server on port %d does not answer", s.port)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return nil
+}
+
+// Kill kills the server (SIGKILL) and waits until it is gone; everything it
+// held is lost.
+func (s *Server) Kill() {
+	if s.cmd == nil || s.cmd.Process == nil {
+		return
+	}
+	_ = s.cmd.Process.Kill()
+	<-s.done
+	s.cmd = nil
 }
