@@ -164,3 +164,69 @@ func redisClient(t *testing.T, url string) *redis.Client {
 	t.Cleanup(func() { _ = rdb.Close() })
 	return rdb
 }
+
+// TestRedisLostDuringCouponRush kills Redis in the middle of a rush and starts
+// it again empty, as a Redis without persistence comes back; the worker is not
+// restarted. Requests meanwhile get 503; once Redis answers, the operator
+// rebuilds the gate from Postgres (enqueue coupon load-redis) and the rush
+// goes on. Every 202 is kept, nothing is oversold, and Redis ends in
+// agreement with Postgres.
+func TestRedisLostDuringCouponRush(t *testing.T) {
+	t.Parallel()
+	n := reps(t)
+	for rep := range n {
+		t.Run(fmt.Sprint(rep), func(t *testing.T) {
+			o := outcome{Fault: "redis killed, back empty", Batch: "coupon rush", Rep: rep}
+			defer func() { record(t, o) }()
+			rs := testredis.Start(t)
+			b := setup(t, "REDIS_URL="+rs.URL)
+			const total = 1000
+			b.enqueue(t, "coupon", "create", "--code", "RUSH", "--name", "rush", "--amount-type", "FIX", "--amount", "100",
+				"--total", fmt.Sprint(total))
+			workers := b.workers(t, 1)
+			addr := workers[0].Addr
+			stop := make(chan struct{})
+			res := rush(addr, "RUSH", 2000, 30000, stop)
+
+			at := int(moment(rep, n) * total)
+			until(t, 60*time.Second, "seats accepted before the kill", func() (bool, error) {
+				return res.count(http.StatusAccepted) >= at, nil
+			})
+			o.Note = fmt.Sprintf("%d of %d accepted", at, total)
+			rs.Kill()
+			seen := res.count(http.StatusServiceUnavailable)
+			// Long enough for go-redis to give up dialing (after PoolSize
+			// failed dials it probes only once a second).
+			until(t, 10*time.Second, "requests answered 503 while Redis is away", func() (bool, error) {
+				return res.count(http.StatusServiceUnavailable) > seen+200, nil
+			})
+			require.NoError(t, rs.Start())
+			up := time.Now()
+			// The worker's next requests reach the new, empty Redis: the
+			// gate answers "not loaded" instead of a dial error.
+			until(t, 30*time.Second, "the worker reaches Redis again", func() (bool, error) {
+				code, body := post(addr, "/v1/coupons/RUSH/issue", `{"memberId": 999999}`)
+				return code == http.StatusServiceUnavailable && bytes.Contains([]byte(body), []byte("not loaded")), nil
+			})
+			o.Ready = time.Since(up)
+			b.enqueue(t, "coupon", "load-redis", "--code", "RUSH")
+			close(stop)
+			res.wait()
+			b.waitIdle(t, 120*time.Second)
+			o.Done = time.Since(up)
+			o.Lost = b.requireCouponsKept(t, redisClient(t, rs.URL), res, "RUSH", total)
+			b.requireNoFailedJobs(t)
+		})
+	}
+}
+
+func post(addr, path, body string) (int, string) {
+	resp, err := httpClient.Post("http://"+addr+path, "application/json", bytes.NewBufferString(body))
+	if err != nil {
+		return 0, err.Error()
+	}
+	defer resp.Body.Close()
+	var sb bytes.Buffer
+	_, _ = sb.ReadFrom(resp.Body)
+	return resp.StatusCode, sb.String()
+}

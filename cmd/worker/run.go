@@ -88,7 +88,7 @@ func run(ctx context.Context, cfg config.Config, logger *slog.Logger, ready chan
 	}
 	defer rdb.Close()
 	pingCtx, cancelPing := context.WithTimeout(ctx, 3*time.Second)
-	if err := rdb.Ping(pingCtx).Err(); err != nil {
+	if err := rdb.Ping(pingCtx); err != nil {
 		// Coupons need Redis; the other batches do not. Coupon requests answer
 		// 503 and coupon jobs retry until Redis answers.
 		logger.Warn("redis does not answer; coupon issuing is unavailable until it does", "err", err)
@@ -162,13 +162,13 @@ func run(ctx context.Context, cfg config.Config, logger *slog.Logger, ready chan
 }
 
 // newRedis returns a client for a redis:// URL, sized for the issue endpoint.
-func newRedis(redisURL string) (*redis.Client, error) {
+func newRedis(redisURL string) (*coupongate.Redis, error) {
 	opt, err := redis.ParseURL(redisURL)
 	if err != nil {
 		return nil, fmt.Errorf("REDIS_URL: %w", err)
 	}
 	opt.PoolSize = max(opt.PoolSize, 64)
-	return redis.NewClient(opt), nil
+	return coupongate.NewRedis(opt), nil
 }
 
 func newLogger(w io.Writer, level string) *slog.Logger {

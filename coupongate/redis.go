@@ -1,0 +1,127 @@
+package coupongate
+
+import (
+	"context"
+	"errors"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Redis is the gate's connection to Redis: a go-redis client that is
+// replaced by a fresh one as soon as Redis answers again after an outage.
+//
+// go-redis stops dialing once PoolSize dials in a row have failed, and from
+// then on probes once a second; until a probe succeeds every command fails
+// at once with the last dial error, even when Redis is back. Redis instead
+// probes the address itself when a command fails to dial (at most every
+// ProbeEvery) and, when it connects, swaps in a new client and runs the
+// command again. A command that failed to dial never reached Redis, so
+// running it again cannot apply it twice.
+type Redis struct {
+	opt *redis.Options
+	cur atomic.Pointer[redis.Client]
+
+	mu        sync.Mutex
+	lastProbe time.Time
+}
+
+var _ redis.Scripter = (*Redis)(nil)
+
+// ProbeEvery bounds how often failing commands probe Redis's address.
+const ProbeEvery = 20 * time.Millisecond
+
+// NewRedis returns a client for opt (one dial per command: while Redis is
+// away a command fails at once instead of retrying its dial).
+func NewRedis(opt *redis.Options) *Redis {
+	o := *opt
+	o.DialerRetries = 1
+	r := &Redis{opt: &o}
+	r.cur.Store(redis.NewClient(&o))
+	return r
+}
+
+// Client is the current go-redis client.
+func (r *Redis) Client() *redis.Client { return r.cur.Load() }
+
+// Close closes the current client.
+func (r *Redis) Close() error { return r.cur.Load().Close() }
+
+// Ping pings Redis.
+func (r *Redis) Ping(ctx context.Context) error {
+	return do(r, ctx, func(c *redis.Client) *redis.StatusCmd { return c.Ping(ctx) }).Err()
+}
+
+// do runs f on the current client and, if it failed to dial while Redis's
+// address accepts connections again, once more on a fresh client.
+func do[C redis.Cmder](r *Redis, ctx context.Context, f func(*redis.Client) C) C {
+	c := r.cur.Load()
+	cmd := f(c)
+	if !isDialError(cmd.Err()) || !r.renew(ctx, c) {
+		return cmd
+	}
+	return f(r.cur.Load())
+}
+
+// renew replaces failed with a new client if Redis's address accepts a
+// connection now, and reports whether the current client is a newer one.
+func (r *Redis) renew(ctx context.Context, failed *redis.Client) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.cur.Load() != failed {
+		return true // another command renewed it already
+	}
+	if time.Since(r.lastProbe) < ProbeEvery {
+		return false
+	}
+	r.lastProbe = time.Now()
+	d := net.Dialer{Timeout: 200 * time.Millisecond}
+	conn, err := d.DialContext(ctx, r.opt.Network, r.opt.Addr)
+	if err != nil {
+		return false
+	}
+	_ = conn.Close()
+	r.cur.Store(redis.NewClient(r.opt))
+	go failed.Close() //nolint:errcheck // its connections are dead or idle
+	return true
+}
+
+// isDialError reports whether err is a failure to connect (the command was
+// never sent).
+func isDialError(err error) bool {
+	var op *net.OpError
+	return err != nil && errors.As(err, &op) && op.Op == "dial"
+}
+
+// Eval implements redis.Scripter.
+func (r *Redis) Eval(ctx context.Context, script string, keys []string, args ...any) *redis.Cmd {
+	return do(r, ctx, func(c *redis.Client) *redis.Cmd { return c.Eval(ctx, script, keys, args...) })
+}
+
+// EvalSha implements redis.Scripter.
+func (r *Redis) EvalSha(ctx context.Context, sha1 string, keys []string, args ...any) *redis.Cmd {
+	return do(r, ctx, func(c *redis.Client) *redis.Cmd { return c.EvalSha(ctx, sha1, keys, args...) })
+}
+
+// EvalRO implements redis.Scripter.
+func (r *Redis) EvalRO(ctx context.Context, script string, keys []string, args ...any) *redis.Cmd {
+	return do(r, ctx, func(c *redis.Client) *redis.Cmd { return c.EvalRO(ctx, script, keys, args...) })
+}
+
+// EvalShaRO implements redis.Scripter.
+func (r *Redis) EvalShaRO(ctx context.Context, sha1 string, keys []string, args ...any) *redis.Cmd {
+	return do(r, ctx, func(c *redis.Client) *redis.Cmd { return c.EvalShaRO(ctx, sha1, keys, args...) })
+}
+
+// ScriptExists implements redis.Scripter.
+func (r *Redis) ScriptExists(ctx context.Context, hashes ...string) *redis.BoolSliceCmd {
+	return do(r, ctx, func(c *redis.Client) *redis.BoolSliceCmd { return c.ScriptExists(ctx, hashes...) })
+}
+
+// ScriptLoad implements redis.Scripter.
+func (r *Redis) ScriptLoad(ctx context.Context, script string) *redis.StringCmd {
+	return do(r, ctx, func(c *redis.Client) *redis.StringCmd { return c.ScriptLoad(ctx, script) })
+}
