@@ -1,6 +1,7 @@
 package fault_test
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"net/http"
@@ -16,17 +17,20 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/tidemark/tidemark/internal/testbin"
+	"github.com/tidemark/tidemark/internal/testdb"
 	"github.com/tidemark/tidemark/internal/testpg"
+	"github.com/tidemark/tidemark/internal/testredis"
 )
 
-// A row of the table `make chaos` prints: one fault injected into one batch.
+// A row of the table the suite prints: one fault injected into one batch.
 type outcome struct {
 	Fault, Batch string
 	Rep          int
 	OK           bool
 	Lost, Dups   int64
-	// Ready is how long after the server came back the workers' /readyz
-	// answered 200 again; Done how long until the batch had finished.
+	// Ready is how long after the fault cleared the workers answered again
+	// (/readyz 200, or a coupon request reaching Redis); Done how long until
+	// the batch had finished.
 	Ready, Done time.Duration
 	Note        string
 }
@@ -64,48 +68,62 @@ func printTable() {
 		return a.Rep < b.Rep
 	})
 	fmt.Println()
-	fmt.Println("| fault | batch | run | result | lost | duplicates | ready after | done after | crashed at |")
+	fmt.Println("| fault | batch | run | result | lost | duplicates | ready after | done after | fault at |")
 	fmt.Println("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
 	for _, o := range outcomes {
 		res := "pass"
 		if !o.OK {
 			res = "FAIL"
 		}
-		fmt.Printf("| %s | %s | %d | %s | %d | %d | %s | %s | %s |\n", o.Fault, o.Batch, o.Rep, res, o.Lost, o.Dups,
+		fmt.Printf("| %s | %s | %d | %s | %d | %d | %s | %s | %s |\n", o.Fault, o.Batch, o.Rep+1, res, o.Lost, o.Dups,
 			o.Ready.Round(10*time.Millisecond), o.Done.Round(10*time.Millisecond), o.Note)
 	}
 }
 
-// reps is how many times each fault is injected into each batch: 1 in
-// `make test`, CHAOS_REPS in `make chaos`. Repetition i crashes at moment
-// moment(i) of the run, so the crashes spread over it.
+// chaos reports whether the whole suite runs (`make chaos`, CHAOS_REPS set)
+// rather than its fast cases (`make test`).
+func chaos() bool { return os.Getenv("CHAOS_REPS") != "" }
+
+// reps is how many times each case runs: 1 in `make test`, CHAOS_REPS in
+// `make chaos`. Repetition i injects its fault at moment(i, n) of the run,
+// so the faults spread over it.
 func reps(t *testing.T) int {
-	v := os.Getenv("CHAOS_REPS")
-	if v == "" {
+	if !chaos() {
 		return 1
 	}
-	n, err := strconv.Atoi(v)
+	n, err := strconv.Atoi(os.Getenv("CHAOS_REPS"))
 	require.NoError(t, err, "CHAOS_REPS")
 	require.Positive(t, n, "CHAOS_REPS")
 	return n
 }
 
-// moment is the fraction of a run at which repetition rep of n crashes:
-// n = 1 crashes half way; more spread from early to late.
+// moment is the fraction of a run at which repetition rep of n injects its
+// fault: half way for n = 1, spread from early to late for more.
 func moment(rep, n int) float64 {
 	return float64(rep+1) / float64(n+1)
 }
 
-// bundle is a private Postgres with tidemark's schema, a pool on it for the
-// test's own checks, and the real binaries running against it.
-type bundle struct {
-	ctx  context.Context
-	pg   *testpg.Server
-	pool *pgxpool.Pool
-	env  []string
+// fixture is one case's world: a private Postgres with tidemark's schema (and,
+// where the batch needs them, a private Redis and the simulated partner), a
+// proxy in front of each, the worker processes behind the proxies, and a pool
+// for the test's own checks. The operator's CLI talks to the services
+// directly.
+type fixture struct {
+	ctx     context.Context
+	pg      *testpg.Server
+	pool    *pgxpool.Pool
+	env     []string // the CLI's environment
+	wenv    []string // the workers' environment (through the proxies)
+	pgLink  *link
+	redis   *testredis.Server
+	rdLink  *link
+	partner *partner
+	ptLink  *link
+	workers []*testbin.Proc
+	rush    *rushResult
 }
 
-func setup(t *testing.T, env ...string) *bundle {
+func newFixture(t *testing.T, b *batch) *fixture {
 	t.Helper()
 	pg := testpg.Start(t)
 	ctx := context.Background()
@@ -115,38 +133,66 @@ func setup(t *testing.T, env ...string) *bundle {
 	pool, err := pgxpool.NewWithConfig(ctx, pc)
 	require.NoError(t, err)
 	t.Cleanup(pool.Close)
-	base := []string{"DATABASE_URL=" + pg.URL, "BATCH_TZ=Asia/Seoul", "PERIODIC_JOBS=false", "ADMIN_TOKEN=fault-token"}
-	return &bundle{ctx: ctx, pg: pg, pool: pool, env: append(base, env...)}
+	f := &fixture{ctx: ctx, pg: pg, pool: pool}
+	f.pgLink = newLink(t, "postgres", hostPort(t, pg.URL))
+	common := []string{"BATCH_TZ=Asia/Seoul", "PERIODIC_JOBS=false", "ADMIN_TOKEN=fault-token"}
+	f.env = append(common, "DATABASE_URL="+pg.URL)
+	f.wenv = append(common, "DATABASE_URL="+via(t, pg.URL, f.pgLink), "ORDER_CALL_TIMEOUT=1s")
+	if b.redis {
+		f.redis = testredis.Start(t)
+		f.rdLink = newLink(t, "redis", hostPort(t, f.redis.URL))
+		f.env = append(f.env, "REDIS_URL="+f.redis.URL)
+		f.wenv = append(f.wenv, "REDIS_URL="+via(t, f.redis.URL, f.rdLink))
+	}
+	if b.partner {
+		f.partner = startPartner(t, "--latency", "20ms")
+		f.ptLink = newLink(t, "partner", hostPort(t, f.partner.url))
+		f.wenv = append(f.wenv, "ORDER_API_URL="+via(t, f.partner.url, f.ptLink))
+	}
+	f.wenv = append(f.wenv, b.env...)
+	return f
 }
 
-// workers starts n worker processes on the bundle's database.
-func (b *bundle) workers(t *testing.T, n int, env ...string) []*testbin.Proc {
+// startWorkers starts n worker processes.
+func (f *fixture) startWorkers(t *testing.T, n int) {
 	t.Helper()
-	out := make([]*testbin.Proc, n)
-	for i := range out {
-		out[i] = testbin.StartWorker(t, append(append([]string{}, b.env...), env...)...)
+	for range n {
+		f.workers = append(f.workers, testbin.StartWorker(t, f.wenv...))
 	}
-	return out
 }
 
 // enqueue runs the enqueue CLI and requires exit 0.
-func (b *bundle) enqueue(t *testing.T, args ...string) string {
+func (f *fixture) enqueue(t *testing.T, args ...string) string {
 	t.Helper()
-	code, stdout, stderr := testbin.Run(t, testbin.Build(t, "enqueue"), b.env, args...)
+	code, stdout, stderr := testbin.Run(t, testbin.Build(t, "enqueue"), f.env, args...)
 	require.Equal(t, 0, code, "enqueue %v: %s%s", args, stdout, stderr)
 	return stdout
 }
 
-// count runs a count query; it fails the test on error (call it only while
-// the server is up).
-func (b *bundle) count(t *testing.T, sql string, args ...any) int64 {
+// count runs a count query; it fails the test on error (the server must be up).
+func (f *fixture) count(t *testing.T, sql string, args ...any) int64 {
 	t.Helper()
 	var n int64
-	require.NoError(t, b.pool.QueryRow(b.ctx, sql, args...).Scan(&n), sql)
+	require.NoError(t, f.pool.QueryRow(f.ctx, sql, args...).Scan(&n), sql)
 	return n
 }
 
-// until polls cond, which may fail while the server is down (an error counts
+// tryCount runs a count query that may fail (a service down, a link cut).
+func (f *fixture) tryCount(sql string, args ...any) (int64, error) {
+	var n int64
+	err := f.pool.QueryRow(f.ctx, sql, args...).Scan(&n)
+	return n, err
+}
+
+// text runs a query returning one text value (the server must be up).
+func (f *fixture) text(t *testing.T, sql string, args ...any) string {
+	t.Helper()
+	var s string
+	require.NoError(t, f.pool.QueryRow(f.ctx, sql, args...).Scan(&s), sql)
+	return s
+}
+
+// until polls cond, which may fail while a service is down (an error counts
 // as not yet), until it holds or timeout passes.
 func until(t *testing.T, timeout time.Duration, what string, cond func() (bool, error)) {
 	t.Helper()
@@ -165,56 +211,24 @@ func until(t *testing.T, timeout time.Duration, what string, cond func() (bool, 
 	}
 }
 
-// crash crash-stops the server once cond holds, checks that every worker's
-// /readyz answers 503 while it is down, starts it again and returns when
-// every worker's /readyz answers 200, with how long that took after the start.
-func (b *bundle) crash(t *testing.T, workers []*testbin.Proc) (ready time.Duration) {
+// allReady waits until every worker's /readyz answers want.
+func (f *fixture) allReady(t *testing.T, want int, timeout time.Duration, what string) {
 	t.Helper()
-	require.NoError(t, b.pg.Crash())
-	for _, w := range workers {
-		until(t, 10*time.Second, "worker /readyz 503 while Postgres is down", func() (bool, error) {
-			code, body := get(w.Addr, "/readyz")
-			return code == http.StatusServiceUnavailable && strings.Contains(body, "postgres"), nil
-		})
-	}
-	require.NoError(t, b.pg.Start())
-	up := time.Now()
-	for _, w := range workers {
-		until(t, 30*time.Second, "worker /readyz 200 after Postgres is back", func() (bool, error) {
+	for _, w := range f.workers {
+		until(t, timeout, what, func() (bool, error) {
 			code, _ := get(w.Addr, "/readyz")
-			return code == http.StatusOK, nil
+			return code == want, nil
 		})
 	}
-	return time.Since(up)
 }
 
-var httpClient = &http.Client{Timeout: 5 * time.Second}
-
-func get(addr, path string) (int, string) {
-	resp, err := httpClient.Get("http://" + addr + path)
-	if err != nil {
-		return 0, err.Error()
-	}
-	defer resp.Body.Close()
-	var sb strings.Builder
-	buf := make([]byte, 4096)
-	for {
-		n, err := resp.Body.Read(buf)
-		sb.Write(buf[:n])
-		if err != nil {
-			break
-		}
-	}
-	return resp.StatusCode, sb.String()
-}
-
-// waitIdle waits until no job is outstanding (what `enqueue wait` waits for),
-// tolerating the server being down meanwhile.
-func (b *bundle) waitIdle(t *testing.T, timeout time.Duration) {
+// waitIdle waits until no job is outstanding, tolerating the server being
+// down meanwhile.
+func (f *fixture) waitIdle(t *testing.T, timeout time.Duration) {
 	t.Helper()
 	until(t, timeout, "all jobs finished", func() (bool, error) {
 		var busy bool
-		err := b.pool.QueryRow(b.ctx, `
+		err := f.pool.QueryRow(f.ctx, `
 			SELECT EXISTS (SELECT 1 FROM river_job WHERE state IN ('available', 'running', 'pending', 'retryable', 'scheduled'))`).Scan(&busy)
 		return !busy, err
 	})
@@ -222,9 +236,9 @@ func (b *bundle) waitIdle(t *testing.T, timeout time.Duration) {
 
 // requireNoFailedJobs fails when any job was discarded or cancelled: a fault
 // that clears must never leave work given up.
-func (b *bundle) requireNoFailedJobs(t *testing.T) {
+func (f *fixture) requireNoFailedJobs(t *testing.T) {
 	t.Helper()
-	rows, err := b.pool.Query(b.ctx, `SELECT id, kind, state::text, errors::text FROM river_job WHERE state IN ('discarded', 'cancelled') LIMIT 5`)
+	rows, err := f.pool.Query(f.ctx, `SELECT id, kind, state::text, errors::text FROM river_job WHERE state IN ('discarded', 'cancelled') LIMIT 5`)
 	require.NoError(t, err)
 	defer rows.Close()
 	for rows.Next() {
@@ -236,10 +250,41 @@ func (b *bundle) requireNoFailedJobs(t *testing.T) {
 	require.NoError(t, rows.Err())
 }
 
-// text runs a query returning one text value (server up).
-func (b *bundle) text(t *testing.T, sql string, args ...any) string {
+var httpClient = &http.Client{Timeout: 5 * time.Second}
+
+func get(addr, path string) (int, string) {
+	resp, err := httpClient.Get("http://" + addr + path)
+	if err != nil {
+		return 0, err.Error()
+	}
+	defer resp.Body.Close()
+	var sb bytes.Buffer
+	_, _ = sb.ReadFrom(resp.Body)
+	return resp.StatusCode, sb.String()
+}
+
+func post(addr, path, body string) (int, string) {
+	resp, err := httpClient.Post("http://"+addr+path, "application/json", strings.NewReader(body))
+	if err != nil {
+		return 0, err.Error()
+	}
+	defer resp.Body.Close()
+	var sb bytes.Buffer
+	_, _ = sb.ReadFrom(resp.Body)
+	return resp.StatusCode, sb.String()
+}
+
+// partner is the simulated order API, on a database of the shared server (it
+// stands for another company: tidemark's outages are not its outages).
+type partner struct {
+	proc *testbin.Proc
+	url  string
+	pool *pgxpool.Pool
+}
+
+func startPartner(t *testing.T, args ...string) *partner {
 	t.Helper()
-	var s string
-	require.NoError(t, b.pool.QueryRow(b.ctx, sql, args...).Scan(&s), sql)
-	return s
+	pool, dbURL := testdb.Pool(t)
+	proc, url := testbin.StartThirdParty(t, dbURL, args...)
+	return &partner{proc: proc, url: url, pool: pool}
 }

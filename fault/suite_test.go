@@ -1,0 +1,247 @@
+package fault_test
+
+import (
+	"fmt"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+// A fault is injected into a running batch and then cleared; inject returns
+// how long the workers took to answer again after it cleared.
+type fault struct {
+	name string
+	// applies reports whether the fault concerns b (a Redis fault needs a
+	// batch that uses Redis).
+	applies func(b *batch) bool
+	// fast lists the batches `make test` injects the fault into; `make
+	// chaos` injects it into every batch it applies to.
+	fast   []*batch
+	inject func(t *testing.T, f *fixture, b *batch) (ready time.Duration)
+}
+
+func all(*batch) bool           { return true }
+func usesRedis(b *batch) bool   { return b.redis }
+func usesPartner(b *batch) bool { return b.partner }
+func readyAgain(t *testing.T, f *fixture) time.Duration {
+	t.Helper()
+	cleared := time.Now()
+	f.allReady(t, http.StatusOK, 30*time.Second, "worker /readyz 200 after the fault cleared")
+	return time.Since(cleared)
+}
+
+// hold keeps a fault on until the batch has done `more` further units of
+// work under it, or for at most limit (a fault that stops all work is
+// cleared after limit).
+func hold(t *testing.T, f *fixture, b *batch, more int64, limit time.Duration) {
+	t.Helper()
+	start, err := b.done(f)
+	require.NoError(t, err)
+	deadline := time.Now().Add(limit)
+	for time.Now().Before(deadline) {
+		if n, err := b.done(f); err == nil && n >= start+more {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// jobsErrored waits until some job has failed an attempt since the fault
+// began (the fault was felt), for at most limit.
+func jobsErrored(t *testing.T, f *fixture, kind string, limit time.Duration) {
+	t.Helper()
+	before := f.count(t, `SELECT coalesce(sum(cardinality(errors)), 0) FROM river_job WHERE kind = $1`, kind)
+	until(t, limit, kind+" attempts failing under the fault", func() (bool, error) {
+		var n int64
+		err := f.pool.QueryRow(f.ctx, `SELECT coalesce(sum(cardinality(errors)), 0) FROM river_job WHERE kind = $1`, kind).Scan(&n)
+		return n > before, err
+	})
+}
+
+var faults = []fault{
+	{
+		name: "postgres crash", applies: all, fast: allBatches,
+		inject: func(t *testing.T, f *fixture, b *batch) time.Duration {
+			require.NoError(t, f.pg.Crash())
+			f.allReady(t, http.StatusServiceUnavailable, 10*time.Second, "worker /readyz 503 while Postgres is down")
+			require.NoError(t, f.pg.Start())
+			return readyAgain(t, f)
+		},
+	},
+	{
+		name: "postgres link reset", applies: all, fast: []*batch{settlement},
+		inject: func(t *testing.T, f *fixture, b *batch) time.Duration {
+			remove := f.pgLink.toxic(t, "reset_peer", `{"timeout": 0}`)
+			f.allReady(t, http.StatusServiceUnavailable, 10*time.Second, "worker /readyz 503 while every connection is reset")
+			remove()
+			return readyAgain(t, f)
+		},
+	},
+	{
+		name: "postgres link hang 2s", applies: all, fast: []*batch{exchange},
+		inject: func(t *testing.T, f *fixture, b *batch) time.Duration {
+			// Nothing gets through; connections are closed after 2 s, as
+			// when a network partition is finally noticed.
+			remove := f.pgLink.toxic(t, "timeout", `{"timeout": 2000}`)
+			f.allReady(t, http.StatusServiceUnavailable, 10*time.Second, "worker /readyz 503 while Postgres does not answer")
+			remove()
+			return readyAgain(t, f)
+		},
+	},
+	{
+		name: "postgres link latency 20ms", applies: all,
+		inject: func(t *testing.T, f *fixture, b *batch) time.Duration {
+			remove := f.pgLink.toxic(t, "latency", `{"latency": 20, "jitter": 5}`)
+			hold(t, f, b, b.size/10, 20*time.Second)
+			remove()
+			return 0
+		},
+	},
+	{
+		name: "postgres link crawl 64KB/s", applies: all,
+		inject: func(t *testing.T, f *fixture, b *batch) time.Duration {
+			remove := f.pgLink.toxic(t, "bandwidth", `{"rate": 64}`)
+			hold(t, f, b, b.size/20, 5*time.Second)
+			remove()
+			return 0
+		},
+	},
+	{
+		name: "redis killed, back empty", applies: usesRedis, fast: []*batch{coupons},
+		inject: func(t *testing.T, f *fixture, b *batch) time.Duration {
+			f.redis.Kill()
+			// Long enough for go-redis to give up dialing (after PoolSize
+			// failed dials it would probe only once a second).
+			seen := f.rush.count(http.StatusServiceUnavailable)
+			until(t, 10*time.Second, "requests answered 503 while Redis is away", func() (bool, error) {
+				return f.rush.count(http.StatusServiceUnavailable) > seen+200, nil
+			})
+			require.NoError(t, f.redis.Start())
+			back := time.Now()
+			// The worker reaches the new, empty Redis: the gate answers
+			// "not loaded" instead of a dial error.
+			until(t, 30*time.Second, "the worker reaches Redis again", func() (bool, error) {
+				code, body := post(f.workers[0].Addr, "/v1/coupons/RUSH/issue", `{"memberId": 999999999}`)
+				return code == http.StatusServiceUnavailable && strings.Contains(body, "not loaded"), nil
+			})
+			ready := time.Since(back)
+			// The runbook's rebuild of the gate from Postgres.
+			f.enqueue(t, "coupon", "load-redis", "--code", "RUSH")
+			return ready
+		},
+	},
+	{
+		name: "redis link reset", applies: usesRedis, fast: []*batch{coupons},
+		inject: func(t *testing.T, f *fixture, b *batch) time.Duration {
+			remove := f.rdLink.toxic(t, "reset_peer", `{"timeout": 0}`)
+			seen := f.rush.count(http.StatusServiceUnavailable)
+			until(t, 10*time.Second, "requests answered 503 while Redis connections are reset", func() (bool, error) {
+				return f.rush.count(http.StatusServiceUnavailable) > seen+50, nil
+			})
+			remove()
+			cleared := time.Now()
+			answered := f.rush.count(http.StatusAccepted) + f.rush.count(http.StatusGone)
+			until(t, 30*time.Second, "requests answered by the gate again", func() (bool, error) {
+				return f.rush.count(http.StatusAccepted)+f.rush.count(http.StatusGone) > answered, nil
+			})
+			return time.Since(cleared)
+		},
+	},
+	{
+		name: "partner hangs before storing", applies: usesPartner, fast: []*batch{orders},
+		inject: func(t *testing.T, f *fixture, b *batch) time.Duration {
+			// The partner accepts connections; requests never reach it.
+			remove := f.ptLink.toxicOn(t, "upstream", "timeout", `{"timeout": 0}`)
+			jobsErrored(t, f, "order_submit", 20*time.Second)
+			remove()
+			return 0
+		},
+	},
+	{
+		name: "partner hangs after storing", applies: usesPartner, fast: []*batch{orders},
+		inject: func(t *testing.T, f *fixture, b *batch) time.Duration {
+			// Requests reach the partner, which stores the orders; the
+			// answers never come back.
+			remove := f.ptLink.toxicOn(t, "downstream", "timeout", `{"timeout": 0}`)
+			jobsErrored(t, f, "order_submit", 20*time.Second)
+			remove()
+			return 0
+		},
+	},
+	{
+		name: "partner slow 300ms", applies: usesPartner,
+		inject: func(t *testing.T, f *fixture, b *batch) time.Duration {
+			remove := f.ptLink.toxicOn(t, "downstream", "latency", `{"latency": 300}`)
+			hold(t, f, b, b.size/10, 20*time.Second)
+			remove()
+			return 0
+		},
+	},
+	{
+		name: "partner link reset", applies: usesPartner,
+		inject: func(t *testing.T, f *fixture, b *batch) time.Duration {
+			remove := f.ptLink.toxic(t, "reset_peer", `{"timeout": 0}`)
+			jobsErrored(t, f, "order_submit", 20*time.Second)
+			remove()
+			return 0
+		},
+	},
+}
+
+// TestFaults injects every fault into the batches it is run against (the
+// fast cases in `make test`, all in `make chaos`, CHAOS_REPS times each), at
+// moment(rep) of each run, with the workers left running. After the fault
+// clears, every batch must end with the results a direct SQL computation
+// gives, nothing lost, nothing done twice, and no job given up.
+func TestFaults(t *testing.T) {
+	n := reps(t)
+	for _, fl := range faults {
+		batches := fl.fast
+		if chaos() {
+			batches = nil
+			for _, b := range allBatches {
+				if fl.applies(b) {
+					batches = append(batches, b)
+				}
+			}
+		}
+		for _, b := range batches {
+			for rep := range n {
+				t.Run(fmt.Sprintf("%s/%s/%d", fl.name, b.name, rep+1), func(t *testing.T) {
+					t.Parallel()
+					runCase(t, fl, b, rep, n)
+				})
+			}
+		}
+	}
+}
+
+func runCase(t *testing.T, fl fault, b *batch, rep, n int) {
+	o := outcome{Fault: fl.name, Batch: b.name, Rep: rep}
+	defer func() { record(t, o) }()
+	f := newFixture(t, b)
+	if b.load != nil {
+		b.load(t, f)
+	}
+	f.startWorkers(t, b.workers)
+	b.start(t, f)
+	at := int64(moment(rep, n) * float64(b.size))
+	until(t, 60*time.Second, "work done before the fault", func() (bool, error) {
+		n, err := b.done(f)
+		return n >= at, err
+	})
+	o.Note = fmt.Sprintf("%d of %d %s", at, b.size, b.unit)
+	began := time.Now()
+	o.Ready = fl.inject(t, f, b)
+	if b.finish != nil {
+		b.finish(t, f)
+	} else {
+		f.defaultFinish(t)
+	}
+	o.Done = time.Since(began)
+	o.Lost, o.Dups = b.verify(t, f)
+	f.requireNoFailedJobs(t)
+}
