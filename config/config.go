@@ -41,6 +41,10 @@ type Config struct {
 	FetchCooldown time.Duration
 	// DBMaxConns is the size of this process's Postgres pool (DB_MAX_CONNS).
 	DBMaxConns int
+	// ShutdownGrace is how long a stopping worker lets running jobs finish
+	// before it cancels them, handing them back to be retried elsewhere
+	// (SHUTDOWN_GRACE).
+	ShutdownGrace time.Duration
 }
 
 // Default queue names and their worker counts.
@@ -113,6 +117,7 @@ func FromEnv(getenv func(string) string) (Config, error) {
 	cfg.RescueAfter = dur("RESCUE_AFTER", 90*time.Second)
 	cfg.OrderCallTimeout = dur("ORDER_CALL_TIMEOUT", 10*time.Second)
 	cfg.FetchCooldown = dur("FETCH_COOLDOWN", 5*time.Millisecond)
+	cfg.ShutdownGrace = dur("SHUTDOWN_GRACE", 5*time.Second)
 	cfg.DBMaxConns = 20
 	if v := getenv("DB_MAX_CONNS"); v != "" {
 		n, err := strconv.Atoi(v)
@@ -158,6 +163,9 @@ func (c Config) Validate() error {
 	}
 	if c.RescueAfter < 70*time.Second { // every job kind times out within 60s
 		return fmt.Errorf("RESCUE_AFTER: at least 70s (jobs time out after at most 60s), got %s", c.RescueAfter)
+	}
+	if c.ShutdownGrace > 60*time.Second {
+		return fmt.Errorf("SHUTDOWN_GRACE: at most 60s (a stopping worker cancels and hands back what is still running), got %s", c.ShutdownGrace)
 	}
 	if c.OrderCallTimeout > 20*time.Second { // order_submit makes two calls within its 50s timeout
 		return fmt.Errorf("ORDER_CALL_TIMEOUT: at most 20s (an order_submit attempt makes up to two calls within 50s), got %s", c.OrderCallTimeout)

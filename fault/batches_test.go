@@ -247,7 +247,7 @@ var coupons = &batch{
 		f.enqueue(t, "coupon", "create", "--code", "RUSH", "--name", "rush", "--amount-type", "FIX", "--amount", "100",
 			"--total", fmt.Sprint(couponTotal))
 	},
-	start: func(t *testing.T, f *fixture) { f.rush = startRush(f.workers[0].Addr, "RUSH", 2000, 40000) },
+	start: func(t *testing.T, f *fixture) { f.rush = startRush(f.liveAddr, "RUSH", 2000, 40000) },
 	done:  func(f *fixture) (int64, error) { return int64(f.rush.count(http.StatusAccepted)), nil },
 	finish: func(t *testing.T, f *fixture) {
 		f.rush.stop()
@@ -301,11 +301,12 @@ type rushResult struct {
 	done     chan struct{}
 }
 
-// startRush sends issue requests for coupon code to addr, member after member
-// from 1 (every fifth request repeats the member before), from 16
+// startRush sends issue requests for coupon code to addr(), member after
+// member from 1 (every fifth request repeats the member before), from 16
 // goroutines, until stop is called and more than min requests were sent, or
-// max were.
-func startRush(addr, code string, min, max int64) *rushResult {
+// max were. A request whose connection fails is sent once more to addr(),
+// as a load balancer does when a worker is going away.
+func startRush(addr func() string, code string, min, max int64) *rushResult {
 	res := &rushResult{byStatus: map[int]int{}, accepted: map[int64]bool{}, halt: make(chan struct{}), done: make(chan struct{})}
 	var next atomic.Int64
 	var wg sync.WaitGroup
@@ -330,11 +331,13 @@ func startRush(addr, code string, min, max int64) *rushResult {
 					member = i - 1 // asks again
 				}
 				status := 0
-				resp, err := client.Post("http://"+addr+"/v1/coupons/"+code+"/issue", "application/json",
-					strings.NewReader(fmt.Sprintf(`{"memberId": %d}`, member)))
-				if err == nil {
-					status = resp.StatusCode
-					resp.Body.Close()
+				for try := 0; try < 2 && status == 0; try++ {
+					resp, err := client.Post("http://"+addr()+"/v1/coupons/"+code+"/issue", "application/json",
+						strings.NewReader(fmt.Sprintf(`{"memberId": %d}`, member)))
+					if err == nil {
+						status = resp.StatusCode
+						resp.Body.Close()
+					}
 				}
 				res.mu.Lock()
 				res.byStatus[status]++

@@ -119,6 +119,7 @@ type fixture struct {
 	rdLink  *link
 	partner *partner
 	ptLink  *link
+	mu      sync.Mutex // guards workers
 	workers []*testbin.Proc
 	rush    *rushResult
 }
@@ -157,8 +158,18 @@ func newFixture(t *testing.T, b *batch) *fixture {
 func (f *fixture) startWorkers(t *testing.T, n int) {
 	t.Helper()
 	for range n {
-		f.workers = append(f.workers, testbin.StartWorker(t, f.wenv...))
+		w := testbin.StartWorker(t, f.wenv...)
+		f.mu.Lock()
+		f.workers = append(f.workers, w)
+		f.mu.Unlock()
 	}
+}
+
+// liveAddr is the HTTP address of the newest worker.
+func (f *fixture) liveAddr() string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.workers[len(f.workers)-1].Addr
 }
 
 // enqueue runs the enqueue CLI and requires exit 0.

@@ -151,6 +151,24 @@ var faults = []fault{
 		},
 	},
 	{
+		name: "worker SIGTERM", applies: all, fast: []*batch{settlement, therapy},
+		inject: func(t *testing.T, f *fixture, b *batch) time.Duration {
+			// A rolling deploy: a new worker starts, the old one gets
+			// SIGTERM, finishes or hands back what it runs within
+			// SHUTDOWN_GRACE (5 s), and exits 0.
+			old := f.workers[0]
+			began := time.Now()
+			f.startWorkers(t, 1)
+			ready := time.Since(began)
+			require.NoError(t, old.Stop(30*time.Second), "the stopped worker's exit")
+			f.mu.Lock()
+			f.workers = f.workers[1:]
+			f.mu.Unlock()
+			require.Contains(t, old.Output(), `msg="worker stopped"`)
+			return ready
+		},
+	},
+	{
 		name: "partner hangs before storing", applies: usesPartner, fast: []*batch{orders},
 		inject: func(t *testing.T, f *fixture, b *batch) time.Duration {
 			// The partner accepts connections; requests never reach it.

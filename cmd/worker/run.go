@@ -65,7 +65,10 @@ func Main(ctx context.Context, args []string, getenv func(string) string, stderr
 
 // run works jobs and serves HTTP until ctx is done, then shuts down: the HTTP
 // server stops taking requests, River stops fetching and waits for running
-// jobs (up to 30s), after which it cancels them so they are retried elsewhere.
+// jobs for SHUTDOWN_GRACE, after which it cancels them so they are retried
+// elsewhere. Every kind is safe to hand back at any point (a SIGKILL is
+// too), so a short grace loses nothing; it only ends sooner a job that is
+// waiting, on a row lock or a slow partner, for longer than the grace.
 // If ready is not nil it receives the HTTP listener's address once serving.
 func run(ctx context.Context, cfg config.Config, logger *slog.Logger, ready chan<- string) error {
 	pc, err := pgxpool.ParseConfig(cfg.DatabaseURL)
@@ -127,7 +130,9 @@ func run(ctx context.Context, cfg config.Config, logger *slog.Logger, ready chan
 	httpErr := make(chan error, 1)
 	go func() { httpErr <- srv.Serve(ln) }()
 
-	if err := client.Start(ctx); err != nil {
+	// Not ctx: River cancels every running job the moment its Start context
+	// is done. A signal must stop the client gracefully (below) instead.
+	if err := client.Start(context.WithoutCancel(ctx)); err != nil {
 		_ = srv.Close()
 		return fmt.Errorf("start river: %w", err)
 	}
@@ -146,7 +151,7 @@ func run(ctx context.Context, cfg config.Config, logger *slog.Logger, ready chan
 		err = fmt.Errorf("http: %w", err)
 	}
 	logger.Info("worker stopping")
-	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.ShutdownGrace)
 	defer cancel()
 	_ = srv.Shutdown(shutdownCtx)
 	if stopErr := client.Stop(shutdownCtx); stopErr != nil {
