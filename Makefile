@@ -4,13 +4,15 @@ SHELL := /bin/bash
 SERVICES := eval "$$(scripts/services.sh)"
 BIN := bin
 
-.PHONY: help build run serve test bench chaos lint migrate services
+.PHONY: help build run serve test bench chaos fuzz lint migrate services
 
 help:
 	@echo "make run    start services, migrate, load demo data, run the daily therapy batch, print a summary"
 	@echo "make test   the whole test suite against real Postgres and Redis (started if needed)"
 	@echo "make bench  benchmarks (prints figures and ratios)"
+	@echo "make chaos  the whole fault suite, CHAOS_REPS (default 3) times per case; prints fault × batch → result"
 	@echo "make serve  run the worker in the foreground (Ctrl-C stops it gracefully)"
+	@echo "make fuzz   each parser's fuzz target for FUZZTIME (default 30s); make test runs their seed corpora"
 	@echo "make lint   gofmt + go vet"
 
 build:
@@ -33,6 +35,19 @@ test:
 
 bench: build
 	@$(SERVICES) && $(BIN)/bench
+
+# The fault suite's every case, CHAOS_REPS times each at spread moments of the
+# run; the whole log goes to .local/chaos.log, the table to the terminal.
+chaos:
+	@$(SERVICES) && mkdir -p .local && set -o pipefail && \
+	  CHAOS_REPS=$${CHAOS_REPS:-3} go test -count=1 -timeout 80m -run TestFaults -v ./fault 2>&1 | tee .local/chaos.log | \
+	  grep -E '^\| |^(ok|FAIL)|^\s*--- FAIL'
+
+FUZZ_TARGETS := FuzzParseOrderCSV:./cmd/enqueue FuzzParseIDs:./cmd/enqueue FuzzParseDate:./jobs \
+	FuzzParseYearMonth:./store FuzzDecodeBodies:./httpapi
+fuzz:
+	@$(SERVICES) && for t in $(FUZZ_TARGETS); do \
+	  go test -run '^$$' -fuzz "^$${t%%:*}$$" -fuzztime $${FUZZTIME:-30s} "$${t#*:}" || exit 1; done
 
 lint:
 	@test -z "$$(gofmt -l .)" || (gofmt -l .; exit 1)

@@ -27,8 +27,10 @@ type Config struct {
 	// Retention is how long completed, cancelled and discarded jobs are kept
 	// for audit (JOB_RETENTION, a Go duration).
 	Retention time.Duration
-	// RescueAfter is how long a job may stay running before River's rescuer
-	// assumes its worker died and hands it back (RESCUE_AFTER).
+	// RescueAfter is the least time a job stays running before River's
+	// rescuer may take its worker for dead and hand it back (RESCUE_AFTER);
+	// each kind is rescued only once it has also run longer than its own
+	// timeout.
 	RescueAfter time.Duration
 	// Periodic enables this process's periodic jobs (PERIODIC_JOBS=false to
 	// disable); River runs them only on the elected leader.
@@ -114,7 +116,7 @@ func FromEnv(getenv func(string) string) (Config, error) {
 		return d
 	}
 	cfg.Retention = dur("JOB_RETENTION", 30*24*time.Hour)
-	cfg.RescueAfter = dur("RESCUE_AFTER", 90*time.Second)
+	cfg.RescueAfter = dur("RESCUE_AFTER", 10*time.Second)
 	cfg.OrderCallTimeout = dur("ORDER_CALL_TIMEOUT", 10*time.Second)
 	cfg.FetchCooldown = dur("FETCH_COOLDOWN", 5*time.Millisecond)
 	cfg.ShutdownGrace = dur("SHUTDOWN_GRACE", 5*time.Second)
@@ -161,8 +163,8 @@ func (c Config) Validate() error {
 	if c.FetchCooldown < time.Millisecond {
 		return fmt.Errorf("FETCH_COOLDOWN: at least 1ms, got %s", c.FetchCooldown)
 	}
-	if c.RescueAfter < 70*time.Second { // every job kind times out within 60s
-		return fmt.Errorf("RESCUE_AFTER: at least 70s (jobs time out after at most 60s), got %s", c.RescueAfter)
+	if c.RescueAfter < 10*time.Second { // River: at least the client's default job timeout
+		return fmt.Errorf("RESCUE_AFTER: at least 10s, got %s", c.RescueAfter)
 	}
 	if c.ShutdownGrace > 60*time.Second {
 		return fmt.Errorf("SHUTDOWN_GRACE: at most 60s (a stopping worker cancels and hands back what is still running), got %s", c.ShutdownGrace)

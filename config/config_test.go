@@ -18,7 +18,7 @@ func TestDefaults(t *testing.T) {
 	require.Equal(t, "127.0.0.1:8080", cfg.HTTPAddr)
 	require.Equal(t, "Asia/Seoul", cfg.TZ.String())
 	require.Equal(t, 30*24*time.Hour, cfg.Retention)
-	require.Equal(t, 90*time.Second, cfg.RescueAfter)
+	require.Equal(t, 10*time.Second, cfg.RescueAfter)
 	require.Equal(t, 200, cfg.Queues["therapy"])
 	require.True(t, cfg.Periodic)
 }

@@ -165,6 +165,8 @@ func decodeJSON(w http.ResponseWriter, r *http.Request, dst any) error {
 	switch {
 	case errors.As(err, &maxErr):
 		return &fieldError{status: http.StatusRequestEntityTooLarge, field: "body", msg: fmt.Sprintf("body is larger than %d bytes", MaxBodyBytes)}
+	case errors.As(err, &typeErr) && typeErr.Field == "":
+		return badField("body", "want a JSON object, got %s", typeErr.Value)
 	case errors.As(err, &typeErr):
 		return badField(typeErr.Field, "want a JSON %s, got %s", typeErr.Type.String(), typeErr.Value)
 	case errors.As(err, &syntaxErr), errors.Is(err, io.ErrUnexpectedEOF):
@@ -173,6 +175,9 @@ func decodeJSON(w http.ResponseWriter, r *http.Request, dst any) error {
 		return badField("body", "empty body; want a JSON object")
 	case strings.HasPrefix(err.Error(), "json: unknown field "):
 		name := strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`)
+		if name == "" {
+			return badField("body", "unknown field %q", name)
+		}
 		return badField(name, "unknown field %q", name)
 	default:
 		return badField("body", "%v", err)

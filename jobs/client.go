@@ -40,21 +40,25 @@ type Deps struct {
 
 // ClientConfig is how a River client in this process is set up.
 type ClientConfig struct {
-	// ID is the River client id; empty lets River pick one. Workers set it
-	// to the id of their liveness lock (see ReclaimOrphans).
-	ID string
 	// Queues maps queue names to worker counts. Empty: an insert-only client.
 	Queues map[string]int
 	// Retention keeps completed, cancelled and discarded jobs for audit.
 	Retention time.Duration
-	// RescueAfter hands back jobs running longer than this (their worker is
-	// presumed dead). Every kind's Timeout is shorter.
+	// RescueAfter is the least time a job runs before River's rescuer may
+	// hand it back as orphaned (its worker presumed dead); a job is rescued
+	// only once it has also run longer than its kind's Timeout. At least
+	// DefaultJobTimeout.
 	RescueAfter time.Duration
 	// Periodic enables periodic jobs (run by the elected leader only).
 	Periodic bool
 	// FetchCooldown and FetchPollInterval tune fetching; zero keeps River's.
 	FetchCooldown, FetchPollInterval time.Duration
 }
+
+// DefaultJobTimeout bounds an attempt of a kind that sets no Timeout of its
+// own (every kind sets one); River requires the rescue window to be at
+// least this long.
+const DefaultJobTimeout = 10 * time.Second
 
 // Client is tidemark's River client type.
 type Client = river.Client[pgx.Tx]
@@ -63,13 +67,12 @@ type Client = river.Client[pgx.Tx]
 // registered. With no queues it is an insert-only client (CLI, HTTP tests).
 func NewClient(pool *pgxpool.Pool, cc ClientConfig, deps Deps) (*Client, error) {
 	cfg := &river.Config{
-		ID:                          cc.ID,
 		Logger:                      deps.Logger,
 		CompletedJobRetentionPeriod: cc.Retention,
 		CancelledJobRetentionPeriod: cc.Retention,
 		DiscardedJobRetentionPeriod: cc.Retention,
 		RescueStuckJobsAfter:        cc.RescueAfter,
-		JobTimeout:                  time.Minute,
+		JobTimeout:                  DefaultJobTimeout,
 		FetchCooldown:               cc.FetchCooldown,
 		FetchPollInterval:           cc.FetchPollInterval,
 		MaxAttempts:                 5,

@@ -297,8 +297,10 @@ func TestReconcileAfterRedisFlush(t *testing.T) {
 	res, err = b.gate.Issue(ctx, "FLUSH", 10)
 	require.NoError(t, err)
 	require.Equal(t, coupongate.AlreadyIssued, res)
-	_, err = b.pool.Exec(ctx, `UPDATE river_job SET scheduled_at = now() WHERE id = ANY($1)`, pending)
-	require.NoError(t, err)
+	for _, id := range pending {
+		_, err := client.JobRetry(ctx, id) // run the scheduled job now
+		require.NoError(t, err)
+	}
 	for _, id := range pending {
 		waitFor(t, 10*time.Second, "in-flight persist", func() bool { return b.jobState(t, id) == "completed" })
 	}

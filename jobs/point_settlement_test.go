@@ -103,14 +103,19 @@ func (b *settleBundle) run(t *testing.T, date string, opts jobs.SettlementRunOpt
 
 func (b *settleBundle) waitFinal(t *testing.T, id int64) *rivertype.JobRow {
 	t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
+	return b.waitFinalWithin(t, id, 60*time.Second)
+}
+
+func (b *settleBundle) waitFinalWithin(t *testing.T, id int64, timeout time.Duration) *rivertype.JobRow {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
 	for {
 		job, err := b.client.JobGet(context.Background(), id)
 		require.NoError(t, err)
 		if job.FinalizedAt != nil {
 			return job
 		}
-		require.True(t, time.Now().Before(deadline), "job %d still %s after 60s: %v", id, job.State, job.Errors)
+		require.True(t, time.Now().Before(deadline), "job %d still %s after %s: %v", id, job.State, timeout, job.Errors)
 		time.Sleep(30 * time.Millisecond)
 	}
 }

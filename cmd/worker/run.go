@@ -100,16 +100,7 @@ func run(ctx context.Context, cfg config.Config, logger *slog.Logger, ready chan
 	gate := coupongate.New(rdb, "")
 	deps := jobs.Deps{Store: st, TZ: cfg.TZ, Logger: logger, Gate: gate,
 		OrderAPI: orderapi.New(cfg.OrderAPIURL, cfg.OrderCallTimeout, cfg.Queues[config.QueueOutbound])}
-	// Held until the process exits: other workers reclaim this one's
-	// running order_submit jobs as soon as it is gone (jobs.ReclaimOrphans).
-	clientID := jobs.NewClientID()
-	live, err := st.HoldClientLiveness(ctx, clientID)
-	if err != nil {
-		return err
-	}
-	defer live.Close(context.WithoutCancel(ctx))
 	client, err := jobs.NewClient(pool, jobs.ClientConfig{
-		ID:          clientID,
 		Queues:      cfg.Queues,
 		Retention:   cfg.Retention,
 		RescueAfter: cfg.RescueAfter,
@@ -136,10 +127,6 @@ func run(ctx context.Context, cfg config.Config, logger *slog.Logger, ready chan
 		_ = srv.Close()
 		return fmt.Errorf("start river: %w", err)
 	}
-	reclaimCtx, stopReclaim := context.WithCancel(ctx)
-	reclaimDone := make(chan struct{})
-	go func() { defer close(reclaimDone); jobs.ReclaimOrphans(reclaimCtx, deps, 5*time.Second, live.Keep) }()
-	defer func() { stopReclaim(); <-reclaimDone }()
 	logger.Info("worker started", "http", ln.Addr().String(), "queues", cfg.Queues, "periodic", cfg.Periodic, "tz", cfg.TZ.String())
 	if ready != nil {
 		ready <- ln.Addr().String()

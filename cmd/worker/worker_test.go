@@ -131,8 +131,9 @@ func TestTwoWorkersAggregateConcurrently(t *testing.T) {
 
 // The runtime contract: a worker killed with SIGKILL loses nothing. Its
 // running job stays `running` until River's rescuer, on a surviving worker,
-// sees it has run longer than RESCUE_AFTER and hands it back; it is then
-// retried and completes, within about two minutes. No manual step: this is
+// sees it has run longer than its kind's timeout (30 s for therapy_stats)
+// and hands it back; it is then retried and completes, within about two
+// minutes. No manual step: this is
 // River's own rescuer against the real binaries.
 func TestSIGKILLedWorkersJobIsRescuedAndCompleted(t *testing.T) {
 	t.Parallel()
@@ -152,7 +153,7 @@ func TestSIGKILLedWorkersJobIsRescuedAndCompleted(t *testing.T) {
 	_, err = holder.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtextextended('therapy_stats:1:2026:11', 0))`)
 	require.NoError(t, err)
 
-	env := []string{"DATABASE_URL=" + url, "PERIODIC_JOBS=false", "RESCUE_AFTER=70s"}
+	env := []string{"DATABASE_URL=" + url, "PERIODIC_JOBS=false"}
 	first := testbin.StartWorker(t, env...)
 	enqueue := testbin.Build(t, "enqueue")
 	code, _, stderr := testbin.Run(t, enqueue, env, "therapy-stats", "--month", "2026-11", "--user", "1")
