@@ -11,6 +11,9 @@
 # 127.0.0.1:6379, a redis-server of our own on 127.0.0.1:6389, installing
 # Debian's redis-server package if needed.
 #
+# The server binaries (initdb/pg_ctl, redis-server) are installed even when
+# servers answer: the fault suite starts private instances it crashes.
+#
 # Everything but the final assignments goes to stderr. SERVICES_OWN=1 skips
 # the machine's shared servers and uses (or starts) our own, to test that path.
 set -euo pipefail
@@ -83,13 +86,21 @@ else
   pg_answers "$DATABASE_URL" || { log "Postgres still does not answer at $DATABASE_URL"; exit 1; }
 fi
 
+# The fault suite starts private clusters of its own (internal/testpg): it
+# needs the server binaries even when a server already answers.
+if [ -z "$(find_pg_bin)" ]; then
+  apt_install postgresql
+fi
+
 # --- Redis ------------------------------------------------------------------
 redis_answers() { # $1 = URL
   command -v redis-cli >/dev/null 2>&1 && [ "$(redis-cli -u "$1" ping 2>/dev/null)" = PONG ]
 }
 default_redis="redis://127.0.0.1:6379/0"
+# redis-server is needed even when a Redis answers: the fault suite kills and
+# restarts a private one (internal/testredis).
 if ! command -v redis-cli >/dev/null 2>&1 || ! command -v redis-server >/dev/null 2>&1; then
-  if ! redis_answers "${REDIS_URL:-$default_redis}"; then apt_install redis-server; fi
+  apt_install redis-server
 fi
 if [ -n "${REDIS_URL:-}" ] && redis_answers "$REDIS_URL"; then
   :
