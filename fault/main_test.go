@@ -285,6 +285,24 @@ func post(addr, path, body string) (int, string) {
 	return resp.StatusCode, sb.String()
 }
 
+// postAdmin posts body with the fixture's admin token.
+func postAdmin(addr, path, body string) (int, string) {
+	req, err := http.NewRequest(http.MethodPost, "http://"+addr+path, strings.NewReader(body))
+	if err != nil {
+		return 0, err.Error()
+	}
+	req.Header.Set("Authorization", "Bearer fault-token")
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := httpClient.Do(req)
+	if err != nil {
+		return 0, err.Error()
+	}
+	defer resp.Body.Close()
+	var sb bytes.Buffer
+	_, _ = sb.ReadFrom(resp.Body)
+	return resp.StatusCode, sb.String()
+}
+
 // partner is the simulated order API, on a database of the shared server (it
 // stands for another company: tidemark's outages are not its outages).
 type partner struct {

@@ -49,6 +49,19 @@ func hold(t *testing.T, f *fixture, b *batch, more int64, limit time.Duration) {
 	}
 }
 
+// gateAnswers waits until the rush's requests are answered by the coupon gate
+// again (a 202 or a 410) after a Redis fault cleared, and returns how long
+// that took.
+func gateAnswers(t *testing.T, f *fixture) time.Duration {
+	t.Helper()
+	cleared := time.Now()
+	answered := f.rush.count(http.StatusAccepted) + f.rush.count(http.StatusGone)
+	until(t, 30*time.Second, "requests answered by the gate again", func() (bool, error) {
+		return f.rush.count(http.StatusAccepted)+f.rush.count(http.StatusGone) > answered, nil
+	})
+	return time.Since(cleared)
+}
+
 // jobsErrored waits until some job has failed an attempt since the fault
 // began (the fault was felt), for at most limit.
 func jobsErrored(t *testing.T, f *fixture, kind string, limit time.Duration) {
@@ -67,6 +80,10 @@ var faults = []fault{
 		inject: func(t *testing.T, f *fixture, b *batch) time.Duration {
 			require.NoError(t, f.pg.Crash())
 			f.allReady(t, http.StatusServiceUnavailable, 10*time.Second, "worker /readyz 503 while Postgres is down")
+			// A request during the outage is refused with a reason, not a 500.
+			code, body := postAdmin(f.liveAddr(), "/v1/order-requests", `{"username": "outage", "totalPrice": 1, "appliedYearMonth": "2026-11"}`)
+			require.Equal(t, http.StatusServiceUnavailable, code, body)
+			require.Contains(t, body, "postgres unavailable")
 			require.NoError(t, f.pg.Start())
 			return readyAgain(t, f)
 		},
@@ -101,7 +118,7 @@ var faults = []fault{
 		},
 	},
 	{
-		name: "postgres link crawl 64KB/s", applies: all,
+		name: "postgres link crawl 64KBps", applies: all,
 		inject: func(t *testing.T, f *fixture, b *batch) time.Duration {
 			remove := f.pgLink.toxic(t, "bandwidth", `{"rate": 64}`)
 			hold(t, f, b, b.size/20, 5*time.Second)
@@ -142,12 +159,7 @@ var faults = []fault{
 				return f.rush.count(http.StatusServiceUnavailable) > seen+50, nil
 			})
 			remove()
-			cleared := time.Now()
-			answered := f.rush.count(http.StatusAccepted) + f.rush.count(http.StatusGone)
-			until(t, 30*time.Second, "requests answered by the gate again", func() (bool, error) {
-				return f.rush.count(http.StatusAccepted)+f.rush.count(http.StatusGone) > answered, nil
-			})
-			return time.Since(cleared)
+			return gateAnswers(t, f)
 		},
 	},
 	{
@@ -166,6 +178,36 @@ var faults = []fault{
 			f.mu.Unlock()
 			require.Contains(t, old.Output(), `msg="worker stopped"`)
 			return ready
+		},
+	},
+	{
+		name: "redis link hang 2s", applies: usesRedis,
+		inject: func(t *testing.T, f *fixture, b *batch) time.Duration {
+			remove := f.rdLink.toxic(t, "timeout", `{"timeout": 2000}`)
+			seen := f.rush.count(http.StatusServiceUnavailable)
+			until(t, 20*time.Second, "requests answered 503 while Redis does not answer", func() (bool, error) {
+				return f.rush.count(http.StatusServiceUnavailable) > seen, nil
+			})
+			remove()
+			return gateAnswers(t, f)
+		},
+	},
+	{
+		name: "redis link latency 20ms", applies: usesRedis,
+		inject: func(t *testing.T, f *fixture, b *batch) time.Duration {
+			remove := f.rdLink.toxic(t, "latency", `{"latency": 20, "jitter": 5}`)
+			hold(t, f, b, b.size/10, 20*time.Second)
+			remove()
+			return 0
+		},
+	},
+	{
+		name: "redis link crawl 16KBps", applies: usesRedis,
+		inject: func(t *testing.T, f *fixture, b *batch) time.Duration {
+			remove := f.rdLink.toxic(t, "bandwidth", `{"rate": 16}`)
+			hold(t, f, b, b.size/20, 5*time.Second)
+			remove()
+			return 0
 		},
 	},
 	{
@@ -194,6 +236,15 @@ var faults = []fault{
 		inject: func(t *testing.T, f *fixture, b *batch) time.Duration {
 			remove := f.ptLink.toxicOn(t, "downstream", "latency", `{"latency": 300}`)
 			hold(t, f, b, b.size/10, 20*time.Second)
+			remove()
+			return 0
+		},
+	},
+	{
+		name: "partner link crawl 16KBps", applies: usesPartner,
+		inject: func(t *testing.T, f *fixture, b *batch) time.Duration {
+			remove := f.ptLink.toxic(t, "bandwidth", `{"rate": 16}`)
+			hold(t, f, b, b.size/20, 5*time.Second)
 			remove()
 			return 0
 		},
