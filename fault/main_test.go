@@ -263,36 +263,30 @@ func (f *fixture) requireNoFailedJobs(t *testing.T) {
 
 var httpClient = &http.Client{Timeout: 5 * time.Second}
 
-func get(addr, path string) (int, string) {
-	resp, err := httpClient.Get("http://" + addr + path)
-	if err != nil {
-		return 0, err.Error()
-	}
-	defer resp.Body.Close()
-	var sb bytes.Buffer
-	_, _ = sb.ReadFrom(resp.Body)
-	return resp.StatusCode, sb.String()
-}
+func get(addr, path string) (int, string) { return request(http.MethodGet, addr, path, "", "") }
 
 func post(addr, path, body string) (int, string) {
-	resp, err := httpClient.Post("http://"+addr+path, "application/json", strings.NewReader(body))
-	if err != nil {
-		return 0, err.Error()
-	}
-	defer resp.Body.Close()
-	var sb bytes.Buffer
-	_, _ = sb.ReadFrom(resp.Body)
-	return resp.StatusCode, sb.String()
+	return request(http.MethodPost, addr, path, body, "")
 }
 
 // postAdmin posts body with the fixture's admin token.
 func postAdmin(addr, path, body string) (int, string) {
-	req, err := http.NewRequest(http.MethodPost, "http://"+addr+path, strings.NewReader(body))
+	return request(http.MethodPost, addr, path, body, "fault-token")
+}
+
+// request sends one request and returns its status and body (0 and the
+// error's text when it got no answer).
+func request(method, addr, path, body, token string) (int, string) {
+	req, err := http.NewRequest(method, "http://"+addr+path, strings.NewReader(body))
 	if err != nil {
 		return 0, err.Error()
 	}
-	req.Header.Set("Authorization", "Bearer fault-token")
-	req.Header.Set("Content-Type", "application/json")
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
 	resp, err := httpClient.Do(req)
 	if err != nil {
 		return 0, err.Error()

@@ -49,6 +49,24 @@ func hold(t *testing.T, f *fixture, b *batch, more int64, limit time.Duration) {
 	}
 }
 
+// slowed is a fault that slows a link with a toxic (see link.toxicOn) while
+// the batch does a part-th of its work under it, for at most limit. Only
+// `make chaos` runs it.
+func slowed(name string, applies func(*batch) bool, which func(*fixture) *link, direction, typ, attributes string,
+	part int64, limit time.Duration,
+) fault {
+	return fault{name: name, applies: applies, inject: func(t *testing.T, f *fixture, b *batch) time.Duration {
+		remove := which(f).toxicOn(t, direction, typ, attributes)
+		hold(t, f, b, b.size/part, limit)
+		remove()
+		return 0
+	}}
+}
+
+func pgLink(f *fixture) *link { return f.pgLink }
+func rdLink(f *fixture) *link { return f.rdLink }
+func ptLink(f *fixture) *link { return f.ptLink }
+
 // gateAnswers waits until the rush's requests are answered by the coupon gate
 // again (a 202 or a 410) after a Redis fault cleared, and returns how long
 // that took.
@@ -106,24 +124,6 @@ var faults = []fault{
 			f.allReady(t, http.StatusServiceUnavailable, 10*time.Second, "worker /readyz 503 while Postgres does not answer")
 			remove()
 			return readyAgain(t, f)
-		},
-	},
-	{
-		name: "postgres link latency 20ms", applies: all,
-		inject: func(t *testing.T, f *fixture, b *batch) time.Duration {
-			remove := f.pgLink.toxic(t, "latency", `{"latency": 20, "jitter": 5}`)
-			hold(t, f, b, b.size/10, 20*time.Second)
-			remove()
-			return 0
-		},
-	},
-	{
-		name: "postgres link crawl 64KBps", applies: all,
-		inject: func(t *testing.T, f *fixture, b *batch) time.Duration {
-			remove := f.pgLink.toxic(t, "bandwidth", `{"rate": 64}`)
-			hold(t, f, b, b.size/20, 5*time.Second)
-			remove()
-			return 0
 		},
 	},
 	{
@@ -193,24 +193,6 @@ var faults = []fault{
 		},
 	},
 	{
-		name: "redis link latency 20ms", applies: usesRedis,
-		inject: func(t *testing.T, f *fixture, b *batch) time.Duration {
-			remove := f.rdLink.toxic(t, "latency", `{"latency": 20, "jitter": 5}`)
-			hold(t, f, b, b.size/10, 20*time.Second)
-			remove()
-			return 0
-		},
-	},
-	{
-		name: "redis link crawl 16KBps", applies: usesRedis,
-		inject: func(t *testing.T, f *fixture, b *batch) time.Duration {
-			remove := f.rdLink.toxic(t, "bandwidth", `{"rate": 16}`)
-			hold(t, f, b, b.size/20, 5*time.Second)
-			remove()
-			return 0
-		},
-	},
-	{
 		name: "partner hangs before storing", applies: usesPartner, fast: []*batch{orders},
 		inject: func(t *testing.T, f *fixture, b *batch) time.Duration {
 			// The partner accepts connections; requests never reach it.
@@ -231,24 +213,12 @@ var faults = []fault{
 			return 0
 		},
 	},
-	{
-		name: "partner slow 300ms", applies: usesPartner,
-		inject: func(t *testing.T, f *fixture, b *batch) time.Duration {
-			remove := f.ptLink.toxicOn(t, "downstream", "latency", `{"latency": 300}`)
-			hold(t, f, b, b.size/10, 20*time.Second)
-			remove()
-			return 0
-		},
-	},
-	{
-		name: "partner link crawl 16KBps", applies: usesPartner,
-		inject: func(t *testing.T, f *fixture, b *batch) time.Duration {
-			remove := f.ptLink.toxic(t, "bandwidth", `{"rate": 16}`)
-			hold(t, f, b, b.size/20, 5*time.Second)
-			remove()
-			return 0
-		},
-	},
+	slowed("postgres link latency 20ms", all, pgLink, "both", "latency", `{"latency": 20, "jitter": 5}`, 10, 20*time.Second),
+	slowed("postgres link crawl 64KBps", all, pgLink, "both", "bandwidth", `{"rate": 64}`, 20, 5*time.Second),
+	slowed("redis link latency 20ms", usesRedis, rdLink, "both", "latency", `{"latency": 20, "jitter": 5}`, 10, 20*time.Second),
+	slowed("redis link crawl 16KBps", usesRedis, rdLink, "both", "bandwidth", `{"rate": 16}`, 20, 5*time.Second),
+	slowed("partner slow 300ms", usesPartner, ptLink, "downstream", "latency", `{"latency": 300}`, 10, 20*time.Second),
+	slowed("partner link crawl 16KBps", usesPartner, ptLink, "both", "bandwidth", `{"rate": 16}`, 20, 5*time.Second),
 	{
 		name: "partner link reset", applies: usesPartner,
 		inject: func(t *testing.T, f *fixture, b *batch) time.Duration {
