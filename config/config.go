@@ -116,7 +116,7 @@ func FromEnv(getenv func(string) string) (Config, error) {
 		return d
 	}
 	cfg.Retention = dur("JOB_RETENTION", 30*24*time.Hour)
-	cfg.RescueAfter = dur("RESCUE_AFTER", 10*time.Second)
+	cfg.RescueAfter = dur("RESCUE_AFTER", 15*time.Second)
 	cfg.OrderCallTimeout = dur("ORDER_CALL_TIMEOUT", 10*time.Second)
 	cfg.FetchCooldown = dur("FETCH_COOLDOWN", 5*time.Millisecond)
 	cfg.ShutdownGrace = dur("SHUTDOWN_GRACE", 5*time.Second)
@@ -163,8 +163,8 @@ func (c Config) Validate() error {
 	if c.FetchCooldown < time.Millisecond {
 		return fmt.Errorf("FETCH_COOLDOWN: at least 1ms, got %s", c.FetchCooldown)
 	}
-	if c.RescueAfter < 10*time.Second { // River: at least the client's default job timeout
-		return fmt.Errorf("RESCUE_AFTER: at least 10s, got %s", c.RescueAfter)
+	if c.RescueAfter <= 10*time.Second { // River: longer than the client's default job timeout
+		return fmt.Errorf("RESCUE_AFTER: more than 10s (the default job timeout), got %s", c.RescueAfter)
 	}
 	if c.ShutdownGrace > 60*time.Second {
 		return fmt.Errorf("SHUTDOWN_GRACE: at most 60s (a stopping worker cancels and hands back what is still running), got %s", c.ShutdownGrace)

@@ -18,7 +18,7 @@ func TestDefaults(t *testing.T) {
 	require.Equal(t, "127.0.0.1:8080", cfg.HTTPAddr)
 	require.Equal(t, "Asia/Seoul", cfg.TZ.String())
 	require.Equal(t, 30*24*time.Hour, cfg.Retention)
-	require.Equal(t, 10*time.Second, cfg.RescueAfter)
+	require.Equal(t, 15*time.Second, cfg.RescueAfter)
 	require.Equal(t, 200, cfg.Queues["therapy"])
 	require.True(t, cfg.Periodic)
 }
@@ -43,7 +43,7 @@ func TestBadValuesNameTheVariable(t *testing.T) {
 		"BATCH_TZ":        "Mars/Olympus",
 		"TIDEMARK_QUEUES": "therapy=0",
 		"JOB_RETENTION":   "1h",
-		"RESCUE_AFTER":    "5s",
+		"RESCUE_AFTER":    "10s",
 		"PERIODIC_JOBS":   "maybe",
 		"DATABASE_URL":    "mysql://x",
 		"REDIS_URL":       "http://x",

@@ -17,15 +17,21 @@ import (
 // go-redis stops dialing once PoolSize dials in a row have failed, and from
 // then on probes once a second; until a probe succeeds every command fails
 // at once with the last dial error, even when Redis is back. Redis instead
-// probes the address itself when a command fails to dial (at most every
-// ProbeEvery) and, when it connects, swaps in a new client and runs the
-// command again. A command that failed to dial never reached Redis, so
-// running it again cannot apply it twice.
+// probes the address itself when a command fails to dial (one probe at a
+// time, at most every ProbeEvery) and, when it connects, swaps in a new
+// client and runs the command again.
+//
+// Running it again is safe because go-redis never retries here (MaxRetries
+// -1, one dial per command): a command that failed to dial was never sent.
+// The same setting makes a command whose reply was lost fail instead of
+// being sent again, so a seat taken by a lost EVAL is never answered
+// "already issued" by a silent retry.
 type Redis struct {
 	opt *redis.Options
 	cur atomic.Pointer[redis.Client]
 
-	mu        sync.Mutex
+	probing   atomic.Bool
+	mu        sync.Mutex // guards lastProbe
 	lastProbe time.Time
 }
 
@@ -34,11 +40,13 @@ var _ redis.Scripter = (*Redis)(nil)
 // ProbeEvery bounds how often failing commands probe Redis's address.
 const ProbeEvery = 20 * time.Millisecond
 
-// NewRedis returns a client for opt (one dial per command: while Redis is
-// away a command fails at once instead of retrying its dial).
+// NewRedis returns a client for opt, with go-redis's retries off: one dial
+// per command and no command sent twice, so while Redis is away a command
+// fails at once.
 func NewRedis(opt *redis.Options) *Redis {
 	o := *opt
 	o.DialerRetries = 1
+	o.MaxRetries = -1
 	r := &Redis{opt: &o}
 	r.cur.Store(redis.NewClient(&o))
 	return r
@@ -68,26 +76,40 @@ func do[C redis.Cmder](r *Redis, ctx context.Context, f func(*redis.Client) C) C
 
 // renew replaces failed with a new client if Redis's address accepts a
 // connection now, and reports whether the current client is a newer one.
+// Commands that find a probe under way fail at once rather than wait for it.
 func (r *Redis) renew(ctx context.Context, failed *redis.Client) bool {
-	r.mu.Lock()
-	defer r.mu.Unlock()
 	if r.cur.Load() != failed {
 		return true // another command renewed it already
 	}
-	if time.Since(r.lastProbe) < ProbeEvery {
+	r.mu.Lock()
+	due := time.Since(r.lastProbe) >= ProbeEvery
+	if due {
+		r.lastProbe = time.Now()
+	}
+	r.mu.Unlock()
+	if !due || !r.probing.CompareAndSwap(false, true) {
 		return false
 	}
-	r.lastProbe = time.Now()
+	defer r.probing.Store(false)
 	d := net.Dialer{Timeout: 200 * time.Millisecond}
 	conn, err := d.DialContext(ctx, r.opt.Network, r.opt.Addr)
 	if err != nil {
 		return false
 	}
 	_ = conn.Close()
-	r.cur.Store(redis.NewClient(r.opt))
-	go failed.Close() //nolint:errcheck // its connections are dead or idle
+	if !r.cur.CompareAndSwap(failed, redis.NewClient(r.opt)) {
+		return true
+	}
+	// Commands may still be running on the old client's live connections
+	// (one dial failing does not mean the others are dead): close it once
+	// they are done, bounded by its read and write timeouts.
+	time.AfterFunc(retireAfter, func() { _ = failed.Close() })
 	return true
 }
+
+// retireAfter is how long a replaced client is kept for the commands still
+// running on it (go-redis's read and write timeouts are 3 s each).
+const retireAfter = 10 * time.Second
 
 // isDialError reports whether err is a failure to connect (the command was
 // never sent).

@@ -46,8 +46,8 @@ type ClientConfig struct {
 	Retention time.Duration
 	// RescueAfter is the least time a job runs before River's rescuer may
 	// hand it back as orphaned (its worker presumed dead); a job is rescued
-	// only once it has also run longer than its kind's Timeout. At least
-	// DefaultJobTimeout.
+	// only once it has also run longer than its kind's Timeout. More than
+	// DefaultJobTimeout (River's rule).
 	RescueAfter time.Duration
 	// Periodic enables periodic jobs (run by the elected leader only).
 	Periodic bool
@@ -56,8 +56,7 @@ type ClientConfig struct {
 }
 
 // DefaultJobTimeout bounds an attempt of a kind that sets no Timeout of its
-// own (every kind sets one); River requires the rescue window to be at
-// least this long.
+// own (every kind sets one); River requires the rescue window to be longer.
 const DefaultJobTimeout = 10 * time.Second
 
 // Client is tidemark's River client type.

@@ -68,10 +68,12 @@ func (s *Store) InTx(ctx context.Context, fn func(tx pgx.Tx) error) error {
 var ErrCommitUnknown = errors.New("commit outcome unknown")
 
 // commitErr wraps a failed COMMIT's error, marking it with ErrCommitUnknown
-// unless Postgres answered (it rolled back) or the COMMIT never left.
+// unless Postgres answered (it rolled back), the COMMIT never left, or the
+// transaction had already ended.
 func commitErr(err error) error {
 	var pgErr *pgconn.PgError
-	if errors.As(err, &pgErr) || pgconn.SafeToRetry(err) {
+	if errors.As(err, &pgErr) || pgconn.SafeToRetry(err) ||
+		errors.Is(err, pgx.ErrTxCommitRollback) || errors.Is(err, pgx.ErrTxClosed) {
 		return fmt.Errorf("store: commit: %w", err)
 	}
 	return fmt.Errorf("store: commit: %w: %w", ErrCommitUnknown, err)

@@ -140,7 +140,11 @@ func run(ctx context.Context, cfg config.Config, logger *slog.Logger, ready chan
 	logger.Info("worker stopping")
 	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.ShutdownGrace)
 	defer cancel()
-	_ = srv.Shutdown(shutdownCtx)
+	// The HTTP listener drains while River stops fetching and lets running
+	// jobs finish: both within the one grace.
+	httpDone := make(chan struct{})
+	go func() { defer close(httpDone); _ = srv.Shutdown(shutdownCtx) }()
+	defer func() { <-httpDone }()
 	if stopErr := client.Stop(shutdownCtx); stopErr != nil {
 		logger.Warn("running jobs did not finish in time; cancelling them so they are retried", "err", stopErr)
 		hardCtx, hardCancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)

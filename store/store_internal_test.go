@@ -1,0 +1,60 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/stretchr/testify/require"
+)
+
+// A server that answered is never "unavailable"; a connection that could not
+// be made, or went away, is.
+func TestIsUnavailable(t *testing.T) {
+	t.Parallel()
+	// A real refused connection, as pgx reports it.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	addr := ln.Addr().String()
+	ln.Close()
+	_, refused := pgx.Connect(context.Background(), "postgres://postgres@"+addr+"/x?sslmode=disable&connect_timeout=2")
+	require.Error(t, refused)
+
+	for _, c := range []struct {
+		err  error
+		want bool
+	}{
+		{refused, true},
+		{fmt.Errorf("store: ping: %w", refused), true},
+		{&pgconn.PgError{Code: "57P01"}, true}, // admin shutdown
+		{&pgconn.PgError{Code: "57P03"}, true}, // not accepting connections yet
+		{&pgconn.PgError{Code: "08006"}, true}, // connection failure
+		{io.ErrUnexpectedEOF, true},
+		{context.DeadlineExceeded, true},
+		{fmt.Errorf("store: commit: %w: %w", ErrCommitUnknown, io.ErrUnexpectedEOF), true},
+		{&pgconn.PgError{Code: "23505"}, false}, // unique violation: an answer about the data
+		{&pgconn.PgError{Code: "40001"}, false},
+		{ErrNotFound, false},
+		{errors.New("something else"), false},
+		{nil, false},
+	} {
+		require.Equal(t, c.want, IsUnavailable(c.err), "%v", c.err)
+	}
+}
+
+// A COMMIT is "outcome unknown" only when it may have reached the server and
+// no answer came back.
+func TestCommitErr(t *testing.T) {
+	t.Parallel()
+	lost := &net.OpError{Op: "read", Net: "tcp", Err: errors.New("connection reset by peer")}
+	require.ErrorIs(t, commitErr(lost), ErrCommitUnknown)
+	require.ErrorIs(t, commitErr(io.ErrUnexpectedEOF), ErrCommitUnknown)
+	require.NotErrorIs(t, commitErr(&pgconn.PgError{Code: "40001"}), ErrCommitUnknown, "the server answered: rolled back")
+	require.NotErrorIs(t, commitErr(pgx.ErrTxCommitRollback), ErrCommitUnknown, "the server answered: rolled back")
+	require.NotErrorIs(t, commitErr(pgx.ErrTxClosed), ErrCommitUnknown, "nothing was sent")
+}
