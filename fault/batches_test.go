@@ -35,6 +35,9 @@ type batch struct {
 	done    func(f *fixture) (int64, error) // units done so far
 	finish  func(t *testing.T, f *fixture)  // after the fault cleared: until the run ended
 	verify  func(t *testing.T, f *fixture) (lost, dups int64)
+	// givenUp reports whether a discarded or cancelled job ended as the
+	// batch's protocol requires (nil: no job may be given up).
+	givenUp func(t *testing.T, f *fixture, kind string, args []byte, errs string) bool
 }
 
 func (f *fixture) defaultFinish(t *testing.T) { f.waitIdle(t, 120*time.Second) }
@@ -252,6 +255,20 @@ var coupons = &batch{
 	finish: func(t *testing.T, f *fixture) {
 		f.rush.stop()
 		f.waitIdle(t, 120*time.Second)
+	},
+	// A persist insert whose commit answer was lost: the handler gave the
+	// seat back and answered 503, the job was committed after all, found
+	// the coupon sold out meanwhile and compensated — the member holds
+	// nothing and was never told otherwise.
+	givenUp: func(t *testing.T, f *fixture, kind string, args []byte, errs string) bool {
+		var a struct {
+			MemberID int64 `json:"member_id"`
+		}
+		require.NoError(t, json.Unmarshal(args, &a))
+		return kind == "coupon_issue_persist" && strings.Contains(errs, "seat given back before the persist job ran") &&
+			!f.rush.accepted[a.MemberID] &&
+			f.count(t, `SELECT count(*) FROM coupon_issue i JOIN coupon c ON c.id = i.coupon_id WHERE c.code = 'RUSH' AND i.member_id = $1`, a.MemberID) == 0 &&
+			f.count(t, `SELECT count(*) FROM failed_coupon_issue WHERE coupon_code = 'RUSH' AND member_id = $1`, a.MemberID) > 0
 	},
 	verify: func(t *testing.T, f *fixture) (lost, dups int64) {
 		// Only 202, 409, 410 and 503 answers (never a 500 or a dropped

@@ -48,5 +48,5 @@ func TestSIGTERMWhileJobWaitsOnRowLock(t *testing.T) {
 	settlement.finish(t, f)
 	o.Done = time.Since(stopped)
 	o.Lost, o.Dups = settlement.verify(t, f)
-	f.requireNoFailedJobs(t)
+	f.requireNoFailedJobs(t, settlement)
 }

@@ -282,5 +282,5 @@ func runCase(t *testing.T, fl fault, b *batch, rep, n int) {
 	}
 	o.Done = time.Since(began)
 	o.Lost, o.Dups = b.verify(t, f)
-	f.requireNoFailedJobs(t)
+	f.requireNoFailedJobs(t, b)
 }
