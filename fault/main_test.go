@@ -57,6 +57,75 @@ func TestMain(m *testing.M) {
 }
 
 func printTable() {
+	printRuns()
+	printMatrix()
+}
+
+// printMatrix prints one row per fault and one column per batch: runs
+// passed of runs, and the longest time from the fault to the batch's end;
+// then the fault's lost and duplicated work over all its runs, and the
+// longest time the workers took to answer again.
+func printMatrix() {
+	type cell struct {
+		runs, passed int
+		done         time.Duration
+	}
+	type row struct {
+		cells      map[string]*cell
+		lost, dups int64
+		ready      time.Duration
+	}
+	var faultOrder, batchOrder []string
+	rows := map[string]*row{}
+	seenBatch := map[string]bool{}
+	for _, b := range allBatches {
+		seenBatch[b.name] = true
+		batchOrder = append(batchOrder, b.name)
+	}
+	for _, o := range outcomes {
+		r := rows[o.Fault]
+		if r == nil {
+			r = &row{cells: map[string]*cell{}}
+			rows[o.Fault] = r
+			faultOrder = append(faultOrder, o.Fault)
+		}
+		if !seenBatch[o.Batch] {
+			seenBatch[o.Batch] = true
+			batchOrder = append(batchOrder, o.Batch)
+		}
+		c := r.cells[o.Batch]
+		if c == nil {
+			c = &cell{}
+			r.cells[o.Batch] = c
+		}
+		c.runs++
+		if o.OK {
+			c.passed++
+		}
+		c.done = max(c.done, o.Done)
+		r.lost += o.Lost
+		r.dups += o.Dups
+		r.ready = max(r.ready, o.Ready)
+	}
+	fmt.Println()
+	fmt.Printf("| fault | %s | lost | duplicates | ready after |\n", strings.Join(batchOrder, " | "))
+	fmt.Printf("| --- |%s --- | --- | --- |\n", strings.Repeat(" --- |", len(batchOrder)))
+	for _, fl := range faultOrder {
+		r := rows[fl]
+		cells := make([]string, len(batchOrder))
+		for i, b := range batchOrder {
+			if c := r.cells[b]; c != nil {
+				cells[i] = fmt.Sprintf("%d/%d, %s", c.passed, c.runs, c.done.Round(100*time.Millisecond))
+			} else {
+				cells[i] = "–"
+			}
+		}
+		fmt.Printf("| %s | %s | %d | %d | %s |\n", fl, strings.Join(cells, " | "), r.lost, r.dups, r.ready.Round(10*time.Millisecond))
+	}
+}
+
+// printRuns prints one row per run.
+func printRuns() {
 	sort.SliceStable(outcomes, func(i, j int) bool {
 		a, b := outcomes[i], outcomes[j]
 		if a.Fault != b.Fault {
