@@ -97,7 +97,9 @@ func (r *Redis) renew(ctx context.Context, failed *redis.Client) bool {
 		return false
 	}
 	_ = conn.Close()
-	if !r.cur.CompareAndSwap(failed, redis.NewClient(r.opt)) {
+	fresh := redis.NewClient(r.opt)
+	if !r.cur.CompareAndSwap(failed, fresh) {
+		_ = fresh.Close()
 		return true
 	}
 	// Commands may still be running on the old client's live connections
