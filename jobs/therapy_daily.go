@@ -86,7 +86,7 @@ func (w *TherapyDailyWorker) Work(ctx context.Context, job *river.Job[TherapyDai
 			return fmt.Errorf("therapy_daily: enqueue the run of %s: %w", first, err)
 		}
 	}
-	res, err := EnqueueTherapyStats(ctx, client, w.deps.Store.Pool, nil, targets, year, month, job.Args.BusinessDate, TriggerDaily, nil)
+	res, err := EnqueueTherapyStats(ctx, client, w.deps.Store.Pool, targets, year, month, job.Args.BusinessDate, TriggerDaily, nil)
 	if err != nil {
 		return err
 	}

@@ -4,13 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/jackc/pgx/v5/pgconn"
-	"github.com/jackc/pgx/v5/pgxpool"
-	"github.com/riverqueue/river/rivertype"
 	"time"
 
+	"github.com/jackc/pgerrcode"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/rivertype"
 
 	"github.com/tidemark/tidemark/config"
 	"github.com/tidemark/tidemark/internal/combine"
@@ -104,12 +105,11 @@ type EnqueueResult struct {
 // duplicates of an existing job. progress, if not nil, is called after each
 // batch with the number of users handled so far.
 //
-// With tx nil each batch is its own transaction and first tries River's fast
-// bulk insert (COPY, which cannot skip duplicates); a batch that hits a unique
-// key is rolled back and inserted again with InsertMany, which skips them.
-// Fresh fan-outs take the fast path; a retried one pays for its duplicates.
-// With tx given, every batch uses InsertManyTx within it.
-func EnqueueTherapyStats(ctx context.Context, client *Client, pool *pgxpool.Pool, tx pgx.Tx, users []int64, year, month int,
+// Each batch is its own transaction and first tries River's fast bulk insert
+// (COPY, which cannot skip duplicates); a batch that hits a unique key is
+// rolled back and inserted again with InsertMany, which skips them. Fresh
+// fan-outs take the fast path; a retried one pays for its duplicates.
+func EnqueueTherapyStats(ctx context.Context, client *Client, pool *pgxpool.Pool, users []int64, year, month int,
 	businessDate, trigger string, progress func(done int),
 ) (EnqueueResult, error) {
 	const batchSize = 2000
@@ -122,7 +122,7 @@ func EnqueueTherapyStats(ctx context.Context, client *Client, pool *pgxpool.Pool
 				TherapyUserID: u, Year: year, Month: month, BusinessDate: businessDate, Trigger: trigger,
 			}})
 		}
-		inserted, err := insertSkippingDuplicates(ctx, client, pool, tx, params)
+		inserted, err := insertSkippingDuplicates(ctx, client, pool, params)
 		if err != nil {
 			return res, fmt.Errorf("jobs: enqueue therapy_stats %04d-%02d: %w", year, month, err)
 		}
@@ -137,7 +137,7 @@ func EnqueueTherapyStats(ctx context.Context, client *Client, pool *pgxpool.Pool
 
 // insertSkippingDuplicates inserts params, skipping those whose unique key is
 // taken, and returns how many it inserted (see EnqueueTherapyStats).
-func insertSkippingDuplicates(ctx context.Context, client *Client, pool *pgxpool.Pool, tx pgx.Tx, params []river.InsertManyParams) (int, error) {
+func insertSkippingDuplicates(ctx context.Context, client *Client, pool *pgxpool.Pool, params []river.InsertManyParams) (int, error) {
 	count := func(results []*rivertype.JobInsertResult) int {
 		n := 0
 		for _, r := range results {
@@ -147,10 +147,6 @@ func insertSkippingDuplicates(ctx context.Context, client *Client, pool *pgxpool
 		}
 		return n
 	}
-	if tx != nil {
-		results, err := client.InsertManyTx(ctx, tx, params)
-		return count(results), err
-	}
 	var n int
 	err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
 		var err error
@@ -158,7 +154,7 @@ func insertSkippingDuplicates(ctx context.Context, client *Client, pool *pgxpool
 		return err
 	})
 	var pgErr *pgconn.PgError
-	if errors.As(err, &pgErr) && pgErr.Code == "23505" { // unique_violation
+	if errors.As(err, &pgErr) && pgErr.Code == pgerrcode.UniqueViolation {
 		results, err := client.InsertMany(ctx, params)
 		return count(results), err
 	}

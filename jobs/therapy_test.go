@@ -188,7 +188,7 @@ func TestTherapyStatsOneUserFailsOthersSucceedThenRetrySucceeds(t *testing.T) {
 	b.users(t, 1, 200, kstAt(2026, 11, 5, 12, 0))
 	b.failUser(t, 42)
 
-	res, err := jobs.EnqueueTherapyStats(b.ctx, b.client, b.pool, nil, seq(1, 200), 2026, 11, "2026-11-21", jobs.TriggerBackfill, nil)
+	res, err := jobs.EnqueueTherapyStats(b.ctx, b.client, b.pool, seq(1, 200), 2026, 11, "2026-11-21", jobs.TriggerBackfill, nil)
 	require.NoError(t, err)
 	require.Equal(t, 200, res.Inserted)
 	var id42 int64
@@ -330,7 +330,7 @@ func TestTherapyStatsUnknownUserIsCancelled(t *testing.T) {
 	t.Parallel()
 	b := setupTherapy(t)
 	b.users(t, 1, 20, kstAt(2026, 11, 5, 12, 0))
-	res, err := jobs.EnqueueTherapyStats(b.ctx, b.client, b.pool, nil, append(seq(1, 20), 999), 2026, 11, "2026-11-21", jobs.TriggerBackfill, nil)
+	res, err := jobs.EnqueueTherapyStats(b.ctx, b.client, b.pool, append(seq(1, 20), 999), 2026, 11, "2026-11-21", jobs.TriggerBackfill, nil)
 	require.NoError(t, err)
 	require.Equal(t, 21, res.Inserted)
 	b.waitIdle(t)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/jackc/pgerrcode"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 )
@@ -59,7 +60,7 @@ func (s *Store) CreateCoupon(ctx context.Context, c NewCoupon) (Coupon, error) {
 	}
 	out, err := pgx.CollectExactlyOneRow(row, pgx.RowToStructByPos[Coupon])
 	var pgErr *pgconn.PgError
-	if errors.As(err, &pgErr) && pgErr.Code == "23505" {
+	if errors.As(err, &pgErr) && pgErr.Code == pgerrcode.UniqueViolation {
 		return Coupon{}, fmt.Errorf("store: create coupon %s: %w", c.Code, ErrDuplicate)
 	}
 	if err != nil {

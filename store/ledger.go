@@ -2,7 +2,6 @@ package store
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -469,13 +468,6 @@ func (s *Store) MarkLedgerReady(ctx context.Context, ids []int64) (int64, error)
 		return 0, fmt.Errorf("store: mark ledger ready: %w", err)
 	}
 	return changed, nil
-}
-
-// IsLedgerRowsError reports whether err refuses named ledger rows.
-func IsLedgerRowsError(err error) (*LedgerRowsError, bool) {
-	var le *LedgerRowsError
-	ok := errors.As(err, &le)
-	return le, ok
 }
 
 // GenerateLedgerBench fills an empty point_ledger with total rows over 10,000

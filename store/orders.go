@@ -10,6 +10,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/jackc/pgerrcode"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 )
@@ -137,7 +138,7 @@ func (s *Store) InsertOrderRequestsTx(ctx context.Context, tx pgx.Tx, in []Order
 	ids, err := pgx.CollectRows(rows, pgx.RowTo[int64])
 	if err != nil {
 		var pgErr *pgconn.PgError
-		if errors.As(err, &pgErr) && pgErr.Code == "23505" { // a concurrent insert won the user-month
+		if errors.As(err, &pgErr) && pgErr.Code == pgerrcode.UniqueViolation { // a concurrent insert won the user-month
 			return nil, &DuplicateOrderRequestError{Index: -1}
 		}
 		return nil, fmt.Errorf("store: insert order requests: %w", err)

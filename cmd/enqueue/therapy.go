@@ -61,7 +61,7 @@ func cmdTherapyStats(ctx context.Context, e *env, args []string) error {
 			}
 		}
 	}
-	res, err := jobs.EnqueueTherapyStats(ctx, e.client, e.pool, nil, ids, year, mon, businessDate, jobs.TriggerBackfill, progress)
+	res, err := jobs.EnqueueTherapyStats(ctx, e.client, e.pool, ids, year, mon, businessDate, jobs.TriggerBackfill, progress)
 	if err != nil {
 		return err
 	}

@@ -54,7 +54,7 @@ func Main(ctx context.Context, args []string, getenv func(string) string, stderr
 			logger.Info("schema is up to date", "version", v)
 		}
 	} else {
-		err = run(ctx, cfg, logger, nil)
+		err = run(ctx, cfg, logger)
 	}
 	if err != nil {
 		fmt.Fprintf(stderr, "worker: %v\n", err)
@@ -69,8 +69,7 @@ func Main(ctx context.Context, args []string, getenv func(string) string, stderr
 // elsewhere. Every kind is safe to hand back at any point (a SIGKILL is
 // too), so a short grace loses nothing; it only ends sooner a job that is
 // waiting, on a row lock or a slow partner, for longer than the grace.
-// If ready is not nil it receives the HTTP listener's address once serving.
-func run(ctx context.Context, cfg config.Config, logger *slog.Logger, ready chan<- string) error {
+func run(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 	pc, err := pgxpool.ParseConfig(cfg.DatabaseURL)
 	if err != nil {
 		return fmt.Errorf("DATABASE_URL: %w", err)
@@ -128,9 +127,6 @@ func run(ctx context.Context, cfg config.Config, logger *slog.Logger, ready chan
 		return fmt.Errorf("start river: %w", err)
 	}
 	logger.Info("worker started", "http", ln.Addr().String(), "queues", cfg.Queues, "periodic", cfg.Periodic, "tz", cfg.TZ.String())
-	if ready != nil {
-		ready <- ln.Addr().String()
-	}
 
 	select {
 	case <-ctx.Done():
