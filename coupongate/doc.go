@@ -1,5 +1,5 @@
 // Package coupongate is the Redis-backed first-come gate in front of coupon
-// issuance (seed 004). Postgres is the source of truth; the gate only decides,
+// issuance. Postgres is the source of truth; the gate only decides,
 // fast and atomically, who gets one of a coupon's seats.
 //
 // Per coupon it keeps two keys: a stock counter (prefix+"coupon:stock:"+code)

@@ -26,7 +26,7 @@ type IssueResponse struct {
 	Status     string `json:"status"`
 }
 
-// issueCoupon is seed 004's first-come issue: the coupon must exist, be
+// issueCoupon is the first-come issue: the coupon must exist, be
 // ACTIVE and not expired (404); the gate's atomic step decides 409 (already
 // issued) or 410 (sold out); then the persist job is inserted — if that
 // fails, the Redis step is undone before answering 503.

@@ -34,7 +34,7 @@ func (s *Server) getTherapyStatistics(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, stats)
 }
 
-// RecoverRequest is the seed's recover body.
+// RecoverRequest is the recover endpoint's body.
 type RecoverRequest struct {
 	TherapyUserID *int64  `json:"therapyUserId"`
 	YearMonth     *string `json:"yearMonth"`

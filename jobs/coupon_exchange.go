@@ -16,7 +16,7 @@ import (
 	"github.com/tidemark/tidemark/store"
 )
 
-// CouponExchangeArgs is seed 003's EXCHANGE_COUPON_JOB: replace the unused,
+// CouponExchangeArgs is the exchange job (EXCHANGE_COUPON_JOB): replace the unused,
 // unexchanged issues of an expired coupon with a new compensation coupon and
 // notify the members. Every field but ChunkSize is an identifying parameter:
 // the job is unique on them in every state but cancelled and discarded, so the

@@ -36,8 +36,8 @@ func (CouponIssuePersistArgs) InsertOpts() river.InsertOpts {
 
 // CouponIssuePersistWorker writes the row. On the job's final failure — its
 // last attempt, or a failure no retry can fix — it records the member in
-// failed_coupon_issue and gives the seat back in Redis (seed 004's layer 2:
-// DLQ + compensation), unless the row turns out to exist.
+// failed_coupon_issue and gives the seat back in Redis (the second safety
+// layer: DLQ + compensation), unless the row turns out to exist.
 type CouponIssuePersistWorker struct {
 	river.WorkerDefaults[CouponIssuePersistArgs]
 	deps Deps

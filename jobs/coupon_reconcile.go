@@ -20,7 +20,7 @@ import (
 // plus queueing), so a request still in the handler is not rolled back.
 const DefaultReconcileGrace = 15 * time.Second
 
-// ReconcilePeriod is how often every ACTIVE coupon is reconciled (seed 004).
+// ReconcilePeriod is how often every ACTIVE coupon is reconciled.
 const ReconcilePeriod = 5 * time.Minute
 
 // CouponReconcileAllArgs is the periodic fan-out: one coupon_reconcile job
@@ -171,8 +171,8 @@ func CheckCoupons(ctx context.Context, deps Deps, dryRun bool) (CouponsReport, e
 	return rep, errors.Join(errs...)
 }
 
-// ReconcileCoupon compares code's gate with Postgres and repairs it (seed
-// 004's layer 3), unless dryRun:
+// ReconcileCoupon compares code's gate with Postgres and repairs it (the
+// third safety layer), unless dryRun:
 //
 //  1. A member only in Redis whose persist job is still unfinished (available,
 //     pending, running, retryable, scheduled) is in flight and left alone. The

@@ -73,7 +73,7 @@ func PeriodicJobs(deps Deps) ([]*river.PeriodicJob, error) {
 		river.NewPeriodicJob(settlement, func() (river.JobArgs, *river.InsertOpts) {
 			return PointSettlementDailyArgs{BusinessDate: SettlementBusinessDate(time.Now(), deps.TZ)}, nil
 		}, &river.PeriodicJobOpts{ID: "point_settlement_daily", RunOnStart: true}),
-		// Every 5 minutes: one coupon_reconcile per ACTIVE coupon (seed 004's
+		// Every 5 minutes: one coupon_reconcile per ACTIVE coupon (the coupon
 		// safety net), each unique per coupon per period.
 		river.NewPeriodicJob(river.PeriodicInterval(ReconcilePeriod), func() (river.JobArgs, *river.InsertOpts) {
 			return CouponReconcileAllArgs{}, nil

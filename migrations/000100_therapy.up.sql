@@ -1,4 +1,4 @@
--- Seed 000: monthly therapy statistics.
+-- Monthly therapy statistics.
 
 CREATE TABLE therapy_user (
     id         bigint PRIMARY KEY,
@@ -40,7 +40,7 @@ CREATE TABLE therapy_statistics (
     PRIMARY KEY (therapy_user_id, year, month)
 );
 
--- The seed's hand-written batch log, now a view over River's own job table:
+-- The batch log, once a table written by hand, now a view over River's own job table:
 -- one row per therapy_stats job.
 CREATE VIEW therapy_batch_log AS
 SELECT j.id                                      AS job_id,

@@ -1,4 +1,4 @@
--- Seed 001: outbound order calls to the third-party order API, at most once
+-- Outbound order calls to the third-party order API, at most once
 -- per committed row. Each row is inserted in the same transaction as its
 -- order_submit job (outbox); the job moves it PENDING → SENDING → APPLIED
 -- (or FAILED on a 4xx that no retry can fix).

@@ -1,6 +1,6 @@
--- Seeds 002 and 003: a point ledger settled daily by processing date.
+-- A point ledger settled daily by processing date.
 
--- The transaction ledger (seed 002's 거래원장). process_on is the business date
+-- The transaction ledger (거래원장). process_on is the business date
 -- whose run should collect the row; processed_on the date of the run that did.
 -- A row is due for the run of date D when process_on <= D and it has not been
 -- processed since process_on was last set (processed_on IS NULL OR
@@ -47,7 +47,7 @@ CREATE INDEX point_ledger_due_idx ON point_ledger (id) INCLUDE (process_on, read
 CREATE INDEX point_ledger_member_earn_idx ON point_ledger (member_id, occurred_at)
     WHERE kind = 'EARN';
 
--- The daily batch table (seed 002's 일배치): one row per ledger row per run date.
+-- The daily batch table (일배치): one row per ledger row per run date.
 -- The primary key makes "a row collected twice for one run date" impossible.
 CREATE TABLE daily_batch (
     run_date     date NOT NULL,

@@ -1,4 +1,4 @@
--- Seeds 004 and 003: first-come coupons (Redis gate, Postgres the source of
+-- First-come coupons (Redis gate, Postgres the source of
 -- truth), their reconciliation, and the coupon exchange job.
 
 CREATE TABLE coupon (
@@ -9,7 +9,7 @@ CREATE TABLE coupon (
     amount_type     text NOT NULL CHECK (amount_type IN ('FIX', 'RATE')),
     amount          int NOT NULL CHECK (amount > 0 AND (amount_type <> 'RATE' OR amount <= 100)),
     total_quantity  int NOT NULL CHECK (total_quantity >= 0),
-    -- Re-synced from COUNT(*) of coupon_issue by coupon_reconcile (seed 004):
+    -- Re-synced from COUNT(*) of coupon_issue by coupon_reconcile:
     -- the persist job does not touch it, so issuing never contends on this row.
     issued_quantity int NOT NULL DEFAULT 0 CHECK (issued_quantity >= 0),
     status          text NOT NULL DEFAULT 'ACTIVE' CHECK (status IN ('ACTIVE', 'INACTIVE')),

@@ -1,5 +1,5 @@
-// Package orderapi is tidemark's client of the third-party order API (seed
-// 001): create an order, look one up by user and month, list orders. Every
+// Package orderapi is tidemark's client of the third-party order API:
+// create an order, look one up by user and month, list orders. Every
 // call has a timeout; answers are classified so the caller can tell a
 // conflict, a refusal no retry can fix, and a failure worth retrying.
 package orderapi

@@ -203,7 +203,7 @@ func (s *Store) InFlightCouponPersists(ctx context.Context, code string) ([]int6
 }
 
 // SyncIssuedQuantity sets coupon id's issued_quantity to its COUNT(*) of
-// coupon_issue rows (seed 004: a count, never a read-modify-write) and
+// coupon_issue rows (a count, never a read-modify-write) and
 // returns the value before and after. With dryRun it only computes them.
 func (s *Store) SyncIssuedQuantity(ctx context.Context, couponID int64, dryRun bool) (before, after int, err error) {
 	if dryRun {

@@ -9,7 +9,7 @@ import (
 	"github.com/jackc/pgx/v5"
 )
 
-// Ledger settlement (seeds 002 and 003). Business dates travel as
+// Ledger settlement. Business dates travel as
 // "YYYY-MM-DD" strings and are cast to date in SQL, so no time zone can shift
 // them on the way.
 
@@ -392,7 +392,7 @@ func lockLedgerRows(ctx context.Context, tx pgx.Tx, ids []int64) ([]ledgerState,
 
 // ReprocessLedger sets process_on = on for ids, so the run of date on (or the
 // first run after it) collects them again. Every row must exist, be processed
-// already (reprocessing a row still waiting is illogical, seed 002), and have
+// already (reprocessing a row still waiting is illogical), and have
 // been processed before on; otherwise nothing changes and the error is a
 // *LedgerRowsError naming the rows.
 func (s *Store) ReprocessLedger(ctx context.Context, ids []int64, on string) error {

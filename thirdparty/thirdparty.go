@@ -1,5 +1,5 @@
-// Package thirdparty is a simulated third-party order API (seed 001's
-// thirdparty-api): POST /orders accepts one order per user per month, GET
+// Package thirdparty is a simulated third-party order API (the
+// partner's thirdparty-api): POST /orders accepts one order per user per month, GET
 // /orders looks orders up, and faults can be injected to test a caller's
 // recovery — a 500 before or after the order is stored, a hang after it is
 // stored, random errors, latency, and 400s for chosen users.
@@ -28,7 +28,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
-// ConflictMessage is the 409 error text, as in the seed.
+// ConflictMessage is the 409 error text, as the partner answers it.
 const ConflictMessage = "이미 신청된 사용자"
 
 // Duration is a time.Duration written in JSON as a Go duration string ("20ms").

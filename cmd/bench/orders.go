@@ -30,7 +30,7 @@ import (
 
 func init() { register("orders", benchOrders) }
 
-// Figures of the orders benchmark (seed 001).
+// Figures of the orders benchmark.
 const (
 	benchOrderRequests   = 10_000
 	benchOrderSequential = 500 // the sequential design at 20 ms a call: ~10 s
@@ -41,7 +41,7 @@ const (
 // benchOrders sends 10,000 order requests through order_submit with 64
 // outbound workers against cmd/thirdparty answering after 20 ms, every state
 // change committed, and compares calls/s with the concurrency bound 64 ÷ 20
-// ms = 3,200 calls/s; then runs the seed's sequential design (the same
+// ms = 3,200 calls/s; then runs the sequential design tidemark replaces (the same
 // protocol, one call after another) on 500 more for contrast.
 func benchOrders(ctx context.Context, env *benchEnv) error {
 	tpURL, tpPID, stop, err := startBenchThirdParty(ctx, env.dbURL, "--latency", benchOrderLatency.String())
@@ -91,7 +91,7 @@ func benchOrders(ctx context.Context, env *benchEnv) error {
 		return err
 	}
 
-	// The seed's design: one item after another, same protocol.
+	// The design tidemark replaces: one item after another, same protocol.
 	seq := make([]store.OrderRequestInput, benchOrderSequential)
 	for i := range seq {
 		seq[i] = store.OrderRequestInput{Username: fmt.Sprintf("user%05d", i), TotalPrice: 10000, AppliedYearMonth: "2025-03"}
@@ -129,7 +129,7 @@ func benchOrders(ctx context.Context, env *benchEnv) error {
 	if err != nil {
 		return err
 	}
-	fmt.Printf("sequential (seed's design), latency %s: %d calls in %s = %.0f calls/s = %.1f%% of the bound; the concurrent run is %.0fx faster\n",
+	fmt.Printf("sequential (one call after another), latency %s: %d calls in %s = %.0f calls/s = %.1f%% of the bound; the concurrent run is %.0fx faster\n",
 		benchOrderLatency, len(ids), seqElapsed.Round(time.Millisecond), rate(len(ids), seqElapsed),
 		100*rate(len(ids), seqElapsed)/bound, rate(calls, elapsed)/rate(len(ids), seqElapsed))
 	seqPerCall := func(i int) float64 { return 1000 * (cpuSeq1[i] - cpuSeq0[i]) / float64(len(ids)) }

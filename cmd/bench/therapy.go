@@ -33,7 +33,7 @@ func (noopWorker) Work(context.Context, *river.Job[noopArgs]) error { return nil
 
 // benchTherapy measures, on one database: (a) bare River no-op jobs, (b) the
 // full therapy_daily fan-out and aggregation, (c) one set-based SQL
-// statement, (d) the seed's design — one loop, a global advisory lock and one
+// statement, (d) the design tidemark replaces — one loop, a global advisory lock and one
 // transaction per user.
 func benchTherapy(ctx context.Context, e *benchEnv) error {
 	users := envInt("BENCH_THERAPY_USERS", 100_000)
@@ -95,7 +95,7 @@ func benchTherapy(ctx context.Context, e *benchEnv) error {
 	c := time.Since(start)
 	fmt.Printf("(c) set-based INSERT…SELECT     %8.0f users/s (%s)\n", rate(users, c), c.Round(time.Millisecond))
 
-	// (d) the seed's design, on the first seedUsers users.
+	// (d) the design tidemark replaces, on the first seedUsers users.
 	if _, err := e.pool.Exec(ctx, `TRUNCATE therapy_statistics`); err != nil {
 		return err
 	}
@@ -205,7 +205,7 @@ func checkTherapyTotals(ctx context.Context, e *benchEnv, want int) error {
 	return nil
 }
 
-// benchSeedLoop is the seed's aggregateDaily: for each user in turn, take the
+// benchSeedLoop is the replaced design's aggregateDaily: for each user in turn, take the
 // global named lock, open a transaction, read the user's rows, compute in the
 // application, upsert, commit, release the lock.
 func benchSeedLoop(ctx context.Context, e *benchEnv, users, year, month int) (time.Duration, error) {

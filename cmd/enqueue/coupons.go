@@ -16,7 +16,7 @@ import (
 
 func init() {
 	commands["coupon"] = command{"coupon create …: create a coupon and load its Redis stock; coupon load-redis --code X: rebuild Redis from Postgres", cmdCoupon}
-	commands["coupon-exchange"] = command{"exchange an expired coupon's unused issues for a new coupon (seed 003)", cmdCouponExchange}
+	commands["coupon-exchange"] = command{"exchange an expired coupon's unused issues for a new coupon (the exchange job)", cmdCouponExchange}
 }
 
 // openGate connects to REDIS_URL; close releases it.

@@ -1,5 +1,4 @@
-// Command thirdparty is a stand-alone simulated third-party order API (seed
-// 001), storing orders in the schema "thirdparty" of --database-url, with
+// Command thirdparty is a stand-alone simulated third-party order API, storing orders in the schema "thirdparty" of --database-url, with
 // fault injection by flags and at runtime (PUT /_faults). It logs
 // `msg="thirdparty listening" addr=HOST:PORT` once it serves, so --addr
 // 127.0.0.1:0 can be used.
