@@ -35,7 +35,8 @@ const (
 	orderRetryCap          = 5 * time.Minute
 	// OrderSubmitTimeout bounds one attempt: a lookup and a POST (or a POST
 	// and a lookup after a 409) at ORDER_CALL_TIMEOUT each (at most 20 s),
-	// plus two short transactions; well inside the 70 s minimum rescue window.
+	// plus two short transactions. A dead worker's job is rescued once it
+	// has run this long.
 	OrderSubmitTimeout = 50 * time.Second
 )
 
@@ -43,14 +44,11 @@ const (
 // completion only when its last fetch filled every free slot, so jobs that
 // all take about as long as a partner's answer run in waves: a wave's first
 // completion fetches one job, the rest of the wave's slots wait for the next
-// fetch, and the next wave starts together again. With River's defaults a
-// 64-worker queue of 20 ms jobs that do nothing else ran at 52-61% of
-// 64 ÷ 20 ms; polling every OutboundFetchPollInterval (River adds up to
-// 10 ms of jitter) refills freed slots between waves and reached 72-83%
-// (measured on this project's 2-core machine, bin/bench riverfetch). The
-// price is an idle queue polling Postgres about 60 times a second with a
-// query that finds nothing (an idle worker: 65 transactions/s, 4 without
-// the poll). The cooldown bounds how often a busy queue fetches.
+// fetch, and the next wave starts together again. Polling every
+// OutboundFetchPollInterval (River adds up to 10 ms of jitter) refills freed
+// slots between waves (bin/bench riverfetch compares the two). The price is
+// an idle queue polling Postgres about 60 times a second with a query that
+// finds nothing. The cooldown bounds how often a busy queue fetches.
 const (
 	OutboundFetchCooldown     = 2 * time.Millisecond
 	OutboundFetchPollInterval = 10 * time.Millisecond
@@ -118,9 +116,9 @@ type orderApplyReq struct {
 // Claims and applies each run one batch at a time: the attempts that arrive
 // while a batch runs form the next one, so batches grow with load. An apply
 // is one round trip (store.ApplyOrders) completing all its jobs in one
-// statement (completeJobsTx). On the bench, one apply at a time beat two and
-// four at a time: on two busy cores, fewer and larger transactions cost less
-// CPU, and CPU is what every round trip waits for.
+// statement (completeJobsTx). One apply at a time rather than several: fewer
+// and larger transactions cost less CPU, and on a busy machine CPU is what
+// every round trip waits for.
 func NewOrderSubmitWorker(deps Deps) *OrderSubmitWorker {
 	w := &OrderSubmitWorker{deps: deps}
 	w.claims = combine.New(1, 128, func(ctx context.Context, reqs []*orderClaimReq) error {
@@ -158,8 +156,7 @@ func NewOrderSubmitWorker(deps Deps) *OrderSubmitWorker {
 // completeJobsTx completes the jobs of reqs in tx, in one statement. It is
 // what river.JobCompleteTx does for one job (the same pilot call, with the
 // same parameters), for many: one JobCompleteTx per job costs a round trip
-// and a statement each, and was the largest single cost of the orders bench
-// (0.28 ms of Postgres time per job, measured with pg_stat_statements).
+// and a statement each.
 // Like JobCompleteTx, a job that is no longer running is left as it is
 // (its next attempt finds the row APPLIED and ends). Unlike it, a job that
 // no longer exists is not an error: store.ApplyOrders has sent the COMMIT

@@ -350,9 +350,9 @@ type AppliedOrder struct {
 // statements run their cached plans; custom plans were made at every
 // execution and cost as much as running them.
 //
-// BEGIN, the UPDATE, River's completion and COMMIT one after another took
-// four round trips, on a machine where each waits for a busy CPU; sending
-// COMMIT only after reading the completion's rows took two.
+// One pipeline rather than BEGIN, the UPDATE, the completion and COMMIT one
+// after another (four round trips), because on a busy machine every round
+// trip waits for a CPU.
 func (s *Store) ApplyOrders(ctx context.Context, orders []AppliedOrder, complete func(tx pgx.Tx) error) error {
 	ids := make([]int64, len(orders))
 	ext := make([]int64, len(orders))

@@ -23,14 +23,9 @@ import (
 // the answer: the batch is taken insertLinger after the first of them
 // arrived. Without a latency nothing waits.
 //
-// In the benchmark the simulator shares two cores with the system under
-// test; one statement per POST cost it a Postgres round trip and a commit
-// per call, taken from the system being measured. Grouping what arrived
-// during one statement made 3.5 orders a statement (2,829 statements for
-// 10,000 POSTs); lingering 5 ms at latency 20 ms made 11 (890), and cut the
-// CPU per call of the whole benchmark from 0.985 to 0.915 ms (medians of
-// eight interleaved runs each), the partner's mean answer time unchanged
-// (20.7 ms).
+// The simulator shares the machine with the system under test in the
+// benchmark: one statement per POST would cost a round trip and a commit per
+// call, taken from the system being measured.
 type orderInserter struct {
 	c *combine.Combiner[*insertReq]
 }
