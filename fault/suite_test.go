@@ -63,6 +63,49 @@ func slowed(name string, applies func(*batch) bool, which func(*fixture) *link, 
 	}}
 }
 
+// cut is a fault that puts a toxic on a link (see link.toxicOn) until felt
+// has seen its effect, removes it, and returns what back measures.
+func cut(name string, applies func(*batch) bool, fast []*batch, which func(*fixture) *link, direction, typ, attributes string,
+	felt func(t *testing.T, f *fixture), back func(t *testing.T, f *fixture) time.Duration,
+) fault {
+	return fault{name: name, applies: applies, fast: fast, inject: func(t *testing.T, f *fixture, b *batch) time.Duration {
+		remove := which(f).toxicOn(t, direction, typ, attributes)
+		felt(t, f)
+		remove()
+		return back(t, f)
+	}}
+}
+
+// readyz503 is felt once every worker's /readyz answers 503.
+func readyz503(why string) func(t *testing.T, f *fixture) {
+	return func(t *testing.T, f *fixture) {
+		t.Helper()
+		f.allReady(t, http.StatusServiceUnavailable, 10*time.Second, "worker /readyz 503 while "+why)
+	}
+}
+
+// more503 is felt once the rush got more than n further 503 answers.
+func more503(n int, limit time.Duration) func(t *testing.T, f *fixture) {
+	return func(t *testing.T, f *fixture) {
+		t.Helper()
+		seen := f.rush.count(http.StatusServiceUnavailable)
+		until(t, limit, "requests answered 503 while Redis is cut off", func() (bool, error) {
+			return f.rush.count(http.StatusServiceUnavailable) > seen+n, nil
+		})
+	}
+}
+
+// jobsFailing is felt once some job of kind failed an attempt.
+func jobsFailing(kind string) func(t *testing.T, f *fixture) {
+	return func(t *testing.T, f *fixture) {
+		t.Helper()
+		jobsErrored(t, f, kind, 20*time.Second)
+	}
+}
+
+// noWait measures nothing after a fault whose batch needs no answer back.
+func noWait(*testing.T, *fixture) time.Duration { return 0 }
+
 func pgLink(f *fixture) *link { return f.pgLink }
 func rdLink(f *fixture) *link { return f.rdLink }
 func ptLink(f *fixture) *link { return f.ptLink }
@@ -106,26 +149,12 @@ var faults = []fault{
 			return readyAgain(t, f)
 		},
 	},
-	{
-		name: "postgres link reset", applies: all, fast: []*batch{settlement},
-		inject: func(t *testing.T, f *fixture, b *batch) time.Duration {
-			remove := f.pgLink.toxic(t, "reset_peer", `{"timeout": 0}`)
-			f.allReady(t, http.StatusServiceUnavailable, 10*time.Second, "worker /readyz 503 while every connection is reset")
-			remove()
-			return readyAgain(t, f)
-		},
-	},
-	{
-		name: "postgres link hang 2s", applies: all, fast: []*batch{exchange},
-		inject: func(t *testing.T, f *fixture, b *batch) time.Duration {
-			// Nothing gets through; connections are closed after 2 s, as
-			// when a network partition is finally noticed.
-			remove := f.pgLink.toxic(t, "timeout", `{"timeout": 2000}`)
-			f.allReady(t, http.StatusServiceUnavailable, 10*time.Second, "worker /readyz 503 while Postgres does not answer")
-			remove()
-			return readyAgain(t, f)
-		},
-	},
+	cut("postgres link reset", all, []*batch{settlement}, pgLink, "both", "reset_peer", `{"timeout": 0}`,
+		readyz503("every connection is reset"), readyAgain),
+	// Nothing gets through; connections are closed after 2 s, as when a
+	// network partition is finally noticed.
+	cut("postgres link hang 2s", all, []*batch{exchange}, pgLink, "both", "timeout", `{"timeout": 2000}`,
+		readyz503("Postgres does not answer"), readyAgain),
 	{
 		name: "redis killed, back empty", applies: usesRedis, fast: []*batch{coupons},
 		inject: func(t *testing.T, f *fixture, b *batch) time.Duration {
@@ -150,18 +179,8 @@ var faults = []fault{
 			return ready
 		},
 	},
-	{
-		name: "redis link reset", applies: usesRedis, fast: []*batch{coupons},
-		inject: func(t *testing.T, f *fixture, b *batch) time.Duration {
-			remove := f.rdLink.toxic(t, "reset_peer", `{"timeout": 0}`)
-			seen := f.rush.count(http.StatusServiceUnavailable)
-			until(t, 10*time.Second, "requests answered 503 while Redis connections are reset", func() (bool, error) {
-				return f.rush.count(http.StatusServiceUnavailable) > seen+50, nil
-			})
-			remove()
-			return gateAnswers(t, f)
-		},
-	},
+	cut("redis link reset", usesRedis, []*batch{coupons}, rdLink, "both", "reset_peer", `{"timeout": 0}`,
+		more503(50, 10*time.Second), gateAnswers),
 	{
 		name: "worker SIGTERM", applies: all, fast: []*batch{settlement, therapy},
 		inject: func(t *testing.T, f *fixture, b *batch) time.Duration {
@@ -180,54 +199,23 @@ var faults = []fault{
 			return ready
 		},
 	},
-	{
-		name: "redis link hang 2s", applies: usesRedis,
-		inject: func(t *testing.T, f *fixture, b *batch) time.Duration {
-			remove := f.rdLink.toxic(t, "timeout", `{"timeout": 2000}`)
-			seen := f.rush.count(http.StatusServiceUnavailable)
-			until(t, 20*time.Second, "requests answered 503 while Redis does not answer", func() (bool, error) {
-				return f.rush.count(http.StatusServiceUnavailable) > seen, nil
-			})
-			remove()
-			return gateAnswers(t, f)
-		},
-	},
-	{
-		name: "partner hangs before storing", applies: usesPartner, fast: []*batch{orders},
-		inject: func(t *testing.T, f *fixture, b *batch) time.Duration {
-			// The partner accepts connections; requests never reach it.
-			remove := f.ptLink.toxicOn(t, "upstream", "timeout", `{"timeout": 0}`)
-			jobsErrored(t, f, "order_submit", 20*time.Second)
-			remove()
-			return 0
-		},
-	},
-	{
-		name: "partner hangs after storing", applies: usesPartner, fast: []*batch{orders},
-		inject: func(t *testing.T, f *fixture, b *batch) time.Duration {
-			// Requests reach the partner, which stores the orders; the
-			// answers never come back.
-			remove := f.ptLink.toxicOn(t, "downstream", "timeout", `{"timeout": 0}`)
-			jobsErrored(t, f, "order_submit", 20*time.Second)
-			remove()
-			return 0
-		},
-	},
+	cut("redis link hang 2s", usesRedis, nil, rdLink, "both", "timeout", `{"timeout": 2000}`,
+		more503(0, 20*time.Second), gateAnswers),
+	// The partner accepts connections; requests never reach it.
+	cut("partner hangs before storing", usesPartner, []*batch{orders}, ptLink, "upstream", "timeout", `{"timeout": 0}`,
+		jobsFailing("order_submit"), noWait),
+	// Requests reach the partner, which stores the orders; the answers
+	// never come back.
+	cut("partner hangs after storing", usesPartner, []*batch{orders}, ptLink, "downstream", "timeout", `{"timeout": 0}`,
+		jobsFailing("order_submit"), noWait),
 	slowed("postgres link latency 20ms", all, pgLink, "both", "latency", `{"latency": 20, "jitter": 5}`, 10, 20*time.Second),
 	slowed("postgres link crawl 64KBps", all, pgLink, "both", "bandwidth", `{"rate": 64}`, 20, 5*time.Second),
 	slowed("redis link latency 20ms", usesRedis, rdLink, "both", "latency", `{"latency": 20, "jitter": 5}`, 10, 20*time.Second),
 	slowed("redis link crawl 16KBps", usesRedis, rdLink, "both", "bandwidth", `{"rate": 16}`, 20, 5*time.Second),
 	slowed("partner slow 300ms", usesPartner, ptLink, "downstream", "latency", `{"latency": 300}`, 10, 20*time.Second),
 	slowed("partner link crawl 16KBps", usesPartner, ptLink, "both", "bandwidth", `{"rate": 16}`, 20, 5*time.Second),
-	{
-		name: "partner link reset", applies: usesPartner,
-		inject: func(t *testing.T, f *fixture, b *batch) time.Duration {
-			remove := f.ptLink.toxic(t, "reset_peer", `{"timeout": 0}`)
-			jobsErrored(t, f, "order_submit", 20*time.Second)
-			remove()
-			return 0
-		},
-	},
+	cut("partner link reset", usesPartner, nil, ptLink, "both", "reset_peer", `{"timeout": 0}`,
+		jobsFailing("order_submit"), noWait),
 }
 
 // TestFaults injects every fault into the batches it is run against (the
