@@ -9,6 +9,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/riverdriver/riverpgxv5"
+	"github.com/riverqueue/river/rivertype"
 
 	"github.com/tidemark/tidemark/config"
 	"github.com/tidemark/tidemark/coupongate"
@@ -33,9 +34,6 @@ type Deps struct {
 	// OrderAPI is the third-party order API (ORDER_API_URL); order jobs
 	// retry until it is set.
 	OrderAPI OrderAPI
-	// OrderStages, when set, adds up where order_submit's attempts spend
-	// their time (the orders benchmark prints it). Nil in the binaries.
-	OrderStages *OrderStageTimes
 }
 
 // ClientConfig is how a River client in this process is set up.
@@ -53,6 +51,8 @@ type ClientConfig struct {
 	Periodic bool
 	// FetchCooldown and FetchPollInterval tune fetching; zero keeps River's.
 	FetchCooldown, FetchPollInterval time.Duration
+	// Middleware wraps job inserts and work (River's Config.Middleware).
+	Middleware []rivertype.Middleware
 }
 
 // DefaultJobTimeout bounds an attempt of a kind that sets no Timeout of its
@@ -75,6 +75,7 @@ func NewClient(pool *pgxpool.Pool, cc ClientConfig, deps Deps) (*Client, error) 
 		FetchCooldown:               cc.FetchCooldown,
 		FetchPollInterval:           cc.FetchPollInterval,
 		MaxAttempts:                 5,
+		Middleware:                  cc.Middleware,
 	}
 	if len(cc.Queues) > 0 {
 		cfg.Queues = make(map[string]river.QueueConfig, len(cc.Queues))

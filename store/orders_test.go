@@ -38,71 +38,28 @@ func (b *testBundle) statuses(t *testing.T, ids []int64) []string {
 	return out
 }
 
-// ApplyOrders commits the APPLIED rows and the completion's statement as one
-// transaction, sent with its COMMIT in one pipeline: when the completion's
-// statement fails, or the completion sends none, no row is APPLIED. A
-// second statement is refused and never runs; the first one's transaction
-// has committed by then (checks after the statement are too late, which is
-// why a completion must check in SQL).
-func TestApplyOrdersIsOneTransaction(t *testing.T) {
+// ApplyOrders sets SENDING rows APPLIED with the partner's id, and leaves a
+// row that is not SENDING as it is: an APPLIED row keeps its order, a
+// PENDING one was never claimed.
+func TestApplyOrders(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	ids := b.sendingRows(t, 3)
+	_, err := b.store.Pool.Exec(b.ctx, `UPDATE order_request SET status = 'PENDING' WHERE id = $1`, ids[2])
+	require.NoError(t, err)
+
 	orders := []store.AppliedOrder{
 		{ID: ids[0], ExternalOrderID: 70, ExternalCreatedAt: time.Now()},
 		{ID: ids[1], ExternalOrderID: 71, ExternalCreatedAt: time.Now()},
+		{ID: ids[2], ExternalOrderID: 72, ExternalCreatedAt: time.Now()},
 	}
-
-	err := b.store.ApplyOrders(b.ctx, orders, func(tx pgx.Tx) error {
-		rows, err := tx.Query(b.ctx, `SELECT 1 / 0`)
-		if err != nil {
-			return err
-		}
-		rows.Close()
-		return rows.Err()
-	})
-	require.ErrorContains(t, err, "division by zero")
-	require.Equal(t, []string{"SENDING", "SENDING", "SENDING"}, b.statuses(t, ids), "a failed completion applies nothing")
-
-	err = b.store.ApplyOrders(b.ctx, orders, func(pgx.Tx) error { return nil })
-	require.ErrorContains(t, err, "sent no statement")
-	require.Equal(t, []string{"SENDING", "SENDING", "SENDING"}, b.statuses(t, ids))
-
-	var seen []int64
-	err = b.store.ApplyOrders(b.ctx, orders, func(tx pgx.Tx) error {
-		// The completion sees the UPDATE: it runs in the same transaction.
-		rows, err := tx.Query(b.ctx, `SELECT id FROM order_request WHERE status = 'APPLIED' ORDER BY id`)
-		if err != nil {
-			return err
-		}
-		seen, err = pgx.CollectRows(rows, pgx.RowTo[int64])
-		return err
-	})
-	require.NoError(t, err)
-	require.Equal(t, ids[:2], seen)
-	require.Equal(t, []string{"APPLIED", "APPLIED", "SENDING"}, b.statuses(t, ids))
+	require.NoError(t, b.store.ApplyOrders(b.ctx, orders))
+	require.Equal(t, []string{"APPLIED", "APPLIED", "PENDING"}, b.statuses(t, ids))
 	var ext int64
 	require.NoError(t, b.store.Pool.QueryRow(b.ctx, `SELECT external_order_id FROM order_request WHERE id = $1`, ids[1]).Scan(&ext))
 	require.Equal(t, int64(71), ext)
 
-	// A second statement is refused, and runs neither in nor after the
-	// transaction; the first statement and the rows were committed with it.
-	more := []store.AppliedOrder{{ID: ids[2], ExternalOrderID: 72, ExternalCreatedAt: time.Now()}}
-	err = b.store.ApplyOrders(b.ctx, more, func(tx pgx.Tx) error {
-		rows, err := tx.Query(b.ctx, `SELECT 1`)
-		if err != nil {
-			return err
-		}
-		rows.Close()
-		_, err = tx.Exec(b.ctx, `UPDATE order_request SET total_price = 999 WHERE id = $1`, ids[0])
-		return err
-	})
-	require.ErrorContains(t, err, "single Query")
-	require.Equal(t, []string{"APPLIED", "APPLIED", "APPLIED"}, b.statuses(t, ids))
-	var price int64
-	require.NoError(t, b.store.Pool.QueryRow(b.ctx, `SELECT total_price FROM order_request WHERE id = $1`, ids[0]).Scan(&price))
-	require.Equal(t, int64(100), price, "the refused statement never ran")
-	var open int
-	require.NoError(t, b.store.Pool.QueryRow(b.ctx, `SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND state LIKE 'idle in transaction%'`).Scan(&open))
-	require.Zero(t, open, "no connection was left inside a transaction")
+	require.NoError(t, b.store.ApplyOrders(b.ctx, []store.AppliedOrder{{ID: ids[1], ExternalOrderID: 99, ExternalCreatedAt: time.Now()}}))
+	require.NoError(t, b.store.Pool.QueryRow(b.ctx, `SELECT external_order_id FROM order_request WHERE id = $1`, ids[1]).Scan(&ext))
+	require.Equal(t, int64(71), ext, "an APPLIED row keeps its order")
 }

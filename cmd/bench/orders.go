@@ -147,7 +147,7 @@ type orderRun struct {
 	elapsed    time.Duration
 	answerMean time.Duration
 	cpu        [3]float64
-	stages     jobs.OrderStages
+	stages     orderStages
 }
 
 func roundMS(d time.Duration) string {
@@ -174,13 +174,14 @@ func runOrderBatch(ctx context.Context, env *benchEnv, deps jobs.Deps, tpURL str
 	if err != nil {
 		return orderRun{}, err
 	}
-	stages := &jobs.OrderStageTimes{}
-	deps.OrderStages = stages
+	stages := &orderStageTimes{}
+	deps.OrderAPI = timedOrderAPI{api: deps.OrderAPI, stages: stages}
 	client, err := jobs.NewClient(env.pool, jobs.ClientConfig{
 		Queues:        map[string]int{config.QueueOutbound: benchOrderWorkers},
 		Retention:     24 * time.Hour,
 		RescueAfter:   90 * time.Second,
 		FetchCooldown: env.cfg.FetchCooldown,
+		Middleware:    []rivertype.Middleware{stages},
 	}, deps)
 	if err != nil {
 		return orderRun{}, err
@@ -216,7 +217,7 @@ func runOrderBatch(ctx context.Context, env *benchEnv, deps jobs.Deps, tpURL str
 	if err != nil {
 		return orderRun{}, err
 	}
-	run := orderRun{calls: int(after.Posts - before.Posts), elapsed: elapsed, stages: stages.Snapshot()}
+	run := orderRun{calls: int(after.Posts - before.Posts), elapsed: elapsed, stages: stages.snapshot()}
 	for i := range run.cpu {
 		run.cpu[i] = cpu1[i] - cpu0[i]
 	}
