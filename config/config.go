@@ -47,6 +47,11 @@ type Config struct {
 	// before it cancels them, handing them back to be retried elsewhere
 	// (SHUTDOWN_GRACE).
 	ShutdownGrace time.Duration
+	// CouponReconcileGrace is how long the coupon reconciliation waits
+	// before it re-checks a member found only in Redis
+	// (COUPON_RECONCILE_GRACE): longer than an issue request can take
+	// between its Redis step and its persist job's commit.
+	CouponReconcileGrace time.Duration
 }
 
 // Default queue names and their worker counts.
@@ -120,6 +125,7 @@ func FromEnv(getenv func(string) string) (Config, error) {
 	cfg.OrderCallTimeout = dur("ORDER_CALL_TIMEOUT", 10*time.Second)
 	cfg.FetchCooldown = dur("FETCH_COOLDOWN", 5*time.Millisecond)
 	cfg.ShutdownGrace = dur("SHUTDOWN_GRACE", 5*time.Second)
+	cfg.CouponReconcileGrace = dur("COUPON_RECONCILE_GRACE", 15*time.Second)
 	cfg.DBMaxConns = 20
 	if v := getenv("DB_MAX_CONNS"); v != "" {
 		n, err := strconv.Atoi(v)
@@ -168,6 +174,13 @@ func (c Config) Validate() error {
 	}
 	if c.ShutdownGrace > 60*time.Second {
 		return fmt.Errorf("SHUTDOWN_GRACE: at most 60s (a stopping worker cancels and hands back what is still running), got %s", c.ShutdownGrace)
+	}
+	// An issue request takes up to 5s (the persist job's insert timeout)
+	// between its Redis step and its commit; a shorter grace would roll
+	// back seats still being issued. Longer than the 5 min period, runs
+	// would overlap.
+	if c.CouponReconcileGrace < 10*time.Second || c.CouponReconcileGrace > 4*time.Minute {
+		return fmt.Errorf("COUPON_RECONCILE_GRACE: 10s..4m (longer than an issue request, shorter than the 5 min reconciliation period), got %s", c.CouponReconcileGrace)
 	}
 	if c.OrderCallTimeout > 20*time.Second { // order_submit makes two calls within its 50s timeout
 		return fmt.Errorf("ORDER_CALL_TIMEOUT: at most 20s (an order_submit attempt makes up to two calls within 50s), got %s", c.OrderCallTimeout)

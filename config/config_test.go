@@ -20,6 +20,7 @@ func TestDefaults(t *testing.T) {
 	require.Equal(t, 30*24*time.Hour, cfg.Retention)
 	require.Equal(t, 15*time.Second, cfg.RescueAfter)
 	require.Equal(t, 200, cfg.Queues["therapy"])
+	require.Equal(t, 15*time.Second, cfg.CouponReconcileGrace)
 	require.True(t, cfg.Periodic)
 }
 
@@ -40,16 +41,17 @@ func TestOverridesAndQueues(t *testing.T) {
 func TestBadValuesNameTheVariable(t *testing.T) {
 	t.Parallel()
 	for name, value := range map[string]string{
-		"BATCH_TZ":        "Mars/Olympus",
-		"TIDEMARK_QUEUES": "therapy=0",
-		"JOB_RETENTION":   "1h",
-		"RESCUE_AFTER":    "10s",
-		"PERIODIC_JOBS":   "maybe",
-		"DATABASE_URL":    "mysql://x",
-		"REDIS_URL":       "http://x",
-		"ORDER_API_URL":   "localhost:8090",
-		"DB_MAX_CONNS":    "2",
-		"FETCH_COOLDOWN":  "soon",
+		"BATCH_TZ":               "Mars/Olympus",
+		"TIDEMARK_QUEUES":        "therapy=0",
+		"JOB_RETENTION":          "1h",
+		"RESCUE_AFTER":           "10s",
+		"PERIODIC_JOBS":          "maybe",
+		"DATABASE_URL":           "mysql://x",
+		"REDIS_URL":              "http://x",
+		"ORDER_API_URL":          "localhost:8090",
+		"DB_MAX_CONNS":           "2",
+		"FETCH_COOLDOWN":         "soon",
+		"COUPON_RECONCILE_GRACE": "1s",
 	} {
 		_, err := config.FromEnv(env(map[string]string{name: value}))
 		require.ErrorContains(t, err, name, "%s=%q", name, value)

@@ -29,7 +29,8 @@ type Deps struct {
 	// checks run by the CLI). Inside a job the job's own client is used.
 	River *Client
 	// ReconcileGrace is how long the coupon reconciliation waits before
-	// re-checking members found only in Redis (DefaultReconcileGrace when 0).
+	// re-checking members found only in Redis (COUPON_RECONCILE_GRACE;
+	// DefaultReconcileGrace when 0).
 	ReconcileGrace time.Duration
 	// OrderAPI is the third-party order API (ORDER_API_URL); order jobs
 	// retry until it is set.

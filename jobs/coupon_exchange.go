@@ -125,6 +125,11 @@ type CouponExchangeWorker struct {
 	afterChunk func(chunk int) error
 }
 
+// NewCouponExchangeWorker returns the coupon exchange worker.
+func NewCouponExchangeWorker(deps Deps) *CouponExchangeWorker {
+	return &CouponExchangeWorker{deps: deps}
+}
+
 // Timeout is at most 60 s; a longer exchange continues on the next attempt
 // from its cursor.
 func (w *CouponExchangeWorker) Timeout(*river.Job[CouponExchangeArgs]) time.Duration {

@@ -43,6 +43,11 @@ type CouponIssuePersistWorker struct {
 	deps Deps
 }
 
+// NewCouponIssuePersistWorker returns the persist worker.
+func NewCouponIssuePersistWorker(deps Deps) *CouponIssuePersistWorker {
+	return &CouponIssuePersistWorker{deps: deps}
+}
+
 // Timeout bounds one write.
 func (w *CouponIssuePersistWorker) Timeout(*river.Job[CouponIssuePersistArgs]) time.Duration {
 	return 10 * time.Second

@@ -42,6 +42,11 @@ type CouponReconcileAllWorker struct {
 	deps Deps
 }
 
+// NewCouponReconcileAllWorker returns the worker that fans out one reconciliation per active coupon.
+func NewCouponReconcileAllWorker(deps Deps) *CouponReconcileAllWorker {
+	return &CouponReconcileAllWorker{deps: deps}
+}
+
 // Timeout bounds the fan-out.
 func (w *CouponReconcileAllWorker) Timeout(*river.Job[CouponReconcileAllArgs]) time.Duration {
 	return 30 * time.Second
@@ -97,6 +102,11 @@ func (CouponReconcileArgs) InsertOpts() river.InsertOpts {
 type CouponReconcileWorker struct {
 	river.WorkerDefaults[CouponReconcileArgs]
 	deps Deps
+}
+
+// NewCouponReconcileWorker returns the coupon reconciliation worker.
+func NewCouponReconcileWorker(deps Deps) *CouponReconcileWorker {
+	return &CouponReconcileWorker{deps: deps}
 }
 
 // Timeout bounds one reconciliation (grace included).

@@ -30,9 +30,10 @@ func TestCheckOrders(t *testing.T) {
 	created := b.insertRequests(t, 7)
 	id := func(i int) int64 { return created[i-1].ID }
 	claim := func(i int) store.OrderRequest {
-		row, _, err := b.store.ClaimOrderRequest(ctx, id(i))
+		claims, err := b.store.ClaimOrderRequests(ctx, []int64{id(i)})
 		require.NoError(t, err)
-		return row
+		require.Contains(t, claims, id(i))
+		return claims[id(i)].Row
 	}
 	post := func(username string, price int64) orderapi.Order {
 		o, err := b.api.Create(ctx, orderapi.OrderRequest{Username: username, TotalPrice: price, AppliedYearMonth: "2025-02"})

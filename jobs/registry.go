@@ -13,38 +13,22 @@ func Register(workers *river.Workers, deps Deps) error {
 	if deps.Store == nil || deps.TZ == nil || deps.Logger == nil {
 		return fmt.Errorf("jobs: register: Store, TZ and Logger are required")
 	}
-	if err := river.AddWorkerSafely(workers, NewTherapyStatsWorker(deps)); err != nil {
-		return err
-	}
-	if err := river.AddWorkerSafely(workers, &TherapyDailyWorker{deps: deps}); err != nil {
-		return err
-	}
-	if err := river.AddWorkerSafely(workers, NewPointSettlementWorker(deps)); err != nil {
-		return err
-	}
-	if err := river.AddWorkerSafely(workers, NewPointSettlementDailyWorker(deps)); err != nil {
-		return err
-	}
-	if err := river.AddWorkerSafely(workers, &TherapyStatsVerifyWorker{deps: deps}); err != nil {
-		return err
-	}
-	if err := river.AddWorkerSafely(workers, &CouponIssuePersistWorker{deps: deps}); err != nil {
-		return err
-	}
-	if err := river.AddWorkerSafely(workers, &CouponReconcileAllWorker{deps: deps}); err != nil {
-		return err
-	}
-	if err := river.AddWorkerSafely(workers, &CouponReconcileWorker{deps: deps}); err != nil {
-		return err
-	}
-	if err := river.AddWorkerSafely(workers, &CouponExchangeWorker{deps: deps}); err != nil {
-		return err
-	}
-	if err := river.AddWorkerSafely(workers, NewOrderSubmitWorker(deps)); err != nil {
-		return err
-	}
-	if err := river.AddWorkerSafely(workers, NewOrderReconcileWorker(deps)); err != nil {
-		return err
+	for _, add := range []func() error{
+		func() error { return river.AddWorkerSafely(workers, NewTherapyStatsWorker(deps)) },
+		func() error { return river.AddWorkerSafely(workers, NewTherapyDailyWorker(deps)) },
+		func() error { return river.AddWorkerSafely(workers, NewTherapyStatsVerifyWorker(deps)) },
+		func() error { return river.AddWorkerSafely(workers, NewPointSettlementWorker(deps)) },
+		func() error { return river.AddWorkerSafely(workers, NewPointSettlementDailyWorker(deps)) },
+		func() error { return river.AddWorkerSafely(workers, NewCouponIssuePersistWorker(deps)) },
+		func() error { return river.AddWorkerSafely(workers, NewCouponReconcileAllWorker(deps)) },
+		func() error { return river.AddWorkerSafely(workers, NewCouponReconcileWorker(deps)) },
+		func() error { return river.AddWorkerSafely(workers, NewCouponExchangeWorker(deps)) },
+		func() error { return river.AddWorkerSafely(workers, NewOrderSubmitWorker(deps)) },
+		func() error { return river.AddWorkerSafely(workers, NewOrderReconcileWorker(deps)) },
+	} {
+		if err := add(); err != nil {
+			return err
+		}
 	}
 	return nil
 }

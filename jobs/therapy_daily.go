@@ -60,6 +60,11 @@ type TherapyDailyWorker struct {
 	deps Deps
 }
 
+// NewTherapyDailyWorker returns the daily therapy fan-out worker.
+func NewTherapyDailyWorker(deps Deps) *TherapyDailyWorker {
+	return &TherapyDailyWorker{deps: deps}
+}
+
 // Timeout bounds one fan-out, inside the rescue window.
 func (w *TherapyDailyWorker) Timeout(*river.Job[TherapyDailyArgs]) time.Duration { return time.Minute }
 

@@ -44,6 +44,11 @@ type TherapyStatsVerifyWorker struct {
 	deps Deps
 }
 
+// NewTherapyStatsVerifyWorker returns the therapy statistics check worker.
+func NewTherapyStatsVerifyWorker(deps Deps) *TherapyStatsVerifyWorker {
+	return &TherapyStatsVerifyWorker{deps: deps}
+}
+
 // Timeout bounds one verification.
 func (w *TherapyStatsVerifyWorker) Timeout(*river.Job[TherapyStatsVerifyArgs]) time.Duration {
 	return time.Minute

@@ -162,28 +162,9 @@ func (s *Store) GetOrderRequest(ctx context.Context, id int64) (OrderRequest, er
 	return r, nil
 }
 
-// ClaimOrderRequest is the first step of an order_submit attempt: under the
-// row's lock, a PENDING, SENDING or FAILED row becomes SENDING with one more
-// attempt, committed before the caller calls the third party. It returns the
-// row and the status it had before: SENDING means an earlier attempt's
-// outcome is unknown; FAILED means an operator re-queued a refused request
-// (its cancelled job). An APPLIED row is returned unchanged, with APPLIED as
-// the previous status. A missing row is ErrNotFound.
-func (s *Store) ClaimOrderRequest(ctx context.Context, id int64) (row OrderRequest, prevStatus string, err error) {
-	got, err := s.ClaimOrderRequests(ctx, []int64{id})
-	if err != nil {
-		return row, "", err
-	}
-	c, ok := got[id]
-	if !ok {
-		return row, "", ErrNotFound
-	}
-	return c.Row, c.PrevStatus, nil
-}
-
 // MarkOrderAppliedTx sets a SENDING row APPLIED with the third party's order
-// id and creation time, in tx (which also completes the job). It reports
-// whether the row was SENDING; false means something else settled it first.
+// id and creation time, in tx. It reports whether the row was SENDING; false
+// means something else settled it first.
 func (s *Store) MarkOrderAppliedTx(ctx context.Context, tx pgx.Tx, id, externalID int64, externalCreatedAt time.Time) (bool, error) {
 	tag, err := tx.Exec(ctx, `
 		UPDATE order_request
@@ -248,26 +229,20 @@ func (s *Store) OrderStatusCounts(ctx context.Context) (map[string]int64, error)
 	return out, nil
 }
 
-// UnsettledOrderCount counts PENDING and SENDING rows.
-func (s *Store) UnsettledOrderCount(ctx context.Context) (int64, error) {
-	var n int64
-	err := s.Pool.QueryRow(ctx, `SELECT count(*) FROM order_request WHERE status IN ('PENDING', 'SENDING')`).Scan(&n)
-	if err != nil {
-		return 0, fmt.Errorf("store: unsettled order count: %w", err)
-	}
-	return n, nil
-}
-
 // OrderClaim is one row's outcome of ClaimOrderRequests.
 type OrderClaim struct {
 	Row        OrderRequest
 	PrevStatus string
 }
 
-// ClaimOrderRequests is ClaimOrderRequest for many rows in one statement
-// (locks taken in id order), for order_submit attempts running at the same
-// time. APPLIED rows come back unchanged with APPLIED as the previous status;
-// missing ids are absent from the map.
+// ClaimOrderRequests is the first step of order_submit attempts: under each
+// row's lock (taken in id order), a PENDING, SENDING or FAILED row becomes
+// SENDING with one more attempt, committed before the caller calls the third
+// party. It returns each row with the status it had before: SENDING means an
+// earlier attempt's outcome is unknown; FAILED means an operator re-queued a
+// refused request (its cancelled job). APPLIED rows come back unchanged,
+// with APPLIED as the previous status; missing ids are absent from the map.
+// One statement serves the attempts running at the same time.
 func (s *Store) ClaimOrderRequests(ctx context.Context, ids []int64) (map[int64]OrderClaim, error) {
 	// One implicit transaction (a batch is one pipeline ending in one Sync):
 	// the setting lasts for this statement only. A custom plan was made for

@@ -348,24 +348,3 @@ func (s *Store) TopTherapyStatistics(ctx context.Context, year, month, n int) ([
 	}
 	return pgx.CollectRows(rows, pgx.RowToStructByPos[TherapyStatistics])
 }
-
-// AggregateTherapyMonthSetBased recomputes every user-month of year-month
-// that has perform rows in one INSERT … SELECT … GROUP BY. It is the
-// benchmark's yardstick: the fastest the database can do the same work, with
-// no per-user retries, isolation or audit.
-func (s *Store) AggregateTherapyMonthSetBased(ctx context.Context, year, month int, tz *time.Location) (int64, error) {
-	start, end := MonthBounds(year, month, tz)
-	tag, err := s.Pool.Exec(ctx, `
-		INSERT INTO therapy_statistics AS t (`+therapyStatisticsColumns+`)
-		SELECT p.therapy_user_id, $3, $4, count(*), count(*) FILTER (WHERE p.completed),
-		       sum(p.duration_seconds), count(DISTINCT (p.performed_at AT TIME ZONE $5)::date),
-		       min(p.performed_at), max(p.performed_at), now()
-		FROM therapy_perform p
-		WHERE p.performed_at >= $1 AND p.performed_at < $2
-		GROUP BY p.therapy_user_id
-		`+therapyUpsertOnConflict, start, end, year, month, tz.String())
-	if err != nil {
-		return 0, fmt.Errorf("store: set-based therapy aggregation %04d-%02d: %w", year, month, err)
-	}
-	return tag.RowsAffected(), nil
-}

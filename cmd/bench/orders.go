@@ -109,10 +109,11 @@ func benchOrders(ctx context.Context, env *benchEnv) error {
 	}
 	start := time.Now()
 	for _, id := range ids {
-		row, _, err := env.store.ClaimOrderRequest(ctx, id)
+		claims, err := env.store.ClaimOrderRequests(ctx, []int64{id})
 		if err != nil {
 			return err
 		}
+		row := claims[id].Row
 		o, err := api.Create(ctx, orderapi.OrderRequest{Username: row.Username, TotalPrice: row.TotalPrice, AppliedYearMonth: row.AppliedYearMonth})
 		if err != nil {
 			return err
@@ -210,7 +211,7 @@ func runOrderBatch(ctx context.Context, env *benchEnv, deps jobs.Deps, tpURL str
 		return orderRun{}, err
 	}
 	elapsed := last.Sub(start)
-	if left, err := env.store.UnsettledOrderCount(ctx); err != nil || left > 0 {
+	if left, err := unsettledOrders(ctx, env.store); err != nil || left > 0 {
 		return orderRun{}, fmt.Errorf("orders: %d requests left PENDING or SENDING (%v)", left, err)
 	}
 	after, err := thirdPartyStats(ctx, tpURL)

@@ -34,7 +34,7 @@ func cmdReconcile(ctx context.Context, e *env, args []string) error {
 	if err := e.open(ctx); err != nil {
 		return err
 	}
-	deps := jobs.Deps{Store: e.store, TZ: e.cfg.TZ, Logger: e.logger, River: e.client}
+	deps := jobs.Deps{Store: e.store, TZ: e.cfg.TZ, Logger: e.logger, River: e.client, ReconcileGrace: e.cfg.CouponReconcileGrace}
 	if *check == "coupon" {
 		gate, closeGate, err := e.openGate(ctx)
 		if err != nil {

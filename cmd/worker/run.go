@@ -97,7 +97,7 @@ func run(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 	}
 	cancelPing()
 	gate := coupongate.New(rdb, "")
-	deps := jobs.Deps{Store: st, TZ: cfg.TZ, Logger: logger, Gate: gate,
+	deps := jobs.Deps{Store: st, TZ: cfg.TZ, Logger: logger, Gate: gate, ReconcileGrace: cfg.CouponReconcileGrace,
 		OrderAPI: orderapi.New(cfg.OrderAPIURL, cfg.OrderCallTimeout, cfg.Queues[config.QueueOutbound])}
 	client, err := jobs.NewClient(pool, jobs.ClientConfig{
 		Queues:      cfg.Queues,
