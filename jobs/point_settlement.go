@@ -34,13 +34,17 @@ const (
 	SettlementTriggerCatchUp = "catch_up"
 )
 
+// settlementRunDateKey is PointSettlementArgs.RunDate's JSON key, read by
+// SQL (the date's active run; an index of the ledger migration).
+const settlementRunDateKey = "run_date"
+
 // PointSettlementArgs is one run of the point settlement for business date
 // RunDate (Spring Batch's job instance + execution). Its identity is (RunDate,
 // Run): Run is 1 for the first run of a date and one more for each later run
 // (--rerun, or a new run after a failed one), assigned under a per-date
 // advisory lock by EnqueueSettlementTx, which is the only way runs are started.
 type PointSettlementArgs struct {
-	RunDate string `json:"run_date" river:"unique"`
+	RunDate string `json:"run_date" river:"unique"` // settlementRunDateKey
 	Run     int    `json:"run" river:"unique"`
 	// Rerun marks a run started with --rerun on a date already settled.
 	Rerun bool `json:"rerun,omitempty"`
@@ -419,12 +423,22 @@ func EnqueueSettlementTx(ctx context.Context, client *Client, st *store.Store, t
 	if err := st.LockSettlementDateTx(ctx, tx, runDate); err != nil {
 		return nil, err
 	}
-	active, err := st.ActiveSettlementJobTx(ctx, tx, runDate)
-	if err == nil {
-		return nil, &SettlementActiveError{RunDate: runDate, JobID: active.ID, State: active.State}
+	// The kind is a literal in the condition, not Kinds(...), so that the
+	// ledger migration's partial index on the date (WHERE kind =
+	// 'point_settlement') serves every plan.
+	active, err := client.JobListTx(ctx, tx, river.NewJobListParams().
+		States(rivertype.JobStateAvailable, rivertype.JobStateRunning, rivertype.JobStateRetryable,
+			rivertype.JobStateScheduled, rivertype.JobStatePending).
+		Where("kind = 'point_settlement' AND args ->> '"+settlementRunDateKey+"' = @run_date",
+			river.NamedArgs{"run_date": runDate}).
+		OrderBy(river.JobListOrderByID, river.SortOrderAsc).
+		First(1))
+	if err != nil {
+		return nil, fmt.Errorf("jobs: active settlement %s: %w", runDate, err)
 	}
-	if !errors.Is(err, store.ErrNotFound) {
-		return nil, err
+	if len(active.Jobs) > 0 {
+		j := active.Jobs[0]
+		return nil, &SettlementActiveError{RunDate: runDate, JobID: j.ID, State: string(j.State)}
 	}
 	settled, err := st.GetSettlementTx(ctx, tx, runDate)
 	switch {

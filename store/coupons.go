@@ -188,8 +188,8 @@ func (s *Store) CouponIssueMembers(ctx context.Context, couponID int64) ([]int64
 // index of ours on river_job.
 func (s *Store) InFlightCouponPersists(ctx context.Context, code string) ([]int64, error) {
 	rows, err := s.Pool.Query(ctx, `
-		SELECT DISTINCT (args ->> 'member_id')::bigint FROM river_job
-		WHERE kind = 'coupon_issue_persist' AND args @> jsonb_build_object('coupon_code', $1::text)
+		SELECT DISTINCT (args ->> '`+argMemberID+`')::bigint FROM river_job
+		WHERE kind = 'coupon_issue_persist' AND args @> jsonb_build_object('`+argCouponCode+`', $1::text)
 		  AND state IN ('available', 'pending', 'running', 'retryable', 'scheduled')
 		ORDER BY 1`, code)
 	if err != nil {

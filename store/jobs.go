@@ -7,6 +7,16 @@ import (
 	"github.com/jackc/pgx/v5"
 )
 
+// The JSON keys of job args that store's SQL reads. The args are defined in
+// package jobs; jobs/job_args_sql_test.go inserts those jobs and reads them
+// back through this SQL and the audit views.
+const (
+	argRunDate    = "run_date"    // jobs.PointSettlementArgs.RunDate
+	argRun        = "run"         // jobs.PointSettlementArgs.Run
+	argCouponCode = "coupon_code" // jobs.CouponIssuePersistArgs.CouponCode
+	argMemberID   = "member_id"   // jobs.CouponIssuePersistArgs.MemberID
+)
+
 // KindStateCount is how many jobs of one kind are in one state.
 type KindStateCount struct {
 	Kind  string

@@ -260,28 +260,6 @@ func (s *Store) LockSettlementDateTx(ctx context.Context, tx pgx.Tx, runDate str
 	return nil
 }
 
-// SettlementJob is a point_settlement job for one date.
-type SettlementJob struct {
-	ID    int64
-	State string
-	Run   int
-}
-
-// ActiveSettlementJobTx returns the oldest point_settlement job for runDate that
-// is queued, running or waiting to retry, or ErrNotFound.
-func (s *Store) ActiveSettlementJobTx(ctx context.Context, tx pgx.Tx, runDate string) (SettlementJob, error) {
-	var j SettlementJob
-	err := tx.QueryRow(ctx, `
-		SELECT id, state::text, coalesce((args ->> 'run')::int, 0) FROM river_job
-		WHERE kind = 'point_settlement' AND args ->> 'run_date' = $1
-		  AND state IN ('available', 'running', 'retryable', 'scheduled', 'pending')
-		ORDER BY id LIMIT 1`, runDate).Scan(&j.ID, &j.State, &j.Run)
-	if err != nil {
-		return j, fmt.Errorf("store: active settlement job %s: %w", runDate, notFound(err))
-	}
-	return j, nil
-}
-
 // NextSettlementRunTx is the run number a new run for runDate gets: one more
 // than any run still on record (jobs may have been pruned; the settlement row
 // keeps the last completed run's number).
@@ -289,8 +267,8 @@ func (s *Store) NextSettlementRunTx(ctx context.Context, tx pgx.Tx, runDate stri
 	var n int
 	err := tx.QueryRow(ctx, `
 		SELECT 1 + greatest(
-		    (SELECT coalesce(max((args ->> 'run')::int), 0) FROM river_job
-		     WHERE kind = 'point_settlement' AND args ->> 'run_date' = $1),
+		    (SELECT coalesce(max((args ->> '`+argRun+`')::int), 0) FROM river_job
+		     WHERE kind = 'point_settlement' AND args ->> '`+argRunDate+`' = $1),
 		    (SELECT coalesce(max(run), 0) FROM point_daily_settlement WHERE run_date = $1::date))`,
 		runDate).Scan(&n)
 	if err != nil {
