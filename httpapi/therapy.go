@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/tidemark/tidemark/calendar"
 	"github.com/tidemark/tidemark/jobs"
 	"github.com/tidemark/tidemark/store"
 )
@@ -17,7 +18,7 @@ func (s *Server) getTherapyStatistics(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "therapyUserId", "want a positive integer")
 		return
 	}
-	year, month, err := store.ParseYearMonth(q.Get("yearMonth"))
+	year, month, err := calendar.ParseYearMonth(q.Get("yearMonth"))
 	if err != nil {
 		writeError(w, http.StatusBadRequest, "yearMonth", err.Error())
 		return
@@ -78,11 +79,11 @@ func (s *Server) validateRecover(r *http.Request, req RecoverRequest) (jobs.Ther
 	if req.YearMonth == nil {
 		return jobs.TherapyStatsArgs{}, badField("yearMonth", "required")
 	}
-	year, month, err := store.ParseYearMonth(*req.YearMonth)
+	year, month, err := calendar.ParseYearMonth(*req.YearMonth)
 	if err != nil {
 		return jobs.TherapyStatsArgs{}, badField("yearMonth", "%v", err)
 	}
-	start, end := store.MonthBounds(year, month, s.TZ)
+	start, end := calendar.MonthBounds(year, month, s.TZ)
 	var from, to *time.Time
 	for _, f := range []struct {
 		name string
@@ -124,7 +125,7 @@ func (s *Server) validateRecover(r *http.Request, req RecoverRequest) (jobs.Ther
 	now := time.Now()
 	return jobs.TherapyStatsArgs{
 		TherapyUserID: *req.TherapyUserID, Year: year, Month: month,
-		BusinessDate:  jobs.BusinessDate(now, s.TZ),
+		BusinessDate:  calendar.BusinessDate(now, s.TZ),
 		RecoverID:     now.UTC().Format(time.RFC3339Nano),
 		Trigger:       jobs.TriggerRecover,
 		StartDateTime: from, EndDateTime: to,
