@@ -9,6 +9,8 @@ import (
 	"github.com/jackc/pgerrcode"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/tidemark/tidemark/coupon"
 )
 
 // Coupon is one row of coupon.
@@ -30,8 +32,8 @@ type Coupon struct {
 const (
 	CouponActive   = "ACTIVE"
 	CouponInactive = "INACTIVE"
-	AmountFix      = "FIX"
-	AmountRate     = "RATE"
+	AmountFix      = coupon.AmountFix
+	AmountRate     = coupon.AmountRate
 )
 
 // ErrDuplicate is returned when a row with the same unique key exists.

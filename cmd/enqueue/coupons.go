@@ -9,6 +9,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/riverqueue/river/rivertype"
 
+	"github.com/tidemark/tidemark/coupon"
 	"github.com/tidemark/tidemark/coupongate"
 	"github.com/tidemark/tidemark/jobs"
 	"github.com/tidemark/tidemark/store"
@@ -65,10 +66,10 @@ func cmdCouponCreate(ctx context.Context, e *env, args []string) error {
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	if !jobs.ValidCouponCode(*code) {
+	if !coupon.ValidCode(*code) {
 		return usagef("--code: want 1-64 letters, digits, _ or -, got %q", *code)
 	}
-	if err := jobs.ValidateCouponTerms(*name, *desc, *amountType, *amount); err != nil {
+	if err := coupon.ValidateTerms(*name, *desc, *amountType, *amount); err != nil {
 		return usagef("--%v", err)
 	}
 	if *total < 0 || *total > 100_000_000 {
@@ -120,7 +121,7 @@ func cmdCouponLoadRedis(ctx context.Context, e *env, args []string) error {
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	if !jobs.ValidCouponCode(*code) {
+	if !coupon.ValidCode(*code) {
 		return usagef("--code: want 1-64 letters, digits, _ or -, got %q", *code)
 	}
 	gate, closeGate, err := e.openGate(ctx)
