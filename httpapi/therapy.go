@@ -32,7 +32,37 @@ func (s *Server) getTherapyStatistics(w http.ResponseWriter, r *http.Request) {
 		s.writeErr(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, stats)
+	writeJSON(w, http.StatusOK, newTherapyStatisticsResponse(stats))
+}
+
+// TherapyStatisticsResponse answers GET /v1/therapy-statistics: one user's
+// statistics for one month.
+type TherapyStatisticsResponse struct {
+	TherapyUserID        int64      `json:"therapyUserId"`
+	Year                 int        `json:"year"`
+	Month                int        `json:"month"`
+	PerformCount         int        `json:"performCount"`
+	CompletedCount       int        `json:"completedCount"`
+	TotalDurationSeconds int64      `json:"totalDurationSeconds"`
+	ActiveDays           int        `json:"activeDays"`
+	FirstPerformedAt     *time.Time `json:"firstPerformedAt"`
+	LastPerformedAt      *time.Time `json:"lastPerformedAt"`
+	AggregatedAt         time.Time  `json:"aggregatedAt"`
+}
+
+func newTherapyStatisticsResponse(t store.TherapyStatistics) TherapyStatisticsResponse {
+	return TherapyStatisticsResponse{
+		TherapyUserID:        t.TherapyUserID,
+		Year:                 t.Year,
+		Month:                t.Month,
+		PerformCount:         t.PerformCount,
+		CompletedCount:       t.CompletedCount,
+		TotalDurationSeconds: t.TotalDurationSeconds,
+		ActiveDays:           t.ActiveDays,
+		FirstPerformedAt:     t.FirstPerformedAt,
+		LastPerformedAt:      t.LastPerformedAt,
+		AggregatedAt:         t.AggregatedAt,
+	}
 }
 
 // RecoverRequest is the recover endpoint's body.
