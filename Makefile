@@ -43,8 +43,8 @@ chaos:
 	  CHAOS_REPS=$${CHAOS_REPS:-3} go test -count=1 -timeout 80m -run TestFaults -v ./fault 2>&1 | tee .local/chaos.log | \
 	  grep -E '^\| |^(ok|FAIL)|^\s*--- FAIL'
 
-FUZZ_TARGETS := FuzzParseOrderCSV:./cmd/enqueue FuzzParseIDs:./cmd/enqueue FuzzParseDate:./jobs \
-	FuzzParseYearMonth:./store FuzzDecodeBodies:./httpapi
+FUZZ_TARGETS := FuzzParseOrderCSV:./cmd/enqueue FuzzParseIDs:./cmd/enqueue FuzzParseDate:./calendar \
+	FuzzParseYearMonth:./calendar FuzzDecodeBodies:./httpapi
 fuzz:
 	@$(SERVICES) && for t in $(FUZZ_TARGETS); do \
 	  go test -run '^$$' -fuzz "^$${t%%:*}$$" -fuzztime $${FUZZTIME:-30s} "$${t#*:}" || exit 1; done

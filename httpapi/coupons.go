@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/tidemark/tidemark/coupon"
 	"github.com/tidemark/tidemark/coupongate"
 	"github.com/tidemark/tidemark/jobs"
 	"github.com/tidemark/tidemark/store"
@@ -32,7 +33,7 @@ type IssueResponse struct {
 // fails, the Redis step is undone before answering 503.
 func (s *Server) issueCoupon(w http.ResponseWriter, r *http.Request) {
 	code := r.PathValue("code")
-	if !jobs.ValidCouponCode(code) {
+	if !coupon.ValidCode(code) {
 		writeError(w, http.StatusNotFound, "code", "unknown coupon")
 		return
 	}

@@ -5,7 +5,7 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/tidemark/tidemark/jobs"
+	"github.com/tidemark/tidemark/calendar"
 	"github.com/tidemark/tidemark/store"
 )
 
@@ -51,9 +51,9 @@ func (s *Server) reprocessLedger(w http.ResponseWriter, r *http.Request) {
 			ids = append(ids, id)
 		}
 	}
-	on := jobs.BusinessDate(time.Now().In(s.TZ).AddDate(0, 0, 1), s.TZ)
+	on := calendar.NextBusinessDate(time.Now(), s.TZ)
 	if req.On != nil {
-		if _, err := jobs.ParseDate(*req.On); err != nil {
+		if _, err := calendar.ParseDate(*req.On); err != nil {
 			s.writeErr(w, r, badField("on", "%v", err))
 			return
 		}

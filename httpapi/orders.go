@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net/http"
 	"strconv"
+	"time"
 
 	"github.com/tidemark/tidemark/jobs"
 	"github.com/tidemark/tidemark/store"
@@ -84,5 +85,37 @@ func (s *Server) getOrderRequest(w http.ResponseWriter, r *http.Request) {
 		s.writeErr(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, row)
+	writeJSON(w, http.StatusOK, newOrderRequestResponse(row))
+}
+
+// OrderRequestResponse answers GET /v1/order-requests/{id}: one order
+// request and how far its call to the third party got.
+type OrderRequestResponse struct {
+	ID                int64      `json:"id"`
+	Username          string     `json:"username"`
+	TotalPrice        int64      `json:"totalPrice"`
+	AppliedYearMonth  string     `json:"appliedYearMonth"`
+	Status            string     `json:"status"`
+	ExternalOrderID   *int64     `json:"externalOrderId"`
+	ExternalCreatedAt *time.Time `json:"externalCreatedAt"`
+	Attempts          int        `json:"attempts"`
+	LastError         *string    `json:"lastError"`
+	CreatedAt         time.Time  `json:"createdAt"`
+	UpdatedAt         time.Time  `json:"updatedAt"`
+}
+
+func newOrderRequestResponse(o store.OrderRequest) OrderRequestResponse {
+	return OrderRequestResponse{
+		ID:                o.ID,
+		Username:          o.Username,
+		TotalPrice:        o.TotalPrice,
+		AppliedYearMonth:  o.AppliedYearMonth,
+		Status:            o.Status,
+		ExternalOrderID:   o.ExternalOrderID,
+		ExternalCreatedAt: o.ExternalCreatedAt,
+		Attempts:          o.Attempts,
+		LastError:         o.LastError,
+		CreatedAt:         o.CreatedAt,
+		UpdatedAt:         o.UpdatedAt,
+	}
 }

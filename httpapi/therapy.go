@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/tidemark/tidemark/calendar"
 	"github.com/tidemark/tidemark/jobs"
 	"github.com/tidemark/tidemark/store"
 )
@@ -17,7 +18,7 @@ func (s *Server) getTherapyStatistics(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "therapyUserId", "want a positive integer")
 		return
 	}
-	year, month, err := store.ParseYearMonth(q.Get("yearMonth"))
+	year, month, err := calendar.ParseYearMonth(q.Get("yearMonth"))
 	if err != nil {
 		writeError(w, http.StatusBadRequest, "yearMonth", err.Error())
 		return
@@ -31,7 +32,37 @@ func (s *Server) getTherapyStatistics(w http.ResponseWriter, r *http.Request) {
 		s.writeErr(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, stats)
+	writeJSON(w, http.StatusOK, newTherapyStatisticsResponse(stats))
+}
+
+// TherapyStatisticsResponse answers GET /v1/therapy-statistics: one user's
+// statistics for one month.
+type TherapyStatisticsResponse struct {
+	TherapyUserID        int64      `json:"therapyUserId"`
+	Year                 int        `json:"year"`
+	Month                int        `json:"month"`
+	PerformCount         int        `json:"performCount"`
+	CompletedCount       int        `json:"completedCount"`
+	TotalDurationSeconds int64      `json:"totalDurationSeconds"`
+	ActiveDays           int        `json:"activeDays"`
+	FirstPerformedAt     *time.Time `json:"firstPerformedAt"`
+	LastPerformedAt      *time.Time `json:"lastPerformedAt"`
+	AggregatedAt         time.Time  `json:"aggregatedAt"`
+}
+
+func newTherapyStatisticsResponse(t store.TherapyStatistics) TherapyStatisticsResponse {
+	return TherapyStatisticsResponse{
+		TherapyUserID:        t.TherapyUserID,
+		Year:                 t.Year,
+		Month:                t.Month,
+		PerformCount:         t.PerformCount,
+		CompletedCount:       t.CompletedCount,
+		TotalDurationSeconds: t.TotalDurationSeconds,
+		ActiveDays:           t.ActiveDays,
+		FirstPerformedAt:     t.FirstPerformedAt,
+		LastPerformedAt:      t.LastPerformedAt,
+		AggregatedAt:         t.AggregatedAt,
+	}
 }
 
 // RecoverRequest is the recover endpoint's body.
@@ -78,11 +109,11 @@ func (s *Server) validateRecover(r *http.Request, req RecoverRequest) (jobs.Ther
 	if req.YearMonth == nil {
 		return jobs.TherapyStatsArgs{}, badField("yearMonth", "required")
 	}
-	year, month, err := store.ParseYearMonth(*req.YearMonth)
+	year, month, err := calendar.ParseYearMonth(*req.YearMonth)
 	if err != nil {
 		return jobs.TherapyStatsArgs{}, badField("yearMonth", "%v", err)
 	}
-	start, end := store.MonthBounds(year, month, s.TZ)
+	start, end := calendar.MonthBounds(year, month, s.TZ)
 	var from, to *time.Time
 	for _, f := range []struct {
 		name string
@@ -124,7 +155,7 @@ func (s *Server) validateRecover(r *http.Request, req RecoverRequest) (jobs.Ther
 	now := time.Now()
 	return jobs.TherapyStatsArgs{
 		TherapyUserID: *req.TherapyUserID, Year: year, Month: month,
-		BusinessDate:  jobs.BusinessDate(now, s.TZ),
+		BusinessDate:  calendar.BusinessDate(now, s.TZ),
 		RecoverID:     now.UTC().Format(time.RFC3339Nano),
 		Trigger:       jobs.TriggerRecover,
 		StartDateTime: from, EndDateTime: to,

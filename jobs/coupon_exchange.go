@@ -2,17 +2,15 @@ package jobs
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"regexp"
 	"time"
-	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/riverdriver/riverpgxv5"
 
 	"github.com/tidemark/tidemark/config"
+	"github.com/tidemark/tidemark/coupon"
 	"github.com/tidemark/tidemark/store"
 )
 
@@ -41,33 +39,9 @@ func (CouponExchangeArgs) InsertOpts() river.InsertOpts {
 		UniqueOpts: river.UniqueOpts{ByArgs: true}}
 }
 
-var couponCodeRE = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
-
-// ValidCouponCode reports whether code is a valid coupon code: 1–64 letters,
-// digits, '_' or '-'.
-func ValidCouponCode(code string) bool { return couponCodeRE.MatchString(code) }
-
-// ValidateCouponTerms checks a coupon's name, description, amount type and
-// amount, naming the field at fault.
-func ValidateCouponTerms(name, description, amountType string, amount int) error {
-	switch {
-	case name == "" || utf8.RuneCountInString(name) > 200:
-		return errors.New("name: want 1 to 200 characters")
-	case utf8.RuneCountInString(description) > 1000:
-		return errors.New("description: want at most 1000 characters")
-	case amountType != store.AmountFix && amountType != store.AmountRate:
-		return fmt.Errorf("amount-type: want FIX or RATE, got %q", amountType)
-	case amount <= 0:
-		return fmt.Errorf("amount: want a positive integer, got %d", amount)
-	case amountType == store.AmountRate && amount > 100:
-		return fmt.Errorf("amount: a RATE is a percentage, 1 to 100, got %d", amount)
-	}
-	return nil
-}
-
 // Validate checks the arguments.
 func (a CouponExchangeArgs) Validate() error {
-	if err := ValidateCouponTerms(a.Name, a.Description, a.AmountType, a.Amount); err != nil {
+	if err := coupon.ValidateTerms(a.Name, a.Description, a.AmountType, a.Amount); err != nil {
 		return err
 	}
 	if a.ExpiredCouponID <= 0 {

@@ -195,9 +195,10 @@ func CheckCoupons(ctx context.Context, deps Deps, dryRun bool) (CouponsReport, e
 //  3. The stock is set to total - |issued set| atomically, and
 //     issued_quantity to Postgres' COUNT(*).
 //
-// The order of reads matters: Redis, then unfinished jobs, then Postgres. A
-// persist job commits its row before River marks it completed, so a job seen
-// finished has its row visible to the later Postgres read.
+// The order of reads matters: Redis, then unfinished jobs, then Postgres (the
+// last two are store.CouponSeats). A persist job commits its row before River
+// marks it completed, so a job seen finished has its row visible to the later
+// Postgres read.
 func ReconcileCoupon(ctx context.Context, deps Deps, code string, dryRun bool) (CouponReport, error) {
 	rep := CouponReport{Code: code, DryRun: dryRun}
 	if deps.Gate == nil {
@@ -212,14 +213,11 @@ func ReconcileCoupon(ctx context.Context, deps Deps, code string, dryRun bool) (
 	if err != nil {
 		return rep, err
 	}
-	inFlight, err := deps.Store.InFlightCouponPersists(ctx, code)
+	seats, err := deps.Store.CouponSeats(ctx, c)
 	if err != nil {
 		return rep, err
 	}
-	db, err := deps.Store.CouponIssueMembers(ctx, c.ID)
-	if err != nil {
-		return rep, err
-	}
+	inFlight, db := seats.InFlight, seats.Issued
 	rep.RedisLoaded, rep.RedisMembers, rep.DBMembers, rep.InFlight = gs.Loaded, len(gs.Members), len(db), len(inFlight)
 	if gs.Loaded {
 		rep.StockBefore = ptr(gs.Stock)
@@ -271,10 +269,7 @@ func ReconcileCoupon(ctx context.Context, deps Deps, code string, dryRun bool) (
 			return rep, err
 		}
 	}
-	if _, err := deps.Gate.AddBack(ctx, code, addBack); err != nil {
-		return rep, err
-	}
-	stock, err := deps.Gate.Resync(ctx, code, int64(c.TotalQuantity))
+	stock, err := deps.Gate.Load(ctx, code, int64(c.TotalQuantity), addBack)
 	if err != nil {
 		return rep, err
 	}
@@ -287,6 +282,26 @@ func ReconcileCoupon(ctx context.Context, deps Deps, code string, dryRun bool) (
 	deps.Logger.InfoContext(ctx, "coupon reconciled", "coupon", code, "rolled_back", rep.RolledBack,
 		"kept_in_flight", rep.KeptInFlight, "added_back", rep.AddedBack, "stock", stock, "issued_quantity", rep.IssuedQtyNow)
 	return rep, nil
+}
+
+// RebuildCouponGate (re)builds c's gate from Postgres by the rule the
+// reconciliation repairs it with: every member holding a seat (a coupon_issue
+// row or an unfinished persist job) is added to the issued set, and the stock
+// is set to total - |issued|. Members already in the set stay, so an issue
+// racing the rebuild is kept. An INACTIVE coupon's keys are removed instead
+// (stock 0). It returns the stock.
+func RebuildCouponGate(ctx context.Context, deps Deps, c store.Coupon) (int64, error) {
+	if deps.Gate == nil {
+		return 0, errors.New("jobs: rebuild coupon gate: no coupon gate configured (REDIS_URL)")
+	}
+	if c.Status != store.CouponActive {
+		return 0, deps.Gate.Unload(ctx, c.Code)
+	}
+	seats, err := deps.Store.CouponSeats(ctx, c)
+	if err != nil {
+		return 0, err
+	}
+	return deps.Gate.Load(ctx, c.Code, int64(c.TotalQuantity), seats.Holders())
 }
 
 // recheckCandidates waits out the grace period, then keeps as candidates only
@@ -305,15 +320,11 @@ func recheckCandidates(ctx context.Context, deps Deps, c store.Coupon, candidate
 	if err != nil {
 		return nil, nil, err
 	}
-	inFlight, err := deps.Store.InFlightCouponPersists(ctx, c.Code)
+	seats, err := deps.Store.CouponSeats(ctx, c)
 	if err != nil {
 		return nil, nil, err
 	}
-	db, err := deps.Store.CouponIssueMembers(ctx, c.ID)
-	if err != nil {
-		return nil, nil, err
-	}
-	redisSet, dbSet, flightSet := toSet(gs.Members), toSet(db), toSet(inFlight)
+	redisSet, dbSet, flightSet := toSet(gs.Members), toSet(seats.Issued), toSet(seats.InFlight)
 	var still []int64
 	for _, m := range candidates {
 		switch {

@@ -48,9 +48,9 @@ func TestSQLReadsJobArgKeys(t *testing.T) {
 	// coupon_issue_persist: the members whose seat is still in flight.
 	_, err = client.Insert(ctx, jobs.CouponIssuePersistArgs{CouponCode: "WELCOME", MemberID: 42, IssuedAt: time.Now()}, nil)
 	require.NoError(t, err)
-	members, err := st.InFlightCouponPersists(ctx, "WELCOME")
+	seats, err := st.CouponSeats(ctx, store.Coupon{ID: -1, Code: "WELCOME"})
 	require.NoError(t, err)
-	require.Equal(t, []int64{42}, members)
+	require.Equal(t, []int64{42}, seats.InFlight)
 
 	// therapy_stats: the batch log.
 	res, err := client.Insert(ctx, jobs.TherapyStatsArgs{TherapyUserID: 7, Year: 2026, Month: 11, BusinessDate: "2026-11-20", Trigger: "recover"}, nil)

@@ -12,6 +12,7 @@ import (
 	"github.com/riverqueue/river/riverdriver/riverpgxv5"
 	"github.com/riverqueue/river/rivertype"
 
+	"github.com/tidemark/tidemark/calendar"
 	"github.com/tidemark/tidemark/config"
 	"github.com/tidemark/tidemark/store"
 )
@@ -139,8 +140,8 @@ var errSkipLimit = errors.New("skip limit exceeded")
 // Work runs the settlement.
 func (w *PointSettlementWorker) Work(ctx context.Context, job *river.Job[PointSettlementArgs]) error {
 	a := job.Args
-	_, untilErr := ParseDate(a.Until)
-	if _, err := ParseDate(a.RunDate); err != nil || a.Run < 1 || a.CommitInterval < 0 || a.CommitInterval > MaxCommitInterval ||
+	_, untilErr := calendar.ParseDate(a.Until)
+	if _, err := calendar.ParseDate(a.RunDate); err != nil || a.Run < 1 || a.CommitInterval < 0 || a.CommitInterval > MaxCommitInterval ||
 		(a.SkipLimit != nil && *a.SkipLimit < 0) || (a.Until != "" && untilErr != nil) {
 		return river.JobCancel(fmt.Errorf("point_settlement: invalid args %+v", a))
 	}
@@ -302,7 +303,11 @@ func (w *PointSettlementWorker) settle(ctx context.Context, job *river.Job[Point
 		}
 		out.Earned, out.Used, out.Expired, out.ItemCount = st.Earned, st.Used, st.Expired, st.ItemCount
 		if a.Until != "" && a.Until > a.RunDate {
-			next, err := continueCatchUp(ctx, client, w.deps.Store, tx, nextDate(a.RunDate), a.Until)
+			from, err := calendar.DayAfter(a.RunDate)
+			if err != nil {
+				return err
+			}
+			next, err := continueCatchUp(ctx, client, w.deps.Store, tx, from, a.Until)
 			if err != nil {
 				return err
 			}
@@ -417,7 +422,7 @@ func EnqueueSettlement(ctx context.Context, client *Client, st *store.Store, run
 // committed job and is refused. The run number it assigns is part of River's
 // unique key, a second guard against a duplicate insert.
 func EnqueueSettlementTx(ctx context.Context, client *Client, st *store.Store, tx pgx.Tx, runDate string, opts SettlementRunOpts) (*rivertype.JobRow, error) {
-	if _, err := ParseDate(runDate); err != nil {
+	if _, err := calendar.ParseDate(runDate); err != nil {
 		return nil, err
 	}
 	if err := st.LockSettlementDateTx(ctx, tx, runDate); err != nil {
@@ -466,19 +471,4 @@ func EnqueueSettlementTx(ctx context.Context, client *Client, st *store.Store, t
 		return nil, &SettlementActiveError{RunDate: runDate, JobID: res.Job.ID, State: string(res.Job.State)}
 	}
 	return res.Job, nil
-}
-
-// ParseDate parses a business date "YYYY-MM-DD".
-func ParseDate(s string) (time.Time, error) {
-	d, err := time.Parse(time.DateOnly, s)
-	if err != nil || d.Format(time.DateOnly) != s {
-		return time.Time{}, fmt.Errorf("date %q: want YYYY-MM-DD, like 2026-11-20", s)
-	}
-	return d, nil
-}
-
-// nextDate is the business date after d (d already valid).
-func nextDate(d string) string {
-	t, _ := time.Parse(time.DateOnly, d)
-	return t.AddDate(0, 0, 1).Format(time.DateOnly)
 }

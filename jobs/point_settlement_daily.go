@@ -9,6 +9,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/riverqueue/river"
 
+	"github.com/tidemark/tidemark/calendar"
 	"github.com/tidemark/tidemark/config"
 	"github.com/tidemark/tidemark/store"
 )
@@ -46,7 +47,7 @@ type SettlementDailyOutput struct {
 // BATCH_TZ runs for at time t: the date of the last 00:30 boundary, so a
 // worker started at 00:10 (RunOnStart) does not settle a day before 00:30.
 func SettlementBusinessDate(t time.Time, tz *time.Location) string {
-	return BusinessDate(t.Add(-30*time.Minute), tz)
+	return calendar.BusinessDate(t.Add(-30*time.Minute), tz)
 }
 
 // PointSettlementDailyWorker starts the catch-up chain: the oldest date after
@@ -74,7 +75,7 @@ func (w *PointSettlementDailyWorker) Timeout(*river.Job[PointSettlementDailyArgs
 // snoozes for a minute and looks again.
 func (w *PointSettlementDailyWorker) Work(ctx context.Context, job *river.Job[PointSettlementDailyArgs]) error {
 	d := job.Args.BusinessDate
-	if _, err := ParseDate(d); err != nil {
+	if _, err := calendar.ParseDate(d); err != nil {
 		return river.JobCancel(fmt.Errorf("point_settlement_daily: %w", err))
 	}
 	client := river.ClientFromContext[pgx.Tx](ctx)
@@ -105,7 +106,9 @@ func CatchUpSettlements(ctx context.Context, client *Client, st *store.Store, bu
 	switch {
 	case err == nil:
 		out.LastSettled = last
-		from = nextDate(last)
+		if from, err = calendar.DayAfter(last); err != nil {
+			return out, fmt.Errorf("jobs: last settled date: %w", err)
+		}
 	case !errors.Is(err, store.ErrNotFound):
 		return out, err
 	}

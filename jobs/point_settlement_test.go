@@ -17,6 +17,7 @@ import (
 	"github.com/riverqueue/river/rivertype"
 	"github.com/stretchr/testify/require"
 
+	"github.com/tidemark/tidemark/calendar"
 	"github.com/tidemark/tidemark/internal/testdb"
 	"github.com/tidemark/tidemark/jobs"
 	"github.com/tidemark/tidemark/store"
@@ -222,7 +223,7 @@ func TestSettlementMissedDaysCaughtUpOnceEach(t *testing.T) {
 	b.run(t, "2026-03-06", jobs.SettlementRunOpts{})
 	days := map[string]int64{}
 	for i, d := range []string{"2026-03-07", "2026-03-08", "2026-03-09", "2026-03-10"} {
-		occurred, _ := jobs.ParseDate(d)
+		occurred, _ := calendar.ParseDate(d)
 		ids := b.ledger(t, store.LedgerEntry{MemberID: 1, Kind: "EARN", Amount: int64(10 * (i + 1)),
 			OccurredAt: time.Date(occurred.Year(), occurred.Month(), occurred.Day()-1, 12, 0, 0, 0, kst)})
 		days[d] = ids[0]

@@ -6,6 +6,8 @@ import (
 
 	"github.com/riverqueue/river"
 	"github.com/robfig/cron/v3"
+
+	"github.com/tidemark/tidemark/calendar"
 )
 
 // Register adds every tidemark worker to workers.
@@ -49,7 +51,7 @@ func PeriodicJobs(deps Deps) ([]*river.PeriodicJob, error) {
 		// on start, so a midnight missed while no worker ran is caught up; the
 		// unique business date makes that a no-op when midnight's run exists.
 		river.NewPeriodicJob(daily, func() (river.JobArgs, *river.InsertOpts) {
-			return TherapyDailyArgs{BusinessDate: BusinessDate(time.Now(), deps.TZ)}, nil
+			return TherapyDailyArgs{BusinessDate: calendar.BusinessDate(time.Now(), deps.TZ)}, nil
 		}, &river.PeriodicJobOpts{ID: "therapy_daily", RunOnStart: true}),
 		// 00:30 BATCH_TZ: settle the point ledger for today's business date
 		// (yesterday's transactions), first catching up missed dates. On start
@@ -77,9 +79,4 @@ func dailyAt(spec string, tz *time.Location) (cron.Schedule, error) {
 		return nil, fmt.Errorf("jobs: cron %q: %w", spec, err)
 	}
 	return s, nil
-}
-
-// BusinessDate is t's calendar date in tz, as YYYY-MM-DD.
-func BusinessDate(t time.Time, tz *time.Location) string {
-	return t.In(tz).Format(time.DateOnly)
 }

@@ -5,6 +5,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/tidemark/tidemark/calendar"
 )
 
 // The daily schedule fires at 00:00 in BATCH_TZ, and that run's business
@@ -19,8 +21,8 @@ func TestDailyScheduleIsMidnightInBatchTZ(t *testing.T) {
 	// 30 November 23:30 KST is 14:30 UTC; the next run is 1 December 00:00 KST.
 	next := sched.Next(time.Date(2026, 11, 30, 14, 30, 0, 0, time.UTC))
 	require.True(t, next.Equal(time.Date(2026, 12, 1, 0, 0, 0, 0, seoul)), "next run %s", next)
-	require.Equal(t, "2026-12-01", BusinessDate(next, seoul))
-	y, m, err := TherapyMonthFor(BusinessDate(next, seoul), seoul)
+	require.Equal(t, "2026-12-01", calendar.BusinessDate(next, seoul))
+	y, m, err := TherapyMonthFor(calendar.BusinessDate(next, seoul))
 	require.NoError(t, err)
 	require.Equal(t, [2]int{2026, 11}, [2]int{y, m})
 

@@ -9,6 +9,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/riverqueue/river"
 
+	"github.com/tidemark/tidemark/calendar"
 	"github.com/tidemark/tidemark/config"
 )
 
@@ -34,8 +35,8 @@ func (TherapyDailyArgs) InsertOpts() river.InsertOpts {
 
 // TherapyMonthFor returns the year and month a daily run on businessDate
 // aggregates: the month of the previous calendar day.
-func TherapyMonthFor(businessDate string, tz *time.Location) (year, month int, err error) {
-	d, err := time.ParseInLocation(time.DateOnly, businessDate, tz)
+func TherapyMonthFor(businessDate string) (year, month int, err error) {
+	d, err := calendar.ParseDate(businessDate)
 	if err != nil {
 		return 0, 0, fmt.Errorf("business date %q: want YYYY-MM-DD", businessDate)
 	}
@@ -70,7 +71,7 @@ func (w *TherapyDailyWorker) Timeout(*river.Job[TherapyDailyArgs]) time.Duration
 
 // Work runs the fan-out.
 func (w *TherapyDailyWorker) Work(ctx context.Context, job *river.Job[TherapyDailyArgs]) error {
-	year, month, err := TherapyMonthFor(job.Args.BusinessDate, w.deps.TZ)
+	year, month, err := TherapyMonthFor(job.Args.BusinessDate)
 	if err != nil {
 		return river.JobCancel(fmt.Errorf("therapy_daily: %w", err))
 	}
@@ -97,6 +98,6 @@ func (w *TherapyDailyWorker) Work(ctx context.Context, job *river.Job[TherapyDai
 	}
 	out := TherapyDailyOutput{Year: year, Month: month, Targets: len(targets), Inserted: res.Inserted, Duplicates: res.Duplicates}
 	w.deps.Logger.InfoContext(ctx, "therapy_daily fan-out", "business_date", job.Args.BusinessDate,
-		"month", fmt.Sprintf("%04d-%02d", year, month), "targets", out.Targets, "inserted", out.Inserted, "duplicates", out.Duplicates)
+		"month", calendar.FormatYearMonth(year, month), "targets", out.Targets, "inserted", out.Inserted, "duplicates", out.Duplicates)
 	return river.RecordOutput(ctx, out)
 }

@@ -8,6 +8,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/riverqueue/river"
 
+	"github.com/tidemark/tidemark/calendar"
 	"github.com/tidemark/tidemark/config"
 	"github.com/tidemark/tidemark/store"
 )
@@ -108,7 +109,7 @@ func verifyTherapyStats(ctx context.Context, deps Deps, sample int, dryRun bool)
 	for i, d := range drifts {
 		params[i] = river.InsertManyParams{Args: TherapyStatsArgs{
 			TherapyUserID: d.TherapyUserID, Year: d.Year, Month: d.Month,
-			BusinessDate: BusinessDate(now, deps.TZ),
+			BusinessDate: calendar.BusinessDate(now, deps.TZ),
 			// Its own RecoverID: an aggregation already done today must run again.
 			RecoverID: "verify:" + now.UTC().Format(time.RFC3339Nano),
 			Trigger:   TriggerVerify,

@@ -4,11 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/jackc/pgerrcode"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/tidemark/tidemark/coupon"
 )
 
 // Coupon is one row of coupon.
@@ -30,8 +33,8 @@ type Coupon struct {
 const (
 	CouponActive   = "ACTIVE"
 	CouponInactive = "INACTIVE"
-	AmountFix      = "FIX"
-	AmountRate     = "RATE"
+	AmountFix      = coupon.AmountFix
+	AmountRate     = coupon.AmountRate
 )
 
 // ErrDuplicate is returned when a row with the same unique key exists.
@@ -168,8 +171,39 @@ func (s *Store) FailedCouponIssues(ctx context.Context, code string) ([]FailedCo
 	return out, nil
 }
 
-// CouponIssueMembers lists the members holding coupon id in Postgres.
-func (s *Store) CouponIssueMembers(ctx context.Context, couponID int64) ([]int64, error) {
+// CouponSeats is who holds a seat of a coupon, as Postgres knows it.
+type CouponSeats struct {
+	// InFlight are the members whose coupon_issue_persist job has not
+	// finished: they hold a seat although coupon_issue has no row yet.
+	InFlight []int64
+	// Issued are the members with a coupon_issue row.
+	Issued []int64
+}
+
+// Holders lists every member holding a seat; one whose job finished between
+// the two reads is in both lists.
+func (cs CouponSeats) Holders() []int64 {
+	return append(slices.Clone(cs.Issued), cs.InFlight...)
+}
+
+// CouponSeats reads who holds a seat of c: the unfinished persist jobs first,
+// then coupon_issue. The order matters: a persist job commits its row before
+// River marks it completed, so a job that is no longer seen unfinished has its
+// row visible to the second read, and no holder is missed.
+func (s *Store) CouponSeats(ctx context.Context, c Coupon) (CouponSeats, error) {
+	var cs CouponSeats
+	var err error
+	if cs.InFlight, err = s.inFlightCouponPersists(ctx, c.Code); err != nil {
+		return cs, err
+	}
+	if cs.Issued, err = s.couponIssueMembers(ctx, c.ID); err != nil {
+		return cs, err
+	}
+	return cs, nil
+}
+
+// couponIssueMembers lists the members holding coupon id in Postgres.
+func (s *Store) couponIssueMembers(ctx context.Context, couponID int64) ([]int64, error) {
 	rows, err := s.Pool.Query(ctx, `SELECT member_id FROM coupon_issue WHERE coupon_id = $1 ORDER BY member_id`, couponID)
 	if err != nil {
 		return nil, fmt.Errorf("store: coupon %d members: %w", couponID, err)
@@ -181,12 +215,11 @@ func (s *Store) CouponIssueMembers(ctx context.Context, couponID int64) ([]int64
 	return ids, nil
 }
 
-// InFlightCouponPersists lists the members of code whose coupon_issue_persist
+// inFlightCouponPersists lists the members of code whose coupon_issue_persist
 // job is not finished yet: available, pending, running, retryable or
-// scheduled. Such a member holds a seat even though Postgres has no row yet.
-// The containment test uses River's GIN index on args, so issuing pays for no
-// index of ours on river_job.
-func (s *Store) InFlightCouponPersists(ctx context.Context, code string) ([]int64, error) {
+// scheduled. The containment test uses River's GIN index on args, so issuing
+// pays for no index of ours on river_job.
+func (s *Store) inFlightCouponPersists(ctx context.Context, code string) ([]int64, error) {
 	rows, err := s.Pool.Query(ctx, `
 		SELECT DISTINCT (args ->> '`+argMemberID+`')::bigint FROM river_job
 		WHERE kind = 'coupon_issue_persist' AND args @> jsonb_build_object('`+argCouponCode+`', $1::text)

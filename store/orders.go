@@ -13,6 +13,8 @@ import (
 	"github.com/jackc/pgerrcode"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/tidemark/tidemark/calendar"
 )
 
 // Statuses of an order_request row.
@@ -330,6 +332,6 @@ func (s *Store) ApplyOrders(ctx context.Context, orders []AppliedOrder) error {
 }
 
 func validYearMonth(s string) bool {
-	_, _, err := ParseYearMonth(s)
+	_, _, err := calendar.ParseYearMonth(s)
 	return err == nil
 }

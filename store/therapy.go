@@ -4,12 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"regexp"
-	"strconv"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/tidemark/tidemark/calendar"
 )
 
 // ErrUnknownTherapyUser is returned when a therapy user does not exist.
@@ -25,32 +25,9 @@ type TherapyKey struct {
 	End    time.Time
 }
 
-var yearMonthRE = regexp.MustCompile(`^(\d{4})-(\d{2})$`)
-
-// ParseYearMonth parses "YYYY-MM" with a month in 01..12.
-func ParseYearMonth(s string) (year, month int, err error) {
-	m := yearMonthRE.FindStringSubmatch(s)
-	if m == nil {
-		return 0, 0, errors.New("want YYYY-MM, like 2026-11")
-	}
-	year, _ = strconv.Atoi(m[1])
-	month, _ = strconv.Atoi(m[2])
-	if year < 1 || month < 1 || month > 12 {
-		return 0, 0, errors.New("month out of range: want YYYY-MM with MM in 01..12")
-	}
-	return year, month, nil
-}
-
-// MonthBounds returns [first day 00:00, next month's first day 00:00) of
-// year-month in tz.
-func MonthBounds(year, month int, tz *time.Location) (start, end time.Time) {
-	start = time.Date(year, time.Month(month), 1, 0, 0, 0, 0, tz)
-	return start, start.AddDate(0, 1, 0)
-}
-
 // NewTherapyKey returns the key for user's year-month in tz.
 func NewTherapyKey(userID int64, year, month int, tz *time.Location) TherapyKey {
-	start, end := MonthBounds(year, month, tz)
+	start, end := calendar.MonthBounds(year, month, tz)
 	return TherapyKey{UserID: userID, Year: year, Month: month, Start: start, End: end}
 }
 
@@ -93,7 +70,7 @@ type TherapyStatistics struct {
 // committed after it (its created_at is older than aggregated_at, yet the
 // aggregation could not see it).
 func (s *Store) TherapyTargets(ctx context.Context, year, month int, tz *time.Location) ([]int64, error) {
-	start, end := MonthBounds(year, month, tz)
+	start, end := calendar.MonthBounds(year, month, tz)
 	// Count each user's month first (one pass over the month's rows), then
 	// compare the per-user results with their statistics.
 	rows, err := s.Pool.Query(ctx, `
@@ -266,7 +243,7 @@ type TherapyDemo struct {
 // month in tz. Existing users are left as they are (ON CONFLICT DO NOTHING);
 // it returns how many users and performs it inserted.
 func (s *Store) GenerateTherapyData(ctx context.Context, d TherapyDemo, tz *time.Location) (users, performs int64, err error) {
-	start, end := MonthBounds(d.Year, d.Month, tz)
+	start, end := calendar.MonthBounds(d.Year, d.Month, tz)
 	if d.Days > 0 && start.AddDate(0, 0, d.Days).Before(end) {
 		end = start.AddDate(0, 0, d.Days)
 	}

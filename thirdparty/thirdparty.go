@@ -17,7 +17,6 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
-	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -26,6 +25,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/tidemark/tidemark/calendar"
 )
 
 // ConflictMessage is the 409 error text, as the partner answers it.
@@ -213,7 +214,12 @@ type orderBody struct {
 	AppliedYearMonth *string `json:"appliedYearMonth"`
 }
 
-var yearMonthRE = regexp.MustCompile(`^[0-9]{4}-(0[1-9]|1[0-2])$`)
+// validYearMonth is the simulated partner's check of appliedYearMonth: the
+// rule tidemark applies before it calls.
+func validYearMonth(s string) bool {
+	_, _, err := calendar.ParseYearMonth(s)
+	return err == nil
+}
 
 // answerAfter delays w's answer until latency after now (see
 // Faults.Latency) and counts the time each answer took.
@@ -277,7 +283,7 @@ func (s *Server) postOrder(w http.ResponseWriter, r *http.Request) {
 	case b.TotalPrice == nil || *b.TotalPrice <= 0:
 		s.badRequest(w, "totalPrice must be a positive integer")
 		return
-	case b.AppliedYearMonth == nil || !yearMonthRE.MatchString(*b.AppliedYearMonth):
+	case b.AppliedYearMonth == nil || !validYearMonth(*b.AppliedYearMonth):
 		s.badRequest(w, "appliedYearMonth must be YYYY-MM")
 		return
 	}
@@ -343,7 +349,7 @@ func (s *Server) getOrders(w http.ResponseWriter, r *http.Request) {
 	w = s.answerAfter(w, r, time.Duration(s.currentFaults().Latency))
 	q := r.URL.Query()
 	user, month := q.Get("username"), q.Get("appliedYearMonth")
-	if month != "" && !yearMonthRE.MatchString(month) {
+	if month != "" && !validYearMonth(month) {
 		s.badRequest(w, "appliedYearMonth must be YYYY-MM")
 		return
 	}

@@ -7,6 +7,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/tidemark/tidemark/calendar"
 	"github.com/tidemark/tidemark/store"
 )
 
@@ -18,7 +19,7 @@ import (
 // database can do the daily run's work, with no per-user retries, isolation
 // or audit.
 func aggregateTherapyMonthSetBased(ctx context.Context, st *store.Store, year, month int, tz *time.Location) (int64, error) {
-	start, end := store.MonthBounds(year, month, tz)
+	start, end := calendar.MonthBounds(year, month, tz)
 	tag, err := st.Pool.Exec(ctx, `
 		INSERT INTO therapy_statistics AS t (therapy_user_id, year, month, perform_count, completed_count,
 			total_duration_seconds, active_days, first_performed_at, last_performed_at, aggregated_at)

@@ -11,6 +11,7 @@ import (
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/riverdriver/riverpgxv5"
 
+	"github.com/tidemark/tidemark/calendar"
 	"github.com/tidemark/tidemark/config"
 	"github.com/tidemark/tidemark/jobs"
 	"github.com/tidemark/tidemark/store"
@@ -214,7 +215,7 @@ func benchSeedLoop(ctx context.Context, e *benchEnv, users, year, month int) (ti
 		return 0, err
 	}
 	defer conn.Release()
-	from, to := store.MonthBounds(year, month, e.cfg.TZ)
+	from, to := calendar.MonthBounds(year, month, e.cfg.TZ)
 	start := time.Now()
 	for u := int64(1); u <= int64(users); u++ {
 		if _, err := conn.Exec(ctx, `SELECT pg_advisory_lock(hashtext('batch-lock'))`); err != nil {

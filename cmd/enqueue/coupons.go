@@ -9,6 +9,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/riverqueue/river/rivertype"
 
+	"github.com/tidemark/tidemark/coupon"
 	"github.com/tidemark/tidemark/coupongate"
 	"github.com/tidemark/tidemark/jobs"
 	"github.com/tidemark/tidemark/store"
@@ -65,10 +66,10 @@ func cmdCouponCreate(ctx context.Context, e *env, args []string) error {
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	if !jobs.ValidCouponCode(*code) {
+	if !coupon.ValidCode(*code) {
 		return usagef("--code: want 1-64 letters, digits, _ or -, got %q", *code)
 	}
-	if err := jobs.ValidateCouponTerms(*name, *desc, *amountType, *amount); err != nil {
+	if err := coupon.ValidateTerms(*name, *desc, *amountType, *amount); err != nil {
 		return usagef("--%v", err)
 	}
 	if *total < 0 || *total > 100_000_000 {
@@ -106,7 +107,7 @@ func cmdCouponCreate(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	stock, err := loadCoupon(ctx, e, gate, c)
+	stock, err := jobs.RebuildCouponGate(ctx, jobs.Deps{Store: e.store, Gate: gate}, c)
 	if err != nil {
 		return fmt.Errorf("coupon %s created (id %d) but loading Redis failed: %w; run enqueue coupon load-redis --code %s", c.Code, c.ID, err, c.Code)
 	}
@@ -120,7 +121,7 @@ func cmdCouponLoadRedis(ctx context.Context, e *env, args []string) error {
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	if !jobs.ValidCouponCode(*code) {
+	if !coupon.ValidCode(*code) {
 		return usagef("--code: want 1-64 letters, digits, _ or -, got %q", *code)
 	}
 	gate, closeGate, err := e.openGate(ctx)
@@ -138,7 +139,7 @@ func cmdCouponLoadRedis(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	stock, err := loadCoupon(ctx, e, gate, c)
+	stock, err := jobs.RebuildCouponGate(ctx, jobs.Deps{Store: e.store, Gate: gate}, c)
 	if err != nil {
 		return err
 	}
@@ -148,24 +149,6 @@ func cmdCouponLoadRedis(ctx context.Context, e *env, args []string) error {
 	}
 	fmt.Fprintf(e.stdout, "coupon %s loaded into Redis: stock %d of %d\n", c.Code, stock, c.TotalQuantity)
 	return nil
-}
-
-// loadCoupon (re)builds c's gate: every member holding a seat — a
-// coupon_issue row or an unfinished persist job — is added to the issued set,
-// and stock = total - |issued|. An INACTIVE coupon's keys are removed.
-func loadCoupon(ctx context.Context, e *env, gate *coupongate.Gate, c store.Coupon) (int64, error) {
-	if c.Status != store.CouponActive {
-		return 0, gate.Unload(ctx, c.Code)
-	}
-	inFlight, err := e.store.InFlightCouponPersists(ctx, c.Code)
-	if err != nil {
-		return 0, err
-	}
-	members, err := e.store.CouponIssueMembers(ctx, c.ID)
-	if err != nil {
-		return 0, err
-	}
-	return gate.Load(ctx, c.Code, int64(c.TotalQuantity), append(members, inFlight...))
 }
 
 func cmdCouponExchange(ctx context.Context, e *env, args []string) error {

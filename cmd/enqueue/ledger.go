@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/tidemark/tidemark/calendar"
 	"github.com/tidemark/tidemark/jobs"
 	"github.com/tidemark/tidemark/store"
 )
@@ -23,7 +24,7 @@ func cmdSettlement(ctx context.Context, e *env, args []string) error {
 	if *date == "" {
 		return usagef("--date is required (YYYY-MM-DD)")
 	}
-	if _, err := jobs.ParseDate(*date); err != nil {
+	if _, err := calendar.ParseDate(*date); err != nil {
 		return usagef("--date: %v", err)
 	}
 	if *interval < 1 || *interval > jobs.MaxCommitInterval {
@@ -57,8 +58,8 @@ func cmdReprocess(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	if *on == "" {
-		*on = jobs.BusinessDate(time.Now().In(e.cfg.TZ).AddDate(0, 0, 1), e.cfg.TZ)
-	} else if _, err := jobs.ParseDate(*on); err != nil {
+		*on = calendar.NextBusinessDate(time.Now(), e.cfg.TZ)
+	} else if _, err := calendar.ParseDate(*on); err != nil {
 		return usagef("--on: %v", err)
 	}
 	if err := e.open(ctx); err != nil {
@@ -85,10 +86,10 @@ func cmdDefer(ctx context.Context, e *env, args []string) error {
 	if *to == "" {
 		return usagef("--to is required (YYYY-MM-DD)")
 	}
-	if _, err := jobs.ParseDate(*to); err != nil {
+	if _, err := calendar.ParseDate(*to); err != nil {
 		return usagef("--to: %v", err)
 	}
-	if today := jobs.BusinessDate(time.Now(), e.cfg.TZ); *to <= today {
+	if today := calendar.BusinessDate(time.Now(), e.cfg.TZ); *to <= today {
 		return usagef("--to %s is not in the future (today is %s in %s); nothing changed", *to, today, e.cfg.TZ)
 	}
 	if err := e.open(ctx); err != nil {

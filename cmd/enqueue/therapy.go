@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/tidemark/tidemark/calendar"
 	"github.com/tidemark/tidemark/jobs"
 	"github.com/tidemark/tidemark/store"
 )
@@ -21,7 +22,7 @@ func cmdTherapyStats(ctx context.Context, e *env, args []string) error {
 	if *month == "" {
 		return usagef("--month is required (YYYY-MM)")
 	}
-	year, mon, err := store.ParseYearMonth(*month)
+	year, mon, err := calendar.ParseYearMonth(*month)
 	if err != nil {
 		return usagef("--month %q: %v", *month, err)
 	}
@@ -50,7 +51,7 @@ func cmdTherapyStats(ctx context.Context, e *env, args []string) error {
 			return usagef("--user: unknown therapy user(s) %s; nothing enqueued", joinIDs(missing))
 		}
 	}
-	businessDate := jobs.BusinessDate(time.Now(), e.cfg.TZ)
+	businessDate := calendar.BusinessDate(time.Now(), e.cfg.TZ)
 	var progress func(int)
 	if len(ids) > 5000 {
 		start := time.Now()
@@ -77,9 +78,9 @@ func cmdTherapyDaily(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	if *date == "" {
-		*date = jobs.BusinessDate(time.Now(), e.cfg.TZ)
+		*date = calendar.BusinessDate(time.Now(), e.cfg.TZ)
 	}
-	year, mon, err := jobs.TherapyMonthFor(*date, e.cfg.TZ)
+	year, mon, err := jobs.TherapyMonthFor(*date)
 	if err != nil {
 		return usagef("--date: %v", err)
 	}
@@ -105,7 +106,7 @@ func cmdTherapyReport(ctx context.Context, e *env, args []string) error {
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	year, mon, err := store.ParseYearMonth(*month)
+	year, mon, err := calendar.ParseYearMonth(*month)
 	if err != nil {
 		return usagef("--month %q: %v", *month, err)
 	}
@@ -162,7 +163,7 @@ func cmdDemoData(ctx context.Context, e *env, args []string) error {
 	year, mon, days := y, int(m), 0
 	if *month != "" {
 		var err error
-		if year, mon, err = store.ParseYearMonth(*month); err != nil {
+		if year, mon, err = calendar.ParseYearMonth(*month); err != nil {
 			return usagef("--month %q: %v", *month, err)
 		}
 	} else if now.Day() > 1 {

@@ -1,0 +1,10 @@
+// Package calendar holds tidemark's calendar rules: the year-month of a
+// monthly batch ("2026-11"), the business date of a daily one ("2026-11-20"),
+// and how both map onto instants in the business time zone (BATCH_TZ).
+//
+// Business dates and months are computed in the zone the caller passes — the
+// configured BATCH_TZ — never in UTC or the machine's local time, so every
+// package that decides "which day" or "which month" agrees. Parsers accept
+// exactly one spelling of each value, with no spaces and no signs, and refuse
+// anything else with an error that says what is wanted.
+package calendar
