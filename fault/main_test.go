@@ -17,7 +17,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/tidemark/tidemark/internal/testbin"
-	"github.com/tidemark/tidemark/internal/testdb"
+	"github.com/tidemark/tidemark/internal/testkit"
 	"github.com/tidemark/tidemark/internal/testpg"
 	"github.com/tidemark/tidemark/internal/testredis"
 )
@@ -380,7 +380,7 @@ type partner struct {
 
 func startPartner(t *testing.T, args ...string) *partner {
 	t.Helper()
-	pool, dbURL := testdb.Pool(t)
+	pool, dbURL := testkit.Pool(t)
 	proc, url := testbin.StartThirdParty(t, dbURL, args...)
 	return &partner{proc: proc, url: url, pool: pool}
 }

@@ -19,7 +19,7 @@ import (
 
 	"github.com/tidemark/tidemark/coupongate"
 	"github.com/tidemark/tidemark/httpapi"
-	"github.com/tidemark/tidemark/internal/testdb"
+	"github.com/tidemark/tidemark/internal/testkit"
 	"github.com/tidemark/tidemark/internal/testredis"
 	"github.com/tidemark/tidemark/jobs"
 	"github.com/tidemark/tidemark/store"
@@ -40,7 +40,7 @@ type couponBundle struct {
 func setupCoupons(t *testing.T, work bool) *couponBundle {
 	t.Helper()
 	ctx := context.Background()
-	pool, _ := testdb.Pool(t)
+	pool, _ := testkit.Pool(t)
 	gate, _, _ := testredis.Gate(t)
 	st := store.New(pool)
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))

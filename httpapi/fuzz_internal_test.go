@@ -12,7 +12,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/tidemark/tidemark/internal/testdb"
+	"github.com/tidemark/tidemark/internal/testkit"
 	"github.com/tidemark/tidemark/store"
 )
 
@@ -31,7 +31,7 @@ func FuzzDecodeBodies(f *testing.F) {
 	}
 	kst, err := time.LoadLocation("Asia/Seoul")
 	require.NoError(f, err)
-	pool, _ := testdb.Pool(f)
+	pool, _ := testkit.Pool(f)
 	_, err = pool.Exec(context.Background(), `INSERT INTO therapy_user (id, status) VALUES (1, 'ACTIVE')`)
 	require.NoError(f, err)
 	srv := &Server{TZ: kst, Store: store.New(pool)}

@@ -17,7 +17,7 @@ import (
 	"github.com/riverqueue/river/rivertype"
 	"github.com/stretchr/testify/require"
 
-	"github.com/tidemark/tidemark/internal/testdb"
+	"github.com/tidemark/tidemark/internal/testkit"
 	"github.com/tidemark/tidemark/jobs"
 	"github.com/tidemark/tidemark/store"
 )
@@ -48,7 +48,7 @@ type settleOpts struct {
 func setup(t *testing.T, o settleOpts) *settleBundle {
 	t.Helper()
 	ctx := context.Background()
-	pool, _ := testdb.Pool(t)
+	pool, _ := testkit.Pool(t)
 	st := store.New(pool)
 	deps := jobs.Deps{Store: st, TZ: kst, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
 	cfg := &river.Config{Logger: deps.Logger, MaxAttempts: 5, TestOnly: true,

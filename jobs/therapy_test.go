@@ -11,7 +11,7 @@ import (
 	"github.com/riverqueue/river"
 	"github.com/stretchr/testify/require"
 
-	"github.com/tidemark/tidemark/internal/testdb"
+	"github.com/tidemark/tidemark/internal/testkit"
 	"github.com/tidemark/tidemark/jobs"
 	"github.com/tidemark/tidemark/store"
 )
@@ -40,7 +40,7 @@ type testBundle struct {
 func setupTherapy(t *testing.T) *testBundle {
 	t.Helper()
 	ctx := context.Background()
-	pool, _ := testdb.Pool(t)
+	pool, _ := testkit.Pool(t)
 	st := store.New(pool)
 	client, err := jobs.NewClient(pool, jobs.ClientConfig{
 		Queues:            map[string]int{"default": 5, "therapy": 20},

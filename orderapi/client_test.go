@@ -16,7 +16,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/tidemark/tidemark/internal/testdb"
+	"github.com/tidemark/tidemark/internal/testkit"
 	"github.com/tidemark/tidemark/orderapi"
 	"github.com/tidemark/tidemark/thirdparty"
 )
@@ -24,7 +24,7 @@ import (
 // setup runs the simulated partner in-process with faults.
 func setup(t *testing.T, faults thirdparty.Faults) (*orderapi.Client, string) {
 	t.Helper()
-	pool, _ := testdb.Pool(t)
+	pool, _ := testkit.Pool(t)
 	srv, err := thirdparty.New(context.Background(), pool, faults, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	require.NoError(t, err)
 	hs := httptest.NewServer(srv.Handler())

@@ -18,7 +18,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/tidemark/tidemark/coupongate"
-	"github.com/tidemark/tidemark/internal/testdb"
+	"github.com/tidemark/tidemark/internal/testkit"
 	"github.com/tidemark/tidemark/internal/testredis"
 	"github.com/tidemark/tidemark/jobs"
 	"github.com/tidemark/tidemark/store"
@@ -34,7 +34,7 @@ type couponCLI struct {
 
 func setupCouponCLI(t *testing.T) *couponCLI {
 	t.Helper()
-	pool, dbURL := testdb.Pool(t)
+	pool, dbURL := testkit.Pool(t)
 	rdb := testredis.Client(t)
 	return &couponCLI{pool: pool, dbURL: dbURL, store: store.New(pool), rdb: rdb, gate: coupongate.New(rdb, "")}
 }

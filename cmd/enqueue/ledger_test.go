@@ -14,7 +14,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
 
-	"github.com/tidemark/tidemark/internal/testdb"
+	"github.com/tidemark/tidemark/internal/testkit"
 	"github.com/tidemark/tidemark/jobs"
 	"github.com/tidemark/tidemark/store"
 )
@@ -28,7 +28,7 @@ type cliBundle struct {
 
 func setupCLI(t *testing.T) *cliBundle {
 	t.Helper()
-	pool, dbURL := testdb.Pool(t)
+	pool, dbURL := testkit.Pool(t)
 	tz, err := time.LoadLocation("Asia/Seoul")
 	require.NoError(t, err)
 	return &cliBundle{pool: pool, dbURL: dbURL, st: store.New(pool), tz: tz}

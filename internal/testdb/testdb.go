@@ -1,182 +1,21 @@
-// Package testdb gives each test its own Postgres database at the current
-// schema, cloned from a template database that is migrated once per schema
-// version. Tests run against real Postgres: the server named by
-// TEST_DATABASE_URL, else DATABASE_URL, else 127.0.0.1:5432 (scripts/services.sh
-// exports DATABASE_URL for `make test`).
+// Package testdb gives a test a Postgres database of its own.
+//
+// Deprecated: use package testkit, which gives the database together with the
+// test logger, the time zone and waits with a deadline.
 package testdb
 
 import (
-	"context"
-	"crypto/rand"
-	"crypto/sha256"
-	"encoding/hex"
-	"fmt"
-	"io/fs"
-	"net/url"
-	"os"
-	"sync"
 	"testing"
-	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/tidemark/tidemark/migrations"
+	"github.com/tidemark/tidemark/internal/testkit"
 )
 
-// AdminURL is the URL of the server's maintenance database that tests connect
-// to in order to create and drop their own databases.
-func AdminURL() string {
-	for _, k := range []string{"TEST_DATABASE_URL", "DATABASE_URL"} {
-		if v := os.Getenv(k); v != "" {
-			return v
-		}
-	}
-	return "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"
-}
-
-var (
-	templateOnce sync.Once
-	templateName string
-	templateErr  error
-)
-
-// New creates an empty-of-data database at the current schema for this test,
-// drops it when the test ends, and returns its URL.
-func New(t testing.TB) string {
-	t.Helper()
-	ctx := context.Background()
-	templateOnce.Do(func() { templateName, templateErr = ensureTemplate(ctx) })
-	if templateErr != nil {
-		t.Fatalf("testdb: template: %v", templateErr)
-	}
-	name := "tm_test_" + randomHex(6)
-	admin := connect(t, AdminURL())
-	defer admin.Close(ctx)
-	// Several CREATE DATABASE … TEMPLATE at once fail with "source database is
-	// being accessed by other users"; serialise them across processes.
-	if _, err := admin.Exec(ctx, `SELECT pg_advisory_lock(7250001)`); err != nil {
-		t.Fatalf("testdb: lock: %v", err)
-	}
-	_, err := admin.Exec(ctx, fmt.Sprintf(`CREATE DATABASE %s TEMPLATE %s`, name, templateName))
-	_, _ = admin.Exec(ctx, `SELECT pg_advisory_unlock(7250001)`)
-	if err != nil {
-		t.Fatalf("testdb: create database: %v", err)
-	}
-	t.Cleanup(func() {
-		c, err := pgx.Connect(ctx, AdminURL())
-		if err != nil {
-			t.Logf("testdb: drop %s: %v", name, err)
-			return
-		}
-		defer c.Close(ctx)
-		if _, err := c.Exec(ctx, fmt.Sprintf(`DROP DATABASE IF EXISTS %s WITH (FORCE)`, name)); err != nil {
-			t.Logf("testdb: drop %s: %v", name, err)
-		}
-	})
-	return WithDatabase(AdminURL(), name)
-}
-
-// Pool returns a pool on a new test database (see New), closed when the test ends.
+// Pool returns a pool on a new test database and its URL.
+//
+// Deprecated: use testkit.Pool.
 func Pool(t testing.TB) (*pgxpool.Pool, string) {
 	t.Helper()
-	dbURL := New(t)
-	pool, err := pgxpool.New(context.Background(), dbURL)
-	if err != nil {
-		t.Fatalf("testdb: pool: %v", err)
-	}
-	t.Cleanup(pool.Close)
-	return pool, dbURL
-}
-
-// WithDatabase returns base with its database name replaced by name.
-func WithDatabase(base, name string) string {
-	u, err := url.Parse(base)
-	if err != nil {
-		panic(fmt.Sprintf("testdb: bad URL %q: %v", base, err))
-	}
-	u.Path = "/" + name
-	return u.String()
-}
-
-// ensureTemplate creates (once per schema version, across processes) a database
-// migrated to the current schema, to clone test databases from.
-func ensureTemplate(ctx context.Context) (string, error) {
-	name := "tm_tmpl_" + schemaHash()
-	c, err := pgx.Connect(ctx, AdminURL())
-	if err != nil {
-		return "", fmt.Errorf("connect %s: %w (is Postgres running? `make test` starts it)", AdminURL(), err)
-	}
-	defer c.Close(ctx)
-	if _, err := c.Exec(ctx, `SELECT pg_advisory_lock(7250000)`); err != nil {
-		return "", err
-	}
-	defer c.Exec(ctx, `SELECT pg_advisory_unlock(7250000)`) //nolint:errcheck
-	var ready bool
-	err = c.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1 AND datistemplate)`, name).Scan(&ready)
-	if err != nil {
-		return "", err
-	}
-	if ready {
-		return name, nil
-	}
-	if _, err := c.Exec(ctx, fmt.Sprintf(`DROP DATABASE IF EXISTS %s WITH (FORCE)`, name)); err != nil {
-		return "", err
-	}
-	if _, err := c.Exec(ctx, fmt.Sprintf(`CREATE DATABASE %s`, name)); err != nil {
-		return "", err
-	}
-	if err := migrations.Up(WithDatabase(AdminURL(), name)); err != nil {
-		return "", err
-	}
-	// Let the migration's connections go before the database becomes a template.
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		var n int
-		if err := c.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity WHERE datname = $1`, name).Scan(&n); err != nil {
-			return "", err
-		}
-		if n == 0 || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	if _, err := c.Exec(ctx, fmt.Sprintf(`ALTER DATABASE %s WITH IS_TEMPLATE true`, name)); err != nil {
-		return "", err
-	}
-	return name, nil
-}
-
-// schemaHash names the template after the embedded migrations' content, so a
-// schema change makes a new template instead of reusing a stale one.
-func schemaHash() string {
-	h := sha256.New()
-	err := fs.WalkDir(migrations.Files, ".", func(path string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return err
-		}
-		b, err := fs.ReadFile(migrations.Files, path)
-		h.Write([]byte(path))
-		h.Write(b)
-		return err
-	})
-	if err != nil {
-		panic(err)
-	}
-	return hex.EncodeToString(h.Sum(nil))[:12]
-}
-
-func connect(t testing.TB, u string) *pgx.Conn {
-	t.Helper()
-	c, err := pgx.Connect(context.Background(), u)
-	if err != nil {
-		t.Fatalf("testdb: connect %s: %v", u, err)
-	}
-	return c
-}
-
-func randomHex(n int) string {
-	b := make([]byte, n)
-	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)
+	return testkit.Pool(t)
 }
