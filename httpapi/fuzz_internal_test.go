@@ -8,7 +8,6 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -29,10 +28,9 @@ func FuzzDecodeBodies(f *testing.F) {
 	} {
 		f.Add(s)
 	}
-	kst, err := time.LoadLocation("Asia/Seoul")
-	require.NoError(f, err)
+	kst := testkit.TZ()
 	pool, _ := testkit.Pool(f)
-	_, err = pool.Exec(context.Background(), `INSERT INTO therapy_user (id, status) VALUES (1, 'ACTIVE')`)
+	_, err := pool.Exec(context.Background(), `INSERT INTO therapy_user (id, status) VALUES (1, 'ACTIVE')`)
 	require.NoError(f, err)
 	srv := &Server{TZ: kst, Store: store.New(pool)}
 	f.Fuzz(func(t *testing.T, body string) {

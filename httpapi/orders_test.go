@@ -3,8 +3,6 @@ package httpapi_test
 import (
 	"context"
 	"encoding/json"
-	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -29,7 +27,7 @@ func setupAPI(t *testing.T) *apiBundle {
 	t.Helper()
 	pool, _ := testkit.Pool(t)
 	st := store.New(pool)
-	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	logger := testkit.Logger(t)
 	client, err := jobs.NewClient(pool, jobs.ClientConfig{Retention: 24 * time.Hour, RescueAfter: 90 * time.Second},
 		jobs.Deps{Store: st, TZ: time.UTC, Logger: logger})
 	require.NoError(t, err)

@@ -11,6 +11,7 @@ import (
 	"github.com/riverqueue/river"
 	"github.com/stretchr/testify/require"
 
+	"github.com/tidemark/tidemark/internal/testkit"
 	"github.com/tidemark/tidemark/store"
 )
 
@@ -58,7 +59,7 @@ func TestExchangeResumesStep2WithoutDuplicates(t *testing.T) {
 		Amount: 100, ExpiredCouponID: expired.ID, ChunkSize: 100}, nil)
 	require.NoError(t, err)
 	id := res.Job.ID
-	waitFor(t, 30*time.Second, "exchange to complete", func() bool { return b.jobState(t, id) == "completed" })
+	testkit.WaitFor(t, 30*time.Second, "exchange to complete", func() (bool, error) { return b.jobState(t, id) == "completed", nil })
 
 	job, err := client.JobGet(ctx, id)
 	require.NoError(t, err)
@@ -116,7 +117,7 @@ func TestExchangeRetryAtNotifyStep(t *testing.T) {
 	res, err := client.Insert(ctx, CouponExchangeArgs{Name: "sorry", AmountType: "FIX", Amount: 1000,
 		ExpiredCouponID: expired.ID, ChunkSize: 300}, nil)
 	require.NoError(t, err)
-	waitFor(t, 30*time.Second, "exchange to complete", func() bool { return b.jobState(t, res.Job.ID) == "completed" })
+	testkit.WaitFor(t, 30*time.Second, "exchange to complete", func() (bool, error) { return b.jobState(t, res.Job.ID) == "completed", nil })
 
 	job, err := client.JobGet(ctx, res.Job.ID)
 	require.NoError(t, err)

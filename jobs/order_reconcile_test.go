@@ -3,8 +3,6 @@ package jobs_test
 import (
 	"context"
 	"encoding/json"
-	"io"
-	"log/slog"
 	"testing"
 	"time"
 
@@ -14,6 +12,7 @@ import (
 	"github.com/riverqueue/river/rivertest"
 	"github.com/stretchr/testify/require"
 
+	"github.com/tidemark/tidemark/internal/testkit"
 	"github.com/tidemark/tidemark/jobs"
 	"github.com/tidemark/tidemark/orderapi"
 	"github.com/tidemark/tidemark/store"
@@ -59,7 +58,7 @@ func TestCheckOrders(t *testing.T) {
 	apply(7, post("user007", 1).ID) // 7: APPLIED, order with another price
 	post("stranger", 1)             // an order we have no row for
 
-	deps := jobs.Deps{Store: b.store, TZ: time.UTC, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), OrderAPI: b.api}
+	deps := jobs.Deps{Store: b.store, TZ: time.UTC, Logger: testkit.Logger(t), OrderAPI: b.api}
 	want := jobs.OrderReconcileReport{DryRun: true, Rows: 7, ThirdPartyOrders: 5, Matched: 1,
 		Repaired: []int64{id(1)}, AppliedMissing: []int64{id(5)}, IDMismatch: []int64{},
 		PriceMismatch: []int64{id(7)}, UnexpectedOrder: []int64{id(6)}, Unsent: 2, UnknownOrders: 1}

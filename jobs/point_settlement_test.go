@@ -5,8 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"log/slog"
 	"sync"
 	"testing"
 	"time"
@@ -22,15 +20,7 @@ import (
 	"github.com/tidemark/tidemark/store"
 )
 
-var kst = mustLoad("Asia/Seoul")
-
-func mustLoad(name string) *time.Location {
-	tz, err := time.LoadLocation(name)
-	if err != nil {
-		panic(err)
-	}
-	return tz
-}
+var kst = testkit.TZ()
 
 type settleBundle struct {
 	pool   *pgxpool.Pool
@@ -50,7 +40,7 @@ func setup(t *testing.T, o settleOpts) *settleBundle {
 	ctx := context.Background()
 	pool, _ := testkit.Pool(t)
 	st := store.New(pool)
-	deps := jobs.Deps{Store: st, TZ: kst, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	deps := jobs.Deps{Store: st, TZ: kst, Logger: testkit.Logger(t)}
 	cfg := &river.Config{Logger: deps.Logger, MaxAttempts: 5, TestOnly: true,
 		FetchCooldown: 10 * time.Millisecond, FetchPollInterval: 50 * time.Millisecond}
 	if !o.noStart {
@@ -108,16 +98,19 @@ func (b *settleBundle) waitFinal(t *testing.T, id int64) *rivertype.JobRow {
 
 func (b *settleBundle) waitFinalWithin(t *testing.T, id int64, timeout time.Duration) *rivertype.JobRow {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		job, err := b.client.JobGet(context.Background(), id)
-		require.NoError(t, err)
-		if job.FinalizedAt != nil {
-			return job
+	var job *rivertype.JobRow
+	testkit.WaitFor(t, timeout, fmt.Sprintf("job %d finalized", id), func() (bool, error) {
+		var err error
+		job, err = b.client.JobGet(context.Background(), id)
+		if err != nil {
+			return false, err
 		}
-		require.True(t, time.Now().Before(deadline), "job %d still %s after %s: %v", id, job.State, timeout, job.Errors)
-		time.Sleep(30 * time.Millisecond)
-	}
+		if job.FinalizedAt == nil {
+			return false, fmt.Errorf("still %s: %v", job.State, job.Errors)
+		}
+		return true, nil
+	})
+	return job
 }
 
 func output(t *testing.T, job *rivertype.JobRow) jobs.SettlementOutput {
@@ -232,11 +225,9 @@ func TestSettlementMissedDaysCaughtUpOnceEach(t *testing.T) {
 	require.NoError(t, err)
 	b.waitFinal(t, res.Job.ID)
 	// The chain runs the missed days oldest first; wait for the last one.
-	deadline := time.Now().Add(60 * time.Second)
-	for b.count(t, `SELECT count(*) FROM point_daily_settlement WHERE run_date = '2026-03-10'`) == 0 {
-		require.True(t, time.Now().Before(deadline), "2026-03-10 not settled")
-		time.Sleep(50 * time.Millisecond)
-	}
+	testkit.WaitFor(t, 60*time.Second, "2026-03-10 settled", func() (bool, error) {
+		return b.count(t, `SELECT count(*) FROM point_daily_settlement WHERE run_date = '2026-03-10'`) > 0, nil
+	})
 	for _, id := range b.ids(t, `SELECT id FROM river_job WHERE kind = 'point_settlement'`) {
 		require.Equal(t, rivertype.JobStateCompleted, b.waitFinal(t, id).State)
 	}
@@ -484,16 +475,18 @@ func TestSettlementRefusesDuplicateAndConcurrentRuns(t *testing.T) {
 
 	t.Run("Running", func(t *testing.T) {
 		t.Parallel()
-		release := make(chan struct{})
+		chunked, release := make(chan struct{}), make(chan struct{})
 		var once sync.Once
-		b := setup(t, settleOpts{afterChunk: func(ctx context.Context, _ jobs.SettlementCursor) { once.Do(func() { <-release }) }})
+		b := setup(t, settleOpts{afterChunk: func(ctx context.Context, _ jobs.SettlementCursor) {
+			once.Do(func() { close(chunked); <-release })
+		}})
 		b.ledger(t, entry(1, "EARN", 10, "2026-03-09 10:00"), entry(1, "EARN", 10, "2026-03-09 10:00"))
 		job, err := jobs.EnqueueSettlement(ctx, b.client, b.st, "2026-03-10", jobs.SettlementRunOpts{CommitInterval: 1})
 		require.NoError(t, err)
-		deadline := time.Now().Add(30 * time.Second)
-		for b.count(t, `SELECT count(*) FROM daily_batch`) == 0 {
-			require.True(t, time.Now().Before(deadline))
-			time.Sleep(20 * time.Millisecond)
+		select {
+		case <-chunked: // the run is running, its first chunk committed
+		case <-time.After(30 * time.Second):
+			require.FailNow(t, "the run committed no chunk within 30s")
 		}
 		for _, rerun := range []bool{false, true} {
 			_, err = jobs.EnqueueSettlement(ctx, b.client, b.st, "2026-03-10", jobs.SettlementRunOpts{Rerun: rerun})

@@ -5,14 +5,15 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/tidemark/tidemark/internal/testkit"
 )
 
 // The daily schedule fires at 00:00 in BATCH_TZ, and that run's business
 // date aggregates the month that just ended.
 func TestDailyScheduleIsMidnightInBatchTZ(t *testing.T) {
 	t.Parallel()
-	seoul, err := time.LoadLocation("Asia/Seoul")
-	require.NoError(t, err)
+	seoul := testkit.TZ()
 	sched, err := dailyAt("0 0 * * *", seoul)
 	require.NoError(t, err)
 

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -25,7 +24,7 @@ import (
 func setup(t *testing.T, faults thirdparty.Faults) (*orderapi.Client, string) {
 	t.Helper()
 	pool, _ := testkit.Pool(t)
-	srv, err := thirdparty.New(context.Background(), pool, faults, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	srv, err := thirdparty.New(context.Background(), pool, faults, testkit.Logger(t))
 	require.NoError(t, err)
 	hs := httptest.NewServer(srv.Handler())
 	t.Cleanup(func() { srv.Close(); hs.Close() })

@@ -166,12 +166,12 @@ func TestSIGKILLedWorkersJobIsRescuedAndCompleted(t *testing.T) {
 		require.NoError(t, other.QueryRow(ctx, `SELECT state::text, attempt FROM river_job WHERE kind = 'therapy_stats'`).Scan(&s, &attempt))
 		return s, attempt
 	}
-	require.Eventually(t, func() bool {
+	testkit.WaitFor(t, 30*time.Second, "the job running and waiting for the lock", func() (bool, error) {
 		var waiting bool
 		require.NoError(t, other.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND NOT granted)`).Scan(&waiting))
 		s, _ := state()
-		return waiting && s == "running"
-	}, 30*time.Second, 20*time.Millisecond, "the job runs and waits for the lock")
+		return waiting && s == "running", nil
+	})
 
 	killedAt := time.Now()
 	first.Kill()
@@ -180,7 +180,7 @@ func TestSIGKILLedWorkersJobIsRescuedAndCompleted(t *testing.T) {
 	require.Equal(t, "running", s, "nothing hands the job back at once")
 
 	second := testbin.StartWorker(t, env...)
-	require.Eventually(t, func() bool { s, _ := state(); return s == "completed" }, 3*time.Minute, 200*time.Millisecond)
+	testkit.WaitFor(t, 3*time.Minute, "the rescued job completed", func() (bool, error) { s, _ := state(); return s == "completed", nil })
 	rescuedIn := time.Since(killedAt)
 	t.Logf("rescued and completed %s after the SIGKILL", rescuedIn.Round(time.Second))
 	require.Less(t, rescuedIn, 150*time.Second, "within about two minutes")
