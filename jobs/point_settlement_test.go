@@ -9,9 +9,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/riverdriver/riverpgxv5"
+	"github.com/riverqueue/river/rivertest"
 	"github.com/riverqueue/river/rivertype"
 	"github.com/stretchr/testify/require"
 
@@ -641,4 +643,68 @@ func TestSettlementRecordThatDoesNotAddUpFailsTheRun(t *testing.T) {
 		"point_settlement 2026-03-10 run 1: run record does not add up: read 5, written 5, skipped 0, not ready 0; daily_batch holds 6 of its rows")
 	_, err := b.st.GetSettlement(context.Background(), "2026-03-10")
 	require.ErrorIs(t, err, store.ErrNotFound, "the date must not be settled")
+}
+
+// The settlement worker on its own, through rivertest, for the runs it must
+// refuse before it writes anything. A run that collects or settles commits its
+// cursor and its completion in transactions of its own, which need the job row
+// committed and unlocked; rivertest holds it in the test's transaction, so
+// those runs are tested above with a River client.
+func TestPointSettlementWorker(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+
+	type testBundle struct {
+		store *store.Store
+		tx    pgx.Tx
+	}
+
+	setup := func(t *testing.T) (*rivertest.Worker[jobs.PointSettlementArgs, pgx.Tx], *testBundle) {
+		t.Helper()
+		pool, _ := testkit.Pool(t)
+		deps := jobs.Deps{Store: store.New(pool), TZ: testkit.TZ(), Logger: testkit.Logger(t)}
+		tx, err := pool.Begin(ctx)
+		require.NoError(t, err)
+		t.Cleanup(func() { _ = tx.Rollback(ctx) })
+		w := rivertest.NewWorker(t, riverpgxv5.New(pool), &river.Config{Logger: deps.Logger}, jobs.NewPointSettlementWorker(deps))
+		return w, &testBundle{store: deps.Store, tx: tx}
+	}
+
+	t.Run("InvalidArgsCancel", func(t *testing.T) {
+		t.Parallel()
+		w, b := setup(t)
+		for _, args := range []jobs.PointSettlementArgs{
+			{RunDate: "2026-03-10", Run: 0},
+			{RunDate: "2026-3-10", Run: 1},
+			{RunDate: "2026-03-10", Run: 1, Until: "tomorrow"},
+			{RunDate: "2026-03-10", Run: 1, CommitInterval: jobs.MaxCommitInterval + 1},
+		} {
+			res, err := w.Work(ctx, t, b.tx, args, nil)
+			require.NoError(t, err)
+			require.Equal(t, river.EventKindJobCancelled, res.EventKind, "%+v", args)
+			require.Contains(t, res.Job.Errors[0].Error, "point_settlement: invalid args")
+		}
+	})
+
+	// A skip over the limit in the first chunk fails the run for good: no
+	// retry can fix the data. The chunk rolls back, so every row stays due for
+	// the run that follows the fix, and the record counts the rollback.
+	t.Run("SkipLimitCancelsAndLeavesRowsDue", func(t *testing.T) {
+		t.Parallel()
+		w, b := setup(t)
+		ids, err := b.store.InsertLedger(ctx, []store.LedgerEntry{
+			{MemberID: 2, Kind: "USE", Amount: 5, OccurredAt: time.Date(2026, 3, 9, 9, 0, 0, 0, testkit.TZ())},
+		}, testkit.TZ())
+		require.NoError(t, err)
+		limit := 0
+
+		res, err := w.Work(ctx, t, b.tx, jobs.PointSettlementArgs{RunDate: "2026-03-10", Run: 1, SkipLimit: &limit}, nil)
+		require.NoError(t, err)
+		require.Equal(t, river.EventKindJobCancelled, res.EventKind)
+		require.Contains(t, res.Job.Errors[0].Error, fmt.Sprintf("skip limit exceeded: row %d is skip 1, limit 0", ids[0]))
+		require.Equal(t, jobs.SettlementCounts{Rollbacks: 1}, output(t, res.Job).SettlementCounts)
+		rows, err := b.store.GetLedgerRows(ctx, ids)
+		require.NoError(t, err)
+		require.Nil(t, rows[0].ProcessedOn, "still due")
+	})
 }
