@@ -40,36 +40,54 @@ var (
 // this test, drops it when the test ends, and returns its URL.
 func DatabaseURL(t testing.TB) string {
 	t.Helper()
+	dbURL, drop, err := NewDatabase()
+	if err != nil {
+		t.Fatalf("testkit: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := drop(); err != nil {
+			t.Logf("testkit: %v", err)
+		}
+	})
+	return dbURL
+}
+
+// NewDatabase is DatabaseURL for code that has no testing.TB (an Example):
+// the caller drops the database with drop.
+func NewDatabase() (dbURL string, drop func() error, err error) {
 	ctx := context.Background()
 	templateOnce.Do(func() { templateName, templateErr = ensureTemplate(ctx) })
 	if templateErr != nil {
-		t.Fatalf("testkit: template: %v", templateErr)
+		return "", nil, fmt.Errorf("template: %w", templateErr)
 	}
 	name := "tm_test_" + randomHex(6)
-	admin := connect(t, AdminURL())
+	admin, err := pgx.Connect(ctx, AdminURL())
+	if err != nil {
+		return "", nil, fmt.Errorf("connect %s: %w", AdminURL(), err)
+	}
 	defer admin.Close(ctx)
 	// Several CREATE DATABASE … TEMPLATE at once fail with "source database is
 	// being accessed by other users"; serialise them across processes.
 	if _, err := admin.Exec(ctx, `SELECT pg_advisory_lock(7250001)`); err != nil {
-		t.Fatalf("testkit: lock: %v", err)
+		return "", nil, fmt.Errorf("lock: %w", err)
 	}
-	_, err := admin.Exec(ctx, fmt.Sprintf(`CREATE DATABASE %s TEMPLATE %s`, name, templateName))
+	_, err = admin.Exec(ctx, fmt.Sprintf(`CREATE DATABASE %s TEMPLATE %s`, name, templateName))
 	_, _ = admin.Exec(ctx, `SELECT pg_advisory_unlock(7250001)`)
 	if err != nil {
-		t.Fatalf("testkit: create database: %v", err)
+		return "", nil, fmt.Errorf("create database: %w", err)
 	}
-	t.Cleanup(func() {
+	drop = func() error {
 		c, err := pgx.Connect(ctx, AdminURL())
 		if err != nil {
-			t.Logf("testkit: drop %s: %v", name, err)
-			return
+			return fmt.Errorf("drop %s: %w", name, err)
 		}
 		defer c.Close(ctx)
 		if _, err := c.Exec(ctx, fmt.Sprintf(`DROP DATABASE IF EXISTS %s WITH (FORCE)`, name)); err != nil {
-			t.Logf("testkit: drop %s: %v", name, err)
+			return fmt.Errorf("drop %s: %w", name, err)
 		}
-	})
-	return WithDatabase(AdminURL(), name)
+		return nil
+	}
+	return WithDatabase(AdminURL(), name), drop, nil
 }
 
 // Pool returns a pool on a new test database (see DatabaseURL) and the
@@ -160,15 +178,6 @@ func schemaHash() string {
 		panic(err)
 	}
 	return hex.EncodeToString(h.Sum(nil))[:12]
-}
-
-func connect(t testing.TB, u string) *pgx.Conn {
-	t.Helper()
-	c, err := pgx.Connect(context.Background(), u)
-	if err != nil {
-		t.Fatalf("testkit: connect %s: %v", u, err)
-	}
-	return c
 }
 
 func randomHex(n int) string {
