@@ -16,6 +16,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
+	"github.com/tidemark/tidemark/internal/testkit"
 	"github.com/tidemark/tidemark/jobs"
 )
 
@@ -63,7 +64,7 @@ var settlement = &batch{
 	},
 	done: func(f *fixture) (int64, error) { return f.tryCount(`SELECT count(*) FROM daily_batch`) },
 	finish: func(t *testing.T, f *fixture) {
-		until(t, 120*time.Second, "settlement job finished", func() (bool, error) {
+		testkit.WaitFor(t, 120*time.Second, "settlement job finished", func() (bool, error) {
 			var final bool
 			err := f.pool.QueryRow(f.ctx, `SELECT finalized_at IS NOT NULL FROM river_job WHERE kind = 'point_settlement'`).Scan(&final)
 			return final, err

@@ -17,7 +17,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/tidemark/tidemark/internal/testbin"
-	"github.com/tidemark/tidemark/internal/testdb"
+	"github.com/tidemark/tidemark/internal/testkit"
 	"github.com/tidemark/tidemark/internal/testpg"
 	"github.com/tidemark/tidemark/internal/testredis"
 )
@@ -272,30 +272,11 @@ func (f *fixture) text(t *testing.T, sql string, args ...any) string {
 	return s
 }
 
-// until polls cond, which may fail while a service is down (an error counts
-// as not yet), until it holds or timeout passes.
-func until(t *testing.T, timeout time.Duration, what string, cond func() (bool, error)) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	var last error
-	for {
-		ok, err := cond()
-		if ok && err == nil {
-			return
-		}
-		last = err
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %s (last error: %v)", what, timeout, last)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 // allReady waits until every worker's /readyz answers want.
 func (f *fixture) allReady(t *testing.T, want int, timeout time.Duration, what string) {
 	t.Helper()
 	for _, w := range f.workers {
-		until(t, timeout, what, func() (bool, error) {
+		testkit.WaitFor(t, timeout, what, func() (bool, error) {
 			code, _ := get(w.Addr, "/readyz")
 			return code == want, nil
 		})
@@ -306,7 +287,7 @@ func (f *fixture) allReady(t *testing.T, want int, timeout time.Duration, what s
 // down meanwhile.
 func (f *fixture) waitIdle(t *testing.T, timeout time.Duration) {
 	t.Helper()
-	until(t, timeout, "all jobs finished", func() (bool, error) {
+	testkit.WaitFor(t, timeout, "all jobs finished", func() (bool, error) {
 		var busy bool
 		err := f.pool.QueryRow(f.ctx, `
 			SELECT EXISTS (SELECT 1 FROM river_job WHERE state IN ('available', 'running', 'pending', 'retryable', 'scheduled'))`).Scan(&busy)
@@ -380,7 +361,7 @@ type partner struct {
 
 func startPartner(t *testing.T, args ...string) *partner {
 	t.Helper()
-	pool, dbURL := testdb.Pool(t)
+	pool, dbURL := testkit.Pool(t)
 	proc, url := testbin.StartThirdParty(t, dbURL, args...)
 	return &partner{proc: proc, url: url, pool: pool}
 }

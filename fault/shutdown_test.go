@@ -5,6 +5,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/tidemark/tidemark/internal/testkit"
 )
 
 // TestSIGTERMWhileJobWaitsOnRowLock stops a worker whose settlement is
@@ -27,7 +29,7 @@ func TestSIGTERMWhileJobWaitsOnRowLock(t *testing.T) {
 
 	f.startWorkers(t, 1)
 	settlement.start(t, f)
-	until(t, 60*time.Second, "the settlement blocked on the row lock", func() (bool, error) {
+	testkit.WaitFor(t, 60*time.Second, "the settlement blocked on the row lock", func() (bool, error) {
 		var n int64
 		err := f.pool.QueryRow(f.ctx, `SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()`).Scan(&n)
 		return n > 0, err

@@ -1,6 +1,7 @@
 package fault_test
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"strings"
@@ -8,6 +9,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/tidemark/tidemark/internal/testkit"
 )
 
 // A fault is injected into a running batch and then cleared; inject returns
@@ -40,13 +43,13 @@ func hold(t *testing.T, f *fixture, b *batch, more int64, limit time.Duration) {
 	t.Helper()
 	start, err := b.done(f)
 	require.NoError(t, err)
-	deadline := time.Now().Add(limit)
-	for time.Now().Before(deadline) {
-		if n, err := b.done(f); err == nil && n >= start+more {
-			return
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	ctx, cancel := context.WithTimeout(t.Context(), limit)
+	defer cancel()
+	// Past limit the fault is cleared anyway: the deadline is not a failure.
+	_ = testkit.Poll(ctx, testkit.PollInterval, func() (bool, error) {
+		n, err := b.done(f)
+		return n >= start+more, err
+	})
 }
 
 // slowed is a fault that slows a link with a toxic (see link.toxicOn) while
@@ -89,7 +92,7 @@ func more503(n int, limit time.Duration) func(t *testing.T, f *fixture) {
 	return func(t *testing.T, f *fixture) {
 		t.Helper()
 		seen := f.rush.count(http.StatusServiceUnavailable)
-		until(t, limit, "requests answered 503 while Redis is cut off", func() (bool, error) {
+		testkit.WaitFor(t, limit, "requests answered 503 while Redis is cut off", func() (bool, error) {
 			return f.rush.count(http.StatusServiceUnavailable) > seen+n, nil
 		})
 	}
@@ -117,7 +120,7 @@ func gateAnswers(t *testing.T, f *fixture) time.Duration {
 	t.Helper()
 	cleared := time.Now()
 	answered := f.rush.count(http.StatusAccepted) + f.rush.count(http.StatusGone)
-	until(t, 30*time.Second, "requests answered by the gate again", func() (bool, error) {
+	testkit.WaitFor(t, 30*time.Second, "requests answered by the gate again", func() (bool, error) {
 		return f.rush.count(http.StatusAccepted)+f.rush.count(http.StatusGone) > answered, nil
 	})
 	return time.Since(cleared)
@@ -128,7 +131,7 @@ func gateAnswers(t *testing.T, f *fixture) time.Duration {
 func jobsErrored(t *testing.T, f *fixture, kind string, limit time.Duration) {
 	t.Helper()
 	before := f.count(t, `SELECT coalesce(sum(cardinality(errors)), 0) FROM river_job WHERE kind = $1`, kind)
-	until(t, limit, kind+" attempts failing under the fault", func() (bool, error) {
+	testkit.WaitFor(t, limit, kind+" attempts failing under the fault", func() (bool, error) {
 		var n int64
 		err := f.pool.QueryRow(f.ctx, `SELECT coalesce(sum(cardinality(errors)), 0) FROM river_job WHERE kind = $1`, kind).Scan(&n)
 		return n > before, err
@@ -162,14 +165,14 @@ var faults = []fault{
 			// Long enough for go-redis to give up dialing (after PoolSize
 			// failed dials it would probe only once a second).
 			seen := f.rush.count(http.StatusServiceUnavailable)
-			until(t, 10*time.Second, "requests answered 503 while Redis is away", func() (bool, error) {
+			testkit.WaitFor(t, 10*time.Second, "requests answered 503 while Redis is away", func() (bool, error) {
 				return f.rush.count(http.StatusServiceUnavailable) > seen+200, nil
 			})
 			require.NoError(t, f.redis.Start())
 			back := time.Now()
 			// The worker reaches the new, empty Redis: the gate answers
 			// "not loaded" instead of a dial error.
-			until(t, 30*time.Second, "the worker reaches Redis again", func() (bool, error) {
+			testkit.WaitFor(t, 30*time.Second, "the worker reaches Redis again", func() (bool, error) {
 				code, body := post(f.workers[0].Addr, "/v1/coupons/RUSH/issue", `{"memberId": 999999999}`)
 				return code == http.StatusServiceUnavailable && strings.Contains(body, "not loaded"), nil
 			})
@@ -256,7 +259,7 @@ func runCase(t *testing.T, fl fault, b *batch, rep, n int) {
 	f.startWorkers(t, b.workers)
 	b.start(t, f)
 	at := int64(moment(rep, n) * float64(b.size))
-	until(t, 60*time.Second, "work done before the fault", func() (bool, error) {
+	testkit.WaitFor(t, 60*time.Second, "work done before the fault", func() (bool, error) {
 		n, err := b.done(f)
 		return n >= at, err
 	})

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -19,7 +18,7 @@ import (
 
 	"github.com/tidemark/tidemark/coupongate"
 	"github.com/tidemark/tidemark/httpapi"
-	"github.com/tidemark/tidemark/internal/testdb"
+	"github.com/tidemark/tidemark/internal/testkit"
 	"github.com/tidemark/tidemark/internal/testredis"
 	"github.com/tidemark/tidemark/jobs"
 	"github.com/tidemark/tidemark/store"
@@ -40,10 +39,10 @@ type couponBundle struct {
 func setupCoupons(t *testing.T, work bool) *couponBundle {
 	t.Helper()
 	ctx := context.Background()
-	pool, _ := testdb.Pool(t)
+	pool, _ := testkit.Pool(t)
 	gate, _, _ := testredis.Gate(t)
 	st := store.New(pool)
-	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	logger := testkit.Logger(t)
 	deps := jobs.Deps{Store: st, TZ: time.UTC, Logger: logger, Gate: gate, ReconcileGrace: time.Millisecond}
 	cc := jobs.ClientConfig{Retention: 24 * time.Hour, RescueAfter: 90 * time.Second}
 	if work {
@@ -94,16 +93,13 @@ func (b *couponBundle) issue(t *testing.T, code, body string) (int, string) {
 // waitNoOutstanding polls until River has no job left to run.
 func waitNoOutstanding(t *testing.T, st *store.Store, within time.Duration) {
 	t.Helper()
-	deadline := time.Now().Add(within)
-	for {
+	testkit.WaitFor(t, within, "no job outstanding", func() (bool, error) {
 		n, err := st.OutstandingJobs(context.Background())
-		require.NoError(t, err)
-		if n == 0 {
-			return
+		if err == nil && n > 0 {
+			err = fmt.Errorf("%d job(s) outstanding", n)
 		}
-		require.Falsef(t, time.Now().After(deadline), "%d job(s) still outstanding after %s", n, within)
-		time.Sleep(50 * time.Millisecond)
-	}
+		return n == 0, err
+	})
 }
 
 func countRows(t *testing.T, pool *pgxpool.Pool, sql string, args ...any) int {

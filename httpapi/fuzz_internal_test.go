@@ -8,11 +8,10 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/tidemark/tidemark/internal/testdb"
+	"github.com/tidemark/tidemark/internal/testkit"
 	"github.com/tidemark/tidemark/store"
 )
 
@@ -29,10 +28,9 @@ func FuzzDecodeBodies(f *testing.F) {
 	} {
 		f.Add(s)
 	}
-	kst, err := time.LoadLocation("Asia/Seoul")
-	require.NoError(f, err)
-	pool, _ := testdb.Pool(f)
-	_, err = pool.Exec(context.Background(), `INSERT INTO therapy_user (id, status) VALUES (1, 'ACTIVE')`)
+	kst := testkit.TZ()
+	pool, _ := testkit.Pool(f)
+	_, err := pool.Exec(context.Background(), `INSERT INTO therapy_user (id, status) VALUES (1, 'ACTIVE')`)
 	require.NoError(f, err)
 	srv := &Server{TZ: kst, Store: store.New(pool)}
 	f.Fuzz(func(t *testing.T, body string) {

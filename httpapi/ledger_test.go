@@ -3,8 +3,6 @@ package httpapi_test
 import (
 	"context"
 	"encoding/json"
-	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -14,19 +12,17 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/tidemark/tidemark/httpapi"
-	"github.com/tidemark/tidemark/internal/testdb"
+	"github.com/tidemark/tidemark/internal/testkit"
 	"github.com/tidemark/tidemark/store"
 )
 
 func TestReprocessEndpoint(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	pool, _ := testdb.Pool(t)
+	pool, _ := testkit.Pool(t)
 	st := store.New(pool)
-	tz, err := time.LoadLocation("Asia/Seoul")
-	require.NoError(t, err)
-	srv := httptest.NewServer((&httpapi.Server{Store: st, TZ: tz, AdminToken: "secret",
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}).Handler())
+	tz := testkit.TZ()
+	srv := httptest.NewServer((&httpapi.Server{Store: st, TZ: tz, AdminToken: "secret", Logger: testkit.Logger(t)}).Handler())
 	t.Cleanup(srv.Close)
 
 	occurred := time.Date(2026, 3, 9, 12, 0, 0, 0, tz)

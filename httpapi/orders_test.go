@@ -3,8 +3,6 @@ package httpapi_test
 import (
 	"context"
 	"encoding/json"
-	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -15,7 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/tidemark/tidemark/httpapi"
-	"github.com/tidemark/tidemark/internal/testdb"
+	"github.com/tidemark/tidemark/internal/testkit"
 	"github.com/tidemark/tidemark/jobs"
 	"github.com/tidemark/tidemark/store"
 )
@@ -27,9 +25,9 @@ type apiBundle struct {
 
 func setupAPI(t *testing.T) *apiBundle {
 	t.Helper()
-	pool, _ := testdb.Pool(t)
+	pool, _ := testkit.Pool(t)
 	st := store.New(pool)
-	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	logger := testkit.Logger(t)
 	client, err := jobs.NewClient(pool, jobs.ClientConfig{Retention: 24 * time.Hour, RescueAfter: 90 * time.Second},
 		jobs.Deps{Store: st, TZ: time.UTC, Logger: logger})
 	require.NoError(t, err)

@@ -3,8 +3,7 @@ package httpapi_test
 import (
 	"context"
 	"encoding/json"
-	"io"
-	"log/slog"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -15,20 +14,14 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/tidemark/tidemark/httpapi"
-	"github.com/tidemark/tidemark/internal/testdb"
+	"github.com/tidemark/tidemark/internal/testkit"
 	"github.com/tidemark/tidemark/jobs"
 	"github.com/tidemark/tidemark/store"
 )
 
 const token = "test-admin-token"
 
-var seoul = func() *time.Location {
-	l, err := time.LoadLocation("Asia/Seoul")
-	if err != nil {
-		panic(err)
-	}
-	return l
-}()
+var seoul = testkit.TZ()
 
 type testBundle struct {
 	ctx    context.Context
@@ -43,14 +36,14 @@ type testBundle struct {
 func setup(t *testing.T, work bool) *testBundle {
 	t.Helper()
 	ctx := context.Background()
-	pool, _ := testdb.Pool(t)
+	pool, _ := testkit.Pool(t)
 	st := store.New(pool)
 	cc := jobs.ClientConfig{Retention: 24 * time.Hour, RescueAfter: 90 * time.Second}
 	if work {
 		cc.Queues = map[string]int{"default": 2, "therapy": 4}
 		cc.FetchCooldown, cc.FetchPollInterval = 10*time.Millisecond, 50*time.Millisecond
 	}
-	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	logger := testkit.Logger(t)
 	client, err := jobs.NewClient(pool, cc, jobs.Deps{Store: st, TZ: seoul, Logger: logger})
 	require.NoError(t, err)
 	if work {
@@ -169,11 +162,11 @@ func TestRecoverReaggregatesEvenAfterSuccessToday(t *testing.T) {
 	body := `{"therapyUserId":1,"yearMonth":"2026-11","startDateTime":"2026-11-01T00:00:00+09:00","endDateTime":"2026-11-30T23:59:59+09:00"}`
 
 	waitDone := func(id int64) {
-		require.Eventually(t, func() bool {
+		testkit.WaitFor(t, 30*time.Second, fmt.Sprintf("job %d SUCCESS in the batch log", id), func() (bool, error) {
 			var st string
-			require.NoError(t, b.pool.QueryRow(b.ctx, `SELECT status FROM therapy_batch_log WHERE job_id = $1`, id).Scan(&st))
-			return st == "SUCCESS"
-		}, 30*time.Second, 20*time.Millisecond)
+			err := b.pool.QueryRow(b.ctx, `SELECT status FROM therapy_batch_log WHERE job_id = $1`, id).Scan(&st)
+			return st == "SUCCESS", err
+		})
 	}
 	status, out := b.do(t, "POST", "/v1/therapy-statistics/recover", bearer, body)
 	require.Equal(t, 202, status, out)
@@ -206,7 +199,7 @@ func TestRecoverReaggregatesEvenAfterSuccessToday(t *testing.T) {
 func TestAdminDisabledWithoutToken(t *testing.T) {
 	t.Parallel()
 	b := setup(t, false)
-	api := &httpapi.Server{Store: b.store, River: b.client, TZ: seoul, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	api := &httpapi.Server{Store: b.store, River: b.client, TZ: seoul, Logger: testkit.Logger(t)}
 	srv := httptest.NewServer(api.Handler())
 	defer srv.Close()
 	resp, err := http.Post(srv.URL+"/v1/therapy-statistics/recover", "application/json", strings.NewReader(`{"therapyUserId":1,"yearMonth":"2026-11"}`))

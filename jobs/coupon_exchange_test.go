@@ -8,9 +8,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/riverdriver/riverpgxv5"
+	"github.com/riverqueue/river/rivertest"
 	"github.com/stretchr/testify/require"
 
+	"github.com/tidemark/tidemark/internal/testkit"
 	"github.com/tidemark/tidemark/store"
 )
 
@@ -58,7 +62,7 @@ func TestExchangeResumesStep2WithoutDuplicates(t *testing.T) {
 		Amount: 100, ExpiredCouponID: expired.ID, ChunkSize: 100}, nil)
 	require.NoError(t, err)
 	id := res.Job.ID
-	waitFor(t, 30*time.Second, "exchange to complete", func() bool { return b.jobState(t, id) == "completed" })
+	testkit.WaitFor(t, 30*time.Second, "exchange to complete", func() (bool, error) { return b.jobState(t, id) == "completed", nil })
 
 	job, err := client.JobGet(ctx, id)
 	require.NoError(t, err)
@@ -116,7 +120,7 @@ func TestExchangeRetryAtNotifyStep(t *testing.T) {
 	res, err := client.Insert(ctx, CouponExchangeArgs{Name: "sorry", AmountType: "FIX", Amount: 1000,
 		ExpiredCouponID: expired.ID, ChunkSize: 300}, nil)
 	require.NoError(t, err)
-	waitFor(t, 30*time.Second, "exchange to complete", func() bool { return b.jobState(t, res.Job.ID) == "completed" })
+	testkit.WaitFor(t, 30*time.Second, "exchange to complete", func() (bool, error) { return b.jobState(t, res.Job.ID) == "completed", nil })
 
 	job, err := client.JobGet(ctx, res.Job.ID)
 	require.NoError(t, err)
@@ -127,4 +131,54 @@ func TestExchangeRetryAtNotifyStep(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, 900, b.count(t, `SELECT count(*) FROM coupon_issue WHERE coupon_id = $1`, c.ID))
 	require.Equal(t, 900, b.count(t, `SELECT count(*) FROM coupon_notification WHERE coupon_id = $1`, c.ID))
+}
+
+// The exchange worker on its own, through rivertest, for the requests it
+// refuses before its first step commits. Its steps commit their checkpoints in
+// transactions of their own, which need the job row committed and unlocked;
+// rivertest holds it in the test's transaction, so the exchange itself is
+// tested above with a River client.
+func TestCouponExchangeWorker(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+
+	type testBundle struct {
+		store *store.Store
+		tx    pgx.Tx
+	}
+
+	setup := func(t *testing.T) (*rivertest.Worker[CouponExchangeArgs, pgx.Tx], *testBundle) {
+		t.Helper()
+		pool, _ := testkit.Pool(t)
+		deps := Deps{Store: store.New(pool), TZ: testkit.TZ(), Logger: testkit.Logger(t)}
+		tx, err := pool.Begin(ctx)
+		require.NoError(t, err)
+		t.Cleanup(func() { _ = tx.Rollback(ctx) })
+		w := rivertest.NewWorker(t, riverpgxv5.New(pool), &river.Config{Logger: deps.Logger}, &CouponExchangeWorker{deps: deps})
+		return w, &testBundle{store: deps.Store, tx: tx}
+	}
+
+	// Terms no coupon may have, or an expired coupon that does not exist:
+	// cancelled at once (no retry can fix them), and no compensation coupon
+	// is created.
+	t.Run("RefusedRequestsCancel", func(t *testing.T) {
+		t.Parallel()
+		w, b := setup(t)
+		for _, tc := range []struct {
+			args CouponExchangeArgs
+			want string
+		}{
+			{CouponExchangeArgs{Name: "sorry", AmountType: "FIX", Amount: 0, ExpiredCouponID: 1}, "amount: want a positive integer, got 0"},
+			{CouponExchangeArgs{Name: "sorry", AmountType: "RATE", Amount: 150, ExpiredCouponID: 1}, "amount: a RATE is a percentage"},
+			{CouponExchangeArgs{Name: "sorry", AmountType: "FIX", Amount: 1000, ExpiredCouponID: 404}, "expired coupon 404"},
+		} {
+			res, err := w.Work(ctx, t, b.tx, tc.args, nil)
+			require.NoError(t, err)
+			require.Equal(t, river.EventKindJobCancelled, res.EventKind, "%+v", tc.args)
+			require.Contains(t, res.Job.Errors[0].Error, tc.want)
+		}
+		var coupons int
+		require.NoError(t, b.store.Pool.QueryRow(ctx, `SELECT count(*) FROM coupon`).Scan(&coupons))
+		require.Zero(t, coupons)
+	})
 }

@@ -59,10 +59,7 @@ func (w *CouponReconcileAllWorker) Work(ctx context.Context, job *river.Job[Coup
 	if err != nil {
 		return err
 	}
-	client, err := river.ClientFromContextSafely[pgx.Tx](ctx)
-	if err != nil {
-		return fmt.Errorf("coupon_reconcile_all: %w", err)
-	}
+	client := river.ClientFromContext[pgx.Tx](ctx)
 	params := make([]river.InsertManyParams, len(codes))
 	for i, c := range codes {
 		params[i] = river.InsertManyParams{Args: CouponReconcileArgs{CouponCode: c}}

@@ -2,8 +2,6 @@ package jobs
 
 import (
 	"context"
-	"io"
-	"log/slog"
 	"testing"
 	"time"
 
@@ -15,7 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/tidemark/tidemark/coupongate"
-	"github.com/tidemark/tidemark/internal/testdb"
+	"github.com/tidemark/tidemark/internal/testkit"
 	"github.com/tidemark/tidemark/internal/testredis"
 	"github.com/tidemark/tidemark/store"
 )
@@ -30,10 +28,10 @@ type testBundle struct {
 
 func setup(t *testing.T) *testBundle {
 	t.Helper()
-	pool, _ := testdb.Pool(t)
+	pool, _ := testkit.Pool(t)
 	gate, rdb, _ := testredis.Gate(t)
 	st := store.New(pool)
-	deps := Deps{Store: st, TZ: time.UTC, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Gate: gate,
+	deps := Deps{Store: st, TZ: time.UTC, Logger: testkit.Logger(t), Gate: gate,
 		ReconcileGrace: 50 * time.Millisecond}
 	return &testBundle{pool: pool, store: st, gate: gate, rdb: rdb, deps: deps}
 }
@@ -94,16 +92,6 @@ func (b *testBundle) count(t *testing.T, sql string, args ...any) int {
 	return n
 }
 
-// waitFor polls cond until it holds, failing the test after within.
-func waitFor(t *testing.T, within time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		require.Falsef(t, time.Now().After(deadline), "timed out after %s waiting for %s", within, what)
-		time.Sleep(25 * time.Millisecond)
-	}
-}
-
 func (b *testBundle) jobState(t *testing.T, id int64) string {
 	t.Helper()
 	var s string
@@ -138,8 +126,8 @@ func TestPersistFinalFailureCompensates(t *testing.T) {
 	// final.
 	bad := b.issue(t, client, "BROKEN", 666, &river.InsertOpts{MaxAttempts: 2})
 
-	waitFor(t, 20*time.Second, "final attempt", func() bool { return b.jobState(t, bad.ID) == "discarded" })
-	waitFor(t, 10*time.Second, "good job", func() bool { return b.jobState(t, ok.ID) == "completed" })
+	testkit.WaitFor(t, 20*time.Second, "final attempt", func() (bool, error) { return b.jobState(t, bad.ID) == "discarded", nil })
+	testkit.WaitFor(t, 10*time.Second, "good job", func() (bool, error) { return b.jobState(t, ok.ID) == "completed", nil })
 
 	st, err := b.gate.State(ctx, "BROKEN")
 	require.NoError(t, err)
@@ -207,7 +195,7 @@ func TestReconcileDryRunThenRepair(t *testing.T) {
 	client := b.startClient(t, persistWorkers(b.deps))
 	for m := int64(1); m <= 4; m++ {
 		job := b.issue(t, client, "DRIFT", m, nil)
-		waitFor(t, 10*time.Second, "persist", func() bool { return b.jobState(t, job.ID) == "completed" })
+		testkit.WaitFor(t, 10*time.Second, "persist", func() (bool, error) { return b.jobState(t, job.ID) == "completed", nil })
 	}
 	// Member 50 only in Redis, with no job (a lost message); member 2 lost
 	// from Redis; a wrong counter.
@@ -274,7 +262,7 @@ func TestReconcileAfterRedisFlush(t *testing.T) {
 		done = append(done, b.issue(t, client, "FLUSH", m, nil))
 	}
 	for _, j := range done {
-		waitFor(t, 10*time.Second, "persist", func() bool { return b.jobState(t, j.ID) == "completed" })
+		testkit.WaitFor(t, 10*time.Second, "persist", func() (bool, error) { return b.jobState(t, j.ID) == "completed", nil })
 	}
 	// Three more are in flight: their jobs wait (scheduled) when Redis dies.
 	var pending []int64
@@ -302,7 +290,7 @@ func TestReconcileAfterRedisFlush(t *testing.T) {
 		require.NoError(t, err)
 	}
 	for _, id := range pending {
-		waitFor(t, 10*time.Second, "in-flight persist", func() bool { return b.jobState(t, id) == "completed" })
+		testkit.WaitFor(t, 10*time.Second, "in-flight persist", func() (bool, error) { return b.jobState(t, id) == "completed", nil })
 	}
 	rep, err = ReconcileCoupon(ctx, b.deps, "FLUSH", false)
 	require.NoError(t, err)
@@ -333,12 +321,12 @@ func TestReconcileFanOutUniquePerPeriod(t *testing.T) {
 		_, err := client.Insert(ctx, CouponReconcileAllArgs{}, &river.InsertOpts{UniqueOpts: river.UniqueOpts{ByArgs: true, ByState: []rivertype.JobState{
 			rivertype.JobStateAvailable, rivertype.JobStatePending, rivertype.JobStateRunning, rivertype.JobStateScheduled}}})
 		require.NoError(t, err)
-		waitFor(t, 10*time.Second, "fan-out", func() bool {
-			return b.count(t, `SELECT count(*) FROM river_job WHERE kind = 'coupon_reconcile_all' AND state = 'completed'`) == i+1
+		testkit.WaitFor(t, 10*time.Second, "fan-out", func() (bool, error) {
+			return b.count(t, `SELECT count(*) FROM river_job WHERE kind = 'coupon_reconcile_all' AND state = 'completed'`) == i+1, nil
 		})
 	}
-	waitFor(t, 10*time.Second, "reconciles", func() bool {
-		return b.count(t, `SELECT count(*) FROM river_job WHERE kind = 'coupon_reconcile' AND state = 'completed'`) == 2
+	testkit.WaitFor(t, 10*time.Second, "reconciles", func() (bool, error) {
+		return b.count(t, `SELECT count(*) FROM river_job WHERE kind = 'coupon_reconcile' AND state = 'completed'`) == 2, nil
 	})
 	require.Equal(t, 2, b.count(t, `SELECT count(*) FROM river_job WHERE kind = 'coupon_reconcile'`))
 	require.Equal(t, 1, b.count(t, `SELECT count(*) FROM river_job WHERE kind = 'coupon_reconcile' AND args->>'coupon_code' = 'FA'
@@ -370,10 +358,10 @@ func TestLatePersistJobNeverOversells(t *testing.T) {
 		late = append(late, j.Job.ID)
 	}
 	b.startClient(t, persistWorkers(b.deps))
-	waitFor(t, 10*time.Second, "late job on the sold-out coupon", func() bool { return b.jobState(t, late[0]) == "cancelled" })
-	waitFor(t, 10*time.Second, "late job on the coupon with a seat left", func() bool { return b.jobState(t, late[1]) == "completed" })
-	waitFor(t, 10*time.Second, "member 2's jobs", func() bool {
-		return b.count(t, `SELECT count(*) FROM river_job WHERE args->>'member_id' = '2' AND state = 'completed'`) == 2
+	testkit.WaitFor(t, 10*time.Second, "late job on the sold-out coupon", func() (bool, error) { return b.jobState(t, late[0]) == "cancelled", nil })
+	testkit.WaitFor(t, 10*time.Second, "late job on the coupon with a seat left", func() (bool, error) { return b.jobState(t, late[1]) == "completed", nil })
+	testkit.WaitFor(t, 10*time.Second, "member 2's jobs", func() (bool, error) {
+		return b.count(t, `SELECT count(*) FROM river_job WHERE args->>'member_id' = '2' AND state = 'completed'`) == 2, nil
 	})
 
 	require.Equal(t, 1, b.count(t, `SELECT count(*) FROM coupon_issue WHERE coupon_id = $1`, full.ID), "no oversell")

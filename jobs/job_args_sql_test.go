@@ -2,15 +2,13 @@ package jobs_test
 
 import (
 	"context"
-	"io"
-	"log/slog"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 
-	"github.com/tidemark/tidemark/internal/testdb"
+	"github.com/tidemark/tidemark/internal/testkit"
 	"github.com/tidemark/tidemark/jobs"
 	"github.com/tidemark/tidemark/store"
 )
@@ -22,9 +20,9 @@ import (
 func TestSQLReadsJobArgKeys(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	pool, _ := testdb.Pool(t)
+	pool, _ := testkit.Pool(t)
 	st := store.New(pool)
-	deps := jobs.Deps{Store: st, TZ: time.UTC, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	deps := jobs.Deps{Store: st, TZ: time.UTC, Logger: testkit.Logger(t)}
 	client, err := jobs.NewClient(pool, jobs.ClientConfig{Retention: 24 * time.Hour, RescueAfter: time.Minute}, deps)
 	require.NoError(t, err)
 

@@ -15,6 +15,11 @@ import (
 	"github.com/tidemark/tidemark/store"
 )
 
+// OrderReconcilePeriod is how often the orders are reconciled: the safety
+// net for a SENDING row whose job will not find its order (discarded after
+// its last retry), which nothing else would mark APPLIED.
+const OrderReconcilePeriod = time.Hour
+
 // OrderReconcileArgs compares order_request with the third party's orders
 // and repairs what it safely can (see CheckOrders). Unique while one is
 // queued or running; a later run is a new check.

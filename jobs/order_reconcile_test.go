@@ -3,8 +3,8 @@ package jobs_test
 import (
 	"context"
 	"encoding/json"
-	"io"
-	"log/slog"
+	"fmt"
+	"net/http/httptest"
 	"testing"
 	"time"
 
@@ -14,87 +14,147 @@ import (
 	"github.com/riverqueue/river/rivertest"
 	"github.com/stretchr/testify/require"
 
+	"github.com/tidemark/tidemark/internal/testkit"
 	"github.com/tidemark/tidemark/jobs"
 	"github.com/tidemark/tidemark/orderapi"
 	"github.com/tidemark/tidemark/store"
+	"github.com/tidemark/tidemark/thirdparty"
 )
 
-// Every state a row can be in against the third party, checked in a dry run
-// (nothing changes) and then for real (the SENDING row whose order exists is
-// repaired, nothing else touched), and through the job, which records the
-// report as its output.
-func TestCheckOrders(t *testing.T) {
+func TestOrderReconcile(t *testing.T) {
 	t.Parallel()
-	b := setupOrders(t)
 	ctx := context.Background()
-	created := b.insertRequests(t, 7)
-	id := func(i int) int64 { return created[i-1].ID }
-	claim := func(i int) store.OrderRequest {
-		claims, err := b.store.ClaimOrderRequests(ctx, []int64{id(i)})
-		require.NoError(t, err)
-		require.Contains(t, claims, id(i))
-		return claims[id(i)].Row
+
+	type testBundle struct {
+		api   *orderapi.Client
+		deps  jobs.Deps
+		store *store.Store
+		tx    pgx.Tx
 	}
-	post := func(username string, price int64) orderapi.Order {
-		o, err := b.api.Create(ctx, orderapi.OrderRequest{Username: username, TotalPrice: price, AppliedYearMonth: "2025-02"})
+
+	// setup runs the simulated partner in-process on the test's database.
+	setup := func(t *testing.T) (*rivertest.Worker[jobs.OrderReconcileArgs, pgx.Tx], *testBundle) {
+		t.Helper()
+		pool, _ := testkit.Pool(t)
+		logger := testkit.Logger(t)
+		partner, err := thirdparty.New(ctx, pool, thirdparty.Faults{}, logger)
 		require.NoError(t, err)
-		return o
+		srv := httptest.NewServer(partner.Handler())
+		t.Cleanup(func() { partner.Close(); srv.Close() })
+		api := orderapi.New(srv.URL, 5*time.Second, 4)
+		deps := jobs.Deps{Store: store.New(pool), TZ: testkit.TZ(), Logger: logger, OrderAPI: api}
+		tx, err := pool.Begin(ctx)
+		require.NoError(t, err)
+		t.Cleanup(func() { _ = tx.Rollback(ctx) })
+		w := rivertest.NewWorker(t, riverpgxv5.New(pool), &river.Config{Logger: logger}, jobs.NewOrderReconcileWorker(deps))
+		return w, &testBundle{api: api, deps: deps, store: deps.Store, tx: tx}
 	}
-	apply := func(i int, extID int64) {
+
+	// rows inserts n PENDING requests user001…, month 2025-02.
+	rows := func(t *testing.T, b *testBundle, n int) []int64 {
+		t.Helper()
+		in := make([]store.OrderRequestInput, n)
+		for i := range in {
+			in[i] = store.OrderRequestInput{Username: fmt.Sprintf("user%03d", i+1), TotalPrice: int64(1000 * (i + 1)), AppliedYearMonth: "2025-02"}
+		}
+		var ids []int64
 		require.NoError(t, b.store.InTx(ctx, func(tx pgx.Tx) error {
-			ok, err := b.store.MarkOrderAppliedTx(ctx, tx, id(i), extID, time.Now())
-			require.True(t, ok)
+			var err error
+			ids, err = b.store.InsertOrderRequestsTx(ctx, tx, in)
 			return err
 		}))
+		return ids
 	}
-	claim(1)
-	lost := post("user001", 1000) // 1: SENDING, order exists → repaired
-	claim(2)
-	apply(2, post("user002", 2000).ID) // 2: APPLIED, matches
-	claim(3)                           // 3: SENDING, no order → unsent
-	// 4: PENDING, no order → unsent
-	claim(5)
-	apply(5, 999999)      // 5: APPLIED, no order there → applied missing
-	post("user006", 6000) // 6: PENDING, order exists → unexpected
-	claim(7)
-	apply(7, post("user007", 1).ID) // 7: APPLIED, order with another price
-	post("stranger", 1)             // an order we have no row for
 
-	deps := jobs.Deps{Store: b.store, TZ: time.UTC, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), OrderAPI: b.api}
-	want := jobs.OrderReconcileReport{DryRun: true, Rows: 7, ThirdPartyOrders: 5, Matched: 1,
-		Repaired: []int64{id(1)}, AppliedMissing: []int64{id(5)}, IDMismatch: []int64{},
-		PriceMismatch: []int64{id(7)}, UnexpectedOrder: []int64{id(6)}, Unsent: 2, UnknownOrders: 1}
-	rep, err := jobs.CheckOrders(ctx, deps, true)
-	require.NoError(t, err)
-	require.Equal(t, want, rep)
-	require.False(t, rep.OK())
-	row, err := b.store.GetOrderRequest(ctx, id(1))
-	require.NoError(t, err)
-	require.Equal(t, store.OrderSending, row.Status, "a dry run changes nothing")
+	// Every state a row can be in against the partner, checked in a dry run
+	// (nothing changes), then for real (the SENDING row whose order exists is
+	// repaired, nothing else touched), then through the job, which records
+	// the report as its output.
+	t.Run("ReportsEveryMismatchAndRepairsLostOutcomes", func(t *testing.T) {
+		t.Parallel()
+		w, b := setup(t)
+		ids := rows(t, b, 7)
+		id := func(i int) int64 { return ids[i-1] }
+		claim := func(i int) {
+			_, err := b.store.ClaimOrderRequests(ctx, []int64{id(i)})
+			require.NoError(t, err)
+		}
+		post := func(username string, price int64) orderapi.Order {
+			o, err := b.api.Create(ctx, orderapi.OrderRequest{Username: username, TotalPrice: price, AppliedYearMonth: "2025-02"})
+			require.NoError(t, err)
+			return o
+		}
+		apply := func(i int, extID int64) {
+			require.NoError(t, b.store.InTx(ctx, func(tx pgx.Tx) error {
+				ok, err := b.store.MarkOrderAppliedTx(ctx, tx, id(i), extID, time.Now())
+				require.True(t, ok)
+				return err
+			}))
+		}
+		claim(1)
+		lost := post("user001", 1000) // 1: SENDING, order exists → repaired
+		claim(2)
+		apply(2, post("user002", 2000).ID) // 2: APPLIED, matches
+		claim(3)                           // 3: SENDING, no order → unsent
+		// 4: PENDING, no order → unsent
+		claim(5)
+		apply(5, 999999)      // 5: APPLIED, no order there → applied missing
+		post("user006", 6000) // 6: PENDING, order exists → unexpected
+		claim(7)
+		apply(7, post("user007", 1).ID) // 7: APPLIED, order with another price
+		post("stranger", 1)             // an order we have no row for
 
-	want.DryRun = false
-	rep, err = jobs.CheckOrders(ctx, deps, false)
-	require.NoError(t, err)
-	require.Equal(t, want, rep)
-	row, err = b.store.GetOrderRequest(ctx, id(1))
-	require.NoError(t, err)
-	require.Equal(t, store.OrderApplied, row.Status)
-	require.Equal(t, lost.ID, *row.ExternalOrderID)
-	require.True(t, lost.CreatedAt.Equal(*row.ExternalCreatedAt))
+		want := jobs.OrderReconcileReport{DryRun: true, Rows: 7, ThirdPartyOrders: 5, Matched: 1,
+			Repaired: []int64{id(1)}, AppliedMissing: []int64{id(5)}, IDMismatch: []int64{},
+			PriceMismatch: []int64{id(7)}, UnexpectedOrder: []int64{id(6)}, Unsent: 2, UnknownOrders: 1}
+		rep, err := jobs.CheckOrders(ctx, b.deps, true)
+		require.NoError(t, err)
+		require.Equal(t, want, rep)
+		require.False(t, rep.OK())
+		row, err := b.store.GetOrderRequest(ctx, id(1))
+		require.NoError(t, err)
+		require.Equal(t, store.OrderSending, row.Status, "a dry run changes nothing")
 
-	// Through the job: nothing left to repair, and the report is its output.
-	w := rivertest.NewWorker(t, riverpgxv5.New(b.pool), &river.Config{}, jobs.NewOrderReconcileWorker(deps))
-	tx, err := b.pool.Begin(ctx)
-	require.NoError(t, err)
-	defer tx.Rollback(ctx) //nolint:errcheck
-	res, err := w.Work(ctx, t, tx, jobs.OrderReconcileArgs{}, nil)
-	require.NoError(t, err)
-	require.Equal(t, river.EventKindJobCompleted, res.EventKind)
-	var meta struct {
-		Output jobs.OrderReconcileReport `json:"output"`
-	}
-	require.NoError(t, json.Unmarshal(res.Job.Metadata, &meta))
-	require.Equal(t, 2, meta.Output.Matched)
-	require.Empty(t, meta.Output.Repaired)
-	require.Equal(t, []int64{id(5)}, meta.Output.AppliedMissing)
+		want.DryRun = false
+		rep, err = jobs.CheckOrders(ctx, b.deps, false)
+		require.NoError(t, err)
+		require.Equal(t, want, rep)
+		row, err = b.store.GetOrderRequest(ctx, id(1))
+		require.NoError(t, err)
+		require.Equal(t, store.OrderApplied, row.Status)
+		require.Equal(t, lost.ID, *row.ExternalOrderID)
+		require.True(t, lost.CreatedAt.Equal(*row.ExternalCreatedAt))
+
+		// Through the job: nothing left to repair, and the report is its output.
+		res, err := w.Work(ctx, t, b.tx, jobs.OrderReconcileArgs{}, nil)
+		require.NoError(t, err)
+		require.Equal(t, river.EventKindJobCompleted, res.EventKind)
+		var meta struct {
+			Output jobs.OrderReconcileReport `json:"output"`
+		}
+		require.NoError(t, json.Unmarshal(res.Job.Metadata, &meta))
+		require.Equal(t, 2, meta.Output.Matched)
+		require.Empty(t, meta.Output.Repaired)
+		require.Equal(t, []int64{id(5)}, meta.Output.AppliedMissing)
+	})
+
+	// With the partner unreachable the check fails and River retries it; no
+	// row changes on a guess.
+	t.Run("PartnerDownRetries", func(t *testing.T) {
+		t.Parallel()
+		_, b := setup(t)
+		ids := rows(t, b, 1)
+		_, err := b.store.ClaimOrderRequests(ctx, ids[:1])
+		require.NoError(t, err)
+		b.deps.OrderAPI = orderapi.New("http://127.0.0.1:1", time.Second, 1)
+		w := rivertest.NewWorker(t, riverpgxv5.New(b.store.Pool), &river.Config{Logger: b.deps.Logger}, jobs.NewOrderReconcileWorker(b.deps))
+
+		res, err := w.Work(ctx, t, b.tx, jobs.OrderReconcileArgs{}, nil)
+		require.ErrorContains(t, err, "order_reconcile:")
+		require.Equal(t, river.EventKindJobFailed, res.EventKind)
+		require.Nil(t, res.Job.FinalizedAt, "to be retried")
+		row, err := b.store.GetOrderRequest(ctx, ids[0])
+		require.NoError(t, err)
+		require.Equal(t, store.OrderSending, row.Status)
+	})
 }

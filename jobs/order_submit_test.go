@@ -4,8 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
-	"log/slog"
 	"net/http"
 	"strings"
 	"testing"
@@ -17,7 +15,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/tidemark/tidemark/internal/testbin"
-	"github.com/tidemark/tidemark/internal/testdb"
+	"github.com/tidemark/tidemark/internal/testkit"
 	"github.com/tidemark/tidemark/jobs"
 	"github.com/tidemark/tidemark/orderapi"
 	"github.com/tidemark/tidemark/store"
@@ -39,9 +37,9 @@ type orderBundle struct {
 // setupOrders starts cmd/thirdparty with args (fault flags) on a fresh database.
 func setupOrders(t *testing.T, tpArgs ...string) *orderBundle {
 	t.Helper()
-	pool, dbURL := testdb.Pool(t)
+	pool, dbURL := testkit.Pool(t)
 	st := store.New(pool)
-	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	logger := testkit.Logger(t)
 	client, err := jobs.NewClient(pool, jobs.ClientConfig{Retention: 24 * time.Hour, RescueAfter: 90 * time.Second},
 		jobs.Deps{Store: st, TZ: time.UTC, Logger: logger})
 	require.NoError(t, err)
@@ -79,12 +77,14 @@ func (b *orderBundle) insertRequests(t *testing.T, n int) []jobs.CreatedOrderReq
 func (b *orderBundle) waitSettled(t *testing.T, timeout time.Duration) map[string]int64 {
 	t.Helper()
 	var counts map[string]int64
-	require.Eventually(t, func() bool {
+	testkit.WaitFor(t, timeout, "every row settled", func() (bool, error) {
 		var err error
 		counts, err = b.store.OrderStatusCounts(context.Background())
-		require.NoError(t, err)
-		return counts[store.OrderPending]+counts[store.OrderSending] == 0
-	}, timeout, 100*time.Millisecond, "rows not settled")
+		if err != nil {
+			return false, err
+		}
+		return counts[store.OrderPending]+counts[store.OrderSending] == 0, nil
+	})
 	return counts
 }
 
@@ -135,14 +135,16 @@ func (b *orderBundle) requireAgreement(t *testing.T) {
 	// returned, moments after the row's commit), and no job completed with
 	// its row still unsettled.
 	var notCompleted, completedUnsettled int
-	require.Eventually(t, func() bool {
-		require.NoError(t, b.store.Pool.QueryRow(context.Background(), `
+	testkit.WaitFor(t, 10*time.Second, "every APPLIED row's job completed", func() (bool, error) {
+		if err := b.store.Pool.QueryRow(context.Background(), `
 			SELECT count(*) FILTER (WHERE o.status = 'APPLIED' AND j.state <> 'completed'),
 			       count(*) FILTER (WHERE o.status <> 'APPLIED' AND j.state = 'completed')
 			FROM order_request o
-			JOIN river_job j ON j.kind = 'order_submit' AND (j.args->>'order_request_id')::bigint = o.id`).Scan(&notCompleted, &completedUnsettled))
-		return notCompleted == 0
-	}, 10*time.Second, 20*time.Millisecond, "APPLIED rows whose job is not completed: %d", notCompleted)
+			JOIN river_job j ON j.kind = 'order_submit' AND (j.args->>'order_request_id')::bigint = o.id`).Scan(&notCompleted, &completedUnsettled); err != nil {
+			return false, err
+		}
+		return notCompleted == 0, nil
+	})
 	require.Zero(t, completedUnsettled, "completed jobs whose row is not APPLIED")
 }
 
@@ -214,11 +216,13 @@ func TestOrderSubmit_BadRequestFails(t *testing.T) {
 	b.requireAgreement(t)
 
 	// The row is FAILED before River records the job's cancellation.
-	require.Eventually(t, func() bool {
+	testkit.WaitFor(t, 10*time.Second, fmt.Sprintf("job %d cancelled", created[41].JobID), func() (bool, error) {
 		job, err := b.client.JobGet(context.Background(), created[41].JobID)
-		require.NoError(t, err)
-		return job.State == rivertype.JobStateCancelled
-	}, 10*time.Second, 20*time.Millisecond, "job %d not cancelled", created[41].JobID)
+		if err != nil {
+			return false, err
+		}
+		return job.State == rivertype.JobStateCancelled, nil
+	})
 
 	// The partner accepts the user again; the operator re-queues the
 	// cancelled job and the row is sent after all.
@@ -232,11 +236,13 @@ func TestOrderSubmit_BadRequestFails(t *testing.T) {
 		"retry", "--kind", "order_submit", "--state", "cancelled")
 	require.Equal(t, 0, code, stderr)
 	require.Contains(t, stdout, "retried 1")
-	require.Eventually(t, func() bool {
+	testkit.WaitFor(t, 30*time.Second, "the re-queued row APPLIED", func() (bool, error) {
 		row, err := b.store.GetOrderRequest(context.Background(), created[41].ID)
-		require.NoError(t, err)
-		return row.Status == store.OrderApplied
-	}, 30*time.Second, 50*time.Millisecond, "re-queued row not APPLIED")
+		if err != nil {
+			return false, err
+		}
+		return row.Status == store.OrderApplied, nil
+	})
 	require.Equal(t, int64(100), b.stats(t).Orders)
 	b.requireAgreement(t)
 }
@@ -273,11 +279,13 @@ func TestOrderSubmit_WorkerKilled(t *testing.T) {
 	// Four outbound workers make the batch last about 2.5 s, long enough to
 	// kill it in the middle.
 	w := b.startWorker(t, "TIDEMARK_QUEUES=outbound=4")
-	require.Eventually(t, func() bool {
+	testkit.WaitFor(t, 30*time.Second, "20 rows APPLIED", func() (bool, error) {
 		c, err := b.store.OrderStatusCounts(context.Background())
-		require.NoError(t, err)
-		return c[store.OrderApplied] >= 20
-	}, 30*time.Second, 10*time.Millisecond)
+		if err != nil {
+			return false, err
+		}
+		return c[store.OrderApplied] >= 20, nil
+	})
 	w.Kill()
 	killedAt := time.Now()
 	const kills = 1
@@ -318,11 +326,11 @@ func (b *orderBundle) rescuedJobs(t *testing.T) int {
 // nothing at all.
 func TestCreateOrderRequests(t *testing.T) {
 	t.Parallel()
-	pool, _ := testdb.Pool(t)
+	pool, _ := testkit.Pool(t)
 	st := store.New(pool)
 	ctx := context.Background()
 	client, err := jobs.NewClient(pool, jobs.ClientConfig{Retention: 24 * time.Hour, RescueAfter: 90 * time.Second},
-		jobs.Deps{Store: st, TZ: time.UTC, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+		jobs.Deps{Store: st, TZ: time.UTC, Logger: testkit.Logger(t)})
 	require.NoError(t, err)
 	in := []store.OrderRequestInput{
 		{Username: "b", TotalPrice: 2, AppliedYearMonth: "2025-02"},
@@ -394,11 +402,13 @@ func TestOrderSubmit_SurvivorReclaims(t *testing.T) {
 	b.insertRequests(t, 100)
 	victim := b.startWorker(t, "TIDEMARK_QUEUES=outbound=4")
 	b.startWorker(t, "TIDEMARK_QUEUES=outbound=4")
-	require.Eventually(t, func() bool {
+	testkit.WaitFor(t, 30*time.Second, "20 rows APPLIED", func() (bool, error) {
 		c, err := b.store.OrderStatusCounts(context.Background())
-		require.NoError(t, err)
-		return c[store.OrderApplied] >= 20
-	}, 30*time.Second, 10*time.Millisecond)
+		if err != nil {
+			return false, err
+		}
+		return c[store.OrderApplied] >= 20, nil
+	})
 	victim.Kill()
 	killedAt := time.Now()
 

@@ -290,9 +290,6 @@ func (w *PointSettlementWorker) collect(ctx context.Context, job *river.Job[Poin
 func (w *PointSettlementWorker) settle(ctx context.Context, job *river.Job[PointSettlementArgs], out *SettlementOutput) error {
 	a := job.Args
 	client := river.ClientFromContext[pgx.Tx](ctx)
-	if client == nil {
-		return errors.New("point_settlement: no river client in context")
-	}
 	return w.deps.Store.InTx(ctx, func(tx pgx.Tx) error {
 		if err := w.checkRecord(ctx, tx, job, out); err != nil {
 			return err

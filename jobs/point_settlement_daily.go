@@ -79,9 +79,6 @@ func (w *PointSettlementDailyWorker) Work(ctx context.Context, job *river.Job[Po
 		return river.JobCancel(fmt.Errorf("point_settlement_daily: %w", err))
 	}
 	client := river.ClientFromContext[pgx.Tx](ctx)
-	if client == nil {
-		return errors.New("point_settlement_daily: no river client in context")
-	}
 	out, err := CatchUpSettlements(ctx, client, w.deps.Store, d)
 	if rerr := river.RecordOutput(ctx, out); rerr != nil && err == nil {
 		err = rerr

@@ -9,6 +9,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/tidemark/tidemark/internal/testbin"
+	"github.com/tidemark/tidemark/internal/testkit"
 	"github.com/tidemark/tidemark/jobs"
 )
 
@@ -41,20 +42,17 @@ func TestSettlementWorkerKilledMidStepResumes(t *testing.T) {
 	dbURL := b.pool.Config().ConnString()
 	env := []string{"DATABASE_URL=" + dbURL, "PERIODIC_JOBS=false", "TIDEMARK_QUEUES=default=2"}
 	worker := testbin.StartWorker(t, env...)
-	deadline := time.Now().Add(60 * time.Second)
-	for b.count(t, `SELECT count(*) FROM daily_batch WHERE run_date = $1::date`, date) < 100 {
-		require.True(t, time.Now().Before(deadline), "no chunk committed within 60s")
-		time.Sleep(5 * time.Millisecond)
-	}
+	testkit.WaitFor(t, 60*time.Second, "100 rows collected by committed chunks", func() (bool, error) {
+		return b.count(t, `SELECT count(*) FROM daily_batch WHERE run_date = $1::date`, date) >= 100, nil
+	})
 	worker.Kill()
 	killedAt := time.Now()
 	// A COMMIT the worker sent just before dying may still be executing in
 	// its backend; wait until none of its backends is busy.
-	for b.count(t, `SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()
-		AND pid <> pg_backend_pid() AND backend_type = 'client backend' AND state IN ('active', 'idle in transaction')`) > 0 {
-		require.True(t, time.Now().Before(deadline), "the killed worker's backends are still busy")
-		time.Sleep(5 * time.Millisecond)
-	}
+	testkit.WaitFor(t, 60*time.Second, "the killed worker's backends idle", func() (bool, error) {
+		return b.count(t, `SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()
+			AND pid <> pg_backend_pid() AND backend_type = 'client backend' AND state IN ('active', 'idle in transaction')`) == 0, nil
+	})
 
 	var before int64
 	var state string

@@ -5,33 +5,25 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"log/slog"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/riverdriver/riverpgxv5"
+	"github.com/riverqueue/river/rivertest"
 	"github.com/riverqueue/river/rivertype"
 	"github.com/stretchr/testify/require"
 
 	"github.com/tidemark/tidemark/calendar"
-	"github.com/tidemark/tidemark/internal/testdb"
+	"github.com/tidemark/tidemark/internal/testkit"
 	"github.com/tidemark/tidemark/jobs"
 	"github.com/tidemark/tidemark/store"
 )
 
-var kst = mustLoad("Asia/Seoul")
-
-func mustLoad(name string) *time.Location {
-	tz, err := time.LoadLocation(name)
-	if err != nil {
-		panic(err)
-	}
-	return tz
-}
+var kst = testkit.TZ()
 
 type settleBundle struct {
 	pool   *pgxpool.Pool
@@ -49,9 +41,9 @@ type settleOpts struct {
 func setup(t *testing.T, o settleOpts) *settleBundle {
 	t.Helper()
 	ctx := context.Background()
-	pool, _ := testdb.Pool(t)
+	pool, _ := testkit.Pool(t)
 	st := store.New(pool)
-	deps := jobs.Deps{Store: st, TZ: kst, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	deps := jobs.Deps{Store: st, TZ: kst, Logger: testkit.Logger(t)}
 	cfg := &river.Config{Logger: deps.Logger, MaxAttempts: 5, TestOnly: true,
 		FetchCooldown: 10 * time.Millisecond, FetchPollInterval: 50 * time.Millisecond}
 	if !o.noStart {
@@ -109,16 +101,19 @@ func (b *settleBundle) waitFinal(t *testing.T, id int64) *rivertype.JobRow {
 
 func (b *settleBundle) waitFinalWithin(t *testing.T, id int64, timeout time.Duration) *rivertype.JobRow {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		job, err := b.client.JobGet(context.Background(), id)
-		require.NoError(t, err)
-		if job.FinalizedAt != nil {
-			return job
+	var job *rivertype.JobRow
+	testkit.WaitFor(t, timeout, fmt.Sprintf("job %d finalized", id), func() (bool, error) {
+		var err error
+		job, err = b.client.JobGet(context.Background(), id)
+		if err != nil {
+			return false, err
 		}
-		require.True(t, time.Now().Before(deadline), "job %d still %s after %s: %v", id, job.State, timeout, job.Errors)
-		time.Sleep(30 * time.Millisecond)
-	}
+		if job.FinalizedAt == nil {
+			return false, fmt.Errorf("still %s: %v", job.State, job.Errors)
+		}
+		return true, nil
+	})
+	return job
 }
 
 func output(t *testing.T, job *rivertype.JobRow) jobs.SettlementOutput {
@@ -233,11 +228,9 @@ func TestSettlementMissedDaysCaughtUpOnceEach(t *testing.T) {
 	require.NoError(t, err)
 	b.waitFinal(t, res.Job.ID)
 	// The chain runs the missed days oldest first; wait for the last one.
-	deadline := time.Now().Add(60 * time.Second)
-	for b.count(t, `SELECT count(*) FROM point_daily_settlement WHERE run_date = '2026-03-10'`) == 0 {
-		require.True(t, time.Now().Before(deadline), "2026-03-10 not settled")
-		time.Sleep(50 * time.Millisecond)
-	}
+	testkit.WaitFor(t, 60*time.Second, "2026-03-10 settled", func() (bool, error) {
+		return b.count(t, `SELECT count(*) FROM point_daily_settlement WHERE run_date = '2026-03-10'`) > 0, nil
+	})
 	for _, id := range b.ids(t, `SELECT id FROM river_job WHERE kind = 'point_settlement'`) {
 		require.Equal(t, rivertype.JobStateCompleted, b.waitFinal(t, id).State)
 	}
@@ -485,16 +478,18 @@ func TestSettlementRefusesDuplicateAndConcurrentRuns(t *testing.T) {
 
 	t.Run("Running", func(t *testing.T) {
 		t.Parallel()
-		release := make(chan struct{})
+		chunked, release := make(chan struct{}), make(chan struct{})
 		var once sync.Once
-		b := setup(t, settleOpts{afterChunk: func(ctx context.Context, _ jobs.SettlementCursor) { once.Do(func() { <-release }) }})
+		b := setup(t, settleOpts{afterChunk: func(ctx context.Context, _ jobs.SettlementCursor) {
+			once.Do(func() { close(chunked); <-release })
+		}})
 		b.ledger(t, entry(1, "EARN", 10, "2026-03-09 10:00"), entry(1, "EARN", 10, "2026-03-09 10:00"))
 		job, err := jobs.EnqueueSettlement(ctx, b.client, b.st, "2026-03-10", jobs.SettlementRunOpts{CommitInterval: 1})
 		require.NoError(t, err)
-		deadline := time.Now().Add(30 * time.Second)
-		for b.count(t, `SELECT count(*) FROM daily_batch`) == 0 {
-			require.True(t, time.Now().Before(deadline))
-			time.Sleep(20 * time.Millisecond)
+		select {
+		case <-chunked: // the run is running, its first chunk committed
+		case <-time.After(30 * time.Second):
+			require.FailNow(t, "the run committed no chunk within 30s")
 		}
 		for _, rerun := range []bool{false, true} {
 			_, err = jobs.EnqueueSettlement(ctx, b.client, b.st, "2026-03-10", jobs.SettlementRunOpts{Rerun: rerun})
@@ -649,4 +644,68 @@ func TestSettlementRecordThatDoesNotAddUpFailsTheRun(t *testing.T) {
 		"point_settlement 2026-03-10 run 1: run record does not add up: read 5, written 5, skipped 0, not ready 0; daily_batch holds 6 of its rows")
 	_, err := b.st.GetSettlement(context.Background(), "2026-03-10")
 	require.ErrorIs(t, err, store.ErrNotFound, "the date must not be settled")
+}
+
+// The settlement worker on its own, through rivertest, for the runs it must
+// refuse before it writes anything. A run that collects or settles commits its
+// cursor and its completion in transactions of its own, which need the job row
+// committed and unlocked; rivertest holds it in the test's transaction, so
+// those runs are tested above with a River client.
+func TestPointSettlementWorker(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+
+	type testBundle struct {
+		store *store.Store
+		tx    pgx.Tx
+	}
+
+	setup := func(t *testing.T) (*rivertest.Worker[jobs.PointSettlementArgs, pgx.Tx], *testBundle) {
+		t.Helper()
+		pool, _ := testkit.Pool(t)
+		deps := jobs.Deps{Store: store.New(pool), TZ: testkit.TZ(), Logger: testkit.Logger(t)}
+		tx, err := pool.Begin(ctx)
+		require.NoError(t, err)
+		t.Cleanup(func() { _ = tx.Rollback(ctx) })
+		w := rivertest.NewWorker(t, riverpgxv5.New(pool), &river.Config{Logger: deps.Logger}, jobs.NewPointSettlementWorker(deps))
+		return w, &testBundle{store: deps.Store, tx: tx}
+	}
+
+	t.Run("InvalidArgsCancel", func(t *testing.T) {
+		t.Parallel()
+		w, b := setup(t)
+		for _, args := range []jobs.PointSettlementArgs{
+			{RunDate: "2026-03-10", Run: 0},
+			{RunDate: "2026-3-10", Run: 1},
+			{RunDate: "2026-03-10", Run: 1, Until: "tomorrow"},
+			{RunDate: "2026-03-10", Run: 1, CommitInterval: jobs.MaxCommitInterval + 1},
+		} {
+			res, err := w.Work(ctx, t, b.tx, args, nil)
+			require.NoError(t, err)
+			require.Equal(t, river.EventKindJobCancelled, res.EventKind, "%+v", args)
+			require.Contains(t, res.Job.Errors[0].Error, "point_settlement: invalid args")
+		}
+	})
+
+	// A skip over the limit in the first chunk fails the run for good: no
+	// retry can fix the data. The chunk rolls back, so every row stays due for
+	// the run that follows the fix, and the record counts the rollback.
+	t.Run("SkipLimitCancelsAndLeavesRowsDue", func(t *testing.T) {
+		t.Parallel()
+		w, b := setup(t)
+		ids, err := b.store.InsertLedger(ctx, []store.LedgerEntry{
+			{MemberID: 2, Kind: "USE", Amount: 5, OccurredAt: time.Date(2026, 3, 9, 9, 0, 0, 0, testkit.TZ())},
+		}, testkit.TZ())
+		require.NoError(t, err)
+		limit := 0
+
+		res, err := w.Work(ctx, t, b.tx, jobs.PointSettlementArgs{RunDate: "2026-03-10", Run: 1, SkipLimit: &limit}, nil)
+		require.NoError(t, err)
+		require.Equal(t, river.EventKindJobCancelled, res.EventKind)
+		require.Contains(t, res.Job.Errors[0].Error, fmt.Sprintf("skip limit exceeded: row %d is skip 1, limit 0", ids[0]))
+		require.Equal(t, jobs.SettlementCounts{Rollbacks: 1}, output(t, res.Job).SettlementCounts)
+		rows, err := b.store.GetLedgerRows(ctx, ids)
+		require.NoError(t, err)
+		require.Nil(t, rows[0].ProcessedOn, "still due")
+	})
 }

@@ -69,6 +69,11 @@ func PeriodicJobs(deps Deps) ([]*river.PeriodicJob, error) {
 		river.NewPeriodicJob(river.PeriodicInterval(VerifyPeriod), func() (river.JobArgs, *river.InsertOpts) {
 			return TherapyStatsVerifyArgs{}, nil
 		}, &river.PeriodicJobOpts{ID: "therapy_stats_verify"}),
+		// Hourly: compare order_request with the partner's orders and mark
+		// APPLIED the SENDING rows whose order exists; the rest is reported.
+		river.NewPeriodicJob(river.PeriodicInterval(OrderReconcilePeriod), func() (river.JobArgs, *river.InsertOpts) {
+			return OrderReconcileArgs{}, nil
+		}, &river.PeriodicJobOpts{ID: "order_reconcile"}),
 	}, nil
 }
 

@@ -7,14 +7,16 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/tidemark/tidemark/calendar"
+	"github.com/tidemark/tidemark/config"
+	"github.com/tidemark/tidemark/internal/testkit"
+	"github.com/tidemark/tidemark/store"
 )
 
 // The daily schedule fires at 00:00 in BATCH_TZ, and that run's business
 // date aggregates the month that just ended.
 func TestDailyScheduleIsMidnightInBatchTZ(t *testing.T) {
 	t.Parallel()
-	seoul, err := time.LoadLocation("Asia/Seoul")
-	require.NoError(t, err)
+	seoul := testkit.TZ()
 	sched, err := dailyAt("0 0 * * *", seoul)
 	require.NoError(t, err)
 
@@ -29,4 +31,21 @@ func TestDailyScheduleIsMidnightInBatchTZ(t *testing.T) {
 	periodic, err := PeriodicJobs(Deps{TZ: seoul})
 	require.NoError(t, err)
 	require.NotEmpty(t, periodic)
+}
+
+// A worker's client schedules every periodic kind under its ID: the orders'
+// reconciliation with the coupons' and the statistics'.
+func TestPeriodicJobsListEveryScheduledKind(t *testing.T) {
+	t.Parallel()
+	pool, _ := testkit.Pool(t)
+	deps := Deps{Store: store.New(pool), TZ: testkit.TZ(), Logger: testkit.Logger(t)}
+	client, err := NewClient(pool, ClientConfig{Queues: map[string]int{config.QueueDefault: 1}, Periodic: true,
+		Retention: 24 * time.Hour, RescueAfter: time.Minute}, deps)
+	require.NoError(t, err)
+	for _, id := range []string{"therapy_daily", "point_settlement_daily", "coupon_reconcile_all", "therapy_stats_verify", "order_reconcile"} {
+		require.True(t, client.PeriodicJobs().RemoveByID(id), "periodic job %s", id)
+	}
+	periodic, err := PeriodicJobs(deps)
+	require.NoError(t, err)
+	require.Len(t, periodic, 5, "and nothing else")
 }

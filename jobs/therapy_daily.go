@@ -2,7 +2,6 @@ package jobs
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
@@ -80,9 +79,6 @@ func (w *TherapyDailyWorker) Work(ctx context.Context, job *river.Job[TherapyDai
 		return err
 	}
 	client := river.ClientFromContext[pgx.Tx](ctx)
-	if client == nil {
-		return errors.New("therapy_daily: no river client in context")
-	}
 	// The run on the first day of this date's month finalised the month
 	// before it. If no worker ran that day, no later run would look at that
 	// month again: enqueue the missed run (unique per date, so a no-op when it

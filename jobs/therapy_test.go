@@ -2,8 +2,8 @@ package jobs_test
 
 import (
 	"context"
-	"io"
-	"log/slog"
+	"fmt"
+	"slices"
 	"testing"
 	"time"
 
@@ -11,18 +11,12 @@ import (
 	"github.com/riverqueue/river"
 	"github.com/stretchr/testify/require"
 
-	"github.com/tidemark/tidemark/internal/testdb"
+	"github.com/tidemark/tidemark/internal/testkit"
 	"github.com/tidemark/tidemark/jobs"
 	"github.com/tidemark/tidemark/store"
 )
 
-var seoul = func() *time.Location {
-	l, err := time.LoadLocation("Asia/Seoul")
-	if err != nil {
-		panic(err)
-	}
-	return l
-}()
+var seoul = testkit.TZ()
 
 func kstAt(y int, m time.Month, d, hh, mm int) time.Time {
 	return time.Date(y, m, d, hh, mm, 0, 0, seoul)
@@ -40,7 +34,7 @@ type testBundle struct {
 func setupTherapy(t *testing.T) *testBundle {
 	t.Helper()
 	ctx := context.Background()
-	pool, _ := testdb.Pool(t)
+	pool, _ := testkit.Pool(t)
 	st := store.New(pool)
 	client, err := jobs.NewClient(pool, jobs.ClientConfig{
 		Queues:            map[string]int{"default": 5, "therapy": 20},
@@ -48,7 +42,7 @@ func setupTherapy(t *testing.T) *testBundle {
 		RescueAfter:       90 * time.Second,
 		FetchCooldown:     10 * time.Millisecond,
 		FetchPollInterval: 50 * time.Millisecond,
-	}, jobs.Deps{Store: st, TZ: seoul, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	}, jobs.Deps{Store: st, TZ: seoul, Logger: testkit.Logger(t)})
 	require.NoError(t, err)
 	require.NoError(t, client.Start(ctx))
 	t.Cleanup(func() {
@@ -77,26 +71,25 @@ func (b *testBundle) users(t *testing.T, first, last int64, at time.Time) {
 func (b *testBundle) waitJob(t *testing.T, id int64, states ...string) string {
 	t.Helper()
 	var state string
-	require.Eventually(t, func() bool {
-		require.NoError(t, b.pool.QueryRow(b.ctx, `SELECT state::text FROM river_job WHERE id = $1`, id).Scan(&state))
-		for _, s := range states {
-			if s == state {
-				return true
-			}
+	testkit.WaitFor(t, 30*time.Second, fmt.Sprintf("job %d %v", id, states), func() (bool, error) {
+		if err := b.pool.QueryRow(b.ctx, `SELECT state::text FROM river_job WHERE id = $1`, id).Scan(&state); err != nil {
+			return false, err
 		}
-		return false
-	}, 30*time.Second, 20*time.Millisecond, "job %d never reached %v (last %s)", id, states, state)
+		if !slices.Contains(states, state) {
+			return false, fmt.Errorf("job %d is %s", id, state)
+		}
+		return true, nil
+	})
 	return state
 }
 
 // waitIdle polls until no job is outstanding (what `enqueue wait` waits for).
 func (b *testBundle) waitIdle(t *testing.T) {
 	t.Helper()
-	require.Eventually(t, func() bool {
+	testkit.WaitFor(t, 60*time.Second, "no job outstanding", func() (bool, error) {
 		n, err := b.store.OutstandingJobs(b.ctx)
-		require.NoError(t, err)
-		return n == 0
-	}, 60*time.Second, 20*time.Millisecond)
+		return n == 0, err
+	})
 }
 
 func (b *testBundle) statusCounts(t *testing.T) map[string]int {
@@ -197,11 +190,11 @@ func TestTherapyStatsOneUserFailsOthersSucceedThenRetrySucceeds(t *testing.T) {
 	// User 42's job fails and waits for its retry (River's backoff: ~1 s for
 	// the first; River keeps such a short retry `available` with a future
 	// scheduled_at). Its cause goes away before then, as a transient fault would.
-	require.Eventually(t, func() bool {
+	testkit.WaitFor(t, 30*time.Second, "user 42's first attempt failed", func() (bool, error) {
 		var errs int
-		require.NoError(t, b.pool.QueryRow(b.ctx, `SELECT coalesce(array_length(errors, 1), 0) FROM river_job WHERE id = $1`, id42).Scan(&errs))
-		return errs == 1
-	}, 30*time.Second, 5*time.Millisecond)
+		err := b.pool.QueryRow(b.ctx, `SELECT coalesce(array_length(errors, 1), 0) FROM river_job WHERE id = $1`, id42).Scan(&errs)
+		return errs == 1, err
+	})
 	_, err = b.store.GetTherapyStatistics(b.ctx, 42, 2026, 11)
 	require.ErrorIs(t, err, store.ErrNotFound)
 	var lastError string

@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"regexp"
 	"strings"
 
 	"github.com/golang-migrate/migrate/v4"
@@ -77,11 +78,20 @@ func open(databaseURL string) (*migrate.Migrate, error) {
 	return m, nil
 }
 
+// dsnPassword is the password of a keyword/value connection string
+// ("host=db password=secret" or password='se cret').
+var dsnPassword = regexp.MustCompile(`(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)`)
+
+// redact hides the password in s, a database URL or a keyword/value
+// connection string, for an error message.
 func redact(s string) string {
-	if i := strings.Index(s, "@"); i > 0 {
-		if j := strings.Index(s, "://"); j >= 0 && j < i {
-			return s[:j+3] + "…" + s[i:]
-		}
+	if u, err := url.Parse(s); err == nil && u.Scheme != "" {
+		return u.Redacted()
 	}
-	return s
+	// A URL too malformed to parse: hide everything between the scheme and
+	// the host.
+	if j, i := strings.Index(s, "://"), strings.LastIndex(s, "@"); j >= 0 && i > j {
+		return s[:j+3] + "…" + s[i:]
+	}
+	return dsnPassword.ReplaceAllString(s, "${1}xxxxx")
 }

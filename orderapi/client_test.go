@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -16,7 +15,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/tidemark/tidemark/internal/testdb"
+	"github.com/tidemark/tidemark/internal/testkit"
 	"github.com/tidemark/tidemark/orderapi"
 	"github.com/tidemark/tidemark/thirdparty"
 )
@@ -24,8 +23,8 @@ import (
 // setup runs the simulated partner in-process with faults.
 func setup(t *testing.T, faults thirdparty.Faults) (*orderapi.Client, string) {
 	t.Helper()
-	pool, _ := testdb.Pool(t)
-	srv, err := thirdparty.New(context.Background(), pool, faults, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	pool, _ := testkit.Pool(t)
+	srv, err := thirdparty.New(context.Background(), pool, faults, testkit.Logger(t))
 	require.NoError(t, err)
 	hs := httptest.NewServer(srv.Handler())
 	t.Cleanup(func() { srv.Close(); hs.Close() })

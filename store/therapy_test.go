@@ -8,19 +8,11 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/tidemark/tidemark/internal/testdb"
+	"github.com/tidemark/tidemark/internal/testkit"
 	"github.com/tidemark/tidemark/store"
 )
 
-var seoul = mustLoad("Asia/Seoul")
-
-func mustLoad(name string) *time.Location {
-	l, err := time.LoadLocation(name)
-	if err != nil {
-		panic(err)
-	}
-	return l
-}
+var seoul = testkit.TZ()
 
 type testBundle struct {
 	ctx   context.Context
@@ -29,7 +21,7 @@ type testBundle struct {
 
 func setup(t *testing.T) *testBundle {
 	t.Helper()
-	pool, _ := testdb.Pool(t)
+	pool, _ := testkit.Pool(t)
 	return &testBundle{ctx: context.Background(), store: store.New(pool)}
 }
 
@@ -242,12 +234,12 @@ func TestAggregateTherapySnapshotAfterLock(t *testing.T) {
 	go func() {
 		done <- b.store.AggregateTherapy(b.ctx, []store.TherapyKey{store.NewTherapyKey(1, 2026, 11, seoul)}, seoul)
 	}()
-	require.Eventually(t, func() bool {
+	testkit.WaitFor(t, 10*time.Second, "the aggregation waiting for the key's lock", func() (bool, error) {
 		var waiting bool
-		require.NoError(t, b.store.Pool.QueryRow(b.ctx, `
-			SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND NOT granted)`).Scan(&waiting))
-		return waiting
-	}, 10*time.Second, 5*time.Millisecond, "the aggregation waits for the key's lock")
+		err := b.store.Pool.QueryRow(b.ctx, `
+			SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND NOT granted)`).Scan(&waiting)
+		return waiting, err
+	})
 
 	b.perform(t, 1, kst(2026, 11, 4, 10, 0), 60, true) // committed while it waits
 	require.NoError(t, holder.Commit(b.ctx))

@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/tidemark/tidemark/internal/testbin"
+	"github.com/tidemark/tidemark/internal/testkit"
 	"github.com/tidemark/tidemark/internal/testredis"
 	"github.com/tidemark/tidemark/jobs"
 	"github.com/tidemark/tidemark/store"
@@ -63,17 +64,18 @@ func TestExchangeSurvivesSIGKILL(t *testing.T) {
 		require.NoError(t, json.Unmarshal(raw, &c))
 		return c, state
 	}
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	testkit.WaitFor(t, 30*time.Second, "step 2's cursor at 1,500 members", func() (bool, error) {
 		c, state := readCursor()
 		require.NotEqual(t, "completed", state, "finished before it could be killed")
-		if c.Exchanged >= 1500 {
-			break
-		}
-		require.False(t, time.Now().After(deadline), "step 2 made no progress")
-		time.Sleep(5 * time.Millisecond)
-	}
-	time.Sleep(100 * time.Millisecond) // let it block on the lock (not needed for correctness)
+		return c.Exchanged >= 1500, nil
+	})
+	// Kill it while chunk 151 waits for member 1501's row lock.
+	testkit.WaitFor(t, 30*time.Second, "the worker waiting for the row lock", func() (bool, error) {
+		var waiting bool
+		err := b.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_stat_activity
+			WHERE datname = current_database() AND wait_event_type = 'Lock')`).Scan(&waiting)
+		return waiting, err
+	})
 	w1.Kill()
 	require.NoError(t, blocker.Rollback(ctx))
 
@@ -88,14 +90,10 @@ func TestExchangeSurvivesSIGKILL(t *testing.T) {
 
 	killedAt := time.Now()
 	testbin.StartWorker(t, env...)
-	deadline = time.Now().Add(150 * time.Second)
-	for {
-		if _, state := readCursor(); state == "completed" {
-			break
-		}
-		require.False(t, time.Now().After(deadline), "exchange did not complete after restart")
-		time.Sleep(50 * time.Millisecond)
-	}
+	testkit.WaitFor(t, 150*time.Second, "the exchange completed after the restart", func() (bool, error) {
+		_, state := readCursor()
+		return state == "completed", nil
+	})
 	t.Logf("rescued and completed %s after the SIGKILL", time.Since(killedAt).Round(time.Second))
 	var rescueErr string
 	require.NoError(t, b.pool.QueryRow(ctx, `SELECT errors[1]->>'error' FROM river_job WHERE id = $1`, jobID).Scan(&rescueErr))

@@ -6,8 +6,6 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
-	"io"
-	"log/slog"
 	"strconv"
 	"strings"
 	"testing"
@@ -18,7 +16,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/tidemark/tidemark/coupongate"
-	"github.com/tidemark/tidemark/internal/testdb"
+	"github.com/tidemark/tidemark/internal/testkit"
 	"github.com/tidemark/tidemark/internal/testredis"
 	"github.com/tidemark/tidemark/jobs"
 	"github.com/tidemark/tidemark/store"
@@ -34,7 +32,7 @@ type couponCLI struct {
 
 func setupCouponCLI(t *testing.T) *couponCLI {
 	t.Helper()
-	pool, dbURL := testdb.Pool(t)
+	pool, dbURL := testkit.Pool(t)
 	rdb := testredis.Client(t)
 	return &couponCLI{pool: pool, dbURL: dbURL, store: store.New(pool), rdb: rdb, gate: coupongate.New(rdb, "")}
 }
@@ -65,8 +63,8 @@ func (b *couponCLI) count(t *testing.T, sql string, args ...any) int {
 	return n
 }
 
-func (b *couponCLI) deps() jobs.Deps {
-	return jobs.Deps{Store: b.store, TZ: time.UTC, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Gate: b.gate}
+func (b *couponCLI) deps(t *testing.T) jobs.Deps {
+	return jobs.Deps{Store: b.store, TZ: time.UTC, Logger: testkit.Logger(t), Gate: b.gate}
 }
 
 func TestCouponCreateAndBadInput(t *testing.T) {
@@ -139,7 +137,7 @@ func TestLoadRedisRestoresAfterLoss(t *testing.T) {
 	// Member 5 is in flight: seat taken, job not run yet.
 	_, err = b.gate.Issue(ctx, code, 5)
 	require.NoError(t, err)
-	client, err := jobs.NewClient(b.pool, jobs.ClientConfig{}, b.deps())
+	client, err := jobs.NewClient(b.pool, jobs.ClientConfig{}, b.deps(t))
 	require.NoError(t, err)
 	_, err = client.Insert(ctx, jobs.CouponIssuePersistArgs{CouponCode: code, MemberID: 5}, nil)
 	require.NoError(t, err)
@@ -251,15 +249,13 @@ func TestCouponExchangeCommand(t *testing.T) {
 	require.Contains(t, stderr, "already available")
 
 	client, err := jobs.NewClient(b.pool, jobs.ClientConfig{Queues: map[string]int{"default": 2}, Retention: 24 * time.Hour,
-		RescueAfter: 90 * time.Second, FetchCooldown: 20 * time.Millisecond, FetchPollInterval: 50 * time.Millisecond}, b.deps())
+		RescueAfter: 90 * time.Second, FetchCooldown: 20 * time.Millisecond, FetchPollInterval: 50 * time.Millisecond}, b.deps(t))
 	require.NoError(t, err)
 	require.NoError(t, client.Start(ctx))
 	t.Cleanup(func() { _ = client.Stop(context.Background()) })
-	deadline := time.Now().Add(20 * time.Second)
-	for b.count(t, `SELECT count(*) FROM river_job WHERE kind = 'coupon_exchange' AND state = 'completed'`) == 0 {
-		require.False(t, time.Now().After(deadline), "exchange did not complete")
-		time.Sleep(50 * time.Millisecond)
-	}
+	testkit.WaitFor(t, 20*time.Second, "the exchange completed", func() (bool, error) {
+		return b.count(t, `SELECT count(*) FROM river_job WHERE kind = 'coupon_exchange' AND state = 'completed'`) > 0, nil
+	})
 	require.Equal(t, 10, b.count(t, `SELECT count(*) FROM coupon_notification`))
 
 	// The same identifying parameters after a completed run: refused, nothing

@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"io"
-	"log/slog"
 	"strings"
 	"sync"
 	"testing"
@@ -14,7 +12,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
 
-	"github.com/tidemark/tidemark/internal/testdb"
+	"github.com/tidemark/tidemark/internal/testkit"
 	"github.com/tidemark/tidemark/jobs"
 	"github.com/tidemark/tidemark/store"
 )
@@ -28,10 +26,8 @@ type cliBundle struct {
 
 func setupCLI(t *testing.T) *cliBundle {
 	t.Helper()
-	pool, dbURL := testdb.Pool(t)
-	tz, err := time.LoadLocation("Asia/Seoul")
-	require.NoError(t, err)
-	return &cliBundle{pool: pool, dbURL: dbURL, st: store.New(pool), tz: tz}
+	pool, dbURL := testkit.Pool(t)
+	return &cliBundle{pool: pool, dbURL: dbURL, st: store.New(pool), tz: testkit.TZ()}
 }
 
 // enqueue runs the CLI in-process, as the binary's main does.
@@ -67,7 +63,7 @@ func (b *cliBundle) ledgerState(t *testing.T) string {
 // startWorker works jobs on the test database until the test ends.
 func (b *cliBundle) startWorker(t *testing.T) *jobs.Client {
 	t.Helper()
-	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	logger := testkit.Logger(t)
 	client, err := jobs.NewClient(b.pool, jobs.ClientConfig{Queues: map[string]int{"default": 2}, Retention: 24 * time.Hour,
 		RescueAfter: 90 * time.Second, FetchCooldown: 10 * time.Millisecond, FetchPollInterval: 50 * time.Millisecond},
 		jobs.Deps{Store: b.st, TZ: b.tz, Logger: logger})
@@ -83,16 +79,14 @@ func (b *cliBundle) startWorker(t *testing.T) *jobs.Client {
 
 func (b *cliBundle) waitState(t *testing.T, id int64, want string) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	testkit.WaitFor(t, 30*time.Second, fmt.Sprintf("job %d %s", id, want), func() (bool, error) {
 		var state string
-		require.NoError(t, b.pool.QueryRow(context.Background(), `SELECT state::text FROM river_job WHERE id = $1`, id).Scan(&state))
-		if state == want {
-			return
+		err := b.pool.QueryRow(context.Background(), `SELECT state::text FROM river_job WHERE id = $1`, id).Scan(&state)
+		if err == nil && state != want {
+			err = fmt.Errorf("job %d is %s", id, state)
 		}
-		require.True(t, time.Now().Before(deadline), "job %d is %s, want %s", id, state, want)
-		time.Sleep(30 * time.Millisecond)
-	}
+		return state == want, err
+	})
 }
 
 func jobIDFrom(t *testing.T, stdout string) int64 {

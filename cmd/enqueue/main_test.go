@@ -9,7 +9,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/tidemark/tidemark/internal/testbin"
-	"github.com/tidemark/tidemark/internal/testdb"
+	"github.com/tidemark/tidemark/internal/testkit"
 )
 
 type testBundle struct {
@@ -21,7 +21,7 @@ type testBundle struct {
 
 func setup(t *testing.T) *testBundle {
 	t.Helper()
-	pool, url := testdb.Pool(t)
+	pool, url := testkit.Pool(t)
 	ctx := context.Background()
 	_, err := pool.Exec(ctx, `INSERT INTO therapy_user (id, status) VALUES (1, 'ACTIVE'), (2, 'ACTIVE'), (3, 'INACTIVE')`)
 	require.NoError(t, err)

@@ -11,7 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/tidemark/tidemark/internal/testbin"
-	"github.com/tidemark/tidemark/internal/testdb"
+	"github.com/tidemark/tidemark/internal/testkit"
 	"github.com/tidemark/tidemark/store"
 )
 
@@ -61,7 +61,7 @@ func TestParseOrderCSV_BadFiles(t *testing.T) {
 // its job.
 func TestOrdersCommand(t *testing.T) {
 	t.Parallel()
-	pool, dbURL := testdb.Pool(t)
+	pool, dbURL := testkit.Pool(t)
 	bin := testbin.Build(t, "enqueue")
 	dir := t.TempDir()
 	env := []string{"DATABASE_URL=" + dbURL}

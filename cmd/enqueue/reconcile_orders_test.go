@@ -10,7 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/tidemark/tidemark/internal/testbin"
-	"github.com/tidemark/tidemark/internal/testdb"
+	"github.com/tidemark/tidemark/internal/testkit"
 )
 
 // A SENDING row whose order reached the third party (its attempt's outcome
@@ -19,7 +19,7 @@ import (
 func TestReconcileOrdersRepairsLostOutcome(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	pool, url := testdb.Pool(t)
+	pool, url := testkit.Pool(t)
 	_, apiURL := testbin.StartThirdParty(t, url)
 
 	resp, err := http.Post(apiURL+"/orders", "application/json",

@@ -11,27 +11,27 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/tidemark/tidemark/internal/testbin"
-	"github.com/tidemark/tidemark/internal/testdb"
+	"github.com/tidemark/tidemark/internal/testkit"
 )
 
 // emptyDB creates a database with no schema at all, dropped after the test.
 func emptyDB(t *testing.T) string {
 	t.Helper()
 	ctx := context.Background()
-	c, err := pgx.Connect(ctx, testdb.AdminURL())
+	c, err := pgx.Connect(ctx, testkit.AdminURL())
 	require.NoError(t, err)
 	defer c.Close(ctx)
 	name := fmt.Sprintf("tm_test_empty_%d", time.Now().UnixNano())
 	_, err = c.Exec(ctx, "CREATE DATABASE "+name)
 	require.NoError(t, err)
 	t.Cleanup(func() {
-		c, err := pgx.Connect(ctx, testdb.AdminURL())
+		c, err := pgx.Connect(ctx, testkit.AdminURL())
 		if err == nil {
 			_, _ = c.Exec(ctx, "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)")
 			c.Close(ctx)
 		}
 	})
-	return testdb.WithDatabase(testdb.AdminURL(), name)
+	return testkit.WithDatabase(testkit.AdminURL(), name)
 }
 
 func TestMigrateEmptyDatabaseThenNoOp(t *testing.T) {
@@ -63,7 +63,7 @@ func TestMigrateEmptyDatabaseThenNoOp(t *testing.T) {
 
 func TestWorkerStopsGracefullyOnSIGTERM(t *testing.T) {
 	t.Parallel()
-	url := testdb.New(t)
+	url := testkit.DatabaseURL(t)
 	w := testbin.StartWorker(t, "DATABASE_URL="+url, "PERIODIC_JOBS=false")
 	resp, err := http.Get("http://" + w.Addr + "/healthz")
 	require.NoError(t, err)
@@ -78,7 +78,7 @@ func TestWorkerStopsGracefullyOnSIGTERM(t *testing.T) {
 // error) and both processes doing part of the work.
 func TestTwoWorkersAggregateConcurrently(t *testing.T) {
 	t.Parallel()
-	url := testdb.New(t)
+	url := testkit.DatabaseURL(t)
 	ctx := context.Background()
 	pool, err := pgx.Connect(ctx, url)
 	require.NoError(t, err)
@@ -137,7 +137,7 @@ func TestTwoWorkersAggregateConcurrently(t *testing.T) {
 // River's own rescuer against the real binaries.
 func TestSIGKILLedWorkersJobIsRescuedAndCompleted(t *testing.T) {
 	t.Parallel()
-	url := testdb.New(t)
+	url := testkit.DatabaseURL(t)
 	ctx := context.Background()
 	conn, err := pgx.Connect(ctx, url)
 	require.NoError(t, err)
@@ -166,12 +166,12 @@ func TestSIGKILLedWorkersJobIsRescuedAndCompleted(t *testing.T) {
 		require.NoError(t, other.QueryRow(ctx, `SELECT state::text, attempt FROM river_job WHERE kind = 'therapy_stats'`).Scan(&s, &attempt))
 		return s, attempt
 	}
-	require.Eventually(t, func() bool {
+	testkit.WaitFor(t, 30*time.Second, "the job running and waiting for the lock", func() (bool, error) {
 		var waiting bool
 		require.NoError(t, other.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND NOT granted)`).Scan(&waiting))
 		s, _ := state()
-		return waiting && s == "running"
-	}, 30*time.Second, 20*time.Millisecond, "the job runs and waits for the lock")
+		return waiting && s == "running", nil
+	})
 
 	killedAt := time.Now()
 	first.Kill()
@@ -180,7 +180,7 @@ func TestSIGKILLedWorkersJobIsRescuedAndCompleted(t *testing.T) {
 	require.Equal(t, "running", s, "nothing hands the job back at once")
 
 	second := testbin.StartWorker(t, env...)
-	require.Eventually(t, func() bool { s, _ := state(); return s == "completed" }, 3*time.Minute, 200*time.Millisecond)
+	testkit.WaitFor(t, 3*time.Minute, "the rescued job completed", func() (bool, error) { s, _ := state(); return s == "completed", nil })
 	rescuedIn := time.Since(killedAt)
 	t.Logf("rescued and completed %s after the SIGKILL", rescuedIn.Round(time.Second))
 	require.Less(t, rescuedIn, 150*time.Second, "within about two minutes")

@@ -17,6 +17,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/tidemark/tidemark/coupongate"
+	"github.com/tidemark/tidemark/internal/testkit"
 )
 
 // URL is the Redis tests use.
@@ -104,12 +105,11 @@ func (s *Server) Start() error {
 	opt, _ := redis.ParseURL(s.URL)
 	rdb := redis.NewClient(opt)
 	defer rdb.Close()
-	deadline := time.Now().Add(10 * time.Second)
-	for rdb.Ping(context.Background()).Err() != nil {
-		if time.Now().After(deadline) {
-			return fmt.Errorf("redis-server on port %d does not answer", s.port)
-		}
-		time.Sleep(10 * time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	err := testkit.Poll(ctx, 10*time.Millisecond, func() (bool, error) { return true, rdb.Ping(ctx).Err() })
+	if err != nil {
+		return fmt.Errorf("redis-server on port %d does not answer: %w", s.port, err)
 	}
 	return nil
 }

@@ -1,9 +1,4 @@
-// Package testdb gives each test its own Postgres database at the current
-// schema, cloned from a template database that is migrated once per schema
-// version. Tests run against real Postgres: the server named by
-// TEST_DATABASE_URL, else DATABASE_URL, else 127.0.0.1:5432 (scripts/services.sh
-// exports DATABASE_URL for `make test`).
-package testdb
+package testkit
 
 import (
 	"context"
@@ -41,49 +36,68 @@ var (
 	templateErr  error
 )
 
-// New creates an empty-of-data database at the current schema for this test,
-// drops it when the test ends, and returns its URL.
-func New(t testing.TB) string {
+// DatabaseURL creates an empty-of-data database at the current schema for
+// this test, drops it when the test ends, and returns its URL.
+func DatabaseURL(t testing.TB) string {
 	t.Helper()
+	dbURL, drop, err := NewDatabase()
+	if err != nil {
+		t.Fatalf("testkit: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := drop(); err != nil {
+			t.Logf("testkit: %v", err)
+		}
+	})
+	return dbURL
+}
+
+// NewDatabase is DatabaseURL for code that has no testing.TB (an Example):
+// the caller drops the database with drop.
+func NewDatabase() (dbURL string, drop func() error, err error) {
 	ctx := context.Background()
 	templateOnce.Do(func() { templateName, templateErr = ensureTemplate(ctx) })
 	if templateErr != nil {
-		t.Fatalf("testdb: template: %v", templateErr)
+		return "", nil, fmt.Errorf("template: %w", templateErr)
 	}
 	name := "tm_test_" + randomHex(6)
-	admin := connect(t, AdminURL())
+	admin, err := pgx.Connect(ctx, AdminURL())
+	if err != nil {
+		return "", nil, fmt.Errorf("connect %s: %w", AdminURL(), err)
+	}
 	defer admin.Close(ctx)
 	// Several CREATE DATABASE … TEMPLATE at once fail with "source database is
 	// being accessed by other users"; serialise them across processes.
 	if _, err := admin.Exec(ctx, `SELECT pg_advisory_lock(7250001)`); err != nil {
-		t.Fatalf("testdb: lock: %v", err)
+		return "", nil, fmt.Errorf("lock: %w", err)
 	}
-	_, err := admin.Exec(ctx, fmt.Sprintf(`CREATE DATABASE %s TEMPLATE %s`, name, templateName))
+	_, err = admin.Exec(ctx, fmt.Sprintf(`CREATE DATABASE %s TEMPLATE %s`, name, templateName))
 	_, _ = admin.Exec(ctx, `SELECT pg_advisory_unlock(7250001)`)
 	if err != nil {
-		t.Fatalf("testdb: create database: %v", err)
+		return "", nil, fmt.Errorf("create database: %w", err)
 	}
-	t.Cleanup(func() {
+	drop = func() error {
 		c, err := pgx.Connect(ctx, AdminURL())
 		if err != nil {
-			t.Logf("testdb: drop %s: %v", name, err)
-			return
+			return fmt.Errorf("drop %s: %w", name, err)
 		}
 		defer c.Close(ctx)
 		if _, err := c.Exec(ctx, fmt.Sprintf(`DROP DATABASE IF EXISTS %s WITH (FORCE)`, name)); err != nil {
-			t.Logf("testdb: drop %s: %v", name, err)
+			return fmt.Errorf("drop %s: %w", name, err)
 		}
-	})
-	return WithDatabase(AdminURL(), name)
+		return nil
+	}
+	return WithDatabase(AdminURL(), name), drop, nil
 }
 
-// Pool returns a pool on a new test database (see New), closed when the test ends.
+// Pool returns a pool on a new test database (see DatabaseURL) and the
+// database's URL; the pool is closed when the test ends.
 func Pool(t testing.TB) (*pgxpool.Pool, string) {
 	t.Helper()
-	dbURL := New(t)
+	dbURL := DatabaseURL(t)
 	pool, err := pgxpool.New(context.Background(), dbURL)
 	if err != nil {
-		t.Fatalf("testdb: pool: %v", err)
+		t.Fatalf("testkit: pool: %v", err)
 	}
 	t.Cleanup(pool.Close)
 	return pool, dbURL
@@ -93,7 +107,7 @@ func Pool(t testing.TB) (*pgxpool.Pool, string) {
 func WithDatabase(base, name string) string {
 	u, err := url.Parse(base)
 	if err != nil {
-		panic(fmt.Sprintf("testdb: bad URL %q: %v", base, err))
+		panic(fmt.Sprintf("testkit: bad URL %q: %v", base, err))
 	}
 	u.Path = "/" + name
 	return u.String()
@@ -129,17 +143,17 @@ func ensureTemplate(ctx context.Context) (string, error) {
 	if err := migrations.Up(WithDatabase(AdminURL(), name)); err != nil {
 		return "", err
 	}
-	// Let the migration's connections go before the database becomes a template.
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	// Let the migration's connections go before the database becomes a
+	// template: CREATE DATABASE … TEMPLATE refuses a template in use.
+	gone, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	err = Poll(gone, PollInterval, func() (bool, error) {
 		var n int
-		if err := c.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity WHERE datname = $1`, name).Scan(&n); err != nil {
-			return "", err
-		}
-		if n == 0 || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(20 * time.Millisecond)
+		err := c.QueryRow(gone, `SELECT count(*) FROM pg_stat_activity WHERE datname = $1`, name).Scan(&n)
+		return n == 0, err
+	})
+	if err != nil {
+		return "", fmt.Errorf("the migration's connections to %s: %w", name, err)
 	}
 	if _, err := c.Exec(ctx, fmt.Sprintf(`ALTER DATABASE %s WITH IS_TEMPLATE true`, name)); err != nil {
 		return "", err
@@ -164,15 +178,6 @@ func schemaHash() string {
 		panic(err)
 	}
 	return hex.EncodeToString(h.Sum(nil))[:12]
-}
-
-func connect(t testing.TB, u string) *pgx.Conn {
-	t.Helper()
-	c, err := pgx.Connect(context.Background(), u)
-	if err != nil {
-		t.Fatalf("testdb: connect %s: %v", u, err)
-	}
-	return c
 }
 
 func randomHex(n int) string {
