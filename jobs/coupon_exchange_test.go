@@ -10,7 +10,6 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/riverqueue/river"
-	"github.com/riverqueue/river/riverdriver/riverpgxv5"
 	"github.com/riverqueue/river/rivertest"
 	"github.com/stretchr/testify/require"
 
@@ -151,10 +150,7 @@ func TestCouponExchangeWorker(t *testing.T) {
 		t.Helper()
 		pool, _ := testkit.Pool(t)
 		deps := Deps{Store: store.New(pool), TZ: testkit.TZ(), Logger: testkit.Logger(t)}
-		tx, err := pool.Begin(ctx)
-		require.NoError(t, err)
-		t.Cleanup(func() { _ = tx.Rollback(ctx) })
-		w := rivertest.NewWorker(t, riverpgxv5.New(pool), &river.Config{Logger: deps.Logger}, &CouponExchangeWorker{deps: deps})
+		w, tx := testkit.NewWorker(t, pool, &CouponExchangeWorker{deps: deps})
 		return w, &testBundle{store: deps.Store, tx: tx}
 	}
 

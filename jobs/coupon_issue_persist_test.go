@@ -7,7 +7,6 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/riverqueue/river"
-	"github.com/riverqueue/river/riverdriver/riverpgxv5"
 	"github.com/riverqueue/river/rivertest"
 	"github.com/stretchr/testify/require"
 
@@ -41,10 +40,7 @@ func TestCouponIssuePersistWorker(t *testing.T) {
 		require.NoError(t, err)
 		_, err = gate.Load(ctx, "ONE", 1, nil)
 		require.NoError(t, err)
-		tx, err := pool.Begin(ctx)
-		require.NoError(t, err)
-		t.Cleanup(func() { _ = tx.Rollback(ctx) })
-		w := rivertest.NewWorker(t, riverpgxv5.New(pool), &river.Config{Logger: d.Logger}, &CouponIssuePersistWorker{deps: d})
+		w, tx := testkit.NewWorker(t, pool, &CouponIssuePersistWorker{deps: d})
 		return w, &testBundle{gate: gate, store: d.Store, tx: tx}
 	}
 

@@ -43,10 +43,7 @@ func TestOrderReconcile(t *testing.T) {
 		t.Cleanup(func() { partner.Close(); srv.Close() })
 		api := orderapi.New(srv.URL, 5*time.Second, 4)
 		deps := jobs.Deps{Store: store.New(pool), TZ: testkit.TZ(), Logger: logger, OrderAPI: api}
-		tx, err := pool.Begin(ctx)
-		require.NoError(t, err)
-		t.Cleanup(func() { _ = tx.Rollback(ctx) })
-		w := rivertest.NewWorker(t, riverpgxv5.New(pool), &river.Config{Logger: logger}, jobs.NewOrderReconcileWorker(deps))
+		w, tx := testkit.NewWorker(t, pool, jobs.NewOrderReconcileWorker(deps))
 		return w, &testBundle{api: api, deps: deps, store: deps.Store, tx: tx}
 	}
 

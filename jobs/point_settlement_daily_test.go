@@ -34,12 +34,8 @@ func TestPointSettlementDailyWorker(t *testing.T) {
 		deps := jobs.Deps{Store: store.New(pool), TZ: testkit.TZ(), Logger: testkit.Logger(t)}
 		client, err := jobs.NewClient(pool, jobs.ClientConfig{}, deps)
 		require.NoError(t, err)
-		tx, err := pool.Begin(ctx)
-		require.NoError(t, err)
-		t.Cleanup(func() { _ = tx.Rollback(ctx) })
-		driver := riverpgxv5.New(pool)
-		w := rivertest.NewWorker(t, driver, &river.Config{Logger: deps.Logger}, jobs.NewPointSettlementDailyWorker(deps))
-		return w, &testBundle{client: client, driver: driver, store: deps.Store, tx: tx}
+		w, tx := testkit.NewWorker(t, pool, jobs.NewPointSettlementDailyWorker(deps))
+		return w, &testBundle{client: client, driver: riverpgxv5.New(pool), store: deps.Store, tx: tx}
 	}
 
 	output := func(t *testing.T, res *rivertest.WorkResult) jobs.SettlementDailyOutput {

@@ -664,10 +664,7 @@ func TestPointSettlementWorker(t *testing.T) {
 		t.Helper()
 		pool, _ := testkit.Pool(t)
 		deps := jobs.Deps{Store: store.New(pool), TZ: testkit.TZ(), Logger: testkit.Logger(t)}
-		tx, err := pool.Begin(ctx)
-		require.NoError(t, err)
-		t.Cleanup(func() { _ = tx.Rollback(ctx) })
-		w := rivertest.NewWorker(t, riverpgxv5.New(pool), &river.Config{Logger: deps.Logger}, jobs.NewPointSettlementWorker(deps))
+		w, tx := testkit.NewWorker(t, pool, jobs.NewPointSettlementWorker(deps))
 		return w, &testBundle{store: deps.Store, tx: tx}
 	}
 

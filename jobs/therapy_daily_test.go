@@ -29,10 +29,7 @@ func TestTherapyDailyWorker(t *testing.T) {
 		t.Helper()
 		pool, _ := testkit.Pool(t)
 		deps := Deps{Store: store.New(pool), TZ: testkit.TZ(), Logger: testkit.Logger(t)}
-		tx, err := pool.Begin(ctx)
-		require.NoError(t, err)
-		t.Cleanup(func() { _ = tx.Rollback(ctx) })
-		w := rivertest.NewWorker(t, riverpgxv5.New(pool), &river.Config{Logger: deps.Logger}, &TherapyDailyWorker{deps: deps})
+		w, tx := testkit.NewWorker(t, pool, &TherapyDailyWorker{deps: deps})
 		return w, &testBundle{pool: pool, tx: tx}
 	}
 

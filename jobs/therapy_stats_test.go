@@ -7,7 +7,6 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/riverqueue/river"
-	"github.com/riverqueue/river/riverdriver/riverpgxv5"
 	"github.com/riverqueue/river/rivertest"
 	"github.com/stretchr/testify/require"
 
@@ -29,10 +28,7 @@ func TestTherapyStatsWorker(t *testing.T) {
 		t.Helper()
 		pool, _ := testkit.Pool(t)
 		deps := jobs.Deps{Store: store.New(pool), TZ: testkit.TZ(), Logger: testkit.Logger(t)}
-		tx, err := pool.Begin(ctx)
-		require.NoError(t, err)
-		t.Cleanup(func() { _ = tx.Rollback(ctx) })
-		w := rivertest.NewWorker(t, riverpgxv5.New(pool), &river.Config{Logger: deps.Logger}, jobs.NewTherapyStatsWorker(deps))
+		w, tx := testkit.NewWorker(t, pool, jobs.NewTherapyStatsWorker(deps))
 		return w, &testBundle{store: deps.Store, tx: tx}
 	}
 

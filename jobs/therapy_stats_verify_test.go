@@ -40,10 +40,7 @@ func TestTherapyStatsVerifyWorker(t *testing.T) {
 			store.NewTherapyKey(1, 2026, 11, deps.TZ), store.NewTherapyKey(2, 2026, 11, deps.TZ)}, deps.TZ))
 		_, err = pool.Exec(ctx, `UPDATE therapy_statistics SET perform_count = 5 WHERE therapy_user_id = 2`)
 		require.NoError(t, err)
-		tx, err := pool.Begin(ctx)
-		require.NoError(t, err)
-		t.Cleanup(func() { _ = tx.Rollback(ctx) })
-		w := rivertest.NewWorker(t, riverpgxv5.New(pool), &river.Config{Logger: deps.Logger}, &TherapyStatsVerifyWorker{deps: deps})
+		w, tx := testkit.NewWorker(t, pool, &TherapyStatsVerifyWorker{deps: deps})
 		return w, &testBundle{store: deps.Store, tx: tx}
 	}
 

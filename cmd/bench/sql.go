@@ -30,13 +30,10 @@ func aggregateTherapyMonthSetBased(ctx context.Context, st *store.Store, year, m
 		WHERE p.performed_at >= $1 AND p.performed_at < $2
 		GROUP BY p.therapy_user_id
 		ON CONFLICT (therapy_user_id, year, month) DO UPDATE SET
-		    perform_count          = EXCLUDED.perform_count,
-		    completed_count        = EXCLUDED.completed_count,
-		    total_duration_seconds = EXCLUDED.total_duration_seconds,
-		    active_days            = EXCLUDED.active_days,
-		    first_performed_at     = EXCLUDED.first_performed_at,
-		    last_performed_at      = EXCLUDED.last_performed_at,
-		    aggregated_at          = EXCLUDED.aggregated_at`, start, end, year, month, tz.String())
+		    (perform_count, completed_count, total_duration_seconds, active_days,
+		     first_performed_at, last_performed_at, aggregated_at) =
+		    (EXCLUDED.perform_count, EXCLUDED.completed_count, EXCLUDED.total_duration_seconds, EXCLUDED.active_days,
+		     EXCLUDED.first_performed_at, EXCLUDED.last_performed_at, EXCLUDED.aggregated_at)`, start, end, year, month, tz.String())
 	if err != nil {
 		return 0, fmt.Errorf("set-based therapy aggregation %04d-%02d: %w", year, month, err)
 	}

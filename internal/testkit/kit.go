@@ -1,7 +1,8 @@
 // Package testkit is what every tidemark test needs: a database of its own at
 // the current schema (DatabaseURL, Pool), a logger that writes to the test's
 // log (Logger), the business time zone the batches run in (TZ), and waits on a
-// condition with a deadline instead of sleeps (WaitFor, Poll).
+// condition with a deadline instead of sleeps (WaitFor, Poll), and a rivertest
+// worker with a transaction to work in (NewWorker).
 //
 // Databases are cloned from a template migrated once per schema version, on
 // the server named by TEST_DATABASE_URL, else DATABASE_URL, else
@@ -18,6 +19,12 @@ import (
 	"testing"
 	"time"
 	_ "time/tzdata" // TZ never depends on the machine's zoneinfo
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/riverdriver/riverpgxv5"
+	"github.com/riverqueue/river/rivertest"
 )
 
 // Logger returns a logger that writes each record to tb.Log, so it is shown
@@ -109,4 +116,17 @@ func WaitFor(tb testing.TB, timeout time.Duration, what string, cond func() (boo
 	if err := Poll(ctx, PollInterval, cond); err != nil {
 		tb.Fatalf("testkit: %s: not within %s: %v", what, timeout, err)
 	}
+}
+
+// NewWorker returns rivertest's worker for w on pool, logging to the test,
+// and a transaction on pool to work its jobs in, rolled back when the test
+// ends.
+func NewWorker[T river.JobArgs](tb testing.TB, pool *pgxpool.Pool, w river.Worker[T]) (*rivertest.Worker[T, pgx.Tx], pgx.Tx) {
+	tb.Helper()
+	tx, err := pool.Begin(tb.Context())
+	if err != nil {
+		tb.Fatalf("testkit: begin: %v", err)
+	}
+	tb.Cleanup(func() { _ = tx.Rollback(context.Background()) })
+	return rivertest.NewWorker(tb, riverpgxv5.New(pool), &river.Config{Logger: Logger(tb)}, w), tx
 }
