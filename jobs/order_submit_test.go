@@ -279,12 +279,15 @@ func TestOrderSubmit_WorkerKilled(t *testing.T) {
 	// Four outbound workers make the batch last about 2.5 s, long enough to
 	// kill it in the middle.
 	w := b.startWorker(t, "TIDEMARK_QUEUES=outbound=4")
-	testkit.WaitFor(t, 30*time.Second, "20 rows APPLIED", func() (bool, error) {
+	// Killed once 20 rows are APPLIED and some are in flight: the partner
+	// answers concurrent calls together, so right after an apply there can
+	// be a moment with none SENDING.
+	testkit.WaitFor(t, 30*time.Second, "20 rows APPLIED and some SENDING", func() (bool, error) {
 		c, err := b.store.OrderStatusCounts(context.Background())
 		if err != nil {
 			return false, err
 		}
-		return c[store.OrderApplied] >= 20, nil
+		return c[store.OrderApplied] >= 20 && c[store.OrderSending] > 0, nil
 	})
 	w.Kill()
 	killedAt := time.Now()
@@ -402,12 +405,15 @@ func TestOrderSubmit_SurvivorReclaims(t *testing.T) {
 	b.insertRequests(t, 100)
 	victim := b.startWorker(t, "TIDEMARK_QUEUES=outbound=4")
 	b.startWorker(t, "TIDEMARK_QUEUES=outbound=4")
-	testkit.WaitFor(t, 30*time.Second, "20 rows APPLIED", func() (bool, error) {
+	// Killed once 20 rows are APPLIED and some are in flight: the partner
+	// answers concurrent calls together, so right after an apply there can
+	// be a moment with none SENDING.
+	testkit.WaitFor(t, 30*time.Second, "20 rows APPLIED and some SENDING", func() (bool, error) {
 		c, err := b.store.OrderStatusCounts(context.Background())
 		if err != nil {
 			return false, err
 		}
-		return c[store.OrderApplied] >= 20, nil
+		return c[store.OrderApplied] >= 20 && c[store.OrderSending] > 0, nil
 	})
 	victim.Kill()
 	killedAt := time.Now()
