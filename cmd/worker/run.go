@@ -112,11 +112,18 @@ func run(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 	}
 
 	api := &httpapi.Server{Store: st, River: client, TZ: cfg.TZ, AdminToken: cfg.AdminToken, Logger: logger, Gate: gate}
+	// River UI's caches stop when run returns, after the HTTP listener drained.
+	uiCtx, stopUI := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopUI()
+	riverUI, err := startRiverUI(uiCtx, client, logger, cfg.AdminToken)
+	if err != nil {
+		return err
+	}
 	ln, err := net.Listen("tcp", cfg.HTTPAddr)
 	if err != nil {
 		return fmt.Errorf("http listen %s: %w", cfg.HTTPAddr, err)
 	}
-	srv := &http.Server{Handler: api.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{Handler: routes(api.Handler(), riverUI, cfg.AdminToken), ReadHeaderTimeout: 10 * time.Second}
 	httpErr := make(chan error, 1)
 	go func() { httpErr <- srv.Serve(ln) }()
 
