@@ -17,6 +17,7 @@ import (
 	"github.com/tidemark/tidemark/config"
 	"github.com/tidemark/tidemark/coupongate"
 	"github.com/tidemark/tidemark/httpapi"
+	"github.com/tidemark/tidemark/joblog"
 	"github.com/tidemark/tidemark/jobs"
 	"github.com/tidemark/tidemark/migrations"
 	"github.com/tidemark/tidemark/orderapi"
@@ -32,7 +33,6 @@ Configuration comes from the environment; see README.md.`
 
 // Main runs the worker command and returns its exit code.
 func Main(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) int {
-	logger := newLogger(stderr, getenv("LOG_LEVEL"))
 	if len(args) > 1 || (len(args) == 1 && args[0] != "migrate") {
 		if len(args) == 1 && (args[0] == "-h" || args[0] == "--help" || args[0] == "help") {
 			fmt.Fprintln(stderr, usage)
@@ -46,6 +46,7 @@ func Main(ctx context.Context, args []string, getenv func(string) string, stderr
 		fmt.Fprintf(stderr, "worker: configuration: %v\n", err)
 		return 2
 	}
+	logger := joblog.NewLogger(stderr, cfg.LogFormat == config.LogJSON, cfg.LogLevel)
 	if len(args) == 1 {
 		err = migrations.Up(cfg.DatabaseURL)
 		if err == nil {
@@ -168,12 +169,4 @@ func newRedis(redisURL string) (*coupongate.Redis, error) {
 	}
 	opt.PoolSize = max(opt.PoolSize, 64)
 	return coupongate.NewRedis(opt), nil
-}
-
-func newLogger(w io.Writer, level string) *slog.Logger {
-	var l slog.Level
-	if err := l.UnmarshalText([]byte(level)); err != nil || level == "" {
-		l = slog.LevelInfo
-	}
-	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l}))
 }
