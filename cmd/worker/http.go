@@ -15,11 +15,13 @@ import (
 // riverUIPrefix is where River UI is served.
 const riverUIPrefix = "/riverui"
 
-// routes is the worker's HTTP listener: the API (health, readiness, /v1/)
-// and River UI under /riverui/ behind ADMIN_TOKEN.
-func routes(api, riverUI http.Handler, adminToken string) http.Handler {
+// routes is the worker's HTTP listener: the API (health, readiness, /v1/),
+// /metrics (numbers only, no token), and River UI under /riverui/ behind
+// ADMIN_TOKEN.
+func routes(api, metrics, riverUI http.Handler, adminToken string) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("/", api)
+	mux.Handle("GET /metrics", metrics)
 	mux.Handle(riverUIPrefix+"/", httpapi.RequireAdmin(adminToken, riverUI))
 	return mux
 }

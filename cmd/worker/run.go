@@ -6,19 +6,23 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/redis/go-redis/v9"
+	"github.com/riverqueue/river/rivertype"
 
 	"github.com/tidemark/tidemark/config"
 	"github.com/tidemark/tidemark/coupongate"
 	"github.com/tidemark/tidemark/httpapi"
 	"github.com/tidemark/tidemark/joblog"
 	"github.com/tidemark/tidemark/jobs"
+	"github.com/tidemark/tidemark/metrics"
 	"github.com/tidemark/tidemark/migrations"
 	"github.com/tidemark/tidemark/orderapi"
 	"github.com/tidemark/tidemark/store"
@@ -100,17 +104,22 @@ func run(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 	gate := coupongate.New(rdb, "")
 	deps := jobs.Deps{Store: st, TZ: cfg.TZ, Logger: logger, Gate: gate, ReconcileGrace: cfg.CouponReconcileGrace,
 		OrderAPI: orderapi.New(cfg.OrderAPIURL, cfg.OrderCallTimeout, cfg.Queues[config.QueueOutbound])}
+	queues := slices.Sorted(maps.Keys(cfg.Queues))
+	m := metrics.New(metrics.NewCollector(metrics.CollectorOpts{Store: st, Gate: gate, TZ: cfg.TZ, Queues: queues, Logger: logger}))
 	client, err := jobs.NewClient(pool, jobs.ClientConfig{
 		Queues:      cfg.Queues,
 		Retention:   cfg.Retention,
 		RescueAfter: cfg.RescueAfter,
 		Periodic:    cfg.Periodic,
+		Middleware:  []rivertype.Middleware{m.InsertMiddleware()},
 
 		FetchCooldown: cfg.FetchCooldown,
 	}, deps)
 	if err != nil {
 		return err
 	}
+	stopCounting := m.CountWorked(client)
+	defer stopCounting()
 
 	api := &httpapi.Server{Store: st, River: client, TZ: cfg.TZ, AdminToken: cfg.AdminToken, Logger: logger, Gate: gate}
 	// River UI's caches stop when run returns, after the HTTP listener drained.
@@ -124,7 +133,7 @@ func run(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("http listen %s: %w", cfg.HTTPAddr, err)
 	}
-	srv := &http.Server{Handler: routes(api.Handler(), riverUI, cfg.AdminToken), ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{Handler: routes(api.Handler(), m.Handler(), riverUI, cfg.AdminToken), ReadHeaderTimeout: 10 * time.Second}
 	httpErr := make(chan error, 1)
 	go func() { httpErr <- srv.Serve(ln) }()
 
