@@ -6,6 +6,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/url"
 	"strconv"
 	"strings"
@@ -52,7 +53,18 @@ type Config struct {
 	// (COUPON_RECONCILE_GRACE): longer than an issue request can take
 	// between its Redis step and its persist job's commit.
 	CouponReconcileGrace time.Duration
+	// LogFormat is how log lines are written (LOG_FORMAT): LogText
+	// (key=value) or LogJSON (one JSON object a line).
+	LogFormat string
+	// LogLevel is the least level logged (LOG_LEVEL).
+	LogLevel slog.Level
 }
+
+// Log formats of LOG_FORMAT.
+const (
+	LogText = "text"
+	LogJSON = "json"
+)
 
 // Default queue names and their worker counts.
 const (
@@ -93,6 +105,12 @@ func FromEnv(getenv func(string) string) (Config, error) {
 		AdminToken:  getenv("ADMIN_TOKEN"),
 		Queues:      DefaultQueues(),
 		Periodic:    true,
+		LogFormat:   strings.ToLower(or("LOG_FORMAT", LogText)),
+	}
+	if v := strings.TrimSpace(getenv("LOG_LEVEL")); v != "" {
+		if err := cfg.LogLevel.UnmarshalText([]byte(v)); err != nil {
+			errs = append(errs, fmt.Errorf("LOG_LEVEL: want debug, info, warn or error, got %q", v))
+		}
 	}
 	tz, err := time.LoadLocation(or("BATCH_TZ", DefaultTZ))
 	if err != nil {
@@ -162,6 +180,9 @@ func (c Config) Validate() error {
 	}
 	if c.TZ == nil {
 		return errors.New("BATCH_TZ: no time zone")
+	}
+	if c.LogFormat != LogText && c.LogFormat != LogJSON {
+		return fmt.Errorf("LOG_FORMAT: want text or json, got %q", c.LogFormat)
 	}
 	if c.Retention < 24*time.Hour {
 		return fmt.Errorf("JOB_RETENTION: at least 24h so runs can be audited, got %s", c.Retention)

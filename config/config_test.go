@@ -1,6 +1,7 @@
 package config_test
 
 import (
+	"log/slog"
 	"testing"
 	"time"
 
@@ -22,6 +23,16 @@ func TestDefaults(t *testing.T) {
 	require.Equal(t, 200, cfg.Queues["therapy"])
 	require.Equal(t, 15*time.Second, cfg.CouponReconcileGrace)
 	require.True(t, cfg.Periodic)
+	require.Equal(t, config.LogText, cfg.LogFormat)
+	require.Equal(t, slog.LevelInfo, cfg.LogLevel)
+}
+
+func TestLogFormatAndLevel(t *testing.T) {
+	t.Parallel()
+	cfg, err := config.FromEnv(env(map[string]string{"LOG_FORMAT": "JSON", "LOG_LEVEL": "debug"}))
+	require.NoError(t, err)
+	require.Equal(t, config.LogJSON, cfg.LogFormat)
+	require.Equal(t, slog.LevelDebug, cfg.LogLevel)
 }
 
 func TestOverridesAndQueues(t *testing.T) {
@@ -52,6 +63,8 @@ func TestBadValuesNameTheVariable(t *testing.T) {
 		"DB_MAX_CONNS":           "2",
 		"FETCH_COOLDOWN":         "soon",
 		"COUPON_RECONCILE_GRACE": "1s",
+		"LOG_FORMAT":             "logfmt",
+		"LOG_LEVEL":              "loud",
 	} {
 		_, err := config.FromEnv(env(map[string]string{name: value}))
 		require.ErrorContains(t, err, name, "%s=%q", name, value)

@@ -112,3 +112,21 @@ func TestLoadKeepsMembersAndResyncsStock(t *testing.T) {
 	require.False(t, st.Loaded)
 	require.Empty(t, st.Members)
 }
+
+func TestCounts(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	g, _, _ := testredis.Gate(t)
+
+	c, err := g.Counts(ctx, "C1")
+	require.NoError(t, err)
+	require.Equal(t, coupongate.Counts{}, c, "not loaded")
+
+	_, err = g.Load(ctx, "C1", 5, []int64{7, 8})
+	require.NoError(t, err)
+	_, err = g.Issue(ctx, "C1", 9)
+	require.NoError(t, err)
+	c, err = g.Counts(ctx, "C1")
+	require.NoError(t, err)
+	require.Equal(t, coupongate.Counts{Loaded: true, Stock: 2, Issued: 3}, c)
+}

@@ -7,7 +7,6 @@ package httpapi
 
 import (
 	"context"
-	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -84,7 +83,7 @@ func (s *Server) admin(next http.HandlerFunc) http.Handler {
 		case !ok || got == "":
 			w.Header().Set("WWW-Authenticate", `Bearer realm="tidemark"`)
 			writeError(w, http.StatusUnauthorized, "Authorization", "missing bearer token")
-		case subtle.ConstantTimeCompare([]byte(got), []byte(s.AdminToken)) != 1:
+		case !tokenMatches(got, s.AdminToken):
 			writeError(w, http.StatusForbidden, "Authorization", "wrong bearer token")
 		default:
 			next(w, r)

@@ -13,6 +13,7 @@ import (
 
 	"github.com/tidemark/tidemark/config"
 	"github.com/tidemark/tidemark/coupongate"
+	"github.com/tidemark/tidemark/joblog"
 	"github.com/tidemark/tidemark/store"
 )
 
@@ -52,7 +53,8 @@ type ClientConfig struct {
 	Periodic bool
 	// FetchCooldown and FetchPollInterval tune fetching; zero keeps River's.
 	FetchCooldown, FetchPollInterval time.Duration
-	// Middleware wraps job inserts and work (River's Config.Middleware).
+	// Middleware wraps job inserts and work (River's Config.Middleware),
+	// inside joblog's, which every client installs.
 	Middleware []rivertype.Middleware
 }
 
@@ -76,7 +78,9 @@ func NewClient(pool *pgxpool.Pool, cc ClientConfig, deps Deps) (*Client, error) 
 		FetchCooldown:               cc.FetchCooldown,
 		FetchPollInterval:           cc.FetchPollInterval,
 		MaxAttempts:                 5,
-		Middleware:                  cc.Middleware,
+		// Each job's log lines carry its kind, id and attempt and are kept
+		// on the job, bounded, for River UI.
+		Middleware: append(joblog.Middleware(), cc.Middleware...),
 	}
 	if len(cc.Queues) > 0 {
 		cfg.Queues = make(map[string]river.QueueConfig, len(cc.Queues))

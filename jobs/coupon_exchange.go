@@ -134,7 +134,7 @@ func (w *CouponExchangeWorker) Work(ctx context.Context, job *river.Job[CouponEx
 		if _, err := st.CouponByID(ctx, a.ExpiredCouponID); err != nil {
 			return check(river.JobCancel(fmt.Errorf("coupon_exchange: expired coupon %d: %w", a.ExpiredCouponID, err)))
 		}
-		return check(st.InTx(ctx, func(tx pgx.Tx) error {
+		err := st.InTx(ctx, func(tx pgx.Tx) error {
 			_, err := st.EnsureExchangeCouponTx(ctx, tx, store.NewCoupon{Code: out.CouponCode, Name: a.Name,
 				Description: a.Description, AmountType: a.AmountType, Amount: a.Amount}, a.ExpiredCouponID)
 			if err != nil {
@@ -142,7 +142,12 @@ func (w *CouponExchangeWorker) Work(ctx context.Context, job *river.Job[CouponEx
 			}
 			_, err = river.ResumableSetStepTx[*riverpgxv5.Driver](ctx, tx, job)
 			return err
-		}))
+		})
+		if err == nil {
+			w.deps.Logger.InfoContext(ctx, "coupon_exchange: compensation coupon ready", "coupon", out.CouponCode,
+				"expired_coupon_id", a.ExpiredCouponID)
+		}
+		return check(err)
 	})
 
 	river.ResumableStepCursor(ctx, StepExchange, nil, func(ctx context.Context, cur exchangeCursor) error {
@@ -175,6 +180,8 @@ func (w *CouponExchangeWorker) Work(ctx context.Context, job *river.Job[CouponEx
 				}
 			}
 			if ch.Exchanged < size {
+				w.deps.Logger.InfoContext(ctx, "coupon_exchange: issues exchanged", "coupon", out.CouponCode,
+					"exchanged", cur.Exchanged, "chunks", cur.Chunks, "this_attempt", out.ExchangedThisAttempt)
 				return nil
 			}
 		}
@@ -186,7 +193,7 @@ func (w *CouponExchangeWorker) Work(ctx context.Context, job *river.Job[CouponEx
 			return check(err)
 		}
 		msg := fmt.Sprintf("Your coupon #%d has been exchanged for %q (%s).", a.ExpiredCouponID, a.Name, c.Code)
-		return check(st.InTx(ctx, func(tx pgx.Tx) error {
+		err = st.InTx(ctx, func(tx pgx.Tx) error {
 			n, err := st.NotifyExchangedTx(ctx, tx, c.ID, msg)
 			if err != nil {
 				return err
@@ -194,7 +201,12 @@ func (w *CouponExchangeWorker) Work(ctx context.Context, job *river.Job[CouponEx
 			out.NotifiedThisAttempt = n
 			_, err = river.ResumableSetStepTx[*riverpgxv5.Driver](ctx, tx, job)
 			return err
-		}))
+		})
+		if err == nil {
+			w.deps.Logger.InfoContext(ctx, "coupon_exchange: members notified", "coupon", out.CouponCode,
+				"notified", out.NotifiedThisAttempt)
+		}
+		return check(err)
 	})
 
 	// Reached even when a step failed; River then fails the job with that

@@ -196,6 +196,8 @@ func (w *PointSettlementWorker) collect(ctx context.Context, job *river.Job[Poin
 			return cur, err
 		}
 	}
+	w.deps.Logger.InfoContext(ctx, "point_settlement: collecting due rows", "run_date", runDate,
+		"after", cur.After, "bound", cur.Bound, "chunks", cur.Chunks)
 	started := time.Now()
 	for chunks := 0; ; chunks++ {
 		if chunks > 0 && time.Since(started) > w.budget {
@@ -276,6 +278,8 @@ func (w *PointSettlementWorker) collect(ctx context.Context, job *river.Job[Poin
 			return cur, fmt.Errorf("point_settlement %s: chunk after id %d: %w", runDate, cur.After, err)
 		}
 		if done {
+			w.deps.Logger.InfoContext(ctx, "point_settlement: collected", "run_date", runDate, "read", cur.Read,
+				"written", cur.Written, "skipped", cur.Skipped, "not_ready", cur.NotReady, "chunks", cur.Chunks)
 			return cur, nil
 		}
 		cur = next

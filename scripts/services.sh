@@ -12,7 +12,8 @@
 # Debian's redis-server package if needed.
 #
 # The server binaries (initdb/pg_ctl, redis-server) are installed even when
-# servers answer: the fault suite starts private instances it crashes.
+# servers answer: the fault suite starts private instances it crashes. So is
+# Debian's chromium, which the browser tests drive (/usr/bin/chromium).
 #
 # Everything but the final assignments goes to stderr. SERVICES_OWN=1 skips
 # the machine's shared servers and uses (or starts) our own, to test that path.
@@ -114,6 +115,12 @@ else
   REDIS_URL="redis://127.0.0.1:6389/0"
   for _ in $(seq 50); do redis_answers "$REDIS_URL" && break; sleep 0.1; done
   redis_answers "$REDIS_URL" || { log "Redis does not answer at $REDIS_URL"; exit 1; }
+fi
+
+# --- Browser -----------------------------------------------------------------
+# The River UI test drives a real browser and fails without one.
+if [ ! -x /usr/bin/chromium ]; then
+  apt_install chromium
 fi
 
 printf 'export DATABASE_URL=%q\nexport REDIS_URL=%q\n' "$DATABASE_URL" "$REDIS_URL"

@@ -14,6 +14,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/tidemark/tidemark/config"
+	"github.com/tidemark/tidemark/joblog"
 	"github.com/tidemark/tidemark/jobs"
 	"github.com/tidemark/tidemark/store"
 )
@@ -99,8 +100,9 @@ func Main(ctx context.Context, args []string, getenv func(string) string, stdout
 		fmt.Fprintf(stderr, "enqueue: configuration: %s\n", oneLine(err))
 		return 2
 	}
+	// Warnings and errors only: a command's own output is its report.
 	e := &env{cfg: cfg, stdout: stdout, stderr: stderr,
-		logger: slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))}
+		logger: joblog.NewLogger(stderr, cfg.LogFormat == config.LogJSON, max(cfg.LogLevel, slog.LevelWarn))}
 	defer func() {
 		if e.pool != nil {
 			e.pool.Close()

@@ -6,18 +6,23 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/redis/go-redis/v9"
+	"github.com/riverqueue/river/rivertype"
 
 	"github.com/tidemark/tidemark/config"
 	"github.com/tidemark/tidemark/coupongate"
 	"github.com/tidemark/tidemark/httpapi"
+	"github.com/tidemark/tidemark/joblog"
 	"github.com/tidemark/tidemark/jobs"
+	"github.com/tidemark/tidemark/metrics"
 	"github.com/tidemark/tidemark/migrations"
 	"github.com/tidemark/tidemark/orderapi"
 	"github.com/tidemark/tidemark/store"
@@ -32,7 +37,6 @@ Configuration comes from the environment; see README.md.`
 
 // Main runs the worker command and returns its exit code.
 func Main(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) int {
-	logger := newLogger(stderr, getenv("LOG_LEVEL"))
 	if len(args) > 1 || (len(args) == 1 && args[0] != "migrate") {
 		if len(args) == 1 && (args[0] == "-h" || args[0] == "--help" || args[0] == "help") {
 			fmt.Fprintln(stderr, usage)
@@ -46,6 +50,7 @@ func Main(ctx context.Context, args []string, getenv func(string) string, stderr
 		fmt.Fprintf(stderr, "worker: configuration: %v\n", err)
 		return 2
 	}
+	logger := joblog.NewLogger(stderr, cfg.LogFormat == config.LogJSON, cfg.LogLevel)
 	if len(args) == 1 {
 		err = migrations.Up(cfg.DatabaseURL)
 		if err == nil {
@@ -99,24 +104,36 @@ func run(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 	gate := coupongate.New(rdb, "")
 	deps := jobs.Deps{Store: st, TZ: cfg.TZ, Logger: logger, Gate: gate, ReconcileGrace: cfg.CouponReconcileGrace,
 		OrderAPI: orderapi.New(cfg.OrderAPIURL, cfg.OrderCallTimeout, cfg.Queues[config.QueueOutbound])}
+	queues := slices.Sorted(maps.Keys(cfg.Queues))
+	m := metrics.New(metrics.NewCollector(metrics.CollectorOpts{Store: st, Gate: gate, TZ: cfg.TZ, Queues: queues, Logger: logger}))
 	client, err := jobs.NewClient(pool, jobs.ClientConfig{
 		Queues:      cfg.Queues,
 		Retention:   cfg.Retention,
 		RescueAfter: cfg.RescueAfter,
 		Periodic:    cfg.Periodic,
+		Middleware:  []rivertype.Middleware{m.InsertMiddleware()},
 
 		FetchCooldown: cfg.FetchCooldown,
 	}, deps)
 	if err != nil {
 		return err
 	}
+	stopCounting := m.CountWorked(client)
+	defer stopCounting()
 
 	api := &httpapi.Server{Store: st, River: client, TZ: cfg.TZ, AdminToken: cfg.AdminToken, Logger: logger, Gate: gate}
+	// River UI's caches stop when run returns, after the HTTP listener drained.
+	uiCtx, stopUI := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopUI()
+	riverUI, err := startRiverUI(uiCtx, client, logger, cfg.AdminToken)
+	if err != nil {
+		return err
+	}
 	ln, err := net.Listen("tcp", cfg.HTTPAddr)
 	if err != nil {
 		return fmt.Errorf("http listen %s: %w", cfg.HTTPAddr, err)
 	}
-	srv := &http.Server{Handler: api.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{Handler: routes(api.Handler(), m.Handler(), riverUI, cfg.AdminToken), ReadHeaderTimeout: 10 * time.Second}
 	httpErr := make(chan error, 1)
 	go func() { httpErr <- srv.Serve(ln) }()
 
@@ -161,12 +178,4 @@ func newRedis(redisURL string) (*coupongate.Redis, error) {
 	}
 	opt.PoolSize = max(opt.PoolSize, 64)
 	return coupongate.NewRedis(opt), nil
-}
-
-func newLogger(w io.Writer, level string) *slog.Logger {
-	var l slog.Level
-	if err := l.UnmarshalText([]byte(level)); err != nil || level == "" {
-		l = slog.LevelInfo
-	}
-	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l}))
 }

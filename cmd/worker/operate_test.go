@@ -1,0 +1,163 @@
+package main_test
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"io"
+	"net/http"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/riverqueue/river"
+	"github.com/stretchr/testify/require"
+
+	"github.com/tidemark/tidemark/internal/testbin"
+	"github.com/tidemark/tidemark/internal/testkit"
+	"github.com/tidemark/tidemark/internal/testredis"
+	"github.com/tidemark/tidemark/jobs"
+	"github.com/tidemark/tidemark/store"
+)
+
+// parkedQueue is a queue no worker works: jobs put there stay available, so
+// River UI and /metrics have something stable to show.
+const parkedQueue = "parked"
+
+// parkedKinds are the kinds of the jobs opsBundle parks.
+var parkedKinds = []string{"coupon_reconcile", "order_reconcile", "point_settlement", "therapy_stats"}
+
+type opsBundle struct {
+	dbURL string
+	pool  *pgxpool.Pool
+	env   []string
+	// base is the worker's URL, token its ADMIN_TOKEN.
+	base, token string
+	worker      *testbin.Proc
+	// parkedAt is when the parked jobs were scheduled.
+	parkedAt time.Time
+}
+
+// setupOps starts a worker with ADMIN_TOKEN on a fresh database and parks
+// jobs of four kinds, scheduled ten minutes ago, in a queue nobody works,
+// and waits until they are available.
+func setupOps(t *testing.T) *opsBundle {
+	t.Helper()
+	pool, dbURL := testkit.Pool(t)
+	b := &opsBundle{dbURL: dbURL, pool: pool, token: "op-" + time.Now().Format("150405.000000"),
+		parkedAt: time.Now().Add(-10 * time.Minute).Truncate(time.Second)}
+	b.env = []string{"DATABASE_URL=" + dbURL, "REDIS_URL=" + testredis.URL(), "PERIODIC_JOBS=false"}
+	b.parkJobs(t)
+	b.worker = testbin.StartWorker(t, append(b.env, "ADMIN_TOKEN="+b.token)...)
+	b.base = "http://" + b.worker.Addr
+	// River inserts a job with a ScheduledAt as scheduled; the leader's
+	// scheduler makes it available within seconds.
+	require.Eventually(t, func() bool {
+		var n int
+		require.NoError(t, pool.QueryRow(context.Background(),
+			`SELECT count(*) FROM river_job WHERE queue = $1 AND state = 'available'`, parkedQueue).Scan(&n))
+		return n == 5
+	}, 30*time.Second, 100*time.Millisecond, "the parked jobs become available")
+	return b
+}
+
+func (b *opsBundle) parkJobs(t *testing.T) {
+	t.Helper()
+	ctx := context.Background()
+	client, err := jobs.NewClient(b.pool, jobs.ClientConfig{}, jobs.Deps{Store: store.New(b.pool), TZ: time.UTC,
+		Logger: testkit.Logger(t)})
+	require.NoError(t, err)
+	opts := &river.InsertOpts{Queue: parkedQueue, ScheduledAt: b.parkedAt}
+	_, err = client.InsertMany(ctx, []river.InsertManyParams{
+		{Args: jobs.TherapyStatsArgs{TherapyUserID: 1, Year: 2026, Month: 11, BusinessDate: "2026-12-01"}, InsertOpts: opts},
+		{Args: jobs.TherapyStatsArgs{TherapyUserID: 2, Year: 2026, Month: 11, BusinessDate: "2026-12-01"}, InsertOpts: opts},
+		{Args: jobs.CouponReconcileArgs{CouponCode: "PARKED"}, InsertOpts: opts},
+		{Args: jobs.OrderReconcileArgs{}, InsertOpts: opts},
+		{Args: jobs.PointSettlementArgs{RunDate: "2026-12-01", Run: 1, Trigger: "test"}, InsertOpts: opts},
+	})
+	require.NoError(t, err)
+}
+
+// get sends GET path with the Authorization header auth ("" for none).
+func (b *opsBundle) get(t *testing.T, path, auth string) (*http.Response, []byte) {
+	t.Helper()
+	return getURL(t, b.base+path, auth)
+}
+
+func getURL(t *testing.T, url, auth string) (*http.Response, []byte) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodGet, url, nil)
+	require.NoError(t, err)
+	if auth != "" {
+		req.Header.Set("Authorization", auth)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	return resp, body
+}
+
+func basic(user, pass string) string {
+	return "Basic " + base64.StdEncoding.EncodeToString([]byte(user+":"+pass))
+}
+
+// River UI is served by the worker under /riverui/, every page and API
+// request behind ADMIN_TOKEN (Basic admin:token or Bearer), and is off
+// without a token.
+func TestRiverUIRequiresAdminToken(t *testing.T) {
+	t.Parallel()
+	b := setupOps(t)
+	for _, path := range []string{"/riverui/", "/riverui/jobs", "/riverui/api/jobs?state=available&limit=20"} {
+		for name, auth := range map[string]string{
+			"no credentials":  "",
+			"wrong password":  basic("admin", b.token+"x"),
+			"wrong user":      basic("root", b.token),
+			"wrong bearer":    "Bearer " + b.token + "x",
+			"empty password":  basic("admin", ""),
+			"token as a user": basic(b.token, ""),
+		} {
+			resp, _ := b.get(t, path, auth)
+			require.Equal(t, http.StatusUnauthorized, resp.StatusCode, "%s %s", path, name)
+			require.Equal(t, `Basic realm="tidemark"`, resp.Header.Get("WWW-Authenticate"), "%s %s", path, name)
+		}
+		for name, auth := range map[string]string{"basic": basic("admin", b.token), "bearer": "Bearer " + b.token} {
+			resp, body := b.get(t, path, auth)
+			require.Equal(t, http.StatusOK, resp.StatusCode, "%s %s: %s", path, name, body)
+		}
+	}
+
+	_, body := b.get(t, "/riverui/api/jobs?state=available&limit=20", "Bearer "+b.token)
+	var list struct {
+		Data []struct {
+			ID    int64  `json:"id"`
+			Kind  string `json:"kind"`
+			Queue string `json:"queue"`
+		} `json:"data"`
+	}
+	require.NoError(t, json.Unmarshal(body, &list), "%s", body)
+	var kinds []string
+	for _, j := range list.Data {
+		require.Equal(t, parkedQueue, j.Queue)
+		if !slices.Contains(kinds, j.Kind) {
+			kinds = append(kinds, j.Kind)
+		}
+	}
+	slices.Sort(kinds)
+	require.Equal(t, parkedKinds, kinds, "the UI's API lists the parked jobs of every kind")
+
+	// The API's own routes are not behind the operator login.
+	resp, _ := b.get(t, "/healthz", "")
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+
+	// Without ADMIN_TOKEN the UI does not exist.
+	off := testbin.StartWorker(t, b.env...)
+	for _, auth := range []string{"", basic("admin", b.token), "Bearer " + b.token} {
+		resp, _ := getURL(t, "http://"+off.Addr+"/riverui/", auth)
+		require.Equal(t, http.StatusNotFound, resp.StatusCode)
+		resp, _ = getURL(t, "http://"+off.Addr+"/riverui/api/jobs?state=available&limit=20", auth)
+		require.Equal(t, http.StatusNotFound, resp.StatusCode)
+	}
+}

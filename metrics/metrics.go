@@ -1,0 +1,149 @@
+// Package metrics is tidemark's /metrics, in Prometheus' text format.
+//
+// Two kinds of numbers:
+//
+//   - Counters of what this process's River client did: jobs worked by kind
+//     and outcome with their run time (from River's event subscription), and
+//     jobs inserted by kind (a job insert middleware).
+//   - Gauges of the database and Redis at the moment of a scrape: live jobs
+//     per queue, kind and state and each queue's oldest available job; order
+//     requests by status; each ACTIVE coupon's Redis gate against its
+//     Postgres issues; the last settled business date; today's therapy run;
+//     the latest reconciliation of each check. A Collector reads them with a
+//     few indexed queries and keeps the result for TTL, so scrapes from
+//     several Prometheus servers cost one read.
+//
+// Only numbers: labels are kinds, queues, states, statuses, check names and
+// the codes of ACTIVE coupons; never job args or user ids.
+package metrics
+
+import (
+	"context"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/rivertype"
+
+	"github.com/tidemark/tidemark/jobs"
+)
+
+// Metrics is a registry with tidemark's metrics, the Go runtime's and the
+// process's.
+type Metrics struct {
+	reg      *prometheus.Registry
+	worked   *prometheus.CounterVec
+	runTime  *prometheus.HistogramVec
+	inserted *prometheus.CounterVec
+	dupes    *prometheus.CounterVec
+}
+
+// New returns a registry holding the job counters and, when state is not
+// nil, its gauges.
+func New(state *Collector) *Metrics {
+	m := &Metrics{
+		reg: prometheus.NewRegistry(),
+		worked: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tidemark_jobs_worked_total",
+			Help: "Jobs this process worked, by kind and outcome: completed, retried (failed, will retry), discarded (failed its last attempt), cancelled, snoozed.",
+		}, []string{"kind", "outcome"}),
+		runTime: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "tidemark_job_run_duration_seconds",
+			Help:    "Time a job's attempt spent in its worker, by kind.",
+			Buckets: []float64{0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60},
+		}, []string{"kind"}),
+		inserted: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tidemark_jobs_inserted_total",
+			Help: "Jobs this process inserted (API requests, fan-outs, periodic jobs), by kind; an insert whose transaction later rolled back counts too.",
+		}, []string{"kind"}),
+		dupes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tidemark_jobs_insert_duplicates_total",
+			Help: "Inserts this process made that River skipped as duplicates of a unique job, by kind.",
+		}, []string{"kind"}),
+	}
+	m.reg.MustRegister(m.worked, m.runTime, m.inserted, m.dupes,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	if state != nil {
+		m.reg.MustRegister(state)
+	}
+	return m
+}
+
+// Handler serves the registry in Prometheus' text format.
+func (m *Metrics) Handler() http.Handler {
+	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg, Timeout: 10 * time.Second})
+}
+
+// InsertMiddleware counts the jobs inserted through a River client; give
+// it to jobs.ClientConfig.Middleware.
+func (m *Metrics) InsertMiddleware() rivertype.Middleware { return &countInserts{m: m} }
+
+type countInserts struct {
+	river.MiddlewareDefaults
+	m *Metrics
+}
+
+func (c *countInserts) InsertMany(ctx context.Context, params []*rivertype.JobInsertParams,
+	doInner func(context.Context) ([]*rivertype.JobInsertResult, error),
+) ([]*rivertype.JobInsertResult, error) {
+	res, err := doInner(ctx)
+	if err != nil {
+		return res, err
+	}
+	for i, p := range params {
+		switch {
+		case i < len(res) && res[i] != nil && res[i].UniqueSkippedAsDuplicate:
+			c.m.dupes.WithLabelValues(p.Kind).Inc()
+		default: // River's fast bulk insert returns no rows, and skips none
+			c.m.inserted.WithLabelValues(p.Kind).Inc()
+		}
+	}
+	return res, nil
+}
+
+// CountWorked counts the jobs client works from now on, until stop is
+// called or the client stops. River drops events a slow subscriber has no
+// room for; counting is a few map lookups, and the buffer holds seconds of
+// the fastest kind.
+func (m *Metrics) CountWorked(client *jobs.Client) (stop func()) {
+	events, cancel := client.SubscribeConfig(&river.SubscribeConfig{ChanSize: 20_000, Kinds: []river.EventKind{
+		river.EventKindJobCompleted, river.EventKindJobFailed, river.EventKindJobCancelled, river.EventKindJobSnoozed,
+	}})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for ev := range events {
+			m.observe(ev)
+		}
+	}()
+	return func() { cancel(); <-done }
+}
+
+func (m *Metrics) observe(ev *river.Event) {
+	if ev.Job == nil {
+		return
+	}
+	outcome := ""
+	switch ev.Kind {
+	case river.EventKindJobCompleted:
+		outcome = "completed"
+	case river.EventKindJobFailed:
+		outcome = "retried"
+		if ev.Job.State == rivertype.JobStateDiscarded {
+			outcome = "discarded"
+		}
+	case river.EventKindJobCancelled:
+		outcome = "cancelled"
+	case river.EventKindJobSnoozed:
+		outcome = "snoozed"
+	default:
+		return
+	}
+	m.worked.WithLabelValues(ev.Job.Kind, outcome).Inc()
+	if ev.JobStats != nil {
+		m.runTime.WithLabelValues(ev.Job.Kind).Observe(ev.JobStats.RunDuration.Seconds())
+	}
+}

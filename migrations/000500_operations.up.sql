@@ -1,0 +1,7 @@
+-- What operators read: /metrics and the operator pages.
+
+-- The latest completed run of each reconciliation check (and of each
+-- coupon's), read on every metrics scrape: a few index entries instead of
+-- every retained run of the kind. Only reconciliation jobs enter it.
+CREATE INDEX river_job_reconcile_latest_idx ON river_job (kind, (args ->> 'coupon_code'), finalized_at DESC)
+    WHERE state = 'completed' AND kind IN ('coupon_reconcile', 'order_reconcile', 'therapy_stats_verify');
