@@ -37,6 +37,7 @@ var commands = map[string]command{
 	"status":         {"count jobs by kind and state", cmdStatus},
 	"wait":           {"block until no job is available, running, pending or due within 1s", cmdWait},
 	"settlement":     {"start the point settlement run for a business date (--rerun to run it again)", cmdSettlement},
+	"demo-ledger":    {"load demo point_ledger rows due on a business date", cmdDemoLedger},
 	"reprocess":      {"have processed ledger rows collected again on a date", cmdReprocess},
 	"defer":          {"postpone unprocessed ledger rows to a future date", cmdDefer},
 	"ready":          {"mark ledger rows ready (their preceding step finished)", cmdReady},

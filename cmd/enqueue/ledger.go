@@ -46,6 +46,60 @@ func cmdSettlement(ctx context.Context, e *env, args []string) error {
 	return nil
 }
 
+// maxDemoLedgerRows bounds one demo-ledger call: the rows go in one statement.
+const maxDemoLedgerRows = 100_000
+
+func cmdDemoLedger(ctx context.Context, e *env, args []string) error {
+	fs := e.newFlagSet("demo-ledger")
+	rows := fs.Int("rows", 3000, "point_ledger rows to insert")
+	members := fs.Int("members", 1000, "members the rows are spread over (ids 1..N)")
+	date := fs.String("date", "", "business date whose settlement collects them, YYYY-MM-DD (default: today in BATCH_TZ)")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if *rows < 1 || *rows > maxDemoLedgerRows {
+		return usagef("--rows: want 1..%d, got %d", maxDemoLedgerRows, *rows)
+	}
+	if *members < 1 || *members > 10_000_000 {
+		return usagef("--members: want 1..10000000, got %d", *members)
+	}
+	if *date == "" {
+		*date = calendar.BusinessDate(time.Now(), e.cfg.TZ)
+	}
+	d, err := calendar.ParseDate(*date)
+	if err != nil {
+		return usagef("--date: %v", err)
+	}
+	entries := demoLedger(*rows, *members, d, e.cfg.TZ)
+	if err := e.open(ctx); err != nil {
+		return err
+	}
+	ids, err := e.store.InsertLedger(ctx, entries, e.cfg.TZ)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stdout, "demo ledger: inserted %d point_ledger row(s) (ids %d..%d) due on %s\n", len(ids), ids[0], ids[len(ids)-1], *date)
+	return nil
+}
+
+// demoLedger makes n rows for members 1..members, spread over the day before
+// date in tz and due on date: mostly earnings, some uses and expiries. Each
+// member's first row is an earning, so the skip policy (no USE before an
+// EARN) passes every row.
+func demoLedger(n, members int, date time.Time, tz *time.Location) []store.LedgerEntry {
+	y, m, d := date.Date()
+	dayBefore := time.Date(y, m, d-1, 0, 0, 0, 0, tz)
+	kinds := [...]string{"EARN", "EARN", "USE", "EARN", "EXPIRE"}
+	step := 24 * time.Hour / time.Duration(n)
+	processOn := date.Format(time.DateOnly)
+	out := make([]store.LedgerEntry, n)
+	for i := range out {
+		out[i] = store.LedgerEntry{MemberID: int64(i%members) + 1, Kind: kinds[(i/members)%len(kinds)],
+			Amount: int64(100 * (i%10 + 1)), OccurredAt: dayBefore.Add(time.Duration(i) * step), ProcessOn: processOn}
+	}
+	return out
+}
+
 func cmdReprocess(ctx context.Context, e *env, args []string) error {
 	fs := e.newFlagSet("reprocess")
 	ids := fs.String("ledger-id", "", "comma-separated point_ledger ids, all already processed (required)")

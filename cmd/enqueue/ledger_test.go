@@ -250,3 +250,42 @@ func TestReprocessDeferReadyCommands(t *testing.T) {
 	require.Equal(t, "ready: 1 ledger row(s) marked ready (1 already were); the next run collects those due\n", stdout)
 	require.True(t, rows(nr)[0].Ready)
 }
+
+func TestDemoLedgerRowsAreSettledOnTheirDate(t *testing.T) {
+	t.Parallel()
+	b := setupCLI(t)
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"demo-ledger", "--rows", "0"}, "--rows: want 1..100000, got 0"},
+		{[]string{"demo-ledger", "--rows", "100001"}, "--rows: want 1..100000"},
+		{[]string{"demo-ledger", "--members", "0"}, "--members: want 1..10000000, got 0"},
+		{[]string{"demo-ledger", "--date", "2026-11-31"}, "want YYYY-MM-DD"},
+		{[]string{"demo-ledger", "extra"}, `unexpected argument "extra"`},
+	} {
+		code, stdout, stderr := b.enqueue(tc.args...)
+		require.Equal(t, 2, code, "%v: %s", tc.args, stderr)
+		require.Empty(t, stdout, "%v", tc.args)
+		require.Contains(t, stderr, tc.want, "%v", tc.args)
+	}
+	require.Zero(t, b.count(t, `SELECT count(*) FROM point_ledger`))
+
+	code, stdout, stderr := b.enqueue("demo-ledger", "--rows", "250", "--members", "40", "--date", "2026-11-20")
+	require.Equal(t, 0, code, stderr)
+	require.Regexp(t, `^demo ledger: inserted 250 point_ledger row\(s\) \(ids \d+\.\.\d+\) due on 2026-11-20\n$`, stdout)
+	require.Equal(t, int64(250), b.count(t, `SELECT count(*) FROM point_ledger WHERE process_on = '2026-11-20' AND ready`))
+	require.Equal(t, int64(40), b.count(t, `SELECT count(DISTINCT member_id) FROM point_ledger`))
+	require.Equal(t, int64(3), b.count(t, `SELECT count(DISTINCT kind) FROM point_ledger`))
+	// Every row occurred on the day before its date, in BATCH_TZ.
+	require.Equal(t, int64(250), b.count(t,
+		`SELECT count(*) FROM point_ledger WHERE (occurred_at AT TIME ZONE $1)::date = '2026-11-19'`, b.tz.String()))
+
+	// The settlement of that date collects every one of them.
+	code, stdout, stderr = b.enqueue("settlement", "--date", "2026-11-20")
+	require.Equal(t, 0, code, stderr)
+	b.startWorker(t)
+	b.waitState(t, jobIDFrom(t, stdout), "completed")
+	require.Equal(t, int64(250), b.count(t, `SELECT count(*) FROM point_ledger WHERE processed_on = '2026-11-20'`))
+	require.Equal(t, int64(250), b.count(t, `SELECT item_count FROM point_daily_settlement WHERE run_date = '2026-11-20'`))
+}
