@@ -264,3 +264,22 @@ func (s *Store) CouponIssueCount(ctx context.Context, couponID int64) (int, erro
 	}
 	return n, nil
 }
+
+// ExpireCoupon ends the coupon with code now: its expires_at becomes now()
+// unless it already lies in the past, which is kept. The coupon stays in its
+// status, so its issues can be exchanged; the issue endpoint refuses it from
+// now on. An unknown code is ErrNotFound.
+func (s *Store) ExpireCoupon(ctx context.Context, code string) (Coupon, error) {
+	rows, err := s.Pool.Query(ctx, `
+		UPDATE coupon SET expires_at = LEAST(coalesce(expires_at, now()), now())
+		WHERE code = $1
+		RETURNING `+couponColumns, code)
+	if err != nil {
+		return Coupon{}, fmt.Errorf("store: expire coupon %s: %w", code, err)
+	}
+	c, err := pgx.CollectExactlyOneRow(rows, pgx.RowToStructByPos[Coupon])
+	if err != nil {
+		return Coupon{}, fmt.Errorf("store: expire coupon %s: %w", code, notFound(err))
+	}
+	return c, nil
+}

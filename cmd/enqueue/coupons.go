@@ -16,7 +16,7 @@ import (
 )
 
 func init() {
-	commands["coupon"] = command{"coupon create …: create a coupon and load its Redis stock; coupon load-redis --code X: rebuild Redis from Postgres", cmdCoupon}
+	commands["coupon"] = command{"coupon create …: create a coupon and load its Redis stock; coupon load-redis --code X: rebuild Redis from Postgres; coupon expire --code X: end it now", cmdCoupon}
 	commands["coupon-exchange"] = command{"exchange an expired coupon's unused issues for a new coupon (the exchange job)", cmdCouponExchange}
 }
 
@@ -38,19 +38,22 @@ func (e *env) openGate(ctx context.Context) (gate *coupongate.Gate, closeFn func
 
 func cmdCoupon(ctx context.Context, e *env, args []string) error {
 	if len(args) == 0 {
-		return usagef("want a subcommand: create or load-redis")
+		return usagef("want a subcommand: create, load-redis or expire")
 	}
 	switch args[0] {
 	case "create":
 		return cmdCouponCreate(ctx, e, args[1:])
 	case "load-redis":
 		return cmdCouponLoadRedis(ctx, e, args[1:])
+	case "expire":
+		return cmdCouponExpire(ctx, e, args[1:])
 	case "-h", "--help", "help":
 		fmt.Fprintln(e.stderr, "usage: enqueue coupon create --code X --name N --amount-type FIX|RATE --amount N --total N [--description D] [--expires-at RFC3339] [--inactive]")
 		fmt.Fprintln(e.stderr, "       enqueue coupon load-redis --code X")
+		fmt.Fprintln(e.stderr, "       enqueue coupon expire --code X")
 		return errHelp
 	}
-	return usagef("unknown subcommand %q: want create or load-redis", args[0])
+	return usagef("unknown subcommand %q: want create, load-redis or expire", args[0])
 }
 
 func cmdCouponCreate(ctx context.Context, e *env, args []string) error {
@@ -148,6 +151,30 @@ func cmdCouponLoadRedis(ctx context.Context, e *env, args []string) error {
 		return nil
 	}
 	fmt.Fprintf(e.stdout, "coupon %s loaded into Redis: stock %d of %d\n", c.Code, stock, c.TotalQuantity)
+	return nil
+}
+
+func cmdCouponExpire(ctx context.Context, e *env, args []string) error {
+	fs := e.newFlagSet("coupon expire")
+	code := fs.String("code", "", "coupon code (required)")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if !coupon.ValidCode(*code) {
+		return usagef("--code: want 1-64 letters, digits, _ or -, got %q", *code)
+	}
+	if err := e.open(ctx); err != nil {
+		return err
+	}
+	c, err := e.store.ExpireCoupon(ctx, *code)
+	if errors.Is(err, store.ErrNotFound) {
+		return usagef("--code: unknown coupon %q; nothing changed", *code)
+	}
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stdout, "coupon %s (id %d) expired at %s with %d of %d issued; exchange its unused issues with coupon-exchange --expired-coupon-id %d\n",
+		c.Code, c.ID, c.ExpiresAt.Format(time.RFC3339), c.IssuedQuantity, c.TotalQuantity, c.ID)
 	return nil
 }
 

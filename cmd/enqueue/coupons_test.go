@@ -275,3 +275,42 @@ func TestCouponExchangeCommand(t *testing.T) {
 	require.Equal(t, 0, exit, stderr)
 
 }
+
+func TestCouponExpireEndsTheCouponOnce(t *testing.T) {
+	t.Parallel()
+	b := setupCouponCLI(t)
+	code := b.code(t, "EXP")
+
+	for _, args := range [][]string{
+		{"coupon", "expire"},
+		{"coupon", "expire", "--code", "bad code!"},
+		{"coupon", "expire", "--code", code},
+	} {
+		exit, stdout, stderr := b.run(t, args...)
+		require.Equal(t, 2, exit, "%v: %s", args, stderr)
+		require.Empty(t, stdout, "%v", args)
+	}
+
+	exit, _, stderr := b.run(t, "coupon", "create", "--code", code, "--name", "n", "--amount-type", "FIX", "--amount", "100", "--total", "5",
+		"--expires-at", time.Now().Add(24*time.Hour).Format(time.RFC3339))
+	require.Equal(t, 0, exit, stderr)
+	c, err := b.store.CouponByCode(context.Background(), code)
+	require.NoError(t, err)
+	before := time.Now()
+	exit, stdout, stderr := b.run(t, "coupon", "expire", "--code", code)
+	require.Equal(t, 0, exit, stderr)
+	require.Contains(t, stdout, "coupon "+code+" (id "+strconv.FormatInt(c.ID, 10)+") expired at ")
+	require.Contains(t, stdout, "with 0 of 5 issued; exchange its unused issues with coupon-exchange --expired-coupon-id "+strconv.FormatInt(c.ID, 10)+"\n")
+	c, err = b.store.CouponByCode(context.Background(), code)
+	require.NoError(t, err)
+	require.NotNil(t, c.ExpiresAt)
+	require.WithinDuration(t, before, *c.ExpiresAt, 5*time.Second)
+	require.Equal(t, store.CouponActive, c.Status)
+
+	// Expiring again keeps the first expiry.
+	exit, _, stderr = b.run(t, "coupon", "expire", "--code", code)
+	require.Equal(t, 0, exit, stderr)
+	again, err := b.store.CouponByCode(context.Background(), code)
+	require.NoError(t, err)
+	require.True(t, c.ExpiresAt.Equal(*again.ExpiresAt), "%v then %v", c.ExpiresAt, again.ExpiresAt)
+}
