@@ -89,7 +89,7 @@ func cmdDemoLedger(ctx context.Context, e *env, args []string) error {
 func demoLedger(n, members int, date time.Time, tz *time.Location) []store.LedgerEntry {
 	y, m, d := date.Date()
 	dayBefore := time.Date(y, m, d-1, 0, 0, 0, 0, tz)
-	kinds := [...]string{"EARN", "EARN", "USE", "EARN", "EXPIRE"}
+	kinds := [...]string{"EARN", "USE", "EXPIRE", "EARN", "EARN"}
 	step := 24 * time.Hour / time.Duration(n)
 	processOn := date.Format(time.DateOnly)
 	out := make([]store.LedgerEntry, n)
