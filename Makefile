@@ -7,11 +7,11 @@ BIN := bin
 .PHONY: help build run serve test bench chaos fuzz lint migrate services
 
 help:
-	@echo "make run    start services, migrate, load demo data, run the daily therapy batch, print a summary"
+	@echo "make run    start services, migrate, load demo data, run each of the five batches once, print a summary of each"
 	@echo "make test   the whole test suite against real Postgres and Redis (started if needed)"
 	@echo "make bench  benchmarks (prints figures and ratios)"
 	@echo "make chaos  the whole fault suite, CHAOS_REPS (default 3) times per case; prints fault × batch → result"
-	@echo "make serve  run the worker in the foreground (Ctrl-C stops it gracefully)"
+	@echo "make serve  run the worker in the foreground (Ctrl-C stops it gracefully), ADMIN_TOKEN as make run's"
 	@echo "make fuzz   each parser's fuzz target for FUZZTIME (default 30s); make test runs their seed corpora"
 	@echo "make lint   gofmt + go vet"
 
@@ -28,7 +28,7 @@ run: build
 	@scripts/run.sh
 
 serve: build
-	@$(SERVICES) && $(BIN)/worker migrate && exec $(BIN)/worker
+	@$(SERVICES) && export ADMIN_TOKEN="$$(scripts/admin-token.sh)" && $(BIN)/worker migrate && exec $(BIN)/worker
 
 test:
 	@$(SERVICES) && go vet ./... && go test -count=1 -timeout 12m -p 2 ./...
