@@ -90,12 +90,15 @@ func demoLedger(n, members int, date time.Time, tz *time.Location) []store.Ledge
 	y, m, d := date.Date()
 	dayBefore := time.Date(y, m, d-1, 0, 0, 0, 0, tz)
 	kinds := [...]string{"EARN", "USE", "EXPIRE", "EARN", "EARN"}
+	// Points per unit of each kind: members use and lose less than they earn.
+	units := map[string]int64{"EARN": 100, "USE": 40, "EXPIRE": 10}
 	step := 24 * time.Hour / time.Duration(n)
 	processOn := date.Format(time.DateOnly)
 	out := make([]store.LedgerEntry, n)
 	for i := range out {
-		out[i] = store.LedgerEntry{MemberID: int64(i%members) + 1, Kind: kinds[(i/members)%len(kinds)],
-			Amount: int64(100 * (i%10 + 1)), OccurredAt: dayBefore.Add(time.Duration(i) * step), ProcessOn: processOn}
+		kind := kinds[(i/members)%len(kinds)]
+		out[i] = store.LedgerEntry{MemberID: int64(i%members) + 1, Kind: kind,
+			Amount: units[kind] * int64(i%10+1), OccurredAt: dayBefore.Add(time.Duration(i) * step), ProcessOn: processOn}
 	}
 	return out
 }
