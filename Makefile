@@ -28,7 +28,8 @@ run: build
 	@scripts/run.sh
 
 serve: build
-	@$(SERVICES) && export ADMIN_TOKEN="$$(scripts/admin-token.sh)" && $(BIN)/worker migrate && exec $(BIN)/worker
+	@user_db="$${DATABASE_URL:-}" && $(SERVICES) && export DATABASE_URL="$$(USER_DATABASE_URL=$$user_db scripts/demo-db.sh)" && \
+		export ADMIN_TOKEN="$$(scripts/admin-token.sh)" && $(BIN)/worker migrate && exec $(BIN)/worker
 
 test:
 	@$(SERVICES) && go vet ./... && go test -count=1 -timeout 12m -p 2 ./...

@@ -9,14 +9,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 user_db=${DATABASE_URL:-}
 eval "$(scripts/services.sh)"
-if [ -z "$user_db" ]; then
-  # Keep the demo in a database of its own on the server found.
-  psql "$DATABASE_URL" -Atqc "SELECT 1 FROM pg_database WHERE datname = 'tidemark'" | grep -q 1 ||
-    psql "$DATABASE_URL" -qc "CREATE DATABASE tidemark"
-  query=""; [[ $DATABASE_URL == *\?* ]] && query="?${DATABASE_URL#*\?}"
-  base=${DATABASE_URL%%\?*}
-  export DATABASE_URL="${base%/*}/tidemark$query"
-fi
+DATABASE_URL=$(USER_DATABASE_URL=$user_db scripts/demo-db.sh)
+export DATABASE_URL
 export BATCH_TZ=${BATCH_TZ:-Asia/Seoul}
 export HTTP_ADDR=${HTTP_ADDR:-127.0.0.1:8080}
 ADMIN_TOKEN=$(scripts/admin-token.sh)
@@ -159,7 +153,7 @@ read -r exchanged left < <(sql "SELECT count(*) FILTER (WHERE exchanged_at IS NO
 echo "   exchange (job $job): $code expired; its unused issues exchanged for EXCH-$job in $chunks chunk(s), $ms ms"
 echo "   $exchanged of $code's issues exchanged, $left left; EXCH-$job issued to $issued members, $notified notified"
 
-echo "== look around while a worker runs: DATABASE_URL='$DATABASE_URL' make serve"
+echo "== look around while a worker runs on the same database: make serve"
 echo "   http://$HTTP_ADDR/ui/        batch runs by business date"
 echo "   http://$HTTP_ADDR/riverui/   River UI: every job, its args, output and log lines"
 echo "   http://$HTTP_ADDR/metrics    Prometheus metrics (no credential)"
