@@ -15,8 +15,14 @@ const AdminUser = "admin"
 // "Authorization: Bearer <token>" or as HTTP Basic credentials admin:<token>,
 // and answers anything else 401 with a Basic challenge, so a browser asks
 // for them. With no token configured the page does not exist (404).
+//
+// A browser sends saved Basic credentials with any request to the page, a
+// form another site posts included, so unsafe requests from another origin
+// are refused (403, net/http's CrossOriginProtection) before the
+// credentials are looked at.
 func RequireAdmin(token string, next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	sameOrigin := http.NewCrossOriginProtection()
+	return sameOrigin.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if token == "" {
 			http.NotFound(w, r)
 			return
@@ -27,7 +33,7 @@ func RequireAdmin(token string, next http.Handler) http.Handler {
 			return
 		}
 		next.ServeHTTP(w, r)
-	})
+	}))
 }
 
 // adminSecret returns the secret a request presents: a bearer token, or the

@@ -111,3 +111,16 @@ func TestCouponReconcileWorkers(t *testing.T) {
 		require.Contains(t, res.Job.Errors[0].Error, "NOPE: not found")
 	})
 }
+
+// A reconciliation waits its grace inside the job, so its timeout follows
+// the configured grace: a long grace must not time every run out.
+func TestCouponReconcileTimeoutCoversTheGrace(t *testing.T) {
+	t.Parallel()
+	for grace, want := range map[time.Duration]time.Duration{
+		0:               DefaultReconcileGrace + 45*time.Second,
+		4 * time.Minute: 4*time.Minute + 45*time.Second,
+	} {
+		w := NewCouponReconcileWorker(Deps{ReconcileGrace: grace})
+		require.Equal(t, want, w.Timeout(nil), "grace %s", grace)
+	}
+}

@@ -115,10 +115,15 @@ func (r OrderReconcileReport) String() string {
 		len(r.PriceMismatch), len(r.UnexpectedOrder), r.Unsent, r.UnknownOrders)
 }
 
+// orderInFlight is how recently a SENDING row must have been claimed for
+// its attempt to be possibly still running (its timeout, and a margin).
+const orderInFlight = OrderSubmitTimeout + time.Minute
+
 // CheckOrders compares every order_request row with the third party's
 // orders (GET /orders, paged) by user and month. A SENDING row whose order
-// exists is an attempt whose outcome was lost (a crash, a timeout, a job
-// discarded after its last retry): unless dryRun it is set APPLIED with the
+// exists, and that no attempt can still be working on (claimed longer ago
+// than orderInFlight), is an attempt whose outcome was lost (a crash, a
+// timeout, a job discarded after its last retry): unless dryRun it is set APPLIED with the
 // third party's id and time, as the job's own lookup would have. Nothing
 // else is changed; the rest is reported. It loads both sides in memory,
 // which is fine up to millions of rows.
@@ -158,6 +163,7 @@ func CheckOrders(ctx context.Context, deps Deps, dryRun bool) (OrderReconcileRep
 		after = page[len(page)-1].ID
 	}
 	rep.Rows, rep.ThirdPartyOrders = len(rows), len(theirs)
+	now := time.Now()
 	seen := 0
 	for _, r := range rows {
 		o, ok := theirs[r.Username+"\x00"+r.AppliedYearMonth]
@@ -173,19 +179,32 @@ func CheckOrders(ctx context.Context, deps Deps, dryRun bool) (OrderReconcileRep
 			rep.PriceMismatch = append(rep.PriceMismatch, r.ID)
 		case r.Status == store.OrderApplied:
 			rep.Matched++
+		case r.Status == store.OrderSending && now.Sub(r.UpdatedAt) < orderInFlight:
+			rep.Unsent++ // an attempt may still be running: its own apply settles it
 		case r.Status == store.OrderSending && ok:
+			repaired := true
 			if !dryRun {
-				err := deps.Store.InTx(ctx, func(tx pgx.Tx) error {
-					_, err := deps.Store.MarkOrderAppliedTx(ctx, tx, r.ID, o.ID, o.CreatedAt)
+				err := deps.Store.InTx(ctx, func(tx pgx.Tx) (err error) {
+					repaired, err = deps.Store.MarkOrderAppliedTx(ctx, tx, r.ID, o.ID, o.CreatedAt)
 					return err
 				})
 				if err != nil {
 					return rep, fmt.Errorf("order_reconcile: repair %d: %w", r.ID, err)
 				}
 			}
-			rep.Repaired = append(rep.Repaired, r.ID)
-		case ok: // PENDING or FAILED
-			rep.UnexpectedOrder = append(rep.UnexpectedOrder, r.ID)
+			if repaired { // false: settled by its own attempt meanwhile
+				rep.Repaired = append(rep.Repaired, r.ID)
+			}
+		case ok: // PENDING or FAILED when we read it
+			// A PENDING row may have been claimed and sent while we read the
+			// partner's orders: only a row still unsent is unexpected.
+			now, err := deps.Store.GetOrderRequest(ctx, r.ID)
+			if err != nil {
+				return rep, fmt.Errorf("order_reconcile: re-read %d: %w", r.ID, err)
+			}
+			if now.Status == r.Status {
+				rep.UnexpectedOrder = append(rep.UnexpectedOrder, r.ID)
+			}
 		default: // PENDING or SENDING, no order
 			if r.Status != store.OrderFailed {
 				rep.Unsent++

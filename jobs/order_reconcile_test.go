@@ -89,7 +89,9 @@ func TestOrderReconcile(t *testing.T) {
 			}))
 		}
 		claim(1)
-		lost := post("user001", 1000) // 1: SENDING, order exists → repaired
+		lost := post("user001", 1000) // 1: SENDING, order exists, attempt long dead → repaired
+		_, err := b.store.Pool.Exec(ctx, `UPDATE order_request SET updated_at = now() - interval '2 minutes' WHERE id = $1`, id(1))
+		require.NoError(t, err)
 		claim(2)
 		apply(2, post("user002", 2000).ID) // 2: APPLIED, matches
 		claim(3)                           // 3: SENDING, no order → unsent
@@ -137,6 +139,26 @@ func TestOrderReconcile(t *testing.T) {
 
 	// With the partner unreachable the check fails and River retries it; no
 	// row changes on a guess.
+	// A row claimed moments ago whose order exists is an attempt still
+	// running, not a lost outcome: left to its own apply, and not reported.
+	t.Run("LeavesAnAttemptInFlight", func(t *testing.T) {
+		t.Parallel()
+		_, b := setup(t)
+		ids := rows(t, b, 1)
+		_, err := b.store.ClaimOrderRequests(ctx, ids)
+		require.NoError(t, err)
+		_, err = b.api.Create(ctx, orderapi.OrderRequest{Username: "user001", TotalPrice: 1000, AppliedYearMonth: "2025-02"})
+		require.NoError(t, err)
+		rep, err := jobs.CheckOrders(ctx, b.deps, false)
+		require.NoError(t, err)
+		require.True(t, rep.OK(), "%s", rep)
+		require.Empty(t, rep.Repaired)
+		require.Equal(t, 1, rep.Unsent)
+		row, err := b.store.GetOrderRequest(ctx, ids[0])
+		require.NoError(t, err)
+		require.Equal(t, store.OrderSending, row.Status)
+	})
+
 	t.Run("PartnerDownRetries", func(t *testing.T) {
 		t.Parallel()
 		_, b := setup(t)

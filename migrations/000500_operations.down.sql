@@ -1,1 +1,1 @@
-DROP INDEX IF EXISTS river_job_reconcile_latest_idx;
+DROP INDEX CONCURRENTLY IF EXISTS river_job_reconcile_latest_idx;

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -147,6 +148,25 @@ func TestRiverUIRequiresAdminToken(t *testing.T) {
 	}
 	slices.Sort(kinds)
 	require.Equal(t, parkedKinds, kinds, "the UI's API lists the parked jobs of every kind")
+
+	// A form another site posts, with the browser's saved credentials, is
+	// refused before it reaches River UI's API; the same request from the
+	// UI's own page goes through.
+	for site, want := range map[string]int{"cross-site": http.StatusForbidden, "same-origin": http.StatusOK} {
+		req, err := http.NewRequest(http.MethodPost, b.base+"/riverui/api/jobs/cancel", strings.NewReader(`{"ids":[]}`))
+		require.NoError(t, err)
+		req.Header.Set("Authorization", basic("admin", b.token))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Sec-Fetch-Site", site)
+		resp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		resp.Body.Close()
+		if want == http.StatusOK {
+			require.NotEqual(t, http.StatusForbidden, resp.StatusCode, site)
+		} else {
+			require.Equal(t, want, resp.StatusCode, site)
+		}
+	}
 
 	// The API's own routes are not behind the operator login.
 	resp, _ := b.get(t, "/healthz", "")
