@@ -134,8 +134,8 @@ func (s *Store) ReadDueChunk(ctx context.Context, tx pgx.Tx, runDate string, aft
 }
 
 // CountDueRows counts the rows ReadDueChunk would still read for runDate
-// after id after up to bound: the settlement's total, for its progress. Like
-// step 1, it scans point_ledger_due_idx, which holds due rows only.
+// after id after up to bound: the settlement's total, for its progress. Its
+// condition is point_ledger_due_idx's, so it reads due rows only, as step 1 does.
 func (s *Store) CountDueRows(ctx context.Context, runDate string, after, bound int64) (int64, error) {
 	var n int64
 	err := s.Pool.QueryRow(ctx, `
