@@ -97,11 +97,13 @@ type CouponExchangeWorker struct {
 	// afterChunk, if set (tests), runs after each committed chunk; an error
 	// fails the attempt there.
 	afterChunk func(chunk int) error
+	// progressEvery bounds how often a chunk also writes the progress.
+	progressEvery time.Duration
 }
 
 // NewCouponExchangeWorker returns the coupon exchange worker.
 func NewCouponExchangeWorker(deps Deps) *CouponExchangeWorker {
-	return &CouponExchangeWorker{deps: deps}
+	return &CouponExchangeWorker{deps: deps, progressEvery: DefaultProgressEvery}
 }
 
 // Timeout is at most 60 s; a longer exchange continues on the next attempt
@@ -155,6 +157,11 @@ func (w *CouponExchangeWorker) Work(ctx context.Context, job *river.Job[CouponEx
 		if err != nil {
 			return check(err)
 		}
+		remaining, err := st.CountExchangeableIssues(ctx, a.ExpiredCouponID, cur.LastIssueID)
+		if err != nil {
+			return check(err)
+		}
+		prog := newProgressRecorder(job.ID, "issues", w.progressEvery, int64(cur.Exchanged), int64(cur.Exchanged)+remaining)
 		for {
 			var ch store.ExchangeChunk
 			err := st.InTx(ctx, func(tx pgx.Tx) error {
@@ -167,7 +174,7 @@ func (w *CouponExchangeWorker) Work(ctx context.Context, job *river.Job[CouponEx
 					return err
 				}
 				cur = next
-				return nil
+				return prog.recordTx(ctx, tx, int64(next.Exchanged), map[string]int64{"chunks": int64(next.Chunks)})
 			})
 			if err != nil {
 				return check(err)

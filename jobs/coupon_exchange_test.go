@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -48,15 +49,29 @@ func TestExchangeResumesStep2WithoutDuplicates(t *testing.T) {
 	ctx := context.Background()
 	expired := seedExpired(t, b)
 
-	var failed atomic.Bool
+	var (
+		failed atomic.Bool
+		client *Client
+		mu     sync.Mutex
+		seen   []Progress // the running job's progress after each chunk
+	)
 	w := river.NewWorkers()
 	river.AddWorker(w, &CouponExchangeWorker{deps: b.deps, afterChunk: func(chunk int) error {
+		list, err := ListRunningProgress(ctx, client)
+		if err != nil {
+			return err
+		}
+		mu.Lock()
+		for _, p := range list {
+			seen = append(seen, p.Progress)
+		}
+		mu.Unlock()
 		if chunk == 3 && failed.CompareAndSwap(false, true) {
 			return errors.New("simulated crash after chunk 3")
 		}
 		return nil
 	}})
-	client := b.startClient(t, w)
+	client = b.startClient(t, w)
 	res, err := client.Insert(ctx, CouponExchangeArgs{Name: "sorry", Description: "delivery error", AmountType: "RATE",
 		Amount: 100, ExpiredCouponID: expired.ID, ChunkSize: 100}, nil)
 	require.NoError(t, err)
@@ -78,6 +93,20 @@ func TestExchangeResumesStep2WithoutDuplicates(t *testing.T) {
 	require.Equal(t, 7, out.ChunksThisAttempt, "6 full chunks and the empty one that ends the step")
 	require.Equal(t, 900, out.Issued)
 	require.Equal(t, 900, out.NotifiedThisAttempt)
+	_, has := JobProgress(job)
+	require.False(t, has, "the final output replaces the progress")
+
+	// Seen while running: each committed chunk, of the 900 issues known at
+	// the start; the retry goes on from the 300 of the failed attempt.
+	mu.Lock()
+	defer mu.Unlock()
+	require.Len(t, seen, 3+7)
+	for i, want := range []int64{100, 200, 300, 400, 500, 600, 700, 800, 900, 900} {
+		require.Equal(t, want, seen[i].Done, "chunk %d", i+1)
+		require.Equal(t, int64(900), seen[i].Total)
+		require.Equal(t, "issues", seen[i].Unit)
+	}
+	require.Equal(t, int64(10), seen[9].Counts["chunks"])
 
 	require.Equal(t, 1, b.count(t, `SELECT count(*) FROM coupon WHERE code LIKE 'EXCH-%'`))
 	c, err := b.store.CouponByCode(ctx, out.CouponCode)

@@ -61,7 +61,13 @@ func (w *OrderReconcileWorker) Timeout(*river.Job[OrderReconcileArgs]) time.Dura
 
 // Work runs the check.
 func (w *OrderReconcileWorker) Work(ctx context.Context, job *river.Job[OrderReconcileArgs]) error {
-	report, err := CheckOrders(ctx, w.deps, job.Args.DryRun)
+	// Loading both sides is the long part: record the orders read so far.
+	prog := newProgressRecorder(job.ID, "orders", DefaultProgressEvery, 0, 0)
+	report, err := checkOrders(ctx, w.deps, job.Args.DryRun, func(ours, theirs int) {
+		if err := prog.record(ctx, int64(ours+theirs), map[string]int64{"ours": int64(ours), "theirs": int64(theirs)}); err != nil {
+			w.deps.Logger.WarnContext(ctx, "order_reconcile: progress not recorded", "error", err)
+		}
+	})
 	if err != nil {
 		return err
 	}
@@ -128,6 +134,15 @@ const orderInFlight = OrderSubmitTimeout + time.Minute
 // else is changed; the rest is reported. It loads both sides in memory,
 // which is fine up to millions of rows.
 func CheckOrders(ctx context.Context, deps Deps, dryRun bool) (OrderReconcileReport, error) {
+	return checkOrders(ctx, deps, dryRun, nil)
+}
+
+// checkOrders is CheckOrders, calling read, if set, after each page loaded
+// with the rows of ours and the orders of theirs read so far.
+func checkOrders(ctx context.Context, deps Deps, dryRun bool, read func(ours, theirs int)) (OrderReconcileReport, error) {
+	if read == nil {
+		read = func(int, int) {}
+	}
 	rep := OrderReconcileReport{DryRun: dryRun, Repaired: []int64{}, AppliedMissing: []int64{},
 		IDMismatch: []int64{}, PriceMismatch: []int64{}, UnexpectedOrder: []int64{}}
 	if deps.OrderAPI == nil {
@@ -143,6 +158,7 @@ func CheckOrders(ctx context.Context, deps Deps, dryRun bool) (OrderReconcileRep
 			return rep, fmt.Errorf("order_reconcile: %w", err)
 		}
 		rows = append(rows, page...)
+		read(len(rows), 0)
 		if len(page) < 5000 {
 			break
 		}
@@ -157,6 +173,7 @@ func CheckOrders(ctx context.Context, deps Deps, dryRun bool) (OrderReconcileRep
 		for _, o := range page {
 			theirs[o.Username+"\x00"+o.AppliedYearMonth] = o
 		}
+		read(len(rows), len(theirs))
 		if len(page) < 5000 {
 			break
 		}

@@ -85,6 +85,12 @@ type SettlementCounts struct {
 	Rollbacks int64 `json:"rollbacks"`
 }
 
+// progressCounts are the counts a run's progress carries.
+func (c SettlementCounts) progressCounts() map[string]int64 {
+	return map[string]int64{"read": c.Read, "written": c.Written, "skipped": c.Skipped,
+		"not_ready": c.NotReady, "chunks": c.Chunks, "rollbacks": c.Rollbacks}
+}
+
 // SettlementCursor is step 1's resumable cursor, saved in the transaction of
 // the chunk it follows. Bound is the largest ledger id when the step began (a
 // resumed attempt keeps it), After the last id a committed chunk covered; the
@@ -121,11 +127,13 @@ type PointSettlementWorker struct {
 	budget time.Duration
 	// afterChunk, if set, is called after each committed chunk (tests).
 	afterChunk func(ctx context.Context, cursor SettlementCursor)
+	// progressEvery bounds how often a chunk also writes the run's progress.
+	progressEvery time.Duration
 }
 
 // NewPointSettlementWorker returns the worker.
 func NewPointSettlementWorker(deps Deps) *PointSettlementWorker {
-	return &PointSettlementWorker{deps: deps, budget: 40 * time.Second}
+	return &PointSettlementWorker{deps: deps, budget: 40 * time.Second, progressEvery: DefaultProgressEvery}
 }
 
 // Timeout bounds one attempt. A longer run snoozes after its budget and
@@ -196,8 +204,15 @@ func (w *PointSettlementWorker) collect(ctx context.Context, job *river.Job[Poin
 			return cur, err
 		}
 	}
+	// The total is the rows read so far and those still due below the bound:
+	// one count on the due index per attempt.
+	remaining, err := w.deps.Store.CountDueRows(ctx, runDate, cur.After, cur.Bound)
+	if err != nil {
+		return cur, err
+	}
+	prog := newProgressRecorder(job.ID, "rows", w.progressEvery, cur.Read, cur.Read+remaining)
 	w.deps.Logger.InfoContext(ctx, "point_settlement: collecting due rows", "run_date", runDate,
-		"after", cur.After, "bound", cur.Bound, "chunks", cur.Chunks)
+		"after", cur.After, "bound", cur.Bound, "chunks", cur.Chunks, "remaining", remaining)
 	started := time.Now()
 	for chunks := 0; ; chunks++ {
 		if chunks > 0 && time.Since(started) > w.budget {
@@ -252,7 +267,9 @@ func (w *PointSettlementWorker) collect(ctx context.Context, job *river.Job[Poin
 				return fmt.Errorf("point_settlement: save cursor: %w", err)
 			}
 			job.JobRow = updated.JobRow
-			return nil
+			// In the chunk's transaction: the progress never counts a
+			// chunk that rolled back.
+			return prog.recordTx(ctx, tx, next.Read, next.SettlementCounts.progressCounts())
 		})
 		if errors.Is(err, store.ErrCommitUnknown) {
 			// The chunk may have committed with its cursor, or not. Record

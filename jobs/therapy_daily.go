@@ -88,7 +88,15 @@ func (w *TherapyDailyWorker) Work(ctx context.Context, job *river.Job[TherapyDai
 			return fmt.Errorf("therapy_daily: enqueue the run of %s: %w", first, err)
 		}
 	}
-	res, err := EnqueueTherapyStats(ctx, client, w.deps.Store.Pool, targets, year, month, job.Args.BusinessDate, TriggerDaily, nil)
+	// Users enqueued of the targets, per batch of inserts; the children's own
+	// progress is their jobs' states, computed rather than recorded.
+	prog := newProgressRecorder(job.ID, "users", DefaultProgressEvery, 0, int64(len(targets)))
+	recordProgress := func(done int) {
+		if err := prog.record(ctx, int64(done), nil); err != nil {
+			w.deps.Logger.WarnContext(ctx, "therapy_daily: progress not recorded", "error", err)
+		}
+	}
+	res, err := EnqueueTherapyStats(ctx, client, w.deps.Store.Pool, targets, year, month, job.Args.BusinessDate, TriggerDaily, recordProgress)
 	if err != nil {
 		return err
 	}

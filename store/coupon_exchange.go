@@ -42,6 +42,19 @@ type ExchangeChunk struct {
 	Issued      int   // compensation issues inserted
 }
 
+// CountExchangeableIssues counts the issues ExchangeChunkTx would still take
+// after afterID: the exchange's total, for its progress.
+func (s *Store) CountExchangeableIssues(ctx context.Context, expiredID, afterID int64) (int64, error) {
+	var n int64
+	err := s.Pool.QueryRow(ctx, `
+		SELECT count(*) FROM coupon_issue
+		WHERE coupon_id = $1 AND used_at IS NULL AND exchanged_at IS NULL AND id > $2`, expiredID, afterID).Scan(&n)
+	if err != nil {
+		return 0, fmt.Errorf("store: count exchangeable issues of %d after %d: %w", expiredID, afterID, err)
+	}
+	return n, nil
+}
+
 // ExchangeChunkTx, in tx, takes up to limit unused, unexchanged issues of the
 // expired coupon with id greater than afterID (in id order, row-locked), marks
 // them exchanged, and issues the compensation coupon to their members (a

@@ -133,6 +133,21 @@ func (s *Store) ReadDueChunk(ctx context.Context, tx pgx.Tx, runDate string, aft
 	return out, nil
 }
 
+// CountDueRows counts the rows ReadDueChunk would still read for runDate
+// after id after up to bound: the settlement's total, for its progress. Its
+// condition is point_ledger_due_idx's, so it reads due rows only, as step 1 does.
+func (s *Store) CountDueRows(ctx context.Context, runDate string, after, bound int64) (int64, error) {
+	var n int64
+	err := s.Pool.QueryRow(ctx, `
+		SELECT count(*) FROM point_ledger l
+		WHERE l.process_on <= $1::date AND (l.processed_on IS NULL OR l.processed_on < l.process_on)
+		  AND l.id > $2 AND l.id <= $3`, runDate, after, bound).Scan(&n)
+	if err != nil {
+		return 0, fmt.Errorf("store: count due rows %s after %d: %w", runDate, after, err)
+	}
+	return n, nil
+}
+
 // SkippedRow is a row the skip policy refused, with why.
 type SkippedRow struct {
 	LedgerID int64

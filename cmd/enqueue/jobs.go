@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"text/tabwriter"
-	"time"
 
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/rivertype"
@@ -72,40 +71,4 @@ func cmdStatus(ctx context.Context, e *env, args []string) error {
 		fmt.Fprintf(tw, "%s\t%s\t%d\n", c.Kind, c.State, c.Count)
 	}
 	return tw.Flush()
-}
-
-func cmdWait(ctx context.Context, e *env, args []string) error {
-	fs := e.newFlagSet("wait")
-	timeout := fs.Duration("timeout", 2*time.Minute, "give up after this long (exit 1)")
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	if *timeout <= 0 {
-		return usagef("--timeout: want a positive duration, got %s", *timeout)
-	}
-	if err := e.open(ctx); err != nil {
-		return err
-	}
-	deadline := time.Now().Add(*timeout)
-	for {
-		busy, err := e.store.AnyOutstandingJobs(ctx)
-		if err != nil {
-			return err
-		}
-		if !busy {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			n, err := e.store.OutstandingJobs(ctx)
-			if err != nil {
-				return err
-			}
-			return fmt.Errorf("timed out after %s with %d job(s) still outstanding (see enqueue status)", *timeout, n)
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(200 * time.Millisecond):
-		}
-	}
 }
