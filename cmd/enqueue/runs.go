@@ -30,7 +30,7 @@ func cmdRuns(ctx context.Context, e *env, args []string) error {
 		return usagef("--days: %d is out of range; want 1 to %d", *days, maxRunDays)
 	}
 	to := calendar.BusinessDate(time.Now(), e.cfg.TZ)
-	from := calendar.BusinessDate(time.Now().In(e.cfg.TZ).AddDate(0, 0, -(*days - 1)), e.cfg.TZ)
+	from := calendar.BusinessDate(time.Now().In(e.cfg.TZ).AddDate(0, 0, -(*days-1)), e.cfg.TZ)
 	if err := e.open(ctx); err != nil {
 		return err
 	}
