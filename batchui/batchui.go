@@ -114,8 +114,8 @@ type view struct {
 type runRow struct {
 	store.BatchRun
 	// FirstOfDate starts a date's group of rows.
-	FirstOfDate        bool
-	Started, Finished  string
+	FirstOfDate           bool
+	Started, Finished     string
 	JobLinks, FailedLinks []jobLink
 }
 
@@ -138,7 +138,7 @@ type stuckRow struct {
 func (o Opts) read(ctx context.Context) (view, error) {
 	now := o.Now().In(o.TZ)
 	to := calendar.BusinessDate(now, o.TZ)
-	from := calendar.BusinessDate(now.AddDate(0, 0, -(o.Days - 1)), o.TZ)
+	from := calendar.BusinessDate(now.AddDate(0, 0, -(o.Days-1)), o.TZ)
 	v := view{Now: now.Format("2006-01-02 15:04:05"), Zone: o.TZ.String(), Days: o.Days,
 		StuckAfter: o.StuckAfter, RiverUIPrefix: o.RiverUIPrefix}
 	runs, err := o.Store.BatchRuns(ctx, from, to, o.TZ)
