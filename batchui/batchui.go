@@ -58,8 +58,11 @@ var files embed.FS
 
 var page = template.Must(template.New("page.html").Funcs(template.FuncMap{
 	"duration": func(d time.Duration) string {
-		if d <= 0 {
+		switch {
+		case d <= 0:
 			return ""
+		case d < time.Second:
+			return d.Round(time.Millisecond).String()
 		}
 		return d.Round(time.Second).String()
 	},

@@ -72,8 +72,11 @@ func printRuns(w io.Writer, runs []store.BatchRun) error {
 
 // formatDuration is d to the second; "" for an open run.
 func formatDuration(d time.Duration) string {
-	if d <= 0 {
+	switch {
+	case d <= 0:
 		return ""
+	case d < time.Second:
+		return d.Round(time.Millisecond).String()
 	}
 	return d.Round(time.Second).String()
 }
