@@ -45,7 +45,7 @@ type BatchRun struct {
 	Kind         string // one of BatchKinds
 	State        string // RunNone, RunRunning, RunFailed or RunCompleted
 	// Counts are the batch's own numbers, in the order shown:
-	//   therapy: targets, done, failed (the daily run's therapy_stats jobs);
+	//   therapy: targets (the fan-out's), jobs, done, failed (the daily run's therapy_stats jobs);
 	//   settlement: runs, read, written, skipped (the latest run), items (the settlement);
 	//   coupon_reconcile: runs, coupons, mismatched (coupons whose latest run that day disagreed), repaired;
 	//   orders: requests, applied, failed, open (PENDING or SENDING), jobs;
@@ -111,8 +111,8 @@ therapy AS (
 	       coalesce((f.state NOT IN ('completed', 'discarded', 'cancelled'))::int, 0) + s.live AS live,
 	       coalesce((f.state IN ('discarded', 'cancelled'))::int, 0) + s.failed AS failed,
 	       coalesce((f.state IN ('discarded', 'cancelled'))::int, 0) + s.failed AS bad,
-	       ARRAY['targets', 'done', 'failed'] AS count_names,
-	       ARRAY[coalesce((f.metadata -> 'output' ->> '` + outTargets + `')::bigint, 0), s.done, s.failed] AS count_values,
+	       ARRAY['targets', 'jobs', 'done', 'failed'] AS count_names,
+	       ARRAY[coalesce((f.metadata -> 'output' ->> '` + outTargets + `')::bigint, 0), s.jobs, s.done, s.failed] AS count_values,
 	       least(f.created_at, s.started) AS started, greatest(f.finalized_at, s.finished) AS finished,
 	       coalesce(array_remove(ARRAY[f.id], NULL), '{}') AS job_ids, s.failed_ids,
 	       coalesce(CASE WHEN f.state IN ('discarded', 'cancelled') THEN f.errors[array_length(f.errors, 1)] ->> 'error' END, s.last_error) AS last_error

@@ -71,7 +71,7 @@ func TestBatchRunsCountsEachBatchOfADate(t *testing.T) {
 		return m
 	}
 	th := got[store.BatchTherapy]
-	require.Equal(t, map[string]int64{"targets": 3, "done": 2, "failed": 1}, counts(th))
+	require.Equal(t, map[string]int64{"targets": 3, "jobs": 3, "done": 2, "failed": 1}, counts(th))
 	require.Equal(t, store.RunFailed, th.State)
 	require.Equal(t, []int64{fan}, th.JobIDs)
 	require.Equal(t, []int64{bad}, th.FailedJobIDs)
