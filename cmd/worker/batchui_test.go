@@ -86,6 +86,12 @@ func TestBatchPageShowsASettledDate(t *testing.T) {
 	t.Parallel()
 	b := setupOps(t)
 	s := b.settleToday(t)
+	// One order request stuck in SENDING for two minutes, one just claimed.
+	var stuck int64
+	require.NoError(t, b.pool.QueryRow(context.Background(), `
+		INSERT INTO order_request (username, total_price, applied_year_month, status, updated_at)
+		VALUES ('stuck', 10, '2026-11', 'SENDING', now() - interval '2 minutes'), ('fresh', 10, '2026-11', 'SENDING', now())
+		RETURNING id`).Scan(&stuck))
 
 	resp, page := b.get(t, "/ui/", basic("admin", b.token))
 	require.Equal(t, http.StatusOK, resp.StatusCode, "%s", page)
@@ -95,6 +101,10 @@ func TestBatchPageShowsASettledDate(t *testing.T) {
 	require.Equal(t, s.counts, counts)
 	require.Contains(t, string(page), fmt.Sprintf(`<a href="/riverui/jobs/%d">#%d</a>`, s.jobID, s.jobID))
 	require.Len(t, regexp.MustCompile(`<tr class="run`).FindAll(page, -1), 14*len(store.BatchKinds))
+	orders := regexp.MustCompile(`<tr data-order="(\d+)"><td>\d+</td><td>(\w+)</td>`).FindAllSubmatch(page, -1)
+	require.Len(t, orders, 1, "only the stuck request is listed")
+	require.Equal(t, fmt.Sprint(stuck), string(orders[0][1]))
+	require.Equal(t, "stuck", string(orders[0][2]))
 
 	resp, _ = b.get(t, "/ui/", "")
 	require.Equal(t, http.StatusUnauthorized, resp.StatusCode)
