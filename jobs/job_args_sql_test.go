@@ -60,4 +60,41 @@ func TestSQLReadsJobArgKeys(t *testing.T) {
 		SELECT therapy_user_id, year, month, status, trigger FROM therapy_batch_log WHERE job_id = $1`, res.Job.ID).
 		Scan(&user, &year, &month, &status, &trigger))
 	require.Equal(t, []any{int64(7), 2026, 11, "IN_PROGRESS", "recover"}, []any{user, year, month, status, trigger})
+
+	// The batch page's runs: the daily therapy run by business_date (the
+	// recover job above, with a trigger, is not the daily run's), the
+	// settlement by run_date, a reconciliation's coupon_code, and the kinds
+	// found by when they were created.
+	daily, err := client.Insert(ctx, jobs.TherapyDailyArgs{BusinessDate: "2026-11-20"}, nil)
+	require.NoError(t, err)
+	_, err = client.Insert(ctx, jobs.TherapyStatsArgs{TherapyUserID: 8, Year: 2026, Month: 11, BusinessDate: "2026-11-20"}, nil)
+	require.NoError(t, err)
+	_, err = client.Insert(ctx, jobs.CouponReconcileArgs{CouponCode: "WELCOME"}, nil)
+	require.NoError(t, err)
+	_, err = client.Insert(ctx, jobs.CouponExchangeArgs{Name: "x", Description: "y", AmountType: "FIX", Amount: 1, ExpiredCouponID: 1}, nil)
+	require.NoError(t, err)
+	_, err = client.Insert(ctx, jobs.OrderSubmitArgs{OrderRequestID: 1}, nil)
+	require.NoError(t, err)
+	runs, err := st.BatchRuns(ctx, "2026-11-20", "2026-11-20", time.UTC)
+	require.NoError(t, err)
+	byKind := map[string]store.BatchRun{}
+	for _, r := range runs {
+		byKind[r.Kind] = r
+	}
+	require.Equal(t, []int64{daily.Job.ID}, byKind[store.BatchTherapy].JobIDs)
+	n, _ := byKind[store.BatchTherapy].Count("jobs")
+	require.Equal(t, int64(1), n)
+	require.Equal(t, []int64{first.ID}, byKind[store.BatchSettlement].JobIDs)
+	today := time.Now().UTC().Format(time.DateOnly)
+	runs, err = st.BatchRuns(ctx, today, today, time.UTC)
+	require.NoError(t, err)
+	for _, r := range runs {
+		byKind[r.Kind] = r
+	}
+	n, _ = byKind[store.BatchCouponReconcile].Count("coupons")
+	require.Equal(t, int64(1), n)
+	n, _ = byKind[store.BatchExchange].Count("runs")
+	require.Equal(t, int64(1), n)
+	n, _ = byKind[store.BatchOrders].Count("jobs")
+	require.Equal(t, int64(1), n)
 }

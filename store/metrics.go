@@ -173,6 +173,7 @@ type ReconcileOutput struct {
 	CouponCode string // "" but for coupon_reconcile
 	Finalized  time.Time
 	Output     []byte // metadata.output, as river.RecordOutput stored it
+	JobID      int64
 }
 
 // LatestReconcileOutputs returns the latest completed run of
@@ -182,20 +183,20 @@ func (s *Store) LatestReconcileOutputs(ctx context.Context) ([]ReconcileOutput, 
 	// Literal kinds, so the planner can prove each branch is inside the
 	// partial index.
 	rows, err := s.Pool.Query(ctx, `
-		(SELECT 'therapy_stats_verify', '', finalized_at, coalesce(metadata -> 'output', 'null'::jsonb) FROM river_job
+		(SELECT 'therapy_stats_verify', '', finalized_at, coalesce(metadata -> 'output', 'null'::jsonb), id FROM river_job
 		 WHERE state = 'completed' AND kind = 'therapy_stats_verify' AND (args ->> 'coupon_code') IS NULL
 		   AND NOT coalesce((args ->> $1)::boolean, false)
 		 ORDER BY finalized_at DESC LIMIT 1)
 		UNION ALL
-		(SELECT 'order_reconcile', '', finalized_at, coalesce(metadata -> 'output', 'null'::jsonb) FROM river_job
+		(SELECT 'order_reconcile', '', finalized_at, coalesce(metadata -> 'output', 'null'::jsonb), id FROM river_job
 		 WHERE state = 'completed' AND kind = 'order_reconcile' AND (args ->> 'coupon_code') IS NULL
 		   AND NOT coalesce((args ->> $1)::boolean, false)
 		 ORDER BY finalized_at DESC LIMIT 1)
 		UNION ALL
-		SELECT 'coupon_reconcile', c.code, r.finalized_at, r.output
+		SELECT 'coupon_reconcile', c.code, r.finalized_at, r.output, r.id
 		FROM (SELECT code FROM coupon WHERE status = 'ACTIVE' ORDER BY id LIMIT $2) c
 		CROSS JOIN LATERAL (
-			SELECT finalized_at, coalesce(metadata -> 'output', 'null'::jsonb) AS output FROM river_job
+			SELECT finalized_at, coalesce(metadata -> 'output', 'null'::jsonb) AS output, id FROM river_job
 			WHERE state = 'completed' AND kind = 'coupon_reconcile' AND (args ->> 'coupon_code') = c.code
 			  AND NOT coalesce((args ->> $1)::boolean, false)
 			ORDER BY finalized_at DESC LIMIT 1) r`, argDryRun, MaxReportedCoupons)

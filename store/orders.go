@@ -335,3 +335,21 @@ func validYearMonth(s string) bool {
 	_, _, err := calendar.ParseYearMonth(s)
 	return err == nil
 }
+
+// StuckSending returns up to limit SENDING rows unchanged for longer than
+// olderThan, the longest-unchanged first: requests whose outcome no attempt
+// has settled. It scans order_request (status has no index, so that both
+// updates of a row stay HOT); the operator pages read it on demand only.
+func (s *Store) StuckSending(ctx context.Context, olderThan time.Duration, limit int) ([]OrderRequest, error) {
+	rows, err := s.Pool.Query(ctx, `SELECT `+orderRequestCols+` FROM order_request
+		WHERE status = $1 AND updated_at < now() - make_interval(secs => $2)
+		ORDER BY updated_at, id LIMIT $3`, OrderSending, olderThan.Seconds(), limit)
+	if err != nil {
+		return nil, fmt.Errorf("store: stuck sending: %w", err)
+	}
+	out, err := pgx.CollectRows(rows, pgx.RowToStructByPos[OrderRequest])
+	if err != nil {
+		return nil, fmt.Errorf("store: stuck sending: %w", err)
+	}
+	return out, nil
+}

@@ -117,3 +117,31 @@ func TestRiverUIInABrowser(t *testing.T) {
 	waitText(t, browser, "msg=\"therapy_daily fan-out\" business_date=2026-12-01")
 	screenshot(t, browser, "riverui-job")
 }
+
+// A real browser, logged in as admin, opens the batch page and finds the
+// settled date's settlement row with the counts SQL holds, and its job's
+// link into River UI.
+func TestBatchPageInABrowser(t *testing.T) {
+	t.Parallel()
+	b := setupOps(t)
+	s := b.settleToday(t)
+
+	browser := newBrowser(t, "Basic "+base64.StdEncoding.EncodeToString([]byte("admin:"+b.token)))
+	require.NoError(t, chromedp.Do(browser, chromedp.EmulateViewport(1280, 800)))
+	require.NoError(t, chromedp.Do(browser, chromedp.Navigate(b.base+"/ui/")))
+	waitText(t, browser, "tidemark batches", s.date, "settlement", "Latest reconciliation reports", "stuck in SENDING")
+
+	row := fmt.Sprintf(`tr[data-date=%q][data-batch="settlement"]`, s.date)
+	got, err := chromedp.Run(browser, chromedp.Evaluate[string](fmt.Sprintf(
+		`[...document.querySelectorAll('%s [data-count]')].map(e => e.dataset.count + '=' + e.querySelector('b').textContent).join(' ')`, row)))
+	require.NoError(t, err)
+	require.Equal(t, fmt.Sprintf("runs=%d read=%d written=%d skipped=%d items=%d",
+		s.counts["runs"], s.counts["read"], s.counts["written"], s.counts["skipped"], s.counts["items"]), got)
+	state, err := chromedp.Run(browser, chromedp.Evaluate[string](fmt.Sprintf(`document.querySelector('%s .state').innerText`, row)))
+	require.NoError(t, err)
+	require.Equal(t, "completed", state)
+	href, err := chromedp.Run(browser, chromedp.Evaluate[string](fmt.Sprintf(`document.querySelector('%s a').getAttribute('href')`, row)))
+	require.NoError(t, err)
+	require.Equal(t, fmt.Sprintf("/riverui/jobs/%d", s.jobID), href)
+	screenshot(t, browser, "batch-ui")
+}

@@ -12,17 +12,21 @@ import (
 	"github.com/tidemark/tidemark/jobs"
 )
 
-// riverUIPrefix is where River UI is served.
-const riverUIPrefix = "/riverui"
+// riverUIPrefix is where River UI is served, batchUIPath the batch page.
+const (
+	riverUIPrefix = "/riverui"
+	batchUIPath   = "/ui/"
+)
 
 // routes is the worker's HTTP listener: the API (health, readiness, /v1/),
-// /metrics (numbers only, no token), and River UI under /riverui/ behind
-// ADMIN_TOKEN.
-func routes(api, metrics, riverUI http.Handler, adminToken string) http.Handler {
+// /metrics (numbers only, no token), and behind ADMIN_TOKEN River UI under
+// /riverui/ and the batch page at /ui/.
+func routes(api, metrics, riverUI, batchUI http.Handler, adminToken string) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("/", api)
 	mux.Handle("GET /metrics", metrics)
 	mux.Handle(riverUIPrefix+"/", httpapi.RequireAdmin(adminToken, riverUI))
+	mux.Handle(batchUIPath, httpapi.RequireAdmin(adminToken, exactPath(batchUIPath, batchUI)))
 	return mux
 }
 
@@ -45,4 +49,15 @@ func startRiverUI(ctx context.Context, client *jobs.Client, logger *slog.Logger,
 		return nil, fmt.Errorf("river ui: start: %w", err)
 	}
 	return h, nil
+}
+
+// exactPath serves h at path only, 404 below it.
+func exactPath(path string, h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != path {
+			http.NotFound(w, r)
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
 }

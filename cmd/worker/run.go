@@ -17,6 +17,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/riverqueue/river/rivertype"
 
+	"github.com/tidemark/tidemark/batchui"
 	"github.com/tidemark/tidemark/config"
 	"github.com/tidemark/tidemark/coupongate"
 	"github.com/tidemark/tidemark/httpapi"
@@ -129,11 +130,12 @@ func run(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	batchUI := batchui.Handler(batchui.Opts{Store: st, TZ: cfg.TZ, Logger: logger, RiverUIPrefix: riverUIPrefix})
 	ln, err := net.Listen("tcp", cfg.HTTPAddr)
 	if err != nil {
 		return fmt.Errorf("http listen %s: %w", cfg.HTTPAddr, err)
 	}
-	srv := &http.Server{Handler: routes(api.Handler(), m.Handler(), riverUI, cfg.AdminToken), ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{Handler: routes(api.Handler(), m.Handler(), riverUI, batchUI, cfg.AdminToken), ReadHeaderTimeout: 10 * time.Second}
 	httpErr := make(chan error, 1)
 	go func() { httpErr <- srv.Serve(ln) }()
 

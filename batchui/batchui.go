@@ -1,0 +1,198 @@
+// Package batchui serves the batch page, /ui/: for each of the last business
+// dates one row per batch with its state, counts, duration, failures and
+// links into River UI's job pages; the latest reconciliation reports; and the
+// order requests stuck in SENDING. It is server-rendered from an embedded
+// html/template, with no script; authentication is the caller's
+// (httpapi.RequireAdmin).
+package batchui
+
+import (
+	"bytes"
+	"context"
+	"embed"
+	"encoding/json"
+	"fmt"
+	"html/template"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/tidemark/tidemark/calendar"
+	"github.com/tidemark/tidemark/store"
+)
+
+// Store is what the page reads.
+type Store interface {
+	BatchRuns(ctx context.Context, from, to string, tz *time.Location) ([]store.BatchRun, error)
+	LatestReconcileOutputs(ctx context.Context) ([]store.ReconcileOutput, error)
+	StuckSending(ctx context.Context, olderThan time.Duration, limit int) ([]store.OrderRequest, error)
+}
+
+// Defaults of Opts.
+const (
+	DefaultDays       = 14
+	DefaultStuckAfter = time.Minute
+	// maxStuck bounds the SENDING rows listed.
+	maxStuck = 100
+)
+
+// Opts configures the page.
+type Opts struct {
+	Store  Store
+	TZ     *time.Location // BATCH_TZ: business dates and the times shown
+	Logger *slog.Logger
+	// RiverUIPrefix is where River UI is served ("/riverui"); job ids link
+	// to RiverUIPrefix + "/jobs/<id>".
+	RiverUIPrefix string
+	// Days is how many business dates are shown (DefaultDays when 0);
+	// StuckAfter how long a SENDING row must be unchanged to be listed
+	// (DefaultStuckAfter when 0).
+	Days       int
+	StuckAfter time.Duration
+	// Now is the clock (time.Now when nil).
+	Now func() time.Time
+}
+
+//go:embed page.html
+var files embed.FS
+
+var page = template.Must(template.New("page.html").Funcs(template.FuncMap{
+	"duration": func(d time.Duration) string {
+		switch {
+		case d <= 0:
+			return ""
+		case d < time.Second:
+			return d.Round(time.Millisecond).String()
+		}
+		return d.Round(time.Second).String()
+	},
+}).ParseFS(files, "page.html"))
+
+// Handler returns the page's handler; it answers GET on its own path only.
+func Handler(o Opts) http.Handler {
+	if o.Days <= 0 {
+		o.Days = DefaultDays
+	}
+	if o.StuckAfter <= 0 {
+		o.StuckAfter = DefaultStuckAfter
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			w.Header().Set("Allow", "GET, HEAD")
+			http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+			return
+		}
+		data, err := o.read(r.Context())
+		if err != nil {
+			o.Logger.ErrorContext(r.Context(), "batch page", "err", err)
+			http.Error(w, "the batch page could not be read; see the worker's log", http.StatusInternalServerError)
+			return
+		}
+		var buf bytes.Buffer
+		if err := page.Execute(&buf, data); err != nil {
+			o.Logger.ErrorContext(r.Context(), "batch page: render", "err", err)
+			http.Error(w, "the batch page could not be rendered; see the worker's log", http.StatusInternalServerError)
+			return
+		}
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		w.Header().Set("Cache-Control", "no-store")
+		_, _ = buf.WriteTo(w)
+	})
+}
+
+// view is what the template renders.
+type view struct {
+	Now, Zone     string
+	Days          int
+	Runs          []runRow
+	Reports       []reportRow
+	Stuck         []stuckRow
+	StuckAfter    time.Duration
+	RiverUIPrefix string
+}
+
+type runRow struct {
+	store.BatchRun
+	// FirstOfDate starts a date's group of rows.
+	FirstOfDate           bool
+	Started, Finished     string
+	JobLinks, FailedLinks []jobLink
+}
+
+type jobLink struct {
+	ID   int64
+	Href string
+}
+
+type reportRow struct {
+	Kind, Coupon, Finished string
+	Job                    jobLink
+	Output                 string
+}
+
+type stuckRow struct {
+	store.OrderRequest
+	Updated, Age string
+}
+
+func (o Opts) read(ctx context.Context) (view, error) {
+	now := o.Now().In(o.TZ)
+	to := calendar.BusinessDate(now, o.TZ)
+	from := calendar.BusinessDate(now.AddDate(0, 0, -(o.Days-1)), o.TZ)
+	v := view{Now: now.Format("2006-01-02 15:04:05"), Zone: o.TZ.String(), Days: o.Days,
+		StuckAfter: o.StuckAfter, RiverUIPrefix: o.RiverUIPrefix}
+	runs, err := o.Store.BatchRuns(ctx, from, to, o.TZ)
+	if err != nil {
+		return v, err
+	}
+	for i, r := range runs {
+		v.Runs = append(v.Runs, runRow{BatchRun: r, FirstOfDate: i == 0 || runs[i-1].BusinessDate != r.BusinessDate,
+			Started: o.clock(r.StartedAt), Finished: o.clock(r.FinishedAt),
+			JobLinks: o.links(r.JobIDs), FailedLinks: o.links(r.FailedJobIDs)})
+	}
+	reports, err := o.Store.LatestReconcileOutputs(ctx)
+	if err != nil {
+		return v, err
+	}
+	for _, r := range reports {
+		out := r.Output
+		var pretty bytes.Buffer
+		if json.Indent(&pretty, r.Output, "", "  ") == nil {
+			out = pretty.Bytes()
+		}
+		v.Reports = append(v.Reports, reportRow{Kind: r.Kind, Coupon: r.CouponCode, Finished: o.clock(r.Finalized),
+			Job: o.link(r.JobID), Output: string(out)})
+	}
+	stuck, err := o.Store.StuckSending(ctx, o.StuckAfter, maxStuck)
+	if err != nil {
+		return v, err
+	}
+	for _, s := range stuck {
+		v.Stuck = append(v.Stuck, stuckRow{OrderRequest: s, Updated: o.clock(s.UpdatedAt),
+			Age: o.Now().Sub(s.UpdatedAt).Round(time.Second).String()})
+	}
+	return v, nil
+}
+
+// clock is t in BATCH_TZ, "" for the zero time.
+func (o Opts) clock(t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	return t.In(o.TZ).Format("2006-01-02 15:04:05")
+}
+
+func (o Opts) link(id int64) jobLink {
+	return jobLink{ID: id, Href: fmt.Sprintf("%s/jobs/%d", o.RiverUIPrefix, id)}
+}
+
+func (o Opts) links(ids []int64) []jobLink {
+	out := make([]jobLink, len(ids))
+	for i, id := range ids {
+		out[i] = o.link(id)
+	}
+	return out
+}

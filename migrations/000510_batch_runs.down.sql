@@ -1,0 +1,1 @@
+DROP INDEX CONCURRENTLY IF EXISTS river_job_batch_created_idx;

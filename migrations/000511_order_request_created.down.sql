@@ -1,0 +1,1 @@
+DROP INDEX CONCURRENTLY IF EXISTS order_request_created_idx;
