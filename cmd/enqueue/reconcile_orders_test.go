@@ -13,9 +13,9 @@ import (
 	"github.com/tidemark/tidemark/internal/testkit"
 )
 
-// A SENDING row whose order reached the third party (its attempt's outcome
-// was lost) is reported by --dry-run, unchanged, then repaired to APPLIED
-// with the third party's id.
+// A SENDING row claimed minutes ago whose order reached the third party
+// (its attempt's outcome was lost) is reported by --dry-run, unchanged, then
+// repaired to APPLIED with the third party's id.
 func TestReconcileOrdersRepairsLostOutcome(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
@@ -34,8 +34,8 @@ func TestReconcileOrdersRepairsLostOutcome(t *testing.T) {
 
 	var rowID int64
 	require.NoError(t, pool.QueryRow(ctx, `
-		INSERT INTO order_request (username, total_price, applied_year_month, status, attempts)
-		VALUES ('alice', 10000, '2026-11', 'SENDING', 1) RETURNING id`).Scan(&rowID))
+		INSERT INTO order_request (username, total_price, applied_year_month, status, attempts, updated_at)
+		VALUES ('alice', 10000, '2026-11', 'SENDING', 1, now() - interval '5 minutes') RETURNING id`).Scan(&rowID))
 
 	env := []string{"DATABASE_URL=" + url, "ORDER_API_URL=" + apiURL}
 	bin := testbin.Build(t, "enqueue")
