@@ -22,23 +22,21 @@ import (
 
 func init() { register("metrics", benchMetrics) }
 
-// The metrics bench's river_job: 30 days of retained history with a backlog.
+// The metrics bench's river_job: 30 days of retained history with a backlog,
+// every finished job worked by River.
 const (
-	metricsWorked   = 10_000 // therapy_stats jobs River works (no-op), over 30 business dates
-	metricsCopies   = 99     // bench-only copies of each: 1,000,000 finished therapy_stats
-	metricsCoupons  = 10     // ACTIVE coupons, each reconciled every 5 minutes for 30 days
-	metricsPerCoup  = 8_640  // finished coupon_reconcile jobs per coupon
-	metricsBacklog  = 10_000 // available jobs in a queue nobody works
+	metricsWorked   = 1_000_000 // therapy_stats jobs River works (no-op), over 30 business dates
+	metricsCoupons  = 10        // ACTIVE coupons, each reconciled every 5 minutes for 30 days
+	metricsPerCoup  = 8_640     // finished coupon_reconcile jobs per coupon
+	metricsBacklog  = 10_000    // available jobs in a queue nobody works
 	metricsBacklogQ = "bench_backlog"
+	metricsInsertAt = 10_000 // jobs per InsertManyFast
 )
 
 // benchMetrics times one /metrics scrape with more than a million finished
-// jobs in river_job. River's public API cannot insert finished jobs, so the
-// history is made in two steps: River works 10,000 therapy_stats and one
-// coupon_reconcile per coupon (no-op workers, real completions), then
-// bench-only SQL copies those finished rows back over 30 days. The copies
-// have the shape River gives finished jobs, at a fraction of the time it
-// takes to work a million.
+// jobs in river_job. The history is made through River's public API: its
+// jobs are inserted (the reconciliations scheduled in the past, one per
+// 5-minute period) and worked to completion by no-op workers.
 func benchMetrics(ctx context.Context, env *benchEnv) error {
 	start := time.Now()
 	if err := fillMetricsHistory(ctx, env); err != nil {
@@ -138,7 +136,8 @@ func fillMetricsHistory(ctx context.Context, env *benchEnv) error {
 	river.AddWorker(workers, noopTherapyWorker{})
 	river.AddWorker(workers, noopReconcileWorker{})
 	client, err := river.NewClient(riverpgxv5.New(env.pool), &river.Config{Workers: workers, Logger: env.logger,
-		Queues: map[string]river.QueueConfig{config.QueueTherapy: {MaxWorkers: 100}, config.QueueDefault: {MaxWorkers: 10}}})
+		FetchCooldown: env.cfg.FetchCooldown, JobTimeout: time.Minute,
+		Queues: map[string]river.QueueConfig{config.QueueTherapy: {MaxWorkers: 200}, config.QueueDefault: {MaxWorkers: 50}}})
 	if err != nil {
 		return err
 	}
@@ -146,56 +145,36 @@ func fillMetricsHistory(ctx context.Context, env *benchEnv) error {
 	if err != nil {
 		return err
 	}
-	params := make([]river.InsertManyParams, 0, metricsWorked+metricsCoupons)
+	now := time.Now()
+	params := make([]river.InsertManyParams, 0, metricsWorked+metricsCoupons*metricsPerCoup)
 	for i := range metricsWorked {
 		date := today.AddDate(0, 0, -(i % 30))
 		params = append(params, river.InsertManyParams{Args: jobs.TherapyStatsArgs{TherapyUserID: int64(i + 1),
 			Year: date.Year(), Month: int(date.Month()), BusinessDate: date.Format(time.DateOnly)}})
 	}
-	for i := range metricsCoupons {
-		params = append(params, river.InsertManyParams{Args: jobs.CouponReconcileArgs{CouponCode: fmt.Sprintf("BENCH%02d", i)}})
-	}
-	if _, err := client.InsertManyFast(ctx, params); err != nil {
-		return err
-	}
-	_, stop, err := startAndAwait(ctx, client, len(params), 5*time.Minute, func(*river.Event) bool { return true }, river.EventKindJobCompleted)
-	stop()
-	if err != nil {
-		return fmt.Errorf("metrics: work the history: %w", err)
-	}
-
-	// Bench-only SQL: copies of the finished rows, a business date at a
-	// time, oldest first, each date's moved back to that date: a day's run
-	// lies together in the table as it does when River works it that day.
-	conn, err := env.pool.Acquire(ctx)
-	if err != nil {
-		return err
-	}
-	defer conn.Release()
-	if _, err := conn.Exec(ctx, `CREATE TEMP TABLE worked AS SELECT * FROM river_job WHERE kind = 'therapy_stats'`); err != nil {
-		return err
-	}
-	for daysAgo := 29; daysAgo >= 0; daysAgo-- {
-		if _, err := conn.Exec(ctx, `
-			INSERT INTO river_job (args, attempt, attempted_at, attempted_by, created_at, finalized_at, kind,
-				max_attempts, metadata, priority, queue, state, scheduled_at, tags)
-			SELECT jsonb_set(args, '{therapy_user_id}', to_jsonb((args ->> 'therapy_user_id')::bigint + g * $3)),
-			       attempt, attempted_at - d, attempted_by, created_at - d, finalized_at - d, kind,
-			       max_attempts, metadata, priority, queue, state, scheduled_at - d, tags
-			FROM worked, generate_series(1, $2::int) g, LATERAL (SELECT make_interval(days => $1) AS d) shift
-			WHERE args ->> 'business_date' = to_char(($4::date - $1::int), 'YYYY-MM-DD')
-			ORDER BY g, id`, daysAgo, metricsCopies, metricsWorked, today.Format(time.DateOnly)); err != nil {
-			return fmt.Errorf("metrics: copies of %d days ago: %w", daysAgo, err)
+	for g := range metricsPerCoup {
+		at := now.Add(-time.Duration(g) * jobs.ReconcilePeriod)
+		for i := range metricsCoupons {
+			params = append(params, river.InsertManyParams{Args: jobs.CouponReconcileArgs{CouponCode: fmt.Sprintf("BENCH%02d", i)},
+				InsertOpts: &river.InsertOpts{ScheduledAt: at}})
 		}
 	}
-	if _, err := env.pool.Exec(ctx, `
-		INSERT INTO river_job (args, attempt, attempted_at, attempted_by, created_at, finalized_at, kind,
-			max_attempts, metadata, priority, queue, state, scheduled_at, tags)
-		SELECT args, attempt, attempted_at - d, attempted_by, created_at - d, finalized_at - d, kind,
-		       max_attempts, metadata, priority, queue, state, scheduled_at - d, tags
-		FROM river_job, generate_series(1, $1 - 1) g, LATERAL (SELECT make_interval(mins => 5 * g) AS d) shift
-		WHERE kind = 'coupon_reconcile' AND state = 'completed'`, metricsPerCoup); err != nil {
-		return fmt.Errorf("metrics: copy reconciliations: %w", err)
+	for chunk := range slices.Chunk(params, metricsInsertAt) {
+		if _, err := client.InsertManyFast(ctx, chunk); err != nil {
+			return fmt.Errorf("metrics: insert the history: %w", err)
+		}
+	}
+	if err := client.Start(ctx); err != nil {
+		return err
+	}
+	err = waitIdle(ctx, env)
+	stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	if serr := client.Stop(stopCtx); err == nil {
+		err = serr
+	}
+	if err != nil {
+		return fmt.Errorf("metrics: work the history: %w", err)
 	}
 
 	// The backlog, through River: available jobs nobody works.
