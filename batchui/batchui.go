@@ -56,17 +56,7 @@ type Opts struct {
 //go:embed page.html
 var files embed.FS
 
-var page = template.Must(template.New("page.html").Funcs(template.FuncMap{
-	"duration": func(d time.Duration) string {
-		switch {
-		case d <= 0:
-			return ""
-		case d < time.Second:
-			return d.Round(time.Millisecond).String()
-		}
-		return d.Round(time.Second).String()
-	},
-}).ParseFS(files, "page.html"))
+var page = template.Must(template.New("page.html").ParseFS(files, "page.html"))
 
 // Handler returns the page's handler; it answers GET on its own path only.
 func Handler(o Opts) http.Handler {

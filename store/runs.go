@@ -82,6 +82,20 @@ func (r BatchRun) Duration() time.Duration {
 	return r.FinishedAt.Sub(r.StartedAt)
 }
 
+// DurationText is Duration as the batch page and `enqueue runs` show it: to
+// the millisecond under a second, else to the second; "" while the run is
+// open.
+func (r BatchRun) DurationText() string {
+	switch d := r.Duration(); {
+	case d <= 0:
+		return ""
+	case d < time.Second:
+		return d.Round(time.Millisecond).String()
+	default:
+		return d.Round(time.Second).String()
+	}
+}
+
 // Output keys of the jobs' recorded reports read below (river.RecordOutput).
 const (
 	outTargets    = "targets"     // jobs.TherapyDailyOutput.Targets

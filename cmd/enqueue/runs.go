@@ -55,7 +55,7 @@ func printRuns(w io.Writer, runs []store.BatchRun) error {
 				parts[i] = fmt.Sprintf("%s=%d", c.Name, c.Value)
 			}
 			counts = strings.Join(parts, " ")
-			dur = formatDuration(r.Duration())
+			dur = r.DurationText()
 			jobs = joinIDs(r.JobIDs)
 		}
 		failures := fmt.Sprint(r.Failures)
@@ -68,17 +68,6 @@ func printRuns(w io.Writer, runs []store.BatchRun) error {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.BusinessDate, r.Kind, state, counts, dur, failures, jobs)
 	}
 	return tw.Flush()
-}
-
-// formatDuration is d to the second; "" for an open run.
-func formatDuration(d time.Duration) string {
-	switch {
-	case d <= 0:
-		return ""
-	case d < time.Second:
-		return d.Round(time.Millisecond).String()
-	}
-	return d.Round(time.Second).String()
 }
 
 func truncate(s string, n int) string {
