@@ -25,9 +25,14 @@ type Config struct {
 	// Queues maps each River queue to its worker count in this process
 	// (TIDEMARK_QUEUES, "default=10,therapy=20").
 	Queues map[string]int
-	// Retention is how long completed, cancelled and discarded jobs are kept
-	// for audit (JOB_RETENTION, a Go duration).
+	// Retention is how long completed, cancelled and discarded jobs stay in
+	// river_job before River's cleaner moves them to the audit archive
+	// (JOB_RETENTION, a Go duration).
 	Retention time.Duration
+	// AuditRetention is how long the archive keeps a finished job
+	// (AUDIT_RETENTION: a Go duration or a number of days, "400d"). Whole
+	// months are dropped once they ended this long ago.
+	AuditRetention time.Duration
 	// RescueAfter is the least time a job stays running before River's
 	// rescuer may take its worker for dead and hand it back (RESCUE_AFTER);
 	// each kind is rescued only once it has also run longer than its own
@@ -138,7 +143,16 @@ func FromEnv(getenv func(string) string) (Config, error) {
 		}
 		return d
 	}
-	cfg.Retention = dur("JOB_RETENTION", 30*24*time.Hour)
+	cfg.Retention = dur("JOB_RETENTION", 24*time.Hour)
+	cfg.AuditRetention = DefaultAuditRetention
+	if v := getenv("AUDIT_RETENTION"); v != "" {
+		d, err := ParseDays(v)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("AUDIT_RETENTION: %w", err))
+		} else {
+			cfg.AuditRetention = d
+		}
+	}
 	cfg.RescueAfter = dur("RESCUE_AFTER", 15*time.Second)
 	cfg.OrderCallTimeout = dur("ORDER_CALL_TIMEOUT", 10*time.Second)
 	cfg.FetchCooldown = dur("FETCH_COOLDOWN", 5*time.Millisecond)
@@ -184,8 +198,13 @@ func (c Config) Validate() error {
 	if c.LogFormat != LogText && c.LogFormat != LogJSON {
 		return fmt.Errorf("LOG_FORMAT: want text or json, got %q", c.LogFormat)
 	}
-	if c.Retention < 24*time.Hour {
-		return fmt.Errorf("JOB_RETENTION: at least 24h so runs can be audited, got %s", c.Retention)
+	// The hourly reconciliations are unique per period through their jobs
+	// in river_job: a shorter retention would let a period run twice.
+	if c.Retention < time.Hour {
+		return fmt.Errorf("JOB_RETENTION: at least 1h (the longest period a periodic job is unique for), got %s", c.Retention)
+	}
+	if c.AuditRetention < MinAuditRetention || c.AuditRetention < c.Retention {
+		return fmt.Errorf("AUDIT_RETENTION: at least %dd and at least JOB_RETENTION, got %s", int(MinAuditRetention.Hours()/24), c.AuditRetention)
 	}
 	if c.FetchCooldown < time.Millisecond {
 		return fmt.Errorf("FETCH_COOLDOWN: at least 1ms, got %s", c.FetchCooldown)
@@ -207,6 +226,30 @@ func (c Config) Validate() error {
 		return fmt.Errorf("ORDER_CALL_TIMEOUT: at most 20s (an order_submit attempt makes up to two calls within 50s), got %s", c.OrderCallTimeout)
 	}
 	return nil
+}
+
+// DefaultAuditRetention is AUDIT_RETENTION's default: 400 days.
+const DefaultAuditRetention = 400 * 24 * time.Hour
+
+// MinAuditRetention is the least AUDIT_RETENTION: the archive drops whole
+// months, so a shorter one would keep less than the month it is in.
+const MinAuditRetention = 31 * 24 * time.Hour
+
+// ParseDays parses a positive Go duration ("9600h") or a whole number of
+// days ("400d").
+func ParseDays(s string) (time.Duration, error) {
+	if n, ok := strings.CutSuffix(s, "d"); ok {
+		days, err := strconv.Atoi(n)
+		if err != nil || days < 1 || days > 100*366 {
+			return 0, fmt.Errorf("want a number of days like 400d or a Go duration, got %q", s)
+		}
+		return time.Duration(days) * 24 * time.Hour, nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d <= 0 {
+		return 0, fmt.Errorf("want a number of days like 400d or a Go duration, got %q", s)
+	}
+	return d, nil
 }
 
 // ParseQueues parses "name=workers,name=workers".

@@ -18,7 +18,8 @@ func TestDefaults(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, "127.0.0.1:8080", cfg.HTTPAddr)
 	require.Equal(t, "Asia/Seoul", cfg.TZ.String())
-	require.Equal(t, 30*24*time.Hour, cfg.Retention)
+	require.Equal(t, 24*time.Hour, cfg.Retention)
+	require.Equal(t, 400*24*time.Hour, cfg.AuditRetention)
 	require.Equal(t, 15*time.Second, cfg.RescueAfter)
 	require.Equal(t, 200, cfg.Queues["therapy"])
 	require.Equal(t, 15*time.Second, cfg.CouponReconcileGrace)
@@ -39,6 +40,7 @@ func TestOverridesAndQueues(t *testing.T) {
 	t.Parallel()
 	cfg, err := config.FromEnv(env(map[string]string{
 		"BATCH_TZ": "UTC", "TIDEMARK_QUEUES": "therapy=8,extra=2", "PERIODIC_JOBS": "false", "JOB_RETENTION": "2160h",
+		"AUDIT_RETENTION": "730d",
 	}))
 	require.NoError(t, err)
 	require.Equal(t, "UTC", cfg.TZ.String())
@@ -47,6 +49,7 @@ func TestOverridesAndQueues(t *testing.T) {
 	require.Equal(t, 10, cfg.Queues["default"], "queues not named keep their defaults")
 	require.False(t, cfg.Periodic)
 	require.Equal(t, 90*24*time.Hour, cfg.Retention)
+	require.Equal(t, 730*24*time.Hour, cfg.AuditRetention)
 }
 
 func TestBadValuesNameTheVariable(t *testing.T) {
@@ -54,7 +57,8 @@ func TestBadValuesNameTheVariable(t *testing.T) {
 	for name, value := range map[string]string{
 		"BATCH_TZ":               "Mars/Olympus",
 		"TIDEMARK_QUEUES":        "therapy=0",
-		"JOB_RETENTION":          "1h",
+		"JOB_RETENTION":          "30m",
+		"AUDIT_RETENTION":        "30d",
 		"RESCUE_AFTER":           "10s",
 		"PERIODIC_JOBS":          "maybe",
 		"DATABASE_URL":           "mysql://x",
@@ -68,5 +72,15 @@ func TestBadValuesNameTheVariable(t *testing.T) {
 	} {
 		_, err := config.FromEnv(env(map[string]string{name: value}))
 		require.ErrorContains(t, err, name, "%s=%q", name, value)
+	}
+}
+
+func TestAuditRetentionAtLeastJobRetention(t *testing.T) {
+	t.Parallel()
+	_, err := config.FromEnv(env(map[string]string{"JOB_RETENTION": "1200h", "AUDIT_RETENTION": "40d"}))
+	require.ErrorContains(t, err, "AUDIT_RETENTION: at least 31d and at least JOB_RETENTION")
+	for _, bad := range []string{"0d", "-5d", "400days", "d", "forever"} {
+		_, err := config.FromEnv(env(map[string]string{"AUDIT_RETENTION": bad}))
+		require.ErrorContains(t, err, "AUDIT_RETENTION", bad)
 	}
 }

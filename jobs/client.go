@@ -36,13 +36,17 @@ type Deps struct {
 	// OrderAPI is the third-party order API (ORDER_API_URL); order jobs
 	// retry until it is set.
 	OrderAPI OrderAPI
+	// AuditRetention is how long the job archive keeps a finished job
+	// (AUDIT_RETENTION; config.DefaultAuditRetention when 0).
+	AuditRetention time.Duration
 }
 
 // ClientConfig is how a River client in this process is set up.
 type ClientConfig struct {
 	// Queues maps queue names to worker counts. Empty: an insert-only client.
 	Queues map[string]int
-	// Retention keeps completed, cancelled and discarded jobs for audit.
+	// Retention is how long finished jobs stay in river_job before River's
+	// cleaner deletes them, which moves them to the audit archive.
 	Retention time.Duration
 	// RescueAfter is the least time a job runs before River's rescuer may
 	// hand it back as orphaned (its worker presumed dead); a job is rescued

@@ -8,6 +8,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/riverdriver/riverpgxv5"
+	"github.com/riverqueue/river/rivertype"
 
 	"github.com/tidemark/tidemark/config"
 	"github.com/tidemark/tidemark/coupon"
@@ -16,10 +17,10 @@ import (
 
 // CouponExchangeArgs is the exchange job (EXCHANGE_COUPON_JOB): replace the unused,
 // unexchanged issues of an expired coupon with a new compensation coupon and
-// notify the members. Every field but ChunkSize is an identifying parameter:
-// the job is unique on them in every state but cancelled and discarded, so the
-// same parameters after a completed run, or while a run is queued or running,
-// are refused (a run that failed for good may be run again).
+// notify the members. Every field but ChunkSize and Rerun is an identifying
+// parameter: EnqueueCouponExchange refuses the same parameters while a run is
+// queued or running, and after one completed until a rerun (a run that
+// failed for good may be run again).
 type CouponExchangeArgs struct {
 	Name            string `json:"name" river:"unique"`
 	Description     string `json:"description" river:"unique"`
@@ -28,6 +29,29 @@ type CouponExchangeArgs struct {
 	ExpiredCouponID int64  `json:"expired_coupon_id" river:"unique"`
 	// ChunkSize is how many issues one transaction exchanges (default 500).
 	ChunkSize int `json:"chunk_size,omitempty"`
+	// Rerun numbers a run started with --rerun after one with the same
+	// parameters completed (1, 2, …): it exchanges the issues still left
+	// unexchanged for a compensation coupon of its own.
+	Rerun int `json:"rerun,omitempty" river:"unique"`
+}
+
+// identity is the exchange's identifying parameters, as
+// tidemark_run_identity keeps them.
+func (a CouponExchangeArgs) identity() map[string]any {
+	return map[string]any{"name": a.Name, "description": a.Description, "amount_type": a.AmountType,
+		"amount": a.Amount, "expired_coupon_id": a.ExpiredCouponID}
+}
+
+// EnqueueCouponExchange starts the exchange a describes, or refuses it with
+// *RunActiveError or *RunCompletedError (the latter unless rerun).
+func EnqueueCouponExchange(ctx context.Context, client *Client, st *store.Store, a CouponExchangeArgs, rerun bool) (*rivertype.JobRow, error) {
+	if err := a.Validate(); err != nil {
+		return nil, err
+	}
+	return enqueueRun(ctx, client, st, a.Kind(), a.identity(), rerun, func(n int) river.JobArgs {
+		a.Rerun = n
+		return a
+	})
 }
 
 // Kind is coupon_exchange.
@@ -117,6 +141,9 @@ func (w *CouponExchangeWorker) Work(ctx context.Context, job *river.Job[CouponEx
 	a := job.Args
 	if err := a.Validate(); err != nil {
 		return river.JobCancel(fmt.Errorf("coupon_exchange: %w", err))
+	}
+	if err := refuseCompletedRun(ctx, w.deps.Store, job.Kind, a.identity(), job.ID, a.Rerun); err != nil {
+		return err
 	}
 	size := a.ChunkSize
 	if size == 0 {

@@ -27,6 +27,7 @@ func Register(workers *river.Workers, deps Deps) error {
 		func() error { return river.AddWorkerSafely(workers, NewCouponExchangeWorker(deps)) },
 		func() error { return river.AddWorkerSafely(workers, NewOrderSubmitWorker(deps)) },
 		func() error { return river.AddWorkerSafely(workers, NewOrderReconcileWorker(deps)) },
+		func() error { return river.AddWorkerSafely(workers, NewArchiveMaintainWorker(deps)) },
 	} {
 		if err := add(); err != nil {
 			return err
@@ -74,6 +75,11 @@ func PeriodicJobs(deps Deps) ([]*river.PeriodicJob, error) {
 		river.NewPeriodicJob(river.PeriodicInterval(OrderReconcilePeriod), func() (river.JobArgs, *river.InsertOpts) {
 			return OrderReconcileArgs{}, nil
 		}, &river.PeriodicJobOpts{ID: "order_reconcile"}),
+		// Daily, and on start: job_archive's coming months created ahead, the
+		// months past AUDIT_RETENTION dropped.
+		river.NewPeriodicJob(river.PeriodicInterval(24*time.Hour), func() (river.JobArgs, *river.InsertOpts) {
+			return ArchiveMaintainArgs{}, nil
+		}, &river.PeriodicJobOpts{ID: "archive_maintain", RunOnStart: true}),
 	}, nil
 }
 

@@ -42,10 +42,10 @@ func TestPeriodicJobsListEveryScheduledKind(t *testing.T) {
 	client, err := NewClient(pool, ClientConfig{Queues: map[string]int{config.QueueDefault: 1}, Periodic: true,
 		Retention: 24 * time.Hour, RescueAfter: time.Minute}, deps)
 	require.NoError(t, err)
-	for _, id := range []string{"therapy_daily", "point_settlement_daily", "coupon_reconcile_all", "therapy_stats_verify", "order_reconcile"} {
+	for _, id := range []string{"therapy_daily", "point_settlement_daily", "coupon_reconcile_all", "therapy_stats_verify", "order_reconcile", "archive_maintain"} {
 		require.True(t, client.PeriodicJobs().RemoveByID(id), "periodic job %s", id)
 	}
 	periodic, err := PeriodicJobs(deps)
 	require.NoError(t, err)
-	require.Len(t, periodic, 5, "and nothing else")
+	require.Len(t, periodic, 6, "and nothing else")
 }

@@ -2,21 +2,28 @@ package jobs
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/rivertype"
 
 	"github.com/tidemark/tidemark/calendar"
 	"github.com/tidemark/tidemark/config"
+	"github.com/tidemark/tidemark/store"
 )
 
 // TherapyDailyArgs runs the daily therapy fan-out for one business date: it
 // aggregates the month of the day before BusinessDate (the run at 00:00 on
-// 1 December finalises November). Unique on the date: one run per day.
+// 1 December finalises November). One run per date (EnqueueTherapyDaily),
+// until a rerun.
 type TherapyDailyArgs struct {
-	BusinessDate string `json:"business_date" river:"unique"`
+	BusinessDate string `json:"business_date" river:"unique"` // therapyDailyDateKey
+	// Rerun numbers a run started with --rerun on a date already run (1,
+	// 2, …); absent on a date's first run.
+	Rerun int `json:"rerun,omitempty" river:"unique"`
 }
 
 // Kind is therapy_daily.
@@ -30,6 +37,25 @@ func (TherapyDailyArgs) InsertOpts() river.InsertOpts {
 		MaxAttempts: 5,
 		UniqueOpts:  river.UniqueOpts{ByArgs: true},
 	}
+}
+
+// therapyDailyDateKey is TherapyDailyArgs.BusinessDate's JSON key, the
+// run's identity (tidemark_run_identity in SQL).
+const therapyDailyDateKey = "business_date"
+
+// therapyDailyIdentity is a daily run's identity: its business date.
+func therapyDailyIdentity(businessDate string) map[string]any {
+	return map[string]any{therapyDailyDateKey: businessDate}
+}
+
+// EnqueueTherapyDaily starts the daily run of businessDate, or refuses it
+// with *RunActiveError or *RunCompletedError (the latter unless rerun).
+func EnqueueTherapyDaily(ctx context.Context, client *Client, st *store.Store, businessDate string, rerun bool) (*rivertype.JobRow, error) {
+	if _, _, err := TherapyMonthFor(businessDate); err != nil {
+		return nil, err
+	}
+	return enqueueRun(ctx, client, st, TherapyDailyArgs{}.Kind(), therapyDailyIdentity(businessDate), rerun,
+		func(n int) river.JobArgs { return TherapyDailyArgs{BusinessDate: businessDate, Rerun: n} })
 }
 
 // TherapyMonthFor returns the year and month a daily run on businessDate
@@ -74,6 +100,9 @@ func (w *TherapyDailyWorker) Work(ctx context.Context, job *river.Job[TherapyDai
 	if err != nil {
 		return river.JobCancel(fmt.Errorf("therapy_daily: %w", err))
 	}
+	if err := refuseCompletedRun(ctx, w.deps.Store, job.Kind, therapyDailyIdentity(job.Args.BusinessDate), job.ID, job.Args.Rerun); err != nil {
+		return err
+	}
 	targets, err := w.deps.Store.TherapyTargets(ctx, year, month, w.deps.TZ)
 	if err != nil {
 		return err
@@ -81,10 +110,15 @@ func (w *TherapyDailyWorker) Work(ctx context.Context, job *river.Job[TherapyDai
 	client := river.ClientFromContext[pgx.Tx](ctx)
 	// The run on the first day of this date's month finalised the month
 	// before it. If no worker ran that day, no later run would look at that
-	// month again: enqueue the missed run (unique per date, so a no-op when it
-	// exists; a first-of-month run catches up nothing, so this never chains).
+	// month again: enqueue the missed run (refused when that date ran or is
+	// running; a first-of-month run catches up nothing, so this never chains).
 	if first := job.Args.BusinessDate[:len("2006-01")] + "-01"; first != job.Args.BusinessDate {
-		if _, err := client.Insert(ctx, TherapyDailyArgs{BusinessDate: first}, nil); err != nil {
+		_, err := EnqueueTherapyDaily(ctx, client, w.deps.Store, first, false)
+		var (
+			active *RunActiveError
+			done   *RunCompletedError
+		)
+		if err != nil && !errors.As(err, &active) && !errors.As(err, &done) {
 			return fmt.Errorf("therapy_daily: enqueue the run of %s: %w", first, err)
 		}
 	}

@@ -276,13 +276,13 @@ func (s *Store) LockSettlementDateTx(ctx context.Context, tx pgx.Tx, runDate str
 }
 
 // NextSettlementRunTx is the run number a new run for runDate gets: one more
-// than any run still on record (jobs may have been pruned; the settlement row
-// keeps the last completed run's number).
+// than any run on record, in river_job or the archive (whose oldest months
+// are dropped; the settlement row keeps the last completed run's number).
 func (s *Store) NextSettlementRunTx(ctx context.Context, tx pgx.Tx, runDate string) (int, error) {
 	var n int
 	err := tx.QueryRow(ctx, `
 		SELECT 1 + greatest(
-		    (SELECT coalesce(max((args ->> '`+argRun+`')::int), 0) FROM river_job
+		    (SELECT coalesce(max((args ->> '`+argRun+`')::int), 0) FROM job_history
 		     WHERE kind = 'point_settlement' AND args ->> '`+argRunDate+`' = $1),
 		    (SELECT coalesce(max(run), 0) FROM point_daily_settlement WHERE run_date = $1::date))`,
 		runDate).Scan(&n)

@@ -133,7 +133,7 @@ type TherapyRun struct {
 	// Targets is what the fan-out selected (0 until it finished).
 	Targets int64
 	// Jobs, Completed and Failed (discarded or cancelled) count the run's
-	// therapy_stats jobs still in river_job.
+	// therapy_stats jobs, in river_job or the archive.
 	Jobs, Completed, Failed int64
 }
 
@@ -148,12 +148,12 @@ func (s *Store) TherapyRunOf(ctx context.Context, businessDate string) (TherapyR
 	date, _ := json.Marshal(map[string]string{argBusinessDate: businessDate})
 	err := s.Pool.QueryRow(ctx, `
 		WITH fan_out AS (
-			SELECT (metadata -> 'output' ->> 'targets')::bigint AS targets FROM river_job
+			SELECT (metadata -> 'output' ->> 'targets')::bigint AS targets FROM job_history
 			WHERE kind = 'therapy_daily' AND args @> $1::jsonb ORDER BY id DESC LIMIT 1)
 		SELECT EXISTS (SELECT 1 FROM fan_out), (SELECT targets FROM fan_out),
 		       count(*), count(*) FILTER (WHERE state = 'completed'),
 		       count(*) FILTER (WHERE state IN ('discarded', 'cancelled'))
-		FROM river_job
+		FROM job_history
 		WHERE kind = 'therapy_stats' AND args @> $1::jsonb AND NOT args ? $2`, date, argTrigger).
 		Scan(&found, &targets, &r.Jobs, &r.Completed, &r.Failed)
 	if err != nil {
@@ -178,17 +178,18 @@ type ReconcileOutput struct {
 
 // LatestReconcileOutputs returns the latest completed run of
 // therapy_stats_verify and order_reconcile, and of coupon_reconcile for each
-// ACTIVE coupon, each found by the river_job_reconcile_latest_idx index.
+// ACTIVE coupon, each found by river_job_reconcile_latest_idx and its twin on
+// the archive, so the report outlives the job in river_job.
 func (s *Store) LatestReconcileOutputs(ctx context.Context) ([]ReconcileOutput, error) {
 	// Literal kinds, so the planner can prove each branch is inside the
 	// partial index.
 	rows, err := s.Pool.Query(ctx, `
-		(SELECT 'therapy_stats_verify', '', finalized_at, coalesce(metadata -> 'output', 'null'::jsonb), id FROM river_job
+		(SELECT 'therapy_stats_verify', '', finalized_at, coalesce(metadata -> 'output', 'null'::jsonb), id FROM job_history
 		 WHERE state = 'completed' AND kind = 'therapy_stats_verify' AND (args ->> 'coupon_code') IS NULL
 		   AND NOT coalesce((args ->> $1)::boolean, false)
 		 ORDER BY finalized_at DESC LIMIT 1)
 		UNION ALL
-		(SELECT 'order_reconcile', '', finalized_at, coalesce(metadata -> 'output', 'null'::jsonb), id FROM river_job
+		(SELECT 'order_reconcile', '', finalized_at, coalesce(metadata -> 'output', 'null'::jsonb), id FROM job_history
 		 WHERE state = 'completed' AND kind = 'order_reconcile' AND (args ->> 'coupon_code') IS NULL
 		   AND NOT coalesce((args ->> $1)::boolean, false)
 		 ORDER BY finalized_at DESC LIMIT 1)
@@ -196,7 +197,7 @@ func (s *Store) LatestReconcileOutputs(ctx context.Context) ([]ReconcileOutput, 
 		SELECT 'coupon_reconcile', c.code, r.finalized_at, r.output, r.id
 		FROM (SELECT code FROM coupon WHERE status = 'ACTIVE' ORDER BY id LIMIT $2) c
 		CROSS JOIN LATERAL (
-			SELECT finalized_at, coalesce(metadata -> 'output', 'null'::jsonb) AS output, id FROM river_job
+			SELECT finalized_at, coalesce(metadata -> 'output', 'null'::jsonb) AS output, id FROM job_history
 			WHERE state = 'completed' AND kind = 'coupon_reconcile' AND (args ->> 'coupon_code') = c.code
 			  AND NOT coalesce((args ->> $1)::boolean, false)
 			ORDER BY finalized_at DESC LIMIT 1) r`, argDryRun, MaxReportedCoupons)

@@ -106,12 +106,15 @@ const (
 )
 
 // batchRunsSQL reads every batch of every date in [$1, $2] ($5, each date)
-// in one statement; $3 is BATCH_TZ, $4 BatchKinds. Each part is bounded by the dates through an
-// index: the therapy jobs by River's GIN index on args (one containment
-// lookup per date), the settlement runs by river_job_point_settlement_date_idx,
-// the jobs without a date in their args by river_job_batch_created_idx, the
-// order requests by order_request_created_idx. The per-kind literals keep
-// each branch provably inside its partial index.
+// in one statement; $3 is BATCH_TZ, $4 BatchKinds. It reads job_history, so a
+// date looks the same before and after River's cleaner moves its jobs to the
+// archive. Each part is bounded by the dates through an index of river_job
+// and its twin on job_archive: the therapy jobs by the GIN indexes on args
+// (one containment lookup per date), the settlement runs by the
+// point_settlement date indexes, the jobs without a date in their args by
+// river_job_batch_created_idx and job_archive_kind_created_idx, the order
+// requests by order_request_created_idx. The per-kind literals keep each
+// branch provably inside its partial index.
 const batchRunsSQL = `
 WITH days AS (
 	SELECT unnest($5::text[]) AS business_date
@@ -132,7 +135,7 @@ therapy AS (
 	       coalesce(CASE WHEN f.state IN ('discarded', 'cancelled') THEN f.errors[array_length(f.errors, 1)] ->> 'error' END, s.last_error) AS last_error
 	FROM days d
 	LEFT JOIN LATERAL (
-		SELECT id, state::text AS state, created_at, finalized_at, metadata, errors FROM river_job
+		SELECT id, state::text AS state, created_at, finalized_at, metadata, errors FROM job_history
 		WHERE kind = 'therapy_daily' AND args @> jsonb_build_object('` + argBusinessDate + `', d.business_date)
 		ORDER BY id DESC LIMIT 1) f ON true
 	CROSS JOIN LATERAL (
@@ -143,7 +146,7 @@ therapy AS (
 		       min(created_at) AS started, max(finalized_at) AS finished,
 		       (array_agg(id ORDER BY id DESC) FILTER (WHERE state IN ('discarded', 'cancelled')))[1:` + maxRunJobIDsSQL + `] AS failed_ids,
 		       (array_agg(errors[array_length(errors, 1)] ->> 'error' ORDER BY id DESC) FILTER (WHERE state IN ('discarded', 'cancelled')))[1] AS last_error
-		FROM river_job
+		FROM job_history
 		WHERE kind = 'therapy_stats' AND args @> jsonb_build_object('` + argBusinessDate + `', d.business_date)
 		  AND NOT args ? '` + argTrigger + `') s
 ),
@@ -158,7 +161,7 @@ settlement_runs AS (
 	       ((array_agg(state ORDER BY id DESC))[1] IN ('discarded', 'cancelled'))::int AS latest_failed,
 	       (array_agg(id ORDER BY id DESC) FILTER (WHERE state IN ('discarded', 'cancelled')))[1:` + maxRunJobIDsSQL + `] AS failed_ids,
 	       (array_agg(errors[array_length(errors, 1)] ->> 'error' ORDER BY id DESC) FILTER (WHERE state IN ('discarded', 'cancelled')))[1] AS last_error
-	FROM river_job
+	FROM job_history
 	WHERE kind = 'point_settlement' AND args ->> '` + argRunDate + `' BETWEEN $1::text AND $2::text
 	GROUP BY 1
 ), settlement AS (
@@ -177,7 +180,7 @@ coupon_runs AS (
 	       j.created_at, j.finalized_at, j.errors, j.args ->> '` + argCouponCode + `' AS code,
 	       j.state = 'completed' AND NOT coalesce((j.args ->> '` + argDryRun + `')::boolean, false) AS counted,
 	       j.metadata -> 'output' AS output
-	FROM river_job j, bounds b
+	FROM job_history j, bounds b
 	WHERE j.kind = 'coupon_reconcile' AND j.created_at >= b.lo AND j.created_at < b.hi
 ), coupon_latest AS (
 	SELECT DISTINCT ON (business_date, code) business_date, code, id, coalesce((output ->> '` + outAgrees + `')::boolean, true) AS agrees
@@ -215,7 +218,7 @@ order_rows AS (
 	       count(*) FILTER (WHERE j.state IN ('discarded', 'cancelled')) AS failed,
 	       min(j.created_at) AS started, max(j.finalized_at) AS finished,
 	       (array_agg(j.id ORDER BY j.id DESC) FILTER (WHERE j.state IN ('discarded', 'cancelled')))[1:` + maxRunJobIDsSQL + `] AS failed_ids
-	FROM river_job j, bounds b
+	FROM job_history j, bounds b
 	WHERE j.kind = 'order_submit' AND j.created_at >= b.lo AND j.created_at < b.hi
 	GROUP BY 1
 ), orders AS (
@@ -243,7 +246,7 @@ exchange AS (
 	       (array_agg(j.id ORDER BY j.id DESC))[1:` + maxRunJobIDsSQL + `] AS job_ids,
 	       (array_agg(j.id ORDER BY j.id DESC) FILTER (WHERE j.state IN ('discarded', 'cancelled')))[1:` + maxRunJobIDsSQL + `] AS failed_ids,
 	       (array_agg(j.errors[array_length(j.errors, 1)] ->> 'error' ORDER BY j.id DESC) FILTER (WHERE j.state IN ('discarded', 'cancelled')))[1] AS last_error
-	FROM river_job j, bounds b
+	FROM job_history j, bounds b
 	WHERE j.kind = 'coupon_exchange' AND j.created_at >= b.lo AND j.created_at < b.hi
 	GROUP BY 1
 ), runs AS (

@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
-	"github.com/riverqueue/river/rivertype"
 
 	"github.com/tidemark/tidemark/coupon"
 	"github.com/tidemark/tidemark/coupongate"
@@ -187,6 +186,7 @@ func cmdCouponExchange(ctx context.Context, e *env, args []string) error {
 	fs.IntVar(&a.Amount, "amount", 0, "its amount: FIX an amount, RATE 1-100 (required, identifying)")
 	fs.Int64Var(&a.ExpiredCouponID, "expired-coupon-id", 0, "id of the expired coupon whose unused issues are exchanged (required, identifying)")
 	fs.IntVar(&a.ChunkSize, "chunk-size", 500, "issues exchanged per transaction (not identifying)")
+	rerun := fs.Bool("rerun", false, "run again after a run with these parameters completed: exchange the issues still unexchanged")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -204,19 +204,21 @@ func cmdCouponExchange(ctx context.Context, e *env, args []string) error {
 	} else if err != nil {
 		return err
 	}
-	res, err := e.client.Insert(ctx, a, nil)
-	if err != nil {
+	job, err := jobs.EnqueueCouponExchange(ctx, e.client, e.store, a, *rerun)
+	var (
+		active *jobs.RunActiveError
+		done   *jobs.RunCompletedError
+	)
+	switch {
+	case errors.As(err, &done):
+		return fmt.Errorf("a coupon_exchange with these identifying parameters already completed (job %d at %s); use --rerun to run it again",
+			done.JobID, done.FinalizedAt.UTC().Format(time.RFC3339))
+	case errors.As(err, &active):
+		return fmt.Errorf("a coupon_exchange with these identifying parameters is already %s (job %d); not enqueued again", active.State, active.JobID)
+	case err != nil:
 		return err
 	}
-	if res.UniqueSkippedAsDuplicate {
-		j := res.Job
-		if j.State == rivertype.JobStateCompleted {
-			return fmt.Errorf("a coupon_exchange with these identifying parameters already completed (job %d at %s); change the parameters to run again",
-				j.ID, j.FinalizedAt.UTC().Format(time.RFC3339))
-		}
-		return fmt.Errorf("a coupon_exchange with these identifying parameters is already %s (job %d); not enqueued again", j.State, j.ID)
-	}
 	fmt.Fprintf(e.stdout, "coupon_exchange: job %d enqueued; compensation coupon %s (watch with enqueue status / enqueue wait)\n",
-		res.Job.ID, jobs.ExchangeCouponCode(res.Job.ID))
+		job.ID, jobs.ExchangeCouponCode(job.ID))
 	return nil
 }

@@ -268,12 +268,37 @@ func TestCouponExchangeCommand(t *testing.T) {
 	require.Equal(t, 1, b.count(t, `SELECT count(*) FROM river_job WHERE kind = 'coupon_exchange'`))
 	require.Equal(t, 1, b.count(t, `SELECT count(*) FROM coupon WHERE code LIKE 'EXCH-%'`))
 
+	// Once River's cleaner has taken the completed job out of river_job, the
+	// same parameters are still refused with the same message, and nothing
+	// is enqueued.
+	require.Equal(t, int64(1), testkit.RunCleaner(t, b.pool))
+	require.Equal(t, 0, b.count(t, `SELECT count(*) FROM river_job WHERE kind = 'coupon_exchange'`))
+	exit, _, stderr = b.run(t, good...)
+	require.Equal(t, 1, exit)
+	require.Contains(t, stderr, "a coupon_exchange with these identifying parameters already completed (job ")
+	require.Contains(t, stderr, "use --rerun to run it again")
+	require.Equal(t, 0, b.count(t, `SELECT count(*) FROM river_job WHERE kind = 'coupon_exchange'`))
+
+	// --rerun runs it again: nothing is left to exchange, so no member gets
+	// a second compensation or notification.
+	exit, stdout, stderr = b.run(t, append(good, "--rerun")...)
+	require.Equal(t, 0, exit, stderr)
+	require.Contains(t, stdout, "enqueued")
+	testkit.WaitFor(t, 20*time.Second, "the rerun completed", func() (bool, error) {
+		return b.count(t, `SELECT count(*) FROM river_job WHERE kind = 'coupon_exchange' AND state = 'completed' AND args ->> 'rerun' = '1'`) == 1, nil
+	})
+	require.Equal(t, 10, b.count(t, `SELECT count(*) FROM coupon_notification`))
+	require.Equal(t, 10, b.count(t, `SELECT count(*) FROM coupon_issue i JOIN coupon c ON c.id = i.coupon_id WHERE c.code LIKE 'EXCH-%'`))
+	// The rerun is refused in its turn.
+	exit, _, stderr = b.run(t, good...)
+	require.Equal(t, 1, exit)
+	require.Contains(t, stderr, "already completed")
+
 	// Change an identifying parameter and it runs (nothing left to exchange).
 	changed := append([]string{}, good...)
 	changed[len(changed)-3] = "99"
 	exit, _, stderr = b.run(t, changed...)
 	require.Equal(t, 0, exit, stderr)
-
 }
 
 func TestCouponExpireEndsTheCouponOnce(t *testing.T) {

@@ -146,6 +146,19 @@ func TestSettlementCommandIdentity(t *testing.T) {
 	st, err := b.st.GetSettlement(context.Background(), "2026-11-20")
 	require.NoError(t, err)
 	require.Equal(t, []int64{rerun, 2, 10, 1}, []int64{st.JobID, int64(st.Run), st.Earned, int64(st.ItemCount)})
+
+	// River's cleaner takes both runs out of river_job: the date is still
+	// refused with the same message, and a rerun is numbered after both.
+	require.Equal(t, int64(2), testkit.RunCleaner(t, b.pool))
+	code, _, stderr = b.enqueue("settlement", "--date", "2026-11-20")
+	require.Equal(t, 1, code)
+	require.Equal(t, fmt.Sprintf("enqueue settlement: already completed for 2026-11-20 (job %d); use --rerun to run it again\n", rerun), stderr)
+	require.Equal(t, int64(0), b.count(t, `SELECT count(*) FROM river_job WHERE kind = 'point_settlement'`))
+	code, stdout, stderr = b.enqueue("settlement", "--date", "2026-11-20", "--rerun")
+	require.Equal(t, 0, code, stderr)
+	require.Contains(t, stdout, "run 3 enqueued")
+	b.waitState(t, jobIDFrom(t, stdout), "completed")
+	require.Equal(t, int64(3), b.count(t, `SELECT count(*) FROM batch_job_execution WHERE job_name = 'point_settlement' AND status = 'COMPLETED'`))
 }
 
 func TestSettlementCommandBadInput(t *testing.T) {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -74,6 +75,7 @@ func cmdTherapyStats(ctx context.Context, e *env, args []string) error {
 func cmdTherapyDaily(ctx context.Context, e *env, args []string) error {
 	fs := e.newFlagSet("therapy-daily")
 	date := fs.String("date", "", "business date YYYY-MM-DD (default: today in BATCH_TZ); aggregates the month of the day before")
+	rerun := fs.Bool("rerun", false, "run again for a date whose run already completed")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -87,15 +89,22 @@ func cmdTherapyDaily(ctx context.Context, e *env, args []string) error {
 	if err := e.open(ctx); err != nil {
 		return err
 	}
-	res, err := e.client.Insert(ctx, jobs.TherapyDailyArgs{BusinessDate: *date}, nil)
-	if err != nil {
+	job, err := jobs.EnqueueTherapyDaily(ctx, e.client, e.store, *date, *rerun)
+	var (
+		active *jobs.RunActiveError
+		done   *jobs.RunCompletedError
+	)
+	switch {
+	case errors.As(err, &active):
+		fmt.Fprintf(e.stdout, "therapy_daily %s: already enqueued as job %d (%s); not run again\n", *date, active.JobID, active.State)
+		return nil
+	case errors.As(err, &done):
+		fmt.Fprintf(e.stdout, "therapy_daily %s: already enqueued as job %d (completed); not run again (--rerun runs it again)\n", *date, done.JobID)
+		return nil
+	case err != nil:
 		return err
 	}
-	if res.UniqueSkippedAsDuplicate {
-		fmt.Fprintf(e.stdout, "therapy_daily %s: already enqueued as job %d (%s); not run again\n", *date, res.Job.ID, res.Job.State)
-		return nil
-	}
-	fmt.Fprintf(e.stdout, "therapy_daily %s: job %d enqueued; it aggregates %04d-%02d\n", *date, res.Job.ID, year, mon)
+	fmt.Fprintf(e.stdout, "therapy_daily %s: job %d enqueued; it aggregates %04d-%02d\n", *date, job.ID, year, mon)
 	return nil
 }
 

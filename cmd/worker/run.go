@@ -104,7 +104,8 @@ func run(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 	cancelPing()
 	gate := coupongate.New(rdb, "")
 	deps := jobs.Deps{Store: st, TZ: cfg.TZ, Logger: logger, Gate: gate, ReconcileGrace: cfg.CouponReconcileGrace,
-		OrderAPI: orderapi.New(cfg.OrderAPIURL, cfg.OrderCallTimeout, cfg.Queues[config.QueueOutbound])}
+		AuditRetention: cfg.AuditRetention,
+		OrderAPI:       orderapi.New(cfg.OrderAPIURL, cfg.OrderCallTimeout, cfg.Queues[config.QueueOutbound])}
 	queues := slices.Sorted(maps.Keys(cfg.Queues))
 	m := metrics.New(metrics.NewCollector(metrics.CollectorOpts{Store: st, Gate: gate, TZ: cfg.TZ, Queues: queues, Logger: logger}))
 	client, err := jobs.NewClient(pool, jobs.ClientConfig{

@@ -185,3 +185,24 @@ func randomHex(n int) string {
 	_, _ = rand.Read(b)
 	return hex.EncodeToString(b)
 }
+
+// RunCleaner deletes every finished job from river_job with the statement
+// River's cleaner runs once a job is past JOB_RETENTION (JobDeleteBefore,
+// horizon now, every queue), so a test sees what a job's history looks like
+// after the cleaner took it. It returns how many jobs it deleted.
+func RunCleaner(tb testing.TB, pool *pgxpool.Pool) int64 {
+	tb.Helper()
+	tag, err := pool.Exec(context.Background(), `
+		DELETE FROM river_job
+		WHERE id IN (
+			SELECT id FROM river_job
+			WHERE (state = 'cancelled' AND finalized_at < now())
+			   OR (state = 'completed' AND finalized_at < now())
+			   OR (state = 'discarded' AND finalized_at < now())
+			ORDER BY id
+			LIMIT 10000)`)
+	if err != nil {
+		tb.Fatalf("testkit: run the cleaner's delete: %v", err)
+	}
+	return tag.RowsAffected()
+}

@@ -1,0 +1,57 @@
+package jobs
+
+import (
+	"context"
+	"time"
+
+	"github.com/riverqueue/river"
+
+	"github.com/tidemark/tidemark/config"
+)
+
+// ArchiveMaintainArgs keeps job_archive's monthly partitions: the coming
+// months created ahead, the months past AUDIT_RETENTION dropped whole.
+// Daily and on start; unique per hour.
+type ArchiveMaintainArgs struct{}
+
+// Kind is archive_maintain.
+func (ArchiveMaintainArgs) Kind() string { return "archive_maintain" }
+
+// InsertOpts makes the maintenance unique per hour.
+func (ArchiveMaintainArgs) InsertOpts() river.InsertOpts {
+	return river.InsertOpts{Queue: config.QueueDefault, MaxAttempts: 5,
+		UniqueOpts: river.UniqueOpts{ByPeriod: time.Hour}}
+}
+
+// ArchiveMaintainWorker runs store.MaintainArchive and records what it
+// created and dropped.
+type ArchiveMaintainWorker struct {
+	river.WorkerDefaults[ArchiveMaintainArgs]
+	deps Deps
+}
+
+// NewArchiveMaintainWorker returns the archive maintenance worker.
+func NewArchiveMaintainWorker(deps Deps) *ArchiveMaintainWorker {
+	return &ArchiveMaintainWorker{deps: deps}
+}
+
+// Timeout bounds one maintenance: DDL on a few partitions.
+func (w *ArchiveMaintainWorker) Timeout(*river.Job[ArchiveMaintainArgs]) time.Duration {
+	return time.Minute
+}
+
+// Work maintains the archive.
+func (w *ArchiveMaintainWorker) Work(ctx context.Context, job *river.Job[ArchiveMaintainArgs]) error {
+	retention := w.deps.AuditRetention
+	if retention == 0 {
+		retention = config.DefaultAuditRetention
+	}
+	out, err := w.deps.Store.MaintainArchive(ctx, retention, time.Now())
+	if err != nil {
+		return err
+	}
+	if len(out.Created)+len(out.Dropped) > 0 {
+		w.deps.Logger.InfoContext(ctx, "archive_maintain", "created", out.Created, "dropped", out.Dropped)
+	}
+	return river.RecordOutput(ctx, out)
+}

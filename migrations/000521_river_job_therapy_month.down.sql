@@ -1,0 +1,1 @@
+DROP INDEX CONCURRENTLY IF EXISTS river_job_therapy_month_idx;
