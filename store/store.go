@@ -47,7 +47,14 @@ func (s *Store) Ping(ctx context.Context) error {
 
 // InTx runs fn in a transaction, committing when fn returns nil.
 func (s *Store) InTx(ctx context.Context, fn func(tx pgx.Tx) error) error {
-	tx, err := s.Pool.Begin(ctx)
+	return s.InTxWith(ctx, pgx.TxOptions{}, fn)
+}
+
+// InTxWith is InTx with the transaction's options, e.g. an isolation level
+// under which a row changed since the transaction's snapshot cannot be
+// updated unnoticed.
+func (s *Store) InTxWith(ctx context.Context, opts pgx.TxOptions, fn func(tx pgx.Tx) error) error {
+	tx, err := s.Pool.BeginTx(ctx, opts)
 	if err != nil {
 		return fmt.Errorf("store: begin: %w", err)
 	}
