@@ -2,6 +2,7 @@ package jobs
 
 import (
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/riverqueue/river"
@@ -15,25 +16,53 @@ func Register(workers *river.Workers, deps Deps) error {
 	if deps.Store == nil || deps.TZ == nil || deps.Logger == nil {
 		return fmt.Errorf("jobs: register: Store, TZ and Logger are required")
 	}
-	for _, add := range []func() error{
-		func() error { return river.AddWorkerSafely(workers, NewTherapyStatsWorker(deps)) },
-		func() error { return river.AddWorkerSafely(workers, NewTherapyDailyWorker(deps)) },
-		func() error { return river.AddWorkerSafely(workers, NewTherapyStatsVerifyWorker(deps)) },
-		func() error { return river.AddWorkerSafely(workers, NewPointSettlementWorker(deps)) },
-		func() error { return river.AddWorkerSafely(workers, NewPointSettlementDailyWorker(deps)) },
-		func() error { return river.AddWorkerSafely(workers, NewCouponIssuePersistWorker(deps)) },
-		func() error { return river.AddWorkerSafely(workers, NewCouponReconcileAllWorker(deps)) },
-		func() error { return river.AddWorkerSafely(workers, NewCouponReconcileWorker(deps)) },
-		func() error { return river.AddWorkerSafely(workers, NewCouponExchangeWorker(deps)) },
-		func() error { return river.AddWorkerSafely(workers, NewOrderSubmitWorker(deps)) },
-		func() error { return river.AddWorkerSafely(workers, NewOrderReconcileWorker(deps)) },
-		func() error { return river.AddWorkerSafely(workers, NewArchiveMaintainWorker(deps)) },
-	} {
-		if err := add(); err != nil {
+	for _, r := range registrations {
+		if err := r.add(workers, deps); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// Kinds lists every job kind Register adds a worker for, sorted: the kinds
+// an operator may name.
+func Kinds() []string {
+	kinds := make([]string, len(registrations))
+	for i, r := range registrations {
+		kinds[i] = r.kind
+	}
+	slices.Sort(kinds)
+	return kinds
+}
+
+// registrations is every kind with its worker, one list for Register and
+// Kinds, so the kinds an operator may name are exactly those a worker runs.
+var registrations = []registration{
+	worker[TherapyStatsArgs](NewTherapyStatsWorker),
+	worker[TherapyDailyArgs](NewTherapyDailyWorker),
+	worker[TherapyStatsVerifyArgs](NewTherapyStatsVerifyWorker),
+	worker[PointSettlementArgs](NewPointSettlementWorker),
+	worker[PointSettlementDailyArgs](NewPointSettlementDailyWorker),
+	worker[CouponIssuePersistArgs](NewCouponIssuePersistWorker),
+	worker[CouponReconcileAllArgs](NewCouponReconcileAllWorker),
+	worker[CouponReconcileArgs](NewCouponReconcileWorker),
+	worker[CouponExchangeArgs](NewCouponExchangeWorker),
+	worker[OrderSubmitArgs](NewOrderSubmitWorker),
+	worker[OrderReconcileArgs](NewOrderReconcileWorker),
+	worker[ArchiveMaintainArgs](NewArchiveMaintainWorker),
+}
+
+// registration is one kind and how its worker is built and added.
+type registration struct {
+	kind string
+	add  func(*river.Workers, Deps) error
+}
+
+func worker[T river.JobArgs, W river.Worker[T]](newWorker func(Deps) W) registration {
+	var args T
+	return registration{kind: args.Kind(), add: func(workers *river.Workers, deps Deps) error {
+		return river.AddWorkerSafely[T](workers, newWorker(deps))
+	}}
 }
 
 // PeriodicJobs lists every periodic job. River runs them on the elected

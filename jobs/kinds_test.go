@@ -1,0 +1,46 @@
+package jobs_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/riverqueue/river"
+	"github.com/stretchr/testify/require"
+
+	"github.com/tidemark/tidemark/config"
+	"github.com/tidemark/tidemark/internal/testkit"
+	"github.com/tidemark/tidemark/jobs"
+	"github.com/tidemark/tidemark/store"
+)
+
+// namedKind is a job of any kind, to ask a worker client whether it runs it.
+type namedKind struct{ kind string }
+
+func (a namedKind) Kind() string { return a.kind }
+
+// Kinds are exactly the kinds a worker runs: a worker client accepts a job of
+// each, and refuses one of a kind not listed.
+func TestKindsAreTheKindsWorkersRun(t *testing.T) {
+	t.Parallel()
+	pool, _ := testkit.Pool(t)
+	client, err := jobs.NewClient(pool, jobs.ClientConfig{Queues: map[string]int{config.QueueDefault: 1},
+		Retention: 24 * time.Hour, RescueAfter: time.Minute},
+		jobs.Deps{Store: store.New(pool), TZ: testkit.TZ(), Logger: testkit.Logger(t)})
+	require.NoError(t, err)
+	require.Equal(t, []string{"archive_maintain", "coupon_exchange", "coupon_issue_persist", "coupon_reconcile", "coupon_reconcile_all",
+		"order_reconcile", "order_submit", "point_settlement", "point_settlement_daily",
+		"therapy_daily", "therapy_stats", "therapy_stats_verify"}, jobs.Kinds())
+
+	ctx := context.Background()
+	tx, err := pool.Begin(ctx)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = tx.Rollback(ctx) })
+	for _, kind := range jobs.Kinds() {
+		_, err := client.InsertTx(ctx, tx, namedKind{kind}, nil)
+		require.NoError(t, err, kind)
+	}
+	_, err = client.InsertTx(ctx, tx, namedKind{"therapy_stat"}, nil)
+	var unknown *river.UnknownJobKindError
+	require.ErrorAs(t, err, &unknown)
+}
