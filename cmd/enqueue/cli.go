@@ -33,7 +33,7 @@ var commands = map[string]command{
 	"demo-data":      {"load demo therapy users and performs", cmdDemoData},
 	"orders":         {"insert order requests from a CSV file, each with its order_submit job", cmdOrders},
 	"order-status":   {"count order requests by status", cmdOrderStatus},
-	"retry":          {"re-queue discarded or cancelled jobs of a kind", cmdRetry},
+	"retry":          {"re-queue the failed (or completed) jobs a filter matches", cmdRetry},
 	"status":         {"count jobs by kind and state", cmdStatus},
 	"wait":           {"block until no job is available, running, pending or due within 1s", cmdWait},
 	"settlement":     {"start the point settlement run for a business date (--rerun to run it again)", cmdSettlement},
@@ -59,6 +59,8 @@ type env struct {
 	stdout io.Writer
 	stderr io.Writer
 	logger *slog.Logger
+	// operator is who runs the command ($USER), recorded with bulk actions.
+	operator string
 
 	pool   *pgxpool.Pool
 	store  *store.Store
@@ -102,7 +104,7 @@ func Main(ctx context.Context, args []string, getenv func(string) string, stdout
 		return 2
 	}
 	// Warnings and errors only: a command's own output is its report.
-	e := &env{cfg: cfg, stdout: stdout, stderr: stderr,
+	e := &env{cfg: cfg, stdout: stdout, stderr: stderr, operator: operatorName(getenv),
 		logger: joblog.NewLogger(stderr, cfg.LogFormat == config.LogJSON, max(cfg.LogLevel, slog.LevelWarn))}
 	defer func() {
 		if e.pool != nil {

@@ -10,6 +10,8 @@ import (
 
 	"github.com/tidemark/tidemark/internal/testbin"
 	"github.com/tidemark/tidemark/internal/testkit"
+	"github.com/tidemark/tidemark/jobs"
+	"github.com/tidemark/tidemark/store"
 )
 
 type testBundle struct {
@@ -58,8 +60,9 @@ func TestBadInputExitsTwoWithOneLineAndEnqueuesNothing(t *testing.T) {
 		{[]string{"therapy-stats", "--month", "2026-11", "--user", "1", "extra"}, `unexpected argument "extra"`},
 		{[]string{"therapy-daily", "--date", "2026-12-32"}, "want YYYY-MM-DD"},
 		{[]string{"therapy-daily", "--date", "20261201"}, "want YYYY-MM-DD"},
-		{[]string{"retry", "--state", "discarded"}, "--kind is required"},
-		{[]string{"retry", "--kind", "therapy_stats", "--state", "completed"}, "want discarded or cancelled"},
+		{[]string{"retry", "--kind", "therapy"}, `--kind: unknown kind "therapy"`},
+		{[]string{"retry", "--kind", "therapy_stats", "--state", "available"}, "retry acts on discarded, cancelled or completed jobs"},
+		{[]string{"cancel"}, "with no filter, cancel would cancel every job"},
 		{[]string{"wait", "--timeout", "-1s"}, "positive duration"},
 		{[]string{"frobnicate"}, `unknown command "frobnicate"`},
 	}
@@ -107,20 +110,24 @@ func TestTherapyStatsBackfillCountsDuplicates(t *testing.T) {
 	require.Contains(t, stderr, "3 job(s) still outstanding")
 }
 
-func TestRetryRequeuesDiscardedJobs(t *testing.T) {
+func TestRetryRequeuesCancelledJobs(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	code, _, stderr := b.run(t, "therapy-stats", "--month", "2026-11", "--user", "1,2")
 	require.Equal(t, 0, code, stderr)
-	_, err := b.pool.Exec(b.ctx, `UPDATE river_job SET state = 'discarded', finalized_at = now() WHERE args->>'therapy_user_id' = '1'`)
+	client, err := jobs.NewClient(b.pool, jobs.ClientConfig{}, jobs.Deps{Store: store.New(b.pool), TZ: testkit.TZ(), Logger: testkit.Logger(t)})
+	require.NoError(t, err)
+	var id int64
+	require.NoError(t, b.pool.QueryRow(b.ctx, `SELECT id FROM river_job WHERE args->>'therapy_user_id' = '1'`).Scan(&id))
+	_, err = client.JobCancel(b.ctx, id)
 	require.NoError(t, err)
 
 	code, stdout, stderr := b.run(t, "retry", "--kind", "therapy_stats")
 	require.Equal(t, 0, code, stderr)
-	require.Equal(t, "retried 1 discarded therapy_stats job(s)\n", stdout)
-	var discarded int
-	require.NoError(t, b.pool.QueryRow(b.ctx, `SELECT count(*) FROM river_job WHERE state = 'discarded'`).Scan(&discarded))
-	require.Zero(t, discarded)
+	require.Equal(t, "retried 1 of 1 matching job(s) (operator_action 1)\n", stdout)
+	var cancelled int
+	require.NoError(t, b.pool.QueryRow(b.ctx, `SELECT count(*) FROM river_job WHERE state = 'cancelled'`).Scan(&cancelled))
+	require.Zero(t, cancelled)
 
 	code, _, stderr = b.run(t, "wait", "--timeout", "100ms")
 	require.Equal(t, 1, code, "two available jobs remain: %s", stderr)
