@@ -1,7 +1,8 @@
 // Package batchui serves the batch page, /ui/: for each of the last business
 // dates one row per batch with its state, counts, duration, failures and
 // links into River UI's job pages; the latest reconciliation reports; and the
-// order requests stuck in SENDING. It is server-rendered from an embedded
+// order requests stuck in SENDING; the latest bulk retries and cancels
+// operators ran (operator_action). It is server-rendered from an embedded
 // html/template, with no script; authentication is the caller's
 // (httpapi.RequireAdmin).
 package batchui
@@ -14,7 +15,11 @@ import (
 	"fmt"
 	"html/template"
 	"log/slog"
+	"maps"
 	"net/http"
+	"slices"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/tidemark/tidemark/calendar"
@@ -26,14 +31,17 @@ type Store interface {
 	BatchRuns(ctx context.Context, from, to string, tz *time.Location) ([]store.BatchRun, error)
 	LatestReconcileOutputs(ctx context.Context) ([]store.ReconcileOutput, error)
 	StuckSending(ctx context.Context, olderThan time.Duration, limit int) ([]store.OrderRequest, error)
+	OperatorActions(ctx context.Context, limit int) ([]store.OperatorAction, error)
 }
 
 // Defaults of Opts.
 const (
 	DefaultDays       = 14
 	DefaultStuckAfter = time.Minute
-	// maxStuck bounds the SENDING rows listed.
-	maxStuck = 100
+	// maxStuck bounds the SENDING rows listed, maxActions the operator
+	// actions.
+	maxStuck   = 100
+	maxActions = 20
 )
 
 // Opts configures the page.
@@ -101,6 +109,8 @@ type view struct {
 	Reports       []reportRow
 	Stuck         []stuckRow
 	StuckAfter    time.Duration
+	Actions       []actionRow
+	MaxActions    int
 	RiverUIPrefix string
 }
 
@@ -128,12 +138,17 @@ type stuckRow struct {
 	Updated, Age string
 }
 
+type actionRow struct {
+	store.OperatorAction
+	At, Finished, Filter string
+}
+
 func (o Opts) read(ctx context.Context) (view, error) {
 	now := o.Now().In(o.TZ)
 	to := calendar.BusinessDate(now, o.TZ)
 	from := calendar.BusinessDate(now.AddDate(0, 0, -(o.Days-1)), o.TZ)
 	v := view{Now: now.Format("2006-01-02 15:04:05"), Zone: o.TZ.String(), Days: o.Days,
-		StuckAfter: o.StuckAfter, RiverUIPrefix: o.RiverUIPrefix}
+		StuckAfter: o.StuckAfter, RiverUIPrefix: o.RiverUIPrefix, MaxActions: maxActions}
 	runs, err := o.Store.BatchRuns(ctx, from, to, o.TZ)
 	if err != nil {
 		return v, err
@@ -164,7 +179,60 @@ func (o Opts) read(ctx context.Context) (view, error) {
 		v.Stuck = append(v.Stuck, stuckRow{OrderRequest: s, Updated: o.clock(s.UpdatedAt),
 			Age: o.Now().Sub(s.UpdatedAt).Round(time.Second).String()})
 	}
+	actions, err := o.Store.OperatorActions(ctx, maxActions)
+	if err != nil {
+		return v, err
+	}
+	for _, a := range actions {
+		v.Actions = append(v.Actions, actionRow{OperatorAction: a, At: o.clock(a.At), Finished: o.clock(a.FinishedAt),
+			Filter: filterText(a.Filter)})
+	}
 	return v, nil
+}
+
+// filterKeys is the order a filter's parts are shown in, the flags' order.
+var filterKeys = []string{"kind", "state", "queue", "since", "until", "time", "error_contains"}
+
+// filterText shows a recorded filter as key=value pairs in the flags'
+// order, lists comma-separated, text with spaces quoted:
+// `kind=therapy_stats state=discarded,cancelled error_contains="lock timeout"`.
+func filterText(raw json.RawMessage) string {
+	var f map[string]any
+	if json.Unmarshal(raw, &f) != nil {
+		return string(raw)
+	}
+	keys := slices.Clone(filterKeys)
+	for _, k := range slices.Sorted(maps.Keys(f)) {
+		if !slices.Contains(keys, k) {
+			keys = append(keys, k)
+		}
+	}
+	var parts []string
+	for _, k := range keys {
+		v, ok := f[k]
+		if !ok {
+			continue
+		}
+		var text string
+		switch v := v.(type) {
+		case string:
+			text = v
+		case []any:
+			items := make([]string, len(v))
+			for i, item := range v {
+				items[i] = fmt.Sprint(item)
+			}
+			text = strings.Join(items, ",")
+		default:
+			b, _ := json.Marshal(v)
+			text = string(b)
+		}
+		if text == "" || strings.ContainsAny(text, " \t\"") {
+			text = strconv.Quote(text)
+		}
+		parts = append(parts, k+"="+text)
+	}
+	return strings.Join(parts, " ")
 }
 
 // clock is t in BATCH_TZ, "" for the zero time.

@@ -120,11 +120,12 @@ func TestRiverUIInABrowser(t *testing.T) {
 
 // A real browser, logged in as admin, opens the batch page and finds the
 // settled date's settlement row with the counts SQL holds, and its job's
-// link into River UI.
+// link into River UI, and the bulk cancel an operator ran.
 func TestBatchPageInABrowser(t *testing.T) {
 	t.Parallel()
 	b := setupOps(t)
 	s := b.settleToday(t)
+	action := b.cancelParkedReconcile(t)
 
 	browser := newBrowser(t, "Basic "+base64.StdEncoding.EncodeToString([]byte("admin:"+b.token)))
 	require.NoError(t, chromedp.Do(browser, chromedp.EmulateViewport(1280, 800)))
@@ -143,5 +144,13 @@ func TestBatchPageInABrowser(t *testing.T) {
 	href, err := chromedp.Run(browser, chromedp.Evaluate[string](fmt.Sprintf(`document.querySelector('%s a').getAttribute('href')`, row)))
 	require.NoError(t, err)
 	require.Equal(t, fmt.Sprintf("/riverui/jobs/%d", s.jobID), href)
+
+	waitText(t, browser, "Operator actions")
+	cells, err := chromedp.Run(browser, chromedp.Evaluate[[]string](fmt.Sprintf(
+		`[...document.querySelectorAll('#actions tr[data-action="%d"] td')].map(td => td.innerText)`, action)))
+	require.NoError(t, err)
+	require.Len(t, cells, 8)
+	require.Equal(t, []string{fmt.Sprint(action), "cancel", "kind=order_reconcile state=available,scheduled,retryable,pending queue=parked", "1", "1", "ops"},
+		[]string{cells[0], cells[2], cells[3], cells[4], cells[5], cells[6]})
 	screenshot(t, browser, "batch-ui")
 }
