@@ -351,7 +351,7 @@ func TestBulkRefusesBadFilters(t *testing.T) {
 	}{
 		{[]string{"cancel"}, "with no filter, cancel would cancel every job"},
 		{[]string{"cancel", "--dry-run"}, "with no filter, cancel would cancel every job"},
-		{[]string{"retry", "--kind", "therapy_stat"}, `--kind: unknown kind "therapy_stat"; the kinds are coupon_exchange, coupon_issue_persist,`},
+		{[]string{"retry", "--kind", "therapy_stat"}, `--kind: unknown kind "therapy_stat"; the kinds are ` + strings.Join(jobs.Kinds(), ", ") + "\n"},
 		{[]string{"cancel", "--kind", "order_reconcile,nope"}, `--kind: unknown kind "nope"`},
 		{[]string{"retry", "--kind", "therapy_stats,,order_submit"}, `--kind: an empty name in "therapy_stats,,order_submit"`},
 		{[]string{"retry", "--state", "available"}, "--state: retry acts on discarded, cancelled or completed jobs, not available ones"},
