@@ -437,7 +437,7 @@ func (b *backfill) finish(show backfillDisplay, inflight []*backfillRun, cause e
 		for i, r := range inflight {
 			ids[i] = r.jobID
 		}
-		line += fmt.Sprintf(", still running %d (jobs %s)", len(inflight), joinIDs(ids))
+		line += fmt.Sprintf(", in flight %d (jobs %s)", len(inflight), joinIDs(ids))
 	}
 	if len(b.notStarted) > 0 {
 		line += fmt.Sprintf(", not started %d (%s)", len(b.notStarted), spans(b.notStarted, func(string) bool { return true }))
@@ -499,24 +499,23 @@ func (l *backfillLines) update(now time.Time, done, total int, inflight []*backf
 func (l *backfillLines) stop() {}
 
 // backfillBar draws items finished of those to run, described by the runs in
-// flight, clearing itself around each event line.
+// flight. An event line clears it; the next update draws it again at once.
 type backfillBar struct {
 	out, w io.Writer
 	unit   string
 	total  int
 	bar    *progressbar.ProgressBar
 	last   time.Time
-	desc   string
+	// cleared is set when a line took the bar's place.
+	cleared bool
 }
 
 func (b *backfillBar) line(format string, args ...any) {
 	if b.bar != nil {
 		_ = b.bar.Clear()
+		b.cleared = true
 	}
 	fmt.Fprintf(b.out, format+"\n", args...)
-	if b.bar != nil {
-		b.bar.Describe(b.desc)
-	}
 }
 
 func (b *backfillBar) update(now time.Time, done, total int, inflight []*backfillRun) {
@@ -524,12 +523,11 @@ func (b *backfillBar) update(now time.Time, done, total int, inflight []*backfil
 		b.bar = progressbar.NewOptions(total, progressbar.OptionSetWriter(b.w), progressbar.OptionShowCount(),
 			progressbar.OptionSetPredictTime(true), progressbar.OptionFullWidth(), progressbar.OptionClearOnFinish(),
 			progressbar.OptionSetDescription(b.unit+"s"))
-	} else if now.Sub(b.last) < backfillBarEvery {
+	} else if !b.cleared && now.Sub(b.last) < backfillBarEvery {
 		return
 	}
-	b.last = now
-	b.desc = describeInflight(inflight)
-	b.bar.Describe(b.desc)
+	b.last, b.cleared = now, false
+	b.bar.Describe(describeInflight(inflight))
 	_ = b.bar.Set(done)
 }
 
