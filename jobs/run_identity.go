@@ -70,6 +70,19 @@ func enqueueRun(ctx context.Context, client *Client, st *store.Store, kind strin
 func enqueueRunTx(ctx context.Context, client *Client, st *store.Store, tx pgx.Tx, kind string, identity map[string]any,
 	rerun bool, build func(rerun int) river.JobArgs,
 ) (*rivertype.JobRow, error) {
+	return enqueueRunFoundTx(ctx, client, st, tx, kind, identity, rerun, build, st.LastCompletedRun)
+}
+
+// lastCompletedFunc finds the latest completed run of an identity, or
+// store.ErrNotFound.
+type lastCompletedFunc func(ctx context.Context, q store.DBTX, kind string, identity map[string]any) (store.CompletedRun, error)
+
+// enqueueRunFoundTx is enqueueRunTx with the completed runs found by
+// lastCompleted: a kind whose runs completed_run does not keep looks them up
+// where it keeps them.
+func enqueueRunFoundTx(ctx context.Context, client *Client, st *store.Store, tx pgx.Tx, kind string, identity map[string]any,
+	rerun bool, build func(rerun int) river.JobArgs, lastCompleted lastCompletedFunc,
+) (*rivertype.JobRow, error) {
 	if err := st.LockRunTx(ctx, tx, kind, identity); err != nil {
 		return nil, err
 	}
@@ -87,7 +100,7 @@ func enqueueRunTx(ctx context.Context, client *Client, st *store.Store, tx pgx.T
 		return nil, &RunActiveError{Kind: kind, JobID: active.Jobs[0].ID, State: active.Jobs[0].State}
 	}
 	n := 0
-	done, err := st.LastCompletedRun(ctx, tx, kind, identity)
+	done, err := lastCompleted(ctx, tx, kind, identity)
 	switch {
 	case err == nil && !rerun:
 		return nil, &RunCompletedError{Kind: kind, JobID: done.JobID, FinalizedAt: done.FinalizedAt}

@@ -24,10 +24,19 @@ const VerifyPeriod = time.Hour
 const DefaultVerifySample = 500
 
 // TherapyStatsVerifyArgs checks a random sample of therapy_statistics rows
-// against a recomputation from therapy_perform. Unique per hour.
+// against a recomputation from therapy_perform. Unique per hour on all its
+// fields (none is tagged, so River keys on the whole args): the hourly check,
+// a dry run and each month's check are apart.
 type TherapyStatsVerifyArgs struct {
 	Sample int  `json:"sample,omitempty"`
 	DryRun bool `json:"dry_run,omitempty"`
+	// Month (YYYY-MM) samples that month's rows only: a month's
+	// verification, started by EnqueueTherapyVerifyMonth, once per month
+	// until a rerun. Empty: every month's rows (the hourly check).
+	Month string `json:"month,omitempty"` // therapyVerifyMonthKey
+	// Rerun numbers a month's verification run again with --rerun (1, 2,
+	// …); absent on its first run.
+	Rerun int `json:"rerun,omitempty"`
 }
 
 // Kind is therapy_stats_verify.
@@ -57,7 +66,12 @@ func (w *TherapyStatsVerifyWorker) Timeout(*river.Job[TherapyStatsVerifyArgs]) t
 
 // Work verifies the sample.
 func (w *TherapyStatsVerifyWorker) Work(ctx context.Context, job *river.Job[TherapyStatsVerifyArgs]) error {
-	rep, err := verifyTherapyStats(ctx, w.deps, job.Args.Sample, job.Args.DryRun)
+	if m := job.Args.Month; m != "" {
+		if _, _, err := calendar.ParseYearMonth(m); err != nil {
+			return river.JobCancel(fmt.Errorf("therapy_stats_verify: month %q: %w", m, err))
+		}
+	}
+	rep, err := verifyTherapyStats(ctx, w.deps, job.Args.Sample, job.Args.Month, job.Args.DryRun)
 	if err != nil {
 		return err
 	}
@@ -66,6 +80,8 @@ func (w *TherapyStatsVerifyWorker) Work(ctx context.Context, job *river.Job[Ther
 
 // TherapyVerifyReport is what one verification found and did.
 type TherapyVerifyReport struct {
+	// Month is the month sampled; empty when every month's rows were.
+	Month      string               `json:"month,omitempty"`
 	DryRun     bool                 `json:"dry_run"`
 	Checked    int                  `json:"checked"`
 	Drifted    int                  `json:"drifted"`
@@ -78,15 +94,30 @@ type TherapyVerifyReport struct {
 // (writing nothing) and, unless dryRun, re-enqueues the aggregation of every
 // drifted row (`enqueue reconcile --check therapy`).
 func VerifyTherapyStats(ctx context.Context, deps Deps, dryRun bool) (TherapyVerifyReport, error) {
-	return verifyTherapyStats(ctx, deps, DefaultVerifySample, dryRun)
+	return verifyTherapyStats(ctx, deps, DefaultVerifySample, "", dryRun)
 }
 
-func verifyTherapyStats(ctx context.Context, deps Deps, sample int, dryRun bool) (TherapyVerifyReport, error) {
+// verifyTherapyStats samples month's rows (YYYY-MM), or every month's when
+// month is empty.
+func verifyTherapyStats(ctx context.Context, deps Deps, sample int, month string, dryRun bool) (TherapyVerifyReport, error) {
 	if sample <= 0 {
 		sample = DefaultVerifySample
 	}
-	rep := TherapyVerifyReport{DryRun: dryRun}
-	checked, drifts, err := deps.Store.SampleTherapyDrift(ctx, sample, deps.TZ)
+	rep := TherapyVerifyReport{Month: month, DryRun: dryRun}
+	var (
+		checked int
+		drifts  []store.TherapyDrift
+		err     error
+	)
+	if month == "" {
+		checked, drifts, err = deps.Store.SampleTherapyDrift(ctx, sample, deps.TZ)
+	} else {
+		year, mon, perr := calendar.ParseYearMonth(month)
+		if perr != nil {
+			return rep, fmt.Errorf("jobs: therapy verify: month %q: %w", month, perr)
+		}
+		checked, drifts, err = deps.Store.SampleTherapyMonthDrift(ctx, sample, year, mon, deps.TZ)
+	}
 	if err != nil {
 		return rep, err
 	}

@@ -12,7 +12,8 @@ import (
 
 // argRerun is the JSON key of a rerun's number in the args of the kinds whose
 // runs have an identity (jobs.TherapyDailyArgs.Rerun,
-// jobs.CouponExchangeArgs.Rerun); tidemark_run_identity leaves it out.
+// jobs.CouponExchangeArgs.Rerun, jobs.TherapyStatsVerifyArgs.Rerun);
+// tidemark_run_identity leaves it out.
 const argRerun = "rerun"
 
 // CompletedRun is a completed run of a kind whose runs have an identity.

@@ -27,9 +27,23 @@ type TherapyDrift struct {
 // therapy_statistics rows from therapy_perform (months in tz), writing
 // nothing, and returns how many it checked and the rows that differ.
 func (s *Store) SampleTherapyDrift(ctx context.Context, sample int, tz *time.Location) (checked int, drifts []TherapyDrift, err error) {
+	return s.sampleTherapyDrift(ctx, sample, nil, nil, tz)
+}
+
+// SampleTherapyMonthDrift is SampleTherapyDrift over the rows of one
+// year-month only.
+func (s *Store) SampleTherapyMonthDrift(ctx context.Context, sample, year, month int, tz *time.Location) (checked int, drifts []TherapyDrift, err error) {
+	return s.sampleTherapyDrift(ctx, sample, &year, &month, tz)
+}
+
+// sampleTherapyDrift samples the rows of year-month, or of every month when
+// both are nil.
+func (s *Store) sampleTherapyDrift(ctx context.Context, sample int, year, month *int, tz *time.Location) (checked int, drifts []TherapyDrift, err error) {
 	rows, err := s.Pool.Query(ctx, `
 		WITH sampled AS (
-		    SELECT * FROM therapy_statistics ORDER BY random() LIMIT $1),
+		    SELECT * FROM therapy_statistics
+		    WHERE $3::int IS NULL OR (year = $3 AND month = $4)
+		    ORDER BY random() LIMIT $1),
 		recomputed AS (
 		    SELECT s.therapy_user_id, s.year, s.month,
 		           s.perform_count, s.completed_count, s.total_duration_seconds, s.active_days,
@@ -54,7 +68,7 @@ func (s *Store) SampleTherapyDrift(ctx context.Context, sample int, tz *time.Loc
 		        OR active_days <> days OR first_performed_at IS DISTINCT FROM first_at
 		        OR last_performed_at IS DISTINCT FROM last_at) AS drifted
 		FROM recomputed
-		ORDER BY therapy_user_id, year, month`, sample, tz.String())
+		ORDER BY therapy_user_id, year, month`, sample, tz.String(), year, month)
 	if err != nil {
 		return 0, nil, fmt.Errorf("store: sample therapy drift: %w", err)
 	}
