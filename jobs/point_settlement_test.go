@@ -2,14 +2,12 @@ package jobs_test
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/riverdriver/riverpgxv5"
@@ -118,11 +116,7 @@ func (b *settleBundle) waitFinalWithin(t *testing.T, id int64, timeout time.Dura
 
 func output(t *testing.T, job *rivertype.JobRow) jobs.SettlementOutput {
 	t.Helper()
-	var meta struct {
-		Output jobs.SettlementOutput `json:"output"`
-	}
-	require.NoError(t, json.Unmarshal(job.Metadata, &meta))
-	return meta.Output
+	return jobs.OutputOf[jobs.SettlementOutput](t, job)
 }
 
 func (b *settleBundle) ids(t *testing.T, sql string, args ...any) []int64 {
@@ -655,32 +649,16 @@ func TestPointSettlementWorker(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 
-	type testBundle struct {
-		store *store.Store
-		tx    pgx.Tx
-	}
-
-	setup := func(t *testing.T) (*rivertest.Worker[jobs.PointSettlementArgs, pgx.Tx], *testBundle) {
-		t.Helper()
-		pool, _ := testkit.Pool(t)
-		deps := jobs.Deps{Store: store.New(pool), TZ: testkit.TZ(), Logger: testkit.Logger(t)}
-		w, tx := testkit.NewWorker(t, pool, jobs.NewPointSettlementWorker(deps))
-		return w, &testBundle{store: deps.Store, tx: tx}
-	}
-
 	t.Run("InvalidArgsCancel", func(t *testing.T) {
 		t.Parallel()
-		w, b := setup(t)
+		b := jobs.SetupWorker(t, jobs.NewPointSettlementWorker)
 		for _, args := range []jobs.PointSettlementArgs{
 			{RunDate: "2026-03-10", Run: 0},
 			{RunDate: "2026-3-10", Run: 1},
 			{RunDate: "2026-03-10", Run: 1, Until: "tomorrow"},
 			{RunDate: "2026-03-10", Run: 1, CommitInterval: jobs.MaxCommitInterval + 1},
 		} {
-			res, err := w.Work(ctx, t, b.tx, args, nil)
-			require.NoError(t, err)
-			require.Equal(t, river.EventKindJobCancelled, res.EventKind, "%+v", args)
-			require.Contains(t, res.Job.Errors[0].Error, "point_settlement: invalid args")
+			b.RequireCancelled(t, args, "point_settlement: invalid args")
 		}
 	})
 
@@ -689,20 +667,58 @@ func TestPointSettlementWorker(t *testing.T) {
 	// the run that follows the fix, and the record counts the rollback.
 	t.Run("SkipLimitCancelsAndLeavesRowsDue", func(t *testing.T) {
 		t.Parallel()
-		w, b := setup(t)
-		ids, err := b.store.InsertLedger(ctx, []store.LedgerEntry{
-			{MemberID: 2, Kind: "USE", Amount: 5, OccurredAt: time.Date(2026, 3, 9, 9, 0, 0, 0, testkit.TZ())},
-		}, testkit.TZ())
+		b := jobs.SetupWorker(t, jobs.NewPointSettlementWorker)
+		ids, err := b.Store.InsertLedger(ctx, []store.LedgerEntry{entry(2, "USE", 5, "2026-03-09 09:00")}, kst)
 		require.NoError(t, err)
 		limit := 0
 
-		res, err := w.Work(ctx, t, b.tx, jobs.PointSettlementArgs{RunDate: "2026-03-10", Run: 1, SkipLimit: &limit}, nil)
-		require.NoError(t, err)
-		require.Equal(t, river.EventKindJobCancelled, res.EventKind)
+		res := b.Work(t, jobs.PointSettlementArgs{RunDate: "2026-03-10", Run: 1, SkipLimit: &limit}, river.EventKindJobCancelled)
 		require.Contains(t, res.Job.Errors[0].Error, fmt.Sprintf("skip limit exceeded: row %d is skip 1, limit 0", ids[0]))
 		require.Equal(t, jobs.SettlementCounts{Rollbacks: 1}, output(t, res.Job).SettlementCounts)
-		rows, err := b.store.GetLedgerRows(ctx, ids)
+		rows, err := b.Store.GetLedgerRows(ctx, ids)
 		require.NoError(t, err)
 		require.Nil(t, rows[0].ProcessedOn, "still due")
+	})
+}
+
+// The nightly trigger on its own, through rivertest.
+func TestPointSettlementDailyWorker(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+
+	// With nothing ever settled, the night's trigger starts run 1 of its own
+	// business date.
+	t.Run("StartsTheDatesRun", func(t *testing.T) {
+		t.Parallel()
+		b := jobs.SetupWorker(t, jobs.NewPointSettlementDailyWorker)
+
+		res := b.Work(t, jobs.PointSettlementDailyArgs{BusinessDate: "2026-03-10"}, river.EventKindJobCompleted)
+		require.Equal(t, jobs.SettlementDailyOutput{Missing: []string{"2026-03-10"}, Started: "2026-03-10"}, jobs.OutputOf[jobs.SettlementDailyOutput](t, res.Job))
+		run := rivertest.RequireInserted(ctx, t, b.Driver, &jobs.PointSettlementArgs{}, nil)
+		require.Equal(t, &jobs.PointSettlementArgs{RunDate: "2026-03-10", Run: 1, Until: "2026-03-10", Trigger: jobs.SettlementTriggerDaily}, run.Args)
+	})
+
+	// A run of the date already queued (an operator's) is not doubled: the
+	// trigger snoozes and looks again.
+	t.Run("WaitsForTheQueuedRun", func(t *testing.T) {
+		t.Parallel()
+		b := jobs.SetupWorker(t, jobs.NewPointSettlementDailyWorker)
+		client, err := jobs.NewClient(b.Store.Pool, jobs.ClientConfig{}, b.Deps) // insert-only, for a run started outside the job
+		require.NoError(t, err)
+		queued, err := jobs.EnqueueSettlement(ctx, client, b.Store, "2026-03-10", jobs.SettlementRunOpts{})
+		require.NoError(t, err)
+
+		res := b.Work(t, jobs.PointSettlementDailyArgs{BusinessDate: "2026-03-10"}, river.EventKindJobSnoozed)
+		require.WithinDuration(t, time.Now().Add(time.Minute), res.Job.ScheduledAt, 10*time.Second)
+		require.Equal(t, queued.ID, jobs.OutputOf[jobs.SettlementDailyOutput](t, res.Job).WaitingOn)
+		run := rivertest.RequireInserted(ctx, t, b.Driver, &jobs.PointSettlementArgs{}, nil)
+		require.Equal(t, queued.ID, run.ID, "still the one run")
+	})
+
+	t.Run("BadDateCancels", func(t *testing.T) {
+		t.Parallel()
+		b := jobs.SetupWorker(t, jobs.NewPointSettlementDailyWorker)
+		b.RequireCancelled(t, jobs.PointSettlementDailyArgs{BusinessDate: "10/03/2026"}, `date "10/03/2026": want YYYY-MM-DD`)
+		rivertest.RequireNotInserted(ctx, t, b.Driver, &jobs.PointSettlementArgs{}, nil)
 	})
 }
