@@ -403,6 +403,14 @@ func TestLatePersistJobNeverOversells(t *testing.T) {
 	require.Zero(t, rep.RolledBack+rep.AddedBack)
 }
 
+// exchangeWorker is the exchange worker calling afterChunk after each
+// committed chunk, each of which also records the run's progress.
+func exchangeWorker(deps Deps, afterChunk func(chunk int) error) *CouponExchangeWorker {
+	w := NewCouponExchangeWorker(deps)
+	w.afterChunk, w.progressEvery = afterChunk, 0
+	return w
+}
+
 // seedExpired creates coupon EXPIRED with 1,000 issues: members 1–50 used
 // theirs, 51–100 were exchanged before, 101–1000 (900) are to exchange.
 func seedExpired(t *testing.T, b *testBundle) store.Coupon {
@@ -441,7 +449,7 @@ func TestExchangeResumesStep2WithoutDuplicates(t *testing.T) {
 		seen   []Progress // the running job's progress after each chunk
 	)
 	w := river.NewWorkers()
-	river.AddWorker(w, &CouponExchangeWorker{deps: b.deps, afterChunk: func(chunk int) error {
+	river.AddWorker(w, exchangeWorker(b.deps, func(chunk int) error {
 		list, err := ListRunningProgress(ctx, client)
 		if err != nil {
 			return err
@@ -455,7 +463,7 @@ func TestExchangeResumesStep2WithoutDuplicates(t *testing.T) {
 			return errors.New("simulated crash after chunk 3")
 		}
 		return nil
-	}})
+	}))
 	client = b.startClient(t, w)
 	res, err := client.Insert(ctx, CouponExchangeArgs{Name: "sorry", Description: "delivery error", AmountType: "RATE",
 		Amount: 100, ExpiredCouponID: expired.ID, ChunkSize: 100}, nil)
@@ -524,7 +532,7 @@ func TestExchangeRetryAtNotifyStep(t *testing.T) {
 
 	var chunks atomic.Int64
 	w := river.NewWorkers()
-	river.AddWorker(w, &CouponExchangeWorker{deps: b.deps, afterChunk: func(int) error { chunks.Add(1); return nil }})
+	river.AddWorker(w, exchangeWorker(b.deps, func(int) error { chunks.Add(1); return nil }))
 	client := b.startClient(t, w)
 	res, err := client.Insert(ctx, CouponExchangeArgs{Name: "sorry", AmountType: "FIX", Amount: 1000,
 		ExpiredCouponID: expired.ID, ChunkSize: 300}, nil)
