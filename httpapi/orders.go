@@ -104,18 +104,9 @@ type OrderRequestResponse struct {
 	UpdatedAt         time.Time  `json:"updatedAt"`
 }
 
+// newOrderRequestResponse converts the row: the response has the row's
+// fields, so a field added to the row does not compile here until the API
+// decides about it.
 func newOrderRequestResponse(o store.OrderRequest) OrderRequestResponse {
-	return OrderRequestResponse{
-		ID:                o.ID,
-		Username:          o.Username,
-		TotalPrice:        o.TotalPrice,
-		AppliedYearMonth:  o.AppliedYearMonth,
-		Status:            o.Status,
-		ExternalOrderID:   o.ExternalOrderID,
-		ExternalCreatedAt: o.ExternalCreatedAt,
-		Attempts:          o.Attempts,
-		LastError:         o.LastError,
-		CreatedAt:         o.CreatedAt,
-		UpdatedAt:         o.UpdatedAt,
-	}
+	return OrderRequestResponse(o)
 }

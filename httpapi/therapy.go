@@ -50,19 +50,10 @@ type TherapyStatisticsResponse struct {
 	AggregatedAt         time.Time  `json:"aggregatedAt"`
 }
 
+// newTherapyStatisticsResponse converts the row, as newOrderRequestResponse
+// does.
 func newTherapyStatisticsResponse(t store.TherapyStatistics) TherapyStatisticsResponse {
-	return TherapyStatisticsResponse{
-		TherapyUserID:        t.TherapyUserID,
-		Year:                 t.Year,
-		Month:                t.Month,
-		PerformCount:         t.PerformCount,
-		CompletedCount:       t.CompletedCount,
-		TotalDurationSeconds: t.TotalDurationSeconds,
-		ActiveDays:           t.ActiveDays,
-		FirstPerformedAt:     t.FirstPerformedAt,
-		LastPerformedAt:      t.LastPerformedAt,
-		AggregatedAt:         t.AggregatedAt,
-	}
+	return TherapyStatisticsResponse(t)
 }
 
 // RecoverRequest is the recover endpoint's body.

@@ -68,17 +68,17 @@ func (in OrderRequestInput) Validate() error {
 
 // OrderRequest is one row of order_request.
 type OrderRequest struct {
-	ID                int64      `json:"id"`
-	Username          string     `json:"username"`
-	TotalPrice        int64      `json:"totalPrice"`
-	AppliedYearMonth  string     `json:"appliedYearMonth"`
-	Status            string     `json:"status"`
-	ExternalOrderID   *int64     `json:"externalOrderId"`
-	ExternalCreatedAt *time.Time `json:"externalCreatedAt"`
-	Attempts          int        `json:"attempts"`
-	LastError         *string    `json:"lastError"`
-	CreatedAt         time.Time  `json:"createdAt"`
-	UpdatedAt         time.Time  `json:"updatedAt"`
+	ID                int64
+	Username          string
+	TotalPrice        int64
+	AppliedYearMonth  string
+	Status            string
+	ExternalOrderID   *int64
+	ExternalCreatedAt *time.Time
+	Attempts          int
+	LastError         *string
+	CreatedAt         time.Time
+	UpdatedAt         time.Time
 }
 
 const orderRequestCols = `id, username, total_price, applied_year_month, status, external_order_id,

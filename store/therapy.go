@@ -50,16 +50,16 @@ const therapyUpsertOnConflict = `
 
 // TherapyStatistics is one row of therapy_statistics.
 type TherapyStatistics struct {
-	TherapyUserID        int64      `json:"therapyUserId"`
-	Year                 int        `json:"year"`
-	Month                int        `json:"month"`
-	PerformCount         int        `json:"performCount"`
-	CompletedCount       int        `json:"completedCount"`
-	TotalDurationSeconds int64      `json:"totalDurationSeconds"`
-	ActiveDays           int        `json:"activeDays"`
-	FirstPerformedAt     *time.Time `json:"firstPerformedAt"`
-	LastPerformedAt      *time.Time `json:"lastPerformedAt"`
-	AggregatedAt         time.Time  `json:"aggregatedAt"`
+	TherapyUserID        int64
+	Year                 int
+	Month                int
+	PerformCount         int
+	CompletedCount       int
+	TotalDurationSeconds int64
+	ActiveDays           int
+	FirstPerformedAt     *time.Time
+	LastPerformedAt      *time.Time
+	AggregatedAt         time.Time
 }
 
 // TherapyTargets returns the ACTIVE users that need their statistics for
