@@ -139,6 +139,32 @@ func (b *orderBundle) waitSettled(t *testing.T, timeout time.Duration) map[strin
 	return counts
 }
 
+// requireAllApplied waits until every row is settled, requires all n
+// APPLIED with one order each at the third party, and returns the third
+// party's counts.
+func (b *orderBundle) requireAllApplied(t *testing.T, n int64, timeout time.Duration) thirdparty.Stats {
+	t.Helper()
+	counts := b.waitSettled(t, timeout)
+	require.Equal(t, map[string]int64{store.OrderApplied: n}, counts)
+	s := b.stats(t)
+	require.Equal(t, n, s.Orders)
+	return s
+}
+
+// waitMidBatch waits until 20 rows are APPLIED and some are in flight: the
+// partner answers concurrent calls together, so right after an apply there
+// can be a moment with none SENDING.
+func (b *orderBundle) waitMidBatch(t *testing.T) {
+	t.Helper()
+	testkit.WaitFor(t, 30*time.Second, "20 rows APPLIED and some SENDING", func() (bool, error) {
+		c, err := b.store.OrderStatusCounts(context.Background())
+		if err != nil {
+			return false, err
+		}
+		return c[store.OrderApplied] >= 20 && c[store.OrderSending] > 0, nil
+	})
+}
+
 // rows returns every order_request row.
 func (b *orderBundle) rows(t *testing.T) []store.OrderRequest {
 	t.Helper()
@@ -197,10 +223,7 @@ func TestOrderSubmit_SeedFailNth96(t *testing.T) {
 	b.insertRequests(t, 100)
 	b.startWorker(t)
 
-	counts := b.waitSettled(t, 60*time.Second)
-	require.Equal(t, map[string]int64{store.OrderApplied: 100}, counts)
-	s := b.stats(t)
-	require.Equal(t, int64(100), s.Orders)
+	s := b.requireAllApplied(t, 100, 60*time.Second)
 	require.Equal(t, int64(101), s.Posts)
 	require.Equal(t, int64(0), s.Conflicts)
 	b.requireAgreement(t)
@@ -217,10 +240,7 @@ func TestOrderSubmit_UnknownOutcomeAfterCommit(t *testing.T) {
 			b.insertRequests(t, 100)
 			b.startWorker(t)
 
-			counts := b.waitSettled(t, 60*time.Second)
-			require.Equal(t, map[string]int64{store.OrderApplied: 100}, counts)
-			s := b.stats(t)
-			require.Equal(t, int64(100), s.Orders)
+			s := b.requireAllApplied(t, 100, 60*time.Second)
 			require.Equal(t, int64(100), s.Posts, "no second POST for the item whose outcome was unknown")
 			require.Equal(t, int64(1), s.Injected)
 			b.requireAgreement(t)
@@ -297,10 +317,7 @@ func TestOrderSubmit_TwoWorkers(t *testing.T) {
 	w1 := b.startWorker(t, "TIDEMARK_QUEUES=outbound=8")
 	w2 := b.startWorker(t, "TIDEMARK_QUEUES=outbound=8")
 
-	counts := b.waitSettled(t, 60*time.Second)
-	require.Equal(t, map[string]int64{store.OrderApplied: 200}, counts)
-	s := b.stats(t)
-	require.Equal(t, int64(200), s.Orders)
+	s := b.requireAllApplied(t, 200, 60*time.Second)
 	require.Equal(t, int64(200), s.Posts, "no order sent twice")
 	require.Equal(t, int64(0), s.Conflicts)
 	b.requireAgreement(t)
@@ -320,16 +337,7 @@ func TestOrderSubmit_WorkerKilled(t *testing.T) {
 	// Four outbound workers make the batch last about 2.5 s, long enough to
 	// kill it in the middle.
 	w := b.startWorker(t, "TIDEMARK_QUEUES=outbound=4")
-	// Killed once 20 rows are APPLIED and some are in flight: the partner
-	// answers concurrent calls together, so right after an apply there can
-	// be a moment with none SENDING.
-	testkit.WaitFor(t, 30*time.Second, "20 rows APPLIED and some SENDING", func() (bool, error) {
-		c, err := b.store.OrderStatusCounts(context.Background())
-		if err != nil {
-			return false, err
-		}
-		return c[store.OrderApplied] >= 20 && c[store.OrderSending] > 0, nil
-	})
+	b.waitMidBatch(t)
 	w.Kill()
 	killedAt := time.Now()
 	const kills = 1
@@ -339,11 +347,8 @@ func TestOrderSubmit_WorkerKilled(t *testing.T) {
 	require.Positive(t, c[store.OrderSending], "some rows were in flight when the worker died")
 
 	b.startWorker(t, "TIDEMARK_QUEUES=outbound=4")
-	counts := b.waitSettled(t, 150*time.Second)
+	s := b.requireAllApplied(t, 100, 150*time.Second)
 	t.Logf("all APPLIED %s after the SIGKILL", time.Since(killedAt).Round(time.Second))
-	require.Equal(t, map[string]int64{store.OrderApplied: 100}, counts)
-	s := b.stats(t)
-	require.Equal(t, int64(100), s.Orders)
 	require.LessOrEqual(t, s.Posts, int64(100+kills))
 	b.requireAgreement(t)
 	require.Positive(t, b.rescuedJobs(t), "River's rescuer handed back the dead worker's jobs")
@@ -446,24 +451,12 @@ func TestOrderSubmit_SurvivorReclaims(t *testing.T) {
 	b.insertRequests(t, 100)
 	victim := b.startWorker(t, "TIDEMARK_QUEUES=outbound=4")
 	b.startWorker(t, "TIDEMARK_QUEUES=outbound=4")
-	// Killed once 20 rows are APPLIED and some are in flight: the partner
-	// answers concurrent calls together, so right after an apply there can
-	// be a moment with none SENDING.
-	testkit.WaitFor(t, 30*time.Second, "20 rows APPLIED and some SENDING", func() (bool, error) {
-		c, err := b.store.OrderStatusCounts(context.Background())
-		if err != nil {
-			return false, err
-		}
-		return c[store.OrderApplied] >= 20 && c[store.OrderSending] > 0, nil
-	})
+	b.waitMidBatch(t)
 	victim.Kill()
 	killedAt := time.Now()
 
-	counts := b.waitSettled(t, 150*time.Second)
+	s := b.requireAllApplied(t, 100, 150*time.Second)
 	t.Logf("all APPLIED %s after the SIGKILL", time.Since(killedAt).Round(time.Second))
-	require.Equal(t, map[string]int64{store.OrderApplied: 100}, counts)
-	s := b.stats(t)
-	require.Equal(t, int64(100), s.Orders)
 	require.LessOrEqual(t, s.Posts, int64(101))
 	b.requireAgreement(t)
 	require.Positive(t, b.rescuedJobs(t), "River's rescuer handed back the dead worker's jobs")
