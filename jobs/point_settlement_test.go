@@ -92,6 +92,15 @@ func (b *settleBundle) run(t *testing.T, date string, opts jobs.SettlementRunOpt
 	return b.waitFinal(t, job.ID)
 }
 
+// runPastSkipLimit runs the 10th in chunks of three with skip limit limit,
+// which the run's skips exceed: the run is cancelled.
+func (b *settleBundle) runPastSkipLimit(t *testing.T, limit int) *rivertype.JobRow {
+	t.Helper()
+	job := b.run(t, "2026-03-10", jobs.SettlementRunOpts{CommitInterval: 3, SkipLimit: &limit})
+	require.Equal(t, rivertype.JobStateCancelled, job.State)
+	return job
+}
+
 func (b *settleBundle) waitFinal(t *testing.T, id int64) *rivertype.JobRow {
 	t.Helper()
 	return b.waitFinalWithin(t, id, 60*time.Second)
@@ -345,19 +354,14 @@ func TestSettlementSkipLimit(t *testing.T) {
 	t.Parallel()
 	b := setup(t, settleOpts{})
 	ctx := context.Background()
-	// Member 2 uses points it never earned: three rows the worker rejects.
+	// Member 2 uses points it never earned: three rows the worker rejects,
+	// one in the first chunk of three, two in the second.
 	ids := b.ledger(t,
-		entry(1, "EARN", 100, "2026-03-09 08:00"),
-		entry(1, "USE", 40, "2026-03-09 09:00"),
-		entry(2, "USE", 1, "2026-03-09 09:00"),
-		entry(2, "USE", 2, "2026-03-09 09:01"),
-		entry(2, "USE", 3, "2026-03-09 09:02"),
-		entry(1, "EARN", 7, "2026-03-09 10:00"),
+		entry(1, "EARN", 100, "2026-03-09 08:00"), entry(1, "USE", 40, "2026-03-09 09:00"), entry(2, "USE", 1, "2026-03-09 09:00"),
+		entry(2, "USE", 2, "2026-03-09 09:01"), entry(2, "USE", 3, "2026-03-09 09:02"), entry(1, "EARN", 7, "2026-03-09 10:00"),
 	)
 
-	limit := 2
-	job := b.run(t, "2026-03-10", jobs.SettlementRunOpts{CommitInterval: 3, SkipLimit: &limit})
-	require.Equal(t, rivertype.JobStateCancelled, job.State)
+	job := b.runPastSkipLimit(t, 2)
 	require.Contains(t, job.Errors[len(job.Errors)-1].Error, fmt.Sprintf("skip limit exceeded: row %d is skip 3, limit 2", ids[4]))
 	// The first chunk committed (one skip recorded); the failing one rolled back.
 	require.Equal(t, ids[:2], b.batchIDs(t, "2026-03-10"))
@@ -373,7 +377,7 @@ func TestSettlementSkipLimit(t *testing.T) {
 
 	// A failed run is not a completed one: a new run for the date may start,
 	// and with a higher limit it settles, skipping the rest.
-	limit = 5
+	limit := 5
 	job = b.run(t, "2026-03-10", jobs.SettlementRunOpts{SkipLimit: &limit})
 	require.Equal(t, rivertype.JobStateCompleted, job.State)
 	require.Equal(t, jobs.SettlementCounts{Read: 3, Written: 1, Skipped: 2, Chunks: 1}, output(t, job).SettlementCounts)
@@ -540,24 +544,19 @@ func TestLedgerProcessOnDefault(t *testing.T) {
 func TestSettlementRetryAfterSkipLimitResumesFromCursor(t *testing.T) {
 	t.Parallel()
 	b := setup(t, settleOpts{})
-	ctx := context.Background()
+	// One skip in the first chunk of three, two more in the second.
 	ids := b.ledger(t,
-		entry(1, "EARN", 100, "2026-03-09 08:00"),
-		entry(2, "USE", 1, "2026-03-09 09:00"),
-		entry(1, "EARN", 5, "2026-03-09 09:30"),
-		entry(2, "USE", 2, "2026-03-09 10:00"),
-		entry(2, "USE", 3, "2026-03-09 10:01"),
+		entry(1, "EARN", 100, "2026-03-09 08:00"), entry(2, "USE", 1, "2026-03-09 09:00"), entry(1, "EARN", 5, "2026-03-09 09:30"),
+		entry(2, "USE", 2, "2026-03-09 10:00"), entry(2, "USE", 3, "2026-03-09 10:01"),
 	)
-	limit := 1
-	job := b.run(t, "2026-03-10", jobs.SettlementRunOpts{CommitInterval: 3, SkipLimit: &limit})
-	require.Equal(t, rivertype.JobStateCancelled, job.State)
+	job := b.runPastSkipLimit(t, 1)
 	require.Equal(t, []int64{ids[0], ids[2]}, b.batchIDs(t, "2026-03-10")) // first chunk; ids[1] skipped
 
 	// The operator records member 2's missing EARN (it occurred before the
 	// USE rows, process_on far ahead so no run collects it now) and restarts
 	// the failed run, which resumes after its last committed chunk.
 	b.ledger(t, store.LedgerEntry{MemberID: 2, Kind: "EARN", Amount: 50, OccurredAt: at("2026-03-09 07:00"), ProcessOn: "2026-12-31"})
-	_, err := b.client.JobRetry(ctx, job.ID)
+	_, err := b.client.JobRetry(context.Background(), job.ID)
 	require.NoError(t, err)
 	job = b.waitFinal(t, job.ID)
 	require.Equal(t, rivertype.JobStateCompleted, job.State)
