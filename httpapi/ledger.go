@@ -25,26 +25,18 @@ type ReprocessResponse struct {
 // maxReprocessIDs bounds one request.
 const maxReprocessIDs = 10_000
 
-func (s *Server) reprocessLedger(w http.ResponseWriter, r *http.Request) {
-	var req ReprocessRequest
-	if err := decodeJSON(w, r, &req); err != nil {
-		s.writeErr(w, r, err)
-		return
-	}
+func (s *Server) reprocessLedger(r *http.Request, req ReprocessRequest) (ReprocessResponse, error) {
 	if len(req.LedgerIDs) == 0 {
-		s.writeErr(w, r, badField("ledgerIds", "required: a non-empty array of ledger ids"))
-		return
+		return ReprocessResponse{}, badField("ledgerIds", "required: a non-empty array of ledger ids")
 	}
 	if len(req.LedgerIDs) > maxReprocessIDs {
-		s.writeErr(w, r, badField("ledgerIds", "at most %d ids per request", maxReprocessIDs))
-		return
+		return ReprocessResponse{}, badField("ledgerIds", "at most %d ids per request", maxReprocessIDs)
 	}
 	seen := make(map[int64]bool, len(req.LedgerIDs))
 	ids := make([]int64, 0, len(req.LedgerIDs))
 	for _, id := range req.LedgerIDs {
 		if id <= 0 {
-			s.writeErr(w, r, badField("ledgerIds", "%d is not a positive id", id))
-			return
+			return ReprocessResponse{}, badField("ledgerIds", "%d is not a positive id", id)
 		}
 		if !seen[id] {
 			seen[id] = true
@@ -54,8 +46,7 @@ func (s *Server) reprocessLedger(w http.ResponseWriter, r *http.Request) {
 	on := calendar.NextBusinessDate(time.Now(), s.TZ)
 	if req.On != nil {
 		if _, err := calendar.ParseDate(*req.On); err != nil {
-			s.writeErr(w, r, badField("on", "%v", err))
-			return
+			return ReprocessResponse{}, badField("on", "%v", err)
 		}
 		on = *req.On
 	}
@@ -63,12 +54,11 @@ func (s *Server) reprocessLedger(w http.ResponseWriter, r *http.Request) {
 	var le *store.LedgerRowsError
 	switch {
 	case errors.As(err, &le) && le.Unknown:
-		s.writeErr(w, r, &fieldError{status: http.StatusNotFound, field: "ledgerIds", msg: le.Error()})
+		return ReprocessResponse{}, &fieldError{status: http.StatusNotFound, field: "ledgerIds", msg: le.Error()}
 	case errors.As(err, &le):
-		s.writeErr(w, r, &fieldError{status: http.StatusConflict, field: "ledgerIds", msg: le.Error()})
+		return ReprocessResponse{}, &fieldError{status: http.StatusConflict, field: "ledgerIds", msg: le.Error()}
 	case err != nil:
-		s.writeErr(w, r, err)
-	default:
-		writeJSON(w, http.StatusOK, ReprocessResponse{LedgerIDs: ids, ProcessOn: on})
+		return ReprocessResponse{}, err
 	}
+	return ReprocessResponse{LedgerIDs: ids, ProcessOn: on}, nil
 }

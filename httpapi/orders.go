@@ -3,7 +3,6 @@ package httpapi
 import (
 	"errors"
 	"net/http"
-	"strconv"
 	"time"
 
 	"github.com/tidemark/tidemark/jobs"
@@ -33,56 +32,41 @@ var jsonField = map[string]string{
 // createOrderRequest inserts one order_request row and its order_submit job
 // in one transaction: 202 with the row's id, 409 when the user already has a
 // request for that month, 400 naming the field at fault.
-func (s *Server) createOrderRequest(w http.ResponseWriter, r *http.Request) {
-	var b OrderRequestBody
-	if err := decodeJSON(w, r, &b); err != nil {
-		s.writeErr(w, r, err)
-		return
-	}
+func (s *Server) createOrderRequest(r *http.Request, b OrderRequestBody) (OrderRequestAccepted, error) {
 	switch {
 	case b.Username == nil:
-		s.writeErr(w, r, badField("username", "required"))
-		return
+		return OrderRequestAccepted{}, badField("username", "required")
 	case b.TotalPrice == nil:
-		s.writeErr(w, r, badField("totalPrice", "required"))
-		return
+		return OrderRequestAccepted{}, badField("totalPrice", "required")
 	case b.AppliedYearMonth == nil:
-		s.writeErr(w, r, badField("appliedYearMonth", "required"))
-		return
+		return OrderRequestAccepted{}, badField("appliedYearMonth", "required")
 	}
 	in := store.OrderRequestInput{Username: *b.Username, TotalPrice: *b.TotalPrice, AppliedYearMonth: *b.AppliedYearMonth}
 	var ie *store.InputError
 	if err := in.Validate(); errors.As(err, &ie) {
-		s.writeErr(w, r, badField(jsonField[ie.Field], "%s", ie.Msg))
-		return
+		return OrderRequestAccepted{}, badField(jsonField[ie.Field], "%s", ie.Msg)
 	}
 	created, err := jobs.CreateOrderRequests(r.Context(), s.River, s.Store, []store.OrderRequestInput{in})
 	var dup *store.DuplicateOrderRequestError
 	if errors.As(err, &dup) {
-		s.writeErr(w, r, &fieldError{status: http.StatusConflict, field: "username", msg: dup.Error()})
-		return
+		return OrderRequestAccepted{}, &fieldError{status: http.StatusConflict, field: "username", msg: dup.Error()}
 	}
 	if err != nil {
-		s.writeErr(w, r, err)
-		return
+		return OrderRequestAccepted{}, err
 	}
-	writeJSON(w, http.StatusAccepted, OrderRequestAccepted{ID: created[0].ID, JobID: created[0].JobID, Status: store.OrderPending})
+	return OrderRequestAccepted{ID: created[0].ID, JobID: created[0].JobID, Status: store.OrderPending}, nil
 }
 
 // getOrderRequest answers one order_request row, or 404.
 func (s *Server) getOrderRequest(w http.ResponseWriter, r *http.Request) {
-	id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
-	if err != nil || id <= 0 {
-		writeError(w, http.StatusBadRequest, "id", "want a positive integer")
+	id, err := positiveID("id", r.PathValue("id"))
+	if err != nil {
+		s.writeErr(w, r, err)
 		return
 	}
 	row, err := s.Store.GetOrderRequest(r.Context(), id)
-	if errors.Is(err, store.ErrNotFound) {
-		writeError(w, http.StatusNotFound, "id", "no such order request")
-		return
-	}
 	if err != nil {
-		s.writeErr(w, r, err)
+		s.writeErr(w, r, notFound(err, "id", "no such order request"))
 		return
 	}
 	writeJSON(w, http.StatusOK, newOrderRequestResponse(row))
@@ -104,18 +88,9 @@ type OrderRequestResponse struct {
 	UpdatedAt         time.Time  `json:"updatedAt"`
 }
 
+// newOrderRequestResponse converts the row: the response has the row's
+// fields, so a field added to the row does not compile here until the API
+// decides about it.
 func newOrderRequestResponse(o store.OrderRequest) OrderRequestResponse {
-	return OrderRequestResponse{
-		ID:                o.ID,
-		Username:          o.Username,
-		TotalPrice:        o.TotalPrice,
-		AppliedYearMonth:  o.AppliedYearMonth,
-		Status:            o.Status,
-		ExternalOrderID:   o.ExternalOrderID,
-		ExternalCreatedAt: o.ExternalCreatedAt,
-		Attempts:          o.Attempts,
-		LastError:         o.LastError,
-		CreatedAt:         o.CreatedAt,
-		UpdatedAt:         o.UpdatedAt,
-	}
+	return OrderRequestResponse(o)
 }

@@ -13,6 +13,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -50,13 +51,13 @@ func (s *Server) Handler() http.Handler {
 	})
 	mux.HandleFunc("GET /readyz", s.ready)
 	mux.HandleFunc("GET /v1/therapy-statistics", s.getTherapyStatistics)
-	mux.Handle("POST /v1/therapy-statistics/recover", s.admin(s.recoverTherapyStatistics))
-	mux.Handle("POST /v1/ledger/reprocess", s.admin(s.reprocessLedger))
+	mux.Handle("POST /v1/therapy-statistics/recover", s.admin(handleJSON(s, http.StatusAccepted, s.recoverTherapyStatistics)))
+	mux.Handle("POST /v1/ledger/reprocess", s.admin(handleJSON(s, http.StatusOK, s.reprocessLedger)))
 	mux.HandleFunc("POST /v1/coupons/{code}/issue", s.issueCoupon)
 	if s.River != nil {
 		s.persist = jobs.NewPersistEnqueuer(s.River)
 	}
-	mux.Handle("POST /v1/order-requests", s.admin(s.createOrderRequest))
+	mux.Handle("POST /v1/order-requests", s.admin(handleJSON(s, http.StatusAccepted, s.createOrderRequest)))
 	mux.HandleFunc("GET /v1/order-requests/{id}", s.getOrderRequest)
 	s.mux = mux
 	return mux
@@ -120,6 +121,24 @@ func badField(field, format string, args ...any) *fieldError {
 	return &fieldError{status: http.StatusBadRequest, field: field, msg: fmt.Sprintf(format, args...)}
 }
 
+// notFound is err, or a 404 naming field with msg when err is
+// store.ErrNotFound.
+func notFound(err error, field, msg string) error {
+	if errors.Is(err, store.ErrNotFound) {
+		return &fieldError{status: http.StatusNotFound, field: field, msg: msg}
+	}
+	return err
+}
+
+// positiveID parses v, the value of field, as a positive integer.
+func positiveID(field, v string) (int64, error) {
+	id, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || id <= 0 {
+		return 0, badField(field, "want a positive integer")
+	}
+	return id, nil
+}
+
 // writeErr answers err: a fieldError as itself, anything else as a 500 that
 // is logged but not shown.
 func (s *Server) writeErr(w http.ResponseWriter, r *http.Request, err error) {
@@ -136,6 +155,25 @@ func (s *Server) writeErr(w http.ResponseWriter, r *http.Request, err error) {
 	}
 	s.Logger.ErrorContext(r.Context(), "http: internal error", "method", r.Method, "path", r.URL.Path, "err", err)
 	writeError(w, http.StatusInternalServerError, "", "internal error")
+}
+
+// handleJSON is an endpoint that takes a JSON body: it decodes the body into
+// a Req (see decodeJSON) and answers what do returns with status, or the
+// error of either as writeErr does.
+func handleJSON[Req, Resp any](s *Server, status int, do func(*http.Request, Req) (Resp, error)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		var req Req
+		if err := decodeJSON(w, r, &req); err != nil {
+			s.writeErr(w, r, err)
+			return
+		}
+		resp, err := do(r, req)
+		if err != nil {
+			s.writeErr(w, r, err)
+			return
+		}
+		writeJSON(w, status, resp)
+	}
 }
 
 // decodeJSON reads exactly one JSON object of at most MaxBodyBytes into dst,

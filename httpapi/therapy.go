@@ -1,7 +1,6 @@
 package httpapi
 
 import (
-	"errors"
 	"net/http"
 	"strconv"
 	"time"
@@ -13,9 +12,9 @@ import (
 
 func (s *Server) getTherapyStatistics(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
-	userID, err := strconv.ParseInt(q.Get("therapyUserId"), 10, 64)
-	if err != nil || userID <= 0 {
-		writeError(w, http.StatusBadRequest, "therapyUserId", "want a positive integer")
+	userID, err := positiveID("therapyUserId", q.Get("therapyUserId"))
+	if err != nil {
+		s.writeErr(w, r, err)
 		return
 	}
 	year, month, err := calendar.ParseYearMonth(q.Get("yearMonth"))
@@ -24,12 +23,8 @@ func (s *Server) getTherapyStatistics(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	stats, err := s.Store.GetTherapyStatistics(r.Context(), userID, year, month)
-	if errors.Is(err, store.ErrNotFound) {
-		writeError(w, http.StatusNotFound, "", "no statistics for that user and month")
-		return
-	}
 	if err != nil {
-		s.writeErr(w, r, err)
+		s.writeErr(w, r, notFound(err, "", "no statistics for that user and month"))
 		return
 	}
 	writeJSON(w, http.StatusOK, newTherapyStatisticsResponse(stats))
@@ -50,19 +45,10 @@ type TherapyStatisticsResponse struct {
 	AggregatedAt         time.Time  `json:"aggregatedAt"`
 }
 
+// newTherapyStatisticsResponse converts the row, as newOrderRequestResponse
+// does.
 func newTherapyStatisticsResponse(t store.TherapyStatistics) TherapyStatisticsResponse {
-	return TherapyStatisticsResponse{
-		TherapyUserID:        t.TherapyUserID,
-		Year:                 t.Year,
-		Month:                t.Month,
-		PerformCount:         t.PerformCount,
-		CompletedCount:       t.CompletedCount,
-		TotalDurationSeconds: t.TotalDurationSeconds,
-		ActiveDays:           t.ActiveDays,
-		FirstPerformedAt:     t.FirstPerformedAt,
-		LastPerformedAt:      t.LastPerformedAt,
-		AggregatedAt:         t.AggregatedAt,
-	}
+	return TherapyStatisticsResponse(t)
 }
 
 // RecoverRequest is the recover endpoint's body.
@@ -80,23 +66,16 @@ type RecoverResponse struct {
 	YearMonth     string `json:"yearMonth"`
 }
 
-func (s *Server) recoverTherapyStatistics(w http.ResponseWriter, r *http.Request) {
-	var req RecoverRequest
-	if err := decodeJSON(w, r, &req); err != nil {
-		s.writeErr(w, r, err)
-		return
-	}
+func (s *Server) recoverTherapyStatistics(r *http.Request, req RecoverRequest) (RecoverResponse, error) {
 	args, err := s.validateRecover(r, req)
 	if err != nil {
-		s.writeErr(w, r, err)
-		return
+		return RecoverResponse{}, err
 	}
 	res, err := s.River.Insert(r.Context(), args, nil)
 	if err != nil {
-		s.writeErr(w, r, err)
-		return
+		return RecoverResponse{}, err
 	}
-	writeJSON(w, http.StatusAccepted, RecoverResponse{JobID: res.Job.ID, TherapyUserID: args.TherapyUserID, YearMonth: *req.YearMonth})
+	return RecoverResponse{JobID: res.Job.ID, TherapyUserID: args.TherapyUserID, YearMonth: *req.YearMonth}, nil
 }
 
 func (s *Server) validateRecover(r *http.Request, req RecoverRequest) (jobs.TherapyStatsArgs, error) {

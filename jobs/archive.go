@@ -24,20 +24,12 @@ func (ArchiveMaintainArgs) InsertOpts() river.InsertOpts {
 }
 
 // ArchiveMaintainWorker runs store.MaintainArchive and records what it
-// created and dropped.
-type ArchiveMaintainWorker struct {
-	river.WorkerDefaults[ArchiveMaintainArgs]
-	deps Deps
-}
+// created and dropped; an attempt is DDL on a few partitions.
+type ArchiveMaintainWorker struct{ worker[ArchiveMaintainArgs] }
 
 // NewArchiveMaintainWorker returns the archive maintenance worker.
 func NewArchiveMaintainWorker(deps Deps) *ArchiveMaintainWorker {
-	return &ArchiveMaintainWorker{deps: deps}
-}
-
-// Timeout bounds one maintenance: DDL on a few partitions.
-func (w *ArchiveMaintainWorker) Timeout(*river.Job[ArchiveMaintainArgs]) time.Duration {
-	return time.Minute
+	return &ArchiveMaintainWorker{worker[ArchiveMaintainArgs]{deps: deps, timeout: time.Minute}}
 }
 
 // Work maintains the archive.

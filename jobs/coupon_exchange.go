@@ -116,8 +116,7 @@ type CouponExchangeOutput struct {
 // derived from the job id, a chunk only takes issues not yet exchanged, and
 // issues and notifications are unique per (member, coupon).
 type CouponExchangeWorker struct {
-	river.WorkerDefaults[CouponExchangeArgs]
-	deps Deps
+	worker[CouponExchangeArgs]
 	// afterChunk, if set (tests), runs after each committed chunk; an error
 	// fails the attempt there.
 	afterChunk func(chunk int) error
@@ -125,15 +124,12 @@ type CouponExchangeWorker struct {
 	progressEvery time.Duration
 }
 
-// NewCouponExchangeWorker returns the coupon exchange worker.
+// NewCouponExchangeWorker returns the coupon exchange worker. An attempt is
+// at most 60 s; a longer exchange continues on the next attempt from its
+// cursor.
 func NewCouponExchangeWorker(deps Deps) *CouponExchangeWorker {
-	return &CouponExchangeWorker{deps: deps, progressEvery: DefaultProgressEvery}
-}
-
-// Timeout is at most 60 s; a longer exchange continues on the next attempt
-// from its cursor.
-func (w *CouponExchangeWorker) Timeout(*river.Job[CouponExchangeArgs]) time.Duration {
-	return time.Minute
+	return &CouponExchangeWorker{worker: worker[CouponExchangeArgs]{deps: deps, timeout: time.Minute},
+		progressEvery: DefaultProgressEvery}
 }
 
 // Work runs the exchange.

@@ -38,19 +38,12 @@ func (CouponIssuePersistArgs) InsertOpts() river.InsertOpts {
 // last attempt, or a failure no retry can fix — it records the member in
 // failed_coupon_issue and gives the seat back in Redis (the second safety
 // layer: DLQ + compensation), unless the row turns out to exist.
-type CouponIssuePersistWorker struct {
-	river.WorkerDefaults[CouponIssuePersistArgs]
-	deps Deps
-}
+type CouponIssuePersistWorker struct{ worker[CouponIssuePersistArgs] }
 
-// NewCouponIssuePersistWorker returns the persist worker.
+// NewCouponIssuePersistWorker returns the persist worker, one write bounded
+// to 10 s.
 func NewCouponIssuePersistWorker(deps Deps) *CouponIssuePersistWorker {
-	return &CouponIssuePersistWorker{deps: deps}
-}
-
-// Timeout bounds one write.
-func (w *CouponIssuePersistWorker) Timeout(*river.Job[CouponIssuePersistArgs]) time.Duration {
-	return 10 * time.Second
+	return &CouponIssuePersistWorker{worker[CouponIssuePersistArgs]{deps: deps, timeout: 10 * time.Second}}
 }
 
 // Work persists the issue.

@@ -37,19 +37,11 @@ func (CouponReconcileAllArgs) InsertOpts() river.InsertOpts {
 }
 
 // CouponReconcileAllWorker fans out.
-type CouponReconcileAllWorker struct {
-	river.WorkerDefaults[CouponReconcileAllArgs]
-	deps Deps
-}
+type CouponReconcileAllWorker struct{ worker[CouponReconcileAllArgs] }
 
 // NewCouponReconcileAllWorker returns the worker that fans out one reconciliation per active coupon.
 func NewCouponReconcileAllWorker(deps Deps) *CouponReconcileAllWorker {
-	return &CouponReconcileAllWorker{deps: deps}
-}
-
-// Timeout bounds the fan-out.
-func (w *CouponReconcileAllWorker) Timeout(*river.Job[CouponReconcileAllArgs]) time.Duration {
-	return 30 * time.Second
+	return &CouponReconcileAllWorker{worker[CouponReconcileAllArgs]{deps: deps, timeout: 30 * time.Second}}
 }
 
 // Work inserts one coupon_reconcile per ACTIVE coupon; the unique key skips
@@ -96,21 +88,14 @@ func (CouponReconcileArgs) InsertOpts() river.InsertOpts {
 }
 
 // CouponReconcileWorker runs ReconcileCoupon and records its report.
-type CouponReconcileWorker struct {
-	river.WorkerDefaults[CouponReconcileArgs]
-	deps Deps
-}
+type CouponReconcileWorker struct{ worker[CouponReconcileArgs] }
 
-// NewCouponReconcileWorker returns the coupon reconciliation worker.
-func NewCouponReconcileWorker(deps Deps) *CouponReconcileWorker {
-	return &CouponReconcileWorker{deps: deps}
-}
-
-// Timeout bounds one reconciliation: its grace (it waits that long before
+// NewCouponReconcileWorker returns the coupon reconciliation worker. One
+// reconciliation is bounded by its grace (it waits that long before
 // re-checking members found only in Redis) and 45 s for the reads and
 // repairs around it.
-func (w *CouponReconcileWorker) Timeout(*river.Job[CouponReconcileArgs]) time.Duration {
-	return reconcileGrace(w.deps) + 45*time.Second
+func NewCouponReconcileWorker(deps Deps) *CouponReconcileWorker {
+	return &CouponReconcileWorker{worker[CouponReconcileArgs]{deps: deps, timeout: reconcileGrace(deps) + 45*time.Second}}
 }
 
 func reconcileGrace(deps Deps) time.Duration {

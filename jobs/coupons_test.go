@@ -2,6 +2,10 @@ package jobs
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -9,6 +13,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/riverdriver/riverpgxv5"
+	"github.com/riverqueue/river/rivertest"
 	"github.com/riverqueue/river/rivertype"
 	"github.com/stretchr/testify/require"
 
@@ -66,12 +71,27 @@ func (b *testBundle) insertClient(t *testing.T) *Client {
 
 func (b *testBundle) coupon(t *testing.T, code string, total int) store.Coupon {
 	t.Helper()
-	c, err := b.store.CreateCoupon(context.Background(), store.NewCoupon{Code: code, Name: code, AmountType: store.AmountRate,
-		Amount: 10, TotalQuantity: total, Status: store.CouponActive})
+	return createCoupon(t, b.store, b.gate, code, store.CouponActive, total)
+}
+
+// createCoupon creates coupon code with total seats and, when it is ACTIVE,
+// loads it in gate.
+func createCoupon(t *testing.T, st *store.Store, gate *coupongate.Gate, code, status string, total int) store.Coupon {
+	t.Helper()
+	c, err := st.CreateCoupon(context.Background(), store.NewCoupon{Code: code, Name: code, AmountType: store.AmountRate,
+		Amount: 10, TotalQuantity: total, Status: status})
 	require.NoError(t, err)
-	_, err = b.gate.Load(context.Background(), code, int64(total), nil)
-	require.NoError(t, err)
+	if status == store.CouponActive {
+		_, err = gate.Load(context.Background(), code, int64(total), nil)
+		require.NoError(t, err)
+	}
 	return c
+}
+
+// withGate is a SetupWorker option: a coupon gate on a Redis database of the
+// test's own.
+func withGate(t *testing.T) func(*Deps) {
+	return func(d *Deps) { d.Gate, _, _ = testredis.Gate(t) }
 }
 
 // issue takes member's seat in the gate and inserts its persist job with opts.
@@ -101,7 +121,7 @@ func (b *testBundle) jobState(t *testing.T, id int64) string {
 
 func persistWorkers(deps Deps) *river.Workers {
 	w := river.NewWorkers()
-	river.AddWorker(w, &CouponIssuePersistWorker{deps: deps})
+	river.AddWorker(w, NewCouponIssuePersistWorker(deps))
 	return w
 }
 
@@ -314,8 +334,8 @@ func TestReconcileFanOutUniquePerPeriod(t *testing.T) {
 	_, err := b.store.CreateCoupon(ctx, store.NewCoupon{Code: "FOFF", Name: "off", AmountType: "FIX", Amount: 1, Status: "INACTIVE"})
 	require.NoError(t, err)
 	w := river.NewWorkers()
-	river.AddWorker(w, &CouponReconcileAllWorker{deps: b.deps})
-	river.AddWorker(w, &CouponReconcileWorker{deps: b.deps})
+	river.AddWorker(w, NewCouponReconcileAllWorker(b.deps))
+	river.AddWorker(w, NewCouponReconcileWorker(b.deps))
 	client := b.startClient(t, w)
 	for i := 0; i < 2; i++ {
 		_, err := client.Insert(ctx, CouponReconcileAllArgs{}, &river.InsertOpts{UniqueOpts: river.UniqueOpts{ByArgs: true, ByState: []rivertype.JobState{
@@ -381,4 +401,311 @@ func TestLatePersistJobNeverOversells(t *testing.T) {
 	rep, err := ReconcileCoupon(ctx, b.deps, "LATESPARE", false)
 	require.NoError(t, err)
 	require.Zero(t, rep.RolledBack+rep.AddedBack)
+}
+
+// exchangeWorker is the exchange worker calling afterChunk after each
+// committed chunk, each of which also records the run's progress.
+func exchangeWorker(deps Deps, afterChunk func(chunk int) error) *CouponExchangeWorker {
+	w := NewCouponExchangeWorker(deps)
+	w.afterChunk, w.progressEvery = afterChunk, 0
+	return w
+}
+
+// seedExpired creates coupon EXPIRED with 1,000 issues: members 1–50 used
+// theirs, 51–100 were exchanged before, 101–1000 (900) are to exchange.
+func seedExpired(t *testing.T, b *testBundle) store.Coupon {
+	t.Helper()
+	ctx := context.Background()
+	c, err := b.store.CreateCoupon(ctx, store.NewCoupon{Code: "EXPIRED", Name: "old", AmountType: "FIX", Amount: 500,
+		TotalQuantity: 1000, Status: store.CouponInactive})
+	require.NoError(t, err)
+	_, err = b.pool.Exec(ctx, `
+		INSERT INTO coupon_issue (coupon_id, member_id, used_at, exchanged_at)
+		SELECT $1, m, CASE WHEN m <= 50 THEN now() END, CASE WHEN m BETWEEN 51 AND 100 THEN now() END
+		FROM generate_series(1, 1000) m`, c.ID)
+	require.NoError(t, err)
+	return c
+}
+
+// Step 2 fails after three chunks have committed (each with its cursor, in
+// its transaction); River retries the job, which skips step 1 (its coupon
+// exists, made once), resumes step 2 at the saved cursor — doing only the
+// remaining chunks — and then notifies. Every member ends with exactly one
+// compensation coupon and one notification.
+//
+// This proves resumption from the transactionally saved cursor after a
+// failed attempt in-process; TestExchangeSurvivesSIGKILL (cmd/enqueue)
+// kills a real worker process mid step 2.
+func TestExchangeResumesStep2WithoutDuplicates(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	expired := seedExpired(t, b)
+
+	var (
+		failed atomic.Bool
+		client *Client
+		mu     sync.Mutex
+		seen   []Progress // the running job's progress after each chunk
+	)
+	w := river.NewWorkers()
+	river.AddWorker(w, exchangeWorker(b.deps, func(chunk int) error {
+		list, err := ListRunningProgress(ctx, client)
+		if err != nil {
+			return err
+		}
+		mu.Lock()
+		for _, p := range list {
+			seen = append(seen, p.Progress)
+		}
+		mu.Unlock()
+		if chunk == 3 && failed.CompareAndSwap(false, true) {
+			return errors.New("simulated crash after chunk 3")
+		}
+		return nil
+	}))
+	client = b.startClient(t, w)
+	res, err := client.Insert(ctx, CouponExchangeArgs{Name: "sorry", Description: "delivery error", AmountType: "RATE",
+		Amount: 100, ExpiredCouponID: expired.ID, ChunkSize: 100}, nil)
+	require.NoError(t, err)
+	id := res.Job.ID
+	testkit.WaitFor(t, 30*time.Second, "exchange to complete", func() (bool, error) { return b.jobState(t, id) == "completed", nil })
+
+	job, err := client.JobGet(ctx, id)
+	require.NoError(t, err)
+	require.Equal(t, 2, job.Attempt)
+	require.Len(t, job.Errors, 1)
+	require.Contains(t, job.Errors[0].Error, "simulated crash after chunk 3")
+	out := OutputOf[CouponExchangeOutput](t, job)
+	require.Equal(t, ExchangeCouponCode(id), out.CouponCode)
+	require.Equal(t, 600, out.ExchangedThisAttempt, "the retry did only what was left")
+	require.Equal(t, 7, out.ChunksThisAttempt, "6 full chunks and the empty one that ends the step")
+	require.Equal(t, 900, out.Issued)
+	require.Equal(t, 900, out.NotifiedThisAttempt)
+	_, has := JobProgress(job)
+	require.False(t, has, "the final output replaces the progress")
+
+	// Seen while running: each committed chunk, of the 900 issues known at
+	// the start; the retry goes on from the 300 of the failed attempt.
+	mu.Lock()
+	defer mu.Unlock()
+	require.Len(t, seen, 3+7)
+	for i, want := range []int64{100, 200, 300, 400, 500, 600, 700, 800, 900, 900} {
+		require.Equal(t, want, seen[i].Done, "chunk %d", i+1)
+		require.Equal(t, int64(900), seen[i].Total)
+		require.Equal(t, "issues", seen[i].Unit)
+	}
+	require.Equal(t, int64(10), seen[9].Counts["chunks"])
+
+	require.Equal(t, 1, b.count(t, `SELECT count(*) FROM coupon WHERE code LIKE 'EXCH-%'`))
+	c, err := b.store.CouponByCode(ctx, out.CouponCode)
+	require.NoError(t, err)
+	require.Equal(t, store.CouponInactive, c.Status)
+	require.Equal(t, 900, c.IssuedQuantity)
+	require.Equal(t, 900, c.TotalQuantity)
+	require.Equal(t, 900, b.count(t, `SELECT count(*) FROM coupon_issue WHERE coupon_id = $1`, c.ID))
+	require.Equal(t, 900, b.count(t, `SELECT count(*) FROM coupon_issue WHERE coupon_id = $1 AND member_id BETWEEN 101 AND 1000`, c.ID))
+	require.Equal(t, 900, b.count(t, `SELECT count(*) FROM coupon_notification WHERE coupon_id = $1`, c.ID))
+	require.Equal(t, 950, b.count(t, `SELECT count(*) FROM coupon_issue WHERE coupon_id = $1 AND exchanged_at IS NOT NULL`, expired.ID))
+	require.Equal(t, 50, b.count(t, `SELECT count(*) FROM coupon_issue WHERE coupon_id = $1 AND used_at IS NOT NULL AND exchanged_at IS NULL`, expired.ID))
+}
+
+// A failure in step 3 after step 2 finished resumes at step 3: nothing is
+// exchanged again, no notification is written twice.
+func TestExchangeRetryAtNotifyStep(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	expired := seedExpired(t, b)
+	// Postgres refuses the first notification insert, as a dropped connection
+	// would. The sequence advances even though the statement rolls back.
+	_, err := b.pool.Exec(ctx, `
+		CREATE SEQUENCE fail_seq;
+		CREATE FUNCTION notify_fail_once() RETURNS trigger LANGUAGE plpgsql AS $$
+		BEGIN
+		  IF nextval('fail_seq') = 1 THEN RAISE EXCEPTION 'simulated failure in step 3'; END IF;
+		  RETURN NULL;
+		END $$;
+		CREATE TRIGGER notify_fail_once AFTER INSERT ON coupon_notification
+		  FOR EACH STATEMENT EXECUTE FUNCTION notify_fail_once();`)
+	require.NoError(t, err)
+
+	var chunks atomic.Int64
+	w := river.NewWorkers()
+	river.AddWorker(w, exchangeWorker(b.deps, func(int) error { chunks.Add(1); return nil }))
+	client := b.startClient(t, w)
+	res, err := client.Insert(ctx, CouponExchangeArgs{Name: "sorry", AmountType: "FIX", Amount: 1000,
+		ExpiredCouponID: expired.ID, ChunkSize: 300}, nil)
+	require.NoError(t, err)
+	testkit.WaitFor(t, 30*time.Second, "exchange to complete", func() (bool, error) { return b.jobState(t, res.Job.ID) == "completed", nil })
+
+	job, err := client.JobGet(ctx, res.Job.ID)
+	require.NoError(t, err)
+	require.Equal(t, 2, job.Attempt)
+	require.Contains(t, job.Errors[0].Error, "simulated failure in step 3")
+	require.EqualValues(t, 4, chunks.Load(), "step 2 ran once: 3 full chunks + the empty one")
+	c, err := b.store.CouponByCode(ctx, ExchangeCouponCode(res.Job.ID))
+	require.NoError(t, err)
+	require.Equal(t, 900, b.count(t, `SELECT count(*) FROM coupon_issue WHERE coupon_id = $1`, c.ID))
+	require.Equal(t, 900, b.count(t, `SELECT count(*) FROM coupon_notification WHERE coupon_id = $1`, c.ID))
+}
+
+// The exchange worker on its own, through rivertest, for the requests it
+// refuses before its first step commits. Its steps commit their checkpoints in
+// transactions of their own, which need the job row committed and unlocked;
+// rivertest holds it in the test's transaction, so the exchange itself is
+// tested above with a River client.
+func TestCouponExchangeWorker(t *testing.T) {
+	t.Parallel()
+
+	// Terms no coupon may have, or an expired coupon that does not exist:
+	// cancelled at once (no retry can fix them), and no compensation coupon
+	// is created.
+	b := SetupWorker(t, NewCouponExchangeWorker)
+	for _, tc := range []struct {
+		args CouponExchangeArgs
+		want string
+	}{
+		{CouponExchangeArgs{Name: "sorry", AmountType: "FIX", Amount: 0, ExpiredCouponID: 1}, "amount: want a positive integer, got 0"},
+		{CouponExchangeArgs{Name: "sorry", AmountType: "RATE", Amount: 150, ExpiredCouponID: 1}, "amount: a RATE is a percentage"},
+		{CouponExchangeArgs{Name: "sorry", AmountType: "FIX", Amount: 1000, ExpiredCouponID: 404}, "expired coupon 404"},
+	} {
+		b.RequireCancelled(t, tc.args, tc.want)
+	}
+	var coupons int
+	require.NoError(t, b.Store.Pool.QueryRow(context.Background(), `SELECT count(*) FROM coupon`).Scan(&coupons))
+	require.Zero(t, coupons)
+}
+
+func TestCouponIssuePersistWorker(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	issuedAt := time.Date(2026, 11, 20, 10, 0, 0, 0, testkit.TZ())
+
+	// setup creates coupon ONE with a single seat, loaded in the gate.
+	setup := func(t *testing.T) *WorkerBundle[CouponIssuePersistArgs] {
+		t.Helper()
+		b := SetupWorker(t, NewCouponIssuePersistWorker, withGate(t))
+		createCoupon(t, b.Store, b.Deps.Gate, "ONE", store.CouponActive, 1)
+		return b
+	}
+
+	// The member the gate let through gets its coupon_issue row, issued at
+	// the time of the request, and keeps its seat.
+	t.Run("WritesTheIssue", func(t *testing.T) {
+		t.Parallel()
+		b := setup(t)
+		res, err := b.Deps.Gate.Issue(ctx, "ONE", 42)
+		require.NoError(t, err)
+		require.Equal(t, coupongate.Issued, res)
+
+		b.Work(t, CouponIssuePersistArgs{CouponCode: "ONE", MemberID: 42, IssuedAt: issuedAt}, river.EventKindJobCompleted)
+		var at time.Time
+		require.NoError(t, b.Store.Pool.QueryRow(ctx, `SELECT i.issued_at FROM coupon_issue i JOIN coupon c ON c.id = i.coupon_id
+			WHERE c.code = 'ONE' AND i.member_id = 42`).Scan(&at))
+		require.True(t, at.Equal(issuedAt), "issued at %s", at)
+		st, err := b.Deps.Gate.State(ctx, "ONE")
+		require.NoError(t, err)
+		require.Equal(t, coupongate.State{Loaded: true, Stock: 0, Members: []int64{42}}, st)
+	})
+
+	// A job that arrives after its seat was given back, when the coupon has
+	// sold out meanwhile, fails for good: nothing is written, so nothing is
+	// oversold, and the member is recorded in failed_coupon_issue.
+	t.Run("LateJobOnASoldOutCouponCancels", func(t *testing.T) {
+		t.Parallel()
+		b := setup(t)
+		for _, m := range []int64{42, 43} { // 42's seat is given back and taken by 43
+			_, err := b.Deps.Gate.Issue(ctx, "ONE", m)
+			require.NoError(t, err)
+			if m == 42 {
+				_, err = b.Deps.Gate.Undo(ctx, "ONE", 42)
+				require.NoError(t, err)
+			}
+		}
+
+		b.RequireCancelled(t, CouponIssuePersistArgs{CouponCode: "ONE", MemberID: 42, IssuedAt: issuedAt}, "the coupon sold out meanwhile")
+		var issues, failed int
+		require.NoError(t, b.Store.Pool.QueryRow(ctx, `SELECT (SELECT count(*) FROM coupon_issue),
+			(SELECT count(*) FROM failed_coupon_issue WHERE coupon_code = 'ONE' AND member_id = 42)`).Scan(&issues, &failed))
+		require.Equal(t, []int{0, 1}, []int{issues, failed})
+	})
+
+	// Without a gate (REDIS_URL unset) the job fails and is retried later,
+	// once Redis may be configured.
+	t.Run("NoGateRetries", func(t *testing.T) {
+		t.Parallel()
+		b := SetupWorker(t, NewCouponIssuePersistWorker)
+
+		wr, err := b.Worker.Work(ctx, t, b.Tx, CouponIssuePersistArgs{CouponCode: "ONE", MemberID: 42, IssuedAt: issuedAt}, nil)
+		require.ErrorContains(t, err, "no coupon gate configured")
+		require.Equal(t, river.EventKindJobFailed, wr.EventKind)
+		require.Nil(t, wr.Job.FinalizedAt, "to be retried")
+		require.True(t, wr.Job.ScheduledAt.After(time.Now()), "with backoff")
+	})
+}
+
+func TestCouponReconcileWorkers(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	withShortGrace := func(d *Deps) { d.ReconcileGrace = time.Millisecond }
+
+	// The periodic fan-out enqueues one coupon_reconcile per ACTIVE coupon
+	// and records how many.
+	t.Run("AllFansOutPerActiveCoupon", func(t *testing.T) {
+		t.Parallel()
+		b := SetupWorker(t, NewCouponReconcileAllWorker, withGate(t), withShortGrace)
+		createCoupon(t, b.Store, b.Deps.Gate, "A", store.CouponActive, 10)
+		createCoupon(t, b.Store, b.Deps.Gate, "B", store.CouponActive, 10)
+		createCoupon(t, b.Store, b.Deps.Gate, "OLD", store.CouponInactive, 10)
+
+		res := b.Work(t, CouponReconcileAllArgs{}, river.EventKindJobCompleted)
+		require.Equal(t, map[string]int{"active_coupons": 2, "inserted": 2}, OutputOf[map[string]int](t, res.Job))
+		var codes []string
+		for _, j := range rivertest.RequireManyInserted(ctx, t, b.Driver, []rivertest.ExpectedJob{
+			{Args: CouponReconcileArgs{}}, {Args: CouponReconcileArgs{}},
+		}) {
+			var a CouponReconcileArgs
+			require.NoError(t, json.Unmarshal(j.EncodedArgs, &a))
+			codes = append(codes, a.CouponCode)
+		}
+		require.ElementsMatch(t, []string{"A", "B"}, codes)
+	})
+
+	// A member whose coupon_issue row exists but whom Redis lost is put back
+	// in the gate, its seat taken from the stock; the report is the output.
+	t.Run("ReconcileRepairsTheGate", func(t *testing.T) {
+		t.Parallel()
+		b := SetupWorker(t, NewCouponReconcileWorker, withGate(t), withShortGrace)
+		createCoupon(t, b.Store, b.Deps.Gate, "A", store.CouponActive, 10)
+		_, err := b.Store.PersistCouponIssue(ctx, "A", 7, time.Now())
+		require.NoError(t, err)
+
+		res := b.Work(t, CouponReconcileArgs{CouponCode: "A"}, river.EventKindJobCompleted)
+		out := OutputOf[CouponReport](t, res.Job)
+		require.Equal(t, []int64{7}, out.AddedBackIDs)
+		require.Equal(t, int64(9), *out.StockAfter)
+		st, err := b.Deps.Gate.State(ctx, "A")
+		require.NoError(t, err)
+		require.Equal(t, coupongate.State{Loaded: true, Stock: 9, Members: []int64{7}}, st)
+	})
+
+	t.Run("ReconcileUnknownCouponCancels", func(t *testing.T) {
+		t.Parallel()
+		b := SetupWorker(t, NewCouponReconcileWorker, withGate(t), withShortGrace)
+		b.RequireCancelled(t, CouponReconcileArgs{CouponCode: "NOPE"}, "NOPE: not found")
+	})
+}
+
+// A reconciliation waits its grace inside the job, so its timeout follows
+// the configured grace: a long grace must not time every run out.
+func TestCouponReconcileTimeoutCoversTheGrace(t *testing.T) {
+	t.Parallel()
+	for grace, want := range map[time.Duration]time.Duration{
+		0:               DefaultReconcileGrace + 45*time.Second,
+		4 * time.Minute: 4*time.Minute + 45*time.Second,
+	} {
+		w := NewCouponReconcileWorker(Deps{ReconcileGrace: grace})
+		require.Equal(t, want, w.Timeout(nil), "grace %s", grace)
+	}
 }

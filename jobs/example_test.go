@@ -2,7 +2,6 @@ package jobs_test
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"testing"
 	"time"
@@ -11,7 +10,6 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/riverdriver/riverpgxv5"
-	"github.com/riverqueue/river/rivertest"
 	"github.com/stretchr/testify/require"
 
 	"github.com/tidemark/tidemark/config"
@@ -39,6 +37,12 @@ func (IssueNoticeArgs) InsertOpts() river.InsertOpts {
 type IssueNoticeWorker struct {
 	river.WorkerDefaults[IssueNoticeArgs]
 	deps jobs.Deps
+}
+
+// NewIssueNoticeWorker returns the worker; jobs.Register builds every worker
+// from deps like this.
+func NewIssueNoticeWorker(deps jobs.Deps) *IssueNoticeWorker {
+	return &IssueNoticeWorker{deps: deps}
 }
 
 // Timeout bounds an attempt, inside the client's rescue window.
@@ -74,7 +78,7 @@ func Example_newBatchKind() {
 	st := store.New(pool)
 
 	workers := river.NewWorkers()
-	check(river.AddWorkerSafely(workers, &IssueNoticeWorker{deps: jobs.Deps{Store: st}}))
+	check(river.AddWorkerSafely(workers, NewIssueNoticeWorker(jobs.Deps{Store: st})))
 	client, err := river.NewClient(riverpgxv5.New(pool), &river.Config{Workers: workers})
 	check(err)
 
@@ -107,22 +111,12 @@ func check(err error) {
 // what the member gets.
 func TestIssueNoticeWorker(t *testing.T) {
 	t.Parallel()
-	ctx := context.Background()
-	pool, _ := testkit.Pool(t)
-	st := store.New(pool)
-	require.NoError(t, st.InTx(ctx, func(tx pgx.Tx) error {
-		_, err := st.RecordFailedCouponIssueTx(ctx, tx, "WELCOME", 7, "sold out")
+	b := jobs.SetupWorker(t, NewIssueNoticeWorker)
+	require.NoError(t, b.Store.InTx(t.Context(), func(tx pgx.Tx) error {
+		_, err := b.Store.RecordFailedCouponIssueTx(t.Context(), tx, "WELCOME", 7, "sold out")
 		return err
 	}))
-	tx, err := pool.Begin(ctx)
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = tx.Rollback(ctx) })
 
-	w := rivertest.NewWorker(t, riverpgxv5.New(pool), &river.Config{Logger: testkit.Logger(t)}, &IssueNoticeWorker{deps: jobs.Deps{Store: st}})
-	res, err := w.Work(ctx, t, tx, IssueNoticeArgs{CouponCode: "WELCOME", MemberID: 7}, nil)
-	require.NoError(t, err)
-	require.Equal(t, river.EventKindJobCompleted, res.EventKind)
-	var meta struct{ Output string }
-	require.NoError(t, json.Unmarshal(res.Job.Metadata, &meta))
-	require.Equal(t, "member 7: WELCOME not issued (sold out)", meta.Output)
+	res := b.Work(t, IssueNoticeArgs{CouponCode: "WELCOME", MemberID: 7}, river.EventKindJobCompleted)
+	require.Equal(t, "member 7: WELCOME not issued (sold out)", jobs.OutputOf[string](t, res.Job))
 }

@@ -44,19 +44,12 @@ func (OrderReconcileArgs) InsertOpts() river.InsertOpts {
 
 // OrderReconcileWorker runs CheckOrders and records its report as the job's
 // output.
-type OrderReconcileWorker struct {
-	river.WorkerDefaults[OrderReconcileArgs]
-	deps Deps
-}
+type OrderReconcileWorker struct{ worker[OrderReconcileArgs] }
 
-// NewOrderReconcileWorker returns the worker.
+// NewOrderReconcileWorker returns the worker, one check bounded inside the
+// rescue window.
 func NewOrderReconcileWorker(deps Deps) *OrderReconcileWorker {
-	return &OrderReconcileWorker{deps: deps}
-}
-
-// Timeout bounds one check, inside the rescue window.
-func (w *OrderReconcileWorker) Timeout(*river.Job[OrderReconcileArgs]) time.Duration {
-	return 55 * time.Second
+	return &OrderReconcileWorker{worker[OrderReconcileArgs]{deps: deps, timeout: 55 * time.Second}}
 }
 
 // Work runs the check.

@@ -95,8 +95,7 @@ func (OrderSubmitArgs) InsertOpts() river.InsertOpts {
 // returns; if a shared statement fails, each row is retried on its own, so
 // one row's failure is its job's alone.
 type OrderSubmitWorker struct {
-	river.WorkerDefaults[OrderSubmitArgs]
-	deps    Deps
+	worker[OrderSubmitArgs]
 	claims  *combine.Combiner[*orderClaimReq]
 	applies *combine.Combiner[*orderApplyReq]
 }
@@ -119,7 +118,7 @@ type orderApplyReq struct {
 // rather than several: fewer and larger transactions cost less CPU, and on a
 // busy machine CPU is what every round trip waits for.
 func NewOrderSubmitWorker(deps Deps) *OrderSubmitWorker {
-	w := &OrderSubmitWorker{deps: deps}
+	w := &OrderSubmitWorker{worker: worker[OrderSubmitArgs]{deps: deps, timeout: OrderSubmitTimeout}}
 	w.claims = combine.New(1, 128, func(ctx context.Context, reqs []*orderClaimReq) error {
 		ids := make([]int64, len(reqs))
 		for i, r := range reqs {
@@ -147,11 +146,6 @@ func NewOrderSubmitWorker(deps Deps) *OrderSubmitWorker {
 		return deps.Store.ApplyOrders(ctx, orders)
 	})
 	return w
-}
-
-// Timeout bounds one attempt.
-func (w *OrderSubmitWorker) Timeout(*river.Job[OrderSubmitArgs]) time.Duration {
-	return OrderSubmitTimeout
 }
 
 // NextRetry backs off exponentially from 1 s, capped at 5 min, with jitter.

@@ -5,10 +5,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/rivertype"
@@ -22,6 +24,59 @@ import (
 	"github.com/tidemark/tidemark/thirdparty"
 )
 
+// partner is the third party's order API, seen from the test.
+type partner struct {
+	tpURL string
+	api   *orderapi.Client
+}
+
+func newPartner(url string) partner {
+	return partner{tpURL: url, api: orderapi.New(url, 5*time.Second, 4)}
+}
+
+// inProcess is a SetupWorker option: it runs the simulated third party
+// in-process on the worker's database, as its order API, and sets p to it.
+func (p *partner) inProcess(t *testing.T) func(*jobs.Deps) {
+	return func(d *jobs.Deps) {
+		tp, err := thirdparty.New(context.Background(), d.Store.Pool, thirdparty.Faults{}, d.Logger)
+		require.NoError(t, err)
+		srv := httptest.NewServer(tp.Handler())
+		t.Cleanup(func() { tp.Close(); srv.Close() })
+		*p = newPartner(srv.URL)
+		d.OrderAPI = p.api
+	}
+}
+
+func (p partner) stats(t *testing.T) thirdparty.Stats {
+	t.Helper()
+	resp, err := http.Get(p.tpURL + "/_stats")
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	var s thirdparty.Stats
+	require.NoError(t, json.NewDecoder(resp.Body).Decode(&s))
+	return s
+}
+
+// requestInputs are n requests user001…, month 2025-02.
+func requestInputs(n int) []store.OrderRequestInput {
+	in := make([]store.OrderRequestInput, n)
+	for i := range in {
+		in[i] = store.OrderRequestInput{Username: fmt.Sprintf("user%03d", i+1), TotalPrice: int64(1000 * (i + 1)), AppliedYearMonth: "2025-02"}
+	}
+	return in
+}
+
+// insertRows inserts requestInputs(n) as PENDING rows without their jobs.
+func insertRows(t *testing.T, st *store.Store, n int) []int64 {
+	t.Helper()
+	var ids []int64
+	require.NoError(t, st.InTx(context.Background(), func(tx pgx.Tx) (err error) {
+		ids, err = st.InsertOrderRequestsTx(context.Background(), tx, requestInputs(n))
+		return err
+	}))
+	return ids
+}
+
 // orderBundle is one end-to-end setup: a database of its own, the real
 // cmd/thirdparty on it, and an insert-only River client.
 type orderBundle struct {
@@ -29,9 +84,8 @@ type orderBundle struct {
 	pool   *pgxpool.Pool
 	store  *store.Store
 	client *jobs.Client
-	tpURL  string
 	tp     *testbin.Proc
-	api    *orderapi.Client
+	partner
 }
 
 // setupOrders starts cmd/thirdparty with args (fault flags) on a fresh database.
@@ -44,8 +98,9 @@ func setupOrders(t *testing.T, tpArgs ...string) *orderBundle {
 		jobs.Deps{Store: st, TZ: time.UTC, Logger: logger})
 	require.NoError(t, err)
 	b := &orderBundle{dbURL: dbURL, pool: pool, store: st, client: client}
-	b.tp, b.tpURL = testbin.StartThirdParty(t, dbURL, tpArgs...)
-	b.api = orderapi.New(b.tpURL, 5*time.Second, 4)
+	var tpURL string
+	b.tp, tpURL = testbin.StartThirdParty(t, dbURL, tpArgs...)
+	b.partner = newPartner(tpURL)
 	return b
 }
 
@@ -60,14 +115,10 @@ func (b *orderBundle) startWorker(t *testing.T, env ...string) *testbin.Proc {
 	}, env...)...)
 }
 
-// insertRequests creates n requests user001…, month 2025-02, with their jobs.
+// insertRequests creates requestInputs(n) with their jobs.
 func (b *orderBundle) insertRequests(t *testing.T, n int) []jobs.CreatedOrderRequest {
 	t.Helper()
-	in := make([]store.OrderRequestInput, n)
-	for i := range in {
-		in[i] = store.OrderRequestInput{Username: fmt.Sprintf("user%03d", i+1), TotalPrice: int64(1000 * (i + 1)), AppliedYearMonth: "2025-02"}
-	}
-	created, err := jobs.CreateOrderRequests(context.Background(), b.client, b.store, in)
+	created, err := jobs.CreateOrderRequests(context.Background(), b.client, b.store, requestInputs(n))
 	require.NoError(t, err)
 	require.Len(t, created, n)
 	return created
@@ -88,14 +139,30 @@ func (b *orderBundle) waitSettled(t *testing.T, timeout time.Duration) map[strin
 	return counts
 }
 
-func (b *orderBundle) stats(t *testing.T) thirdparty.Stats {
+// requireAllApplied waits until every row is settled, requires all n
+// APPLIED with one order each at the third party, and returns the third
+// party's counts.
+func (b *orderBundle) requireAllApplied(t *testing.T, n int64, timeout time.Duration) thirdparty.Stats {
 	t.Helper()
-	resp, err := http.Get(b.tpURL + "/_stats")
-	require.NoError(t, err)
-	defer resp.Body.Close()
-	var s thirdparty.Stats
-	require.NoError(t, json.NewDecoder(resp.Body).Decode(&s))
+	counts := b.waitSettled(t, timeout)
+	require.Equal(t, map[string]int64{store.OrderApplied: n}, counts)
+	s := b.stats(t)
+	require.Equal(t, n, s.Orders)
 	return s
+}
+
+// waitMidBatch waits until 20 rows are APPLIED and some are in flight: the
+// partner answers concurrent calls together, so right after an apply there
+// can be a moment with none SENDING.
+func (b *orderBundle) waitMidBatch(t *testing.T) {
+	t.Helper()
+	testkit.WaitFor(t, 30*time.Second, "20 rows APPLIED and some SENDING", func() (bool, error) {
+		c, err := b.store.OrderStatusCounts(context.Background())
+		if err != nil {
+			return false, err
+		}
+		return c[store.OrderApplied] >= 20 && c[store.OrderSending] > 0, nil
+	})
 }
 
 // rows returns every order_request row.
@@ -156,10 +223,7 @@ func TestOrderSubmit_SeedFailNth96(t *testing.T) {
 	b.insertRequests(t, 100)
 	b.startWorker(t)
 
-	counts := b.waitSettled(t, 60*time.Second)
-	require.Equal(t, map[string]int64{store.OrderApplied: 100}, counts)
-	s := b.stats(t)
-	require.Equal(t, int64(100), s.Orders)
+	s := b.requireAllApplied(t, 100, 60*time.Second)
 	require.Equal(t, int64(101), s.Posts)
 	require.Equal(t, int64(0), s.Conflicts)
 	b.requireAgreement(t)
@@ -176,10 +240,7 @@ func TestOrderSubmit_UnknownOutcomeAfterCommit(t *testing.T) {
 			b.insertRequests(t, 100)
 			b.startWorker(t)
 
-			counts := b.waitSettled(t, 60*time.Second)
-			require.Equal(t, map[string]int64{store.OrderApplied: 100}, counts)
-			s := b.stats(t)
-			require.Equal(t, int64(100), s.Orders)
+			s := b.requireAllApplied(t, 100, 60*time.Second)
 			require.Equal(t, int64(100), s.Posts, "no second POST for the item whose outcome was unknown")
 			require.Equal(t, int64(1), s.Injected)
 			b.requireAgreement(t)
@@ -256,10 +317,7 @@ func TestOrderSubmit_TwoWorkers(t *testing.T) {
 	w1 := b.startWorker(t, "TIDEMARK_QUEUES=outbound=8")
 	w2 := b.startWorker(t, "TIDEMARK_QUEUES=outbound=8")
 
-	counts := b.waitSettled(t, 60*time.Second)
-	require.Equal(t, map[string]int64{store.OrderApplied: 200}, counts)
-	s := b.stats(t)
-	require.Equal(t, int64(200), s.Orders)
+	s := b.requireAllApplied(t, 200, 60*time.Second)
 	require.Equal(t, int64(200), s.Posts, "no order sent twice")
 	require.Equal(t, int64(0), s.Conflicts)
 	b.requireAgreement(t)
@@ -279,16 +337,7 @@ func TestOrderSubmit_WorkerKilled(t *testing.T) {
 	// Four outbound workers make the batch last about 2.5 s, long enough to
 	// kill it in the middle.
 	w := b.startWorker(t, "TIDEMARK_QUEUES=outbound=4")
-	// Killed once 20 rows are APPLIED and some are in flight: the partner
-	// answers concurrent calls together, so right after an apply there can
-	// be a moment with none SENDING.
-	testkit.WaitFor(t, 30*time.Second, "20 rows APPLIED and some SENDING", func() (bool, error) {
-		c, err := b.store.OrderStatusCounts(context.Background())
-		if err != nil {
-			return false, err
-		}
-		return c[store.OrderApplied] >= 20 && c[store.OrderSending] > 0, nil
-	})
+	b.waitMidBatch(t)
 	w.Kill()
 	killedAt := time.Now()
 	const kills = 1
@@ -298,11 +347,8 @@ func TestOrderSubmit_WorkerKilled(t *testing.T) {
 	require.Positive(t, c[store.OrderSending], "some rows were in flight when the worker died")
 
 	b.startWorker(t, "TIDEMARK_QUEUES=outbound=4")
-	counts := b.waitSettled(t, 150*time.Second)
+	s := b.requireAllApplied(t, 100, 150*time.Second)
 	t.Logf("all APPLIED %s after the SIGKILL", time.Since(killedAt).Round(time.Second))
-	require.Equal(t, map[string]int64{store.OrderApplied: 100}, counts)
-	s := b.stats(t)
-	require.Equal(t, int64(100), s.Orders)
 	require.LessOrEqual(t, s.Posts, int64(100+kills))
 	b.requireAgreement(t)
 	require.Positive(t, b.rescuedJobs(t), "River's rescuer handed back the dead worker's jobs")
@@ -405,25 +451,178 @@ func TestOrderSubmit_SurvivorReclaims(t *testing.T) {
 	b.insertRequests(t, 100)
 	victim := b.startWorker(t, "TIDEMARK_QUEUES=outbound=4")
 	b.startWorker(t, "TIDEMARK_QUEUES=outbound=4")
-	// Killed once 20 rows are APPLIED and some are in flight: the partner
-	// answers concurrent calls together, so right after an apply there can
-	// be a moment with none SENDING.
-	testkit.WaitFor(t, 30*time.Second, "20 rows APPLIED and some SENDING", func() (bool, error) {
-		c, err := b.store.OrderStatusCounts(context.Background())
-		if err != nil {
-			return false, err
-		}
-		return c[store.OrderApplied] >= 20 && c[store.OrderSending] > 0, nil
-	})
+	b.waitMidBatch(t)
 	victim.Kill()
 	killedAt := time.Now()
 
-	counts := b.waitSettled(t, 150*time.Second)
+	s := b.requireAllApplied(t, 100, 150*time.Second)
 	t.Logf("all APPLIED %s after the SIGKILL", time.Since(killedAt).Round(time.Second))
-	require.Equal(t, map[string]int64{store.OrderApplied: 100}, counts)
-	s := b.stats(t)
-	require.Equal(t, int64(100), s.Orders)
 	require.LessOrEqual(t, s.Posts, int64(101))
 	b.requireAgreement(t)
 	require.Positive(t, b.rescuedJobs(t), "River's rescuer handed back the dead worker's jobs")
+}
+
+// order_submit through rivertest, against the simulated partner in-process.
+func TestOrderSubmitWorker(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+
+	// A first attempt: SENDING, one POST, APPLIED with the partner's id.
+	t.Run("SendsAndApplies", func(t *testing.T) {
+		t.Parallel()
+		var p partner
+		b := jobs.SetupWorker(t, jobs.NewOrderSubmitWorker, p.inProcess(t))
+		id := insertRows(t, b.Store, 1)[0]
+
+		b.Work(t, jobs.OrderSubmitArgs{OrderRequestID: id}, river.EventKindJobCompleted)
+		row, err := b.Store.GetOrderRequest(ctx, id)
+		require.NoError(t, err)
+		require.Equal(t, store.OrderApplied, row.Status)
+		require.NotNil(t, row.ExternalOrderID)
+		s := p.stats(t)
+		require.Equal(t, int64(1), s.Posts)
+		require.Equal(t, int64(1), s.Orders)
+	})
+
+	// The path a lost completion takes: the row was APPLIED by an attempt
+	// whose job was never marked completed, so the job runs again. Its claim
+	// finds the row APPLIED and the job ends without calling the partner.
+	t.Run("RerunOfAnAppliedRowCallsNothing", func(t *testing.T) {
+		t.Parallel()
+		var p partner
+		b := jobs.SetupWorker(t, jobs.NewOrderSubmitWorker, p.inProcess(t))
+		id := insertRows(t, b.Store, 1)[0]
+		_, err := b.Store.ClaimOrderRequests(ctx, []int64{id})
+		require.NoError(t, err)
+		require.NoError(t, b.Store.ApplyOrders(ctx, []store.AppliedOrder{{ID: id, ExternalOrderID: 77, ExternalCreatedAt: time.Now()}}))
+
+		b.Work(t, jobs.OrderSubmitArgs{OrderRequestID: id}, river.EventKindJobCompleted)
+		row, err := b.Store.GetOrderRequest(ctx, id)
+		require.NoError(t, err)
+		require.Equal(t, store.OrderApplied, row.Status)
+		require.Equal(t, int64(77), *row.ExternalOrderID, "the row keeps its order")
+		s := p.stats(t)
+		require.Zero(t, s.Posts+s.Gets, "no call to the partner")
+	})
+}
+
+func TestOrderReconcile(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+
+	// setup runs the simulated partner in-process on the test's database.
+	setup := func(t *testing.T) (*jobs.WorkerBundle[jobs.OrderReconcileArgs], *orderapi.Client) {
+		t.Helper()
+		var p partner
+		return jobs.SetupWorker(t, jobs.NewOrderReconcileWorker, p.inProcess(t)), p.api
+	}
+
+	// Every state a row can be in against the partner, checked in a dry run
+	// (nothing changes), then for real (the SENDING row whose order exists is
+	// repaired, nothing else touched), then through the job, which records
+	// the report as its output.
+	t.Run("ReportsEveryMismatchAndRepairsLostOutcomes", func(t *testing.T) {
+		t.Parallel()
+		b, api := setup(t)
+		ids := insertRows(t, b.Store, 7)
+		id := func(i int) int64 { return ids[i-1] }
+		claim := func(i int) {
+			_, err := b.Store.ClaimOrderRequests(ctx, []int64{id(i)})
+			require.NoError(t, err)
+		}
+		post := func(username string, price int64) orderapi.Order {
+			o, err := api.Create(ctx, orderapi.OrderRequest{Username: username, TotalPrice: price, AppliedYearMonth: "2025-02"})
+			require.NoError(t, err)
+			return o
+		}
+		apply := func(i int, extID int64) {
+			require.NoError(t, b.Store.InTx(ctx, func(tx pgx.Tx) error {
+				ok, err := b.Store.MarkOrderAppliedTx(ctx, tx, id(i), extID, time.Now())
+				require.True(t, ok)
+				return err
+			}))
+		}
+		claim(1)
+		lost := post("user001", 1000) // 1: SENDING, order exists, attempt long dead → repaired
+		_, err := b.Store.Pool.Exec(ctx, `UPDATE order_request SET updated_at = now() - interval '2 minutes' WHERE id = $1`, id(1))
+		require.NoError(t, err)
+		claim(2)
+		apply(2, post("user002", 2000).ID) // 2: APPLIED, matches
+		claim(3)                           // 3: SENDING, no order → unsent
+		// 4: PENDING, no order → unsent
+		claim(5)
+		apply(5, 999999)      // 5: APPLIED, no order there → applied missing
+		post("user006", 6000) // 6: PENDING, order exists → unexpected
+		claim(7)
+		apply(7, post("user007", 1).ID) // 7: APPLIED, order with another price
+		post("stranger", 1)             // an order we have no row for
+
+		want := jobs.OrderReconcileReport{DryRun: true, Rows: 7, ThirdPartyOrders: 5, Matched: 1,
+			Repaired: []int64{id(1)}, AppliedMissing: []int64{id(5)}, IDMismatch: []int64{},
+			PriceMismatch: []int64{id(7)}, UnexpectedOrder: []int64{id(6)}, Unsent: 2, UnknownOrders: 1}
+		rep, err := jobs.CheckOrders(ctx, b.Deps, true)
+		require.NoError(t, err)
+		require.Equal(t, want, rep)
+		require.False(t, rep.OK())
+		row, err := b.Store.GetOrderRequest(ctx, id(1))
+		require.NoError(t, err)
+		require.Equal(t, store.OrderSending, row.Status, "a dry run changes nothing")
+
+		want.DryRun = false
+		rep, err = jobs.CheckOrders(ctx, b.Deps, false)
+		require.NoError(t, err)
+		require.Equal(t, want, rep)
+		row, err = b.Store.GetOrderRequest(ctx, id(1))
+		require.NoError(t, err)
+		require.Equal(t, store.OrderApplied, row.Status)
+		require.Equal(t, lost.ID, *row.ExternalOrderID)
+		require.True(t, lost.CreatedAt.Equal(*row.ExternalCreatedAt))
+
+		// Through the job: nothing left to repair, and the report is its output.
+		res := b.Work(t, jobs.OrderReconcileArgs{}, river.EventKindJobCompleted)
+		out := jobs.OutputOf[jobs.OrderReconcileReport](t, res.Job)
+		require.Equal(t, 2, out.Matched)
+		require.Empty(t, out.Repaired)
+		require.Equal(t, []int64{id(5)}, out.AppliedMissing)
+	})
+
+	// A row claimed moments ago whose order exists is an attempt still
+	// running, not a lost outcome: left to its own apply, and not reported.
+	t.Run("LeavesAnAttemptInFlight", func(t *testing.T) {
+		t.Parallel()
+		b, api := setup(t)
+		ids := insertRows(t, b.Store, 1)
+		_, err := b.Store.ClaimOrderRequests(ctx, ids)
+		require.NoError(t, err)
+		_, err = api.Create(ctx, orderapi.OrderRequest{Username: "user001", TotalPrice: 1000, AppliedYearMonth: "2025-02"})
+		require.NoError(t, err)
+		rep, err := jobs.CheckOrders(ctx, b.Deps, false)
+		require.NoError(t, err)
+		require.True(t, rep.OK(), "%s", rep)
+		require.Empty(t, rep.Repaired)
+		require.Equal(t, 1, rep.Unsent)
+		row, err := b.Store.GetOrderRequest(ctx, ids[0])
+		require.NoError(t, err)
+		require.Equal(t, store.OrderSending, row.Status)
+	})
+
+	// With the partner unreachable the check fails and River retries it; no
+	// row changes on a guess.
+	t.Run("PartnerDownRetries", func(t *testing.T) {
+		t.Parallel()
+		b := jobs.SetupWorker(t, jobs.NewOrderReconcileWorker, func(d *jobs.Deps) {
+			d.OrderAPI = orderapi.New("http://127.0.0.1:1", time.Second, 1)
+		})
+		ids := insertRows(t, b.Store, 1)
+		_, err := b.Store.ClaimOrderRequests(ctx, ids)
+		require.NoError(t, err)
+
+		res, err := b.Worker.Work(ctx, t, b.Tx, jobs.OrderReconcileArgs{}, nil)
+		require.ErrorContains(t, err, "order_reconcile:")
+		require.Equal(t, river.EventKindJobFailed, res.EventKind)
+		require.Nil(t, res.Job.FinalizedAt, "to be retried")
+		row, err := b.Store.GetOrderRequest(ctx, ids[0])
+		require.NoError(t, err)
+		require.Equal(t, store.OrderSending, row.Status)
+	})
 }

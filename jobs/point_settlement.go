@@ -120,8 +120,7 @@ type SettlementOutput struct {
 // PointSettlementWorker runs the settlement for one date in two resumable
 // steps: collect (chunked, cursor saved with each chunk) and settle.
 type PointSettlementWorker struct {
-	river.WorkerDefaults[PointSettlementArgs]
-	deps Deps
+	worker[PointSettlementArgs]
 	// budget is how long step 1 works in one attempt before it snoozes and
 	// resumes from its cursor in the next, inside the job's Timeout.
 	budget time.Duration
@@ -131,15 +130,12 @@ type PointSettlementWorker struct {
 	progressEvery time.Duration
 }
 
-// NewPointSettlementWorker returns the worker.
+// NewPointSettlementWorker returns the worker. An attempt is bounded to a
+// minute: a longer run snoozes after its budget and resumes from its cursor;
+// a killed one is rescued and does the same.
 func NewPointSettlementWorker(deps Deps) *PointSettlementWorker {
-	return &PointSettlementWorker{deps: deps, budget: 40 * time.Second, progressEvery: DefaultProgressEvery}
-}
-
-// Timeout bounds one attempt. A longer run snoozes after its budget and
-// resumes from its cursor; a killed one is rescued and does the same.
-func (w *PointSettlementWorker) Timeout(*river.Job[PointSettlementArgs]) time.Duration {
-	return time.Minute
+	return &PointSettlementWorker{worker: worker[PointSettlementArgs]{deps: deps, timeout: time.Minute},
+		budget: 40 * time.Second, progressEvery: DefaultProgressEvery}
 }
 
 // errSkipLimit fails a run whose skips exceed its limit.

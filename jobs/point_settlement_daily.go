@@ -56,18 +56,13 @@ func SettlementBusinessDate(t time.Time, tz *time.Location) string {
 // due on a missed day is settled on that day, not a later one). Every start
 // goes through EnqueueSettlementTx, so each date runs exactly once.
 type PointSettlementDailyWorker struct {
-	river.WorkerDefaults[PointSettlementDailyArgs]
-	deps Deps
+	worker[PointSettlementDailyArgs]
 }
 
-// NewPointSettlementDailyWorker returns the worker.
+// NewPointSettlementDailyWorker returns the worker, whose attempt only
+// inserts a job.
 func NewPointSettlementDailyWorker(deps Deps) *PointSettlementDailyWorker {
-	return &PointSettlementDailyWorker{deps: deps}
-}
-
-// Timeout bounds the trigger; it only inserts a job.
-func (w *PointSettlementDailyWorker) Timeout(*river.Job[PointSettlementDailyArgs]) time.Duration {
-	return 30 * time.Second
+	return &PointSettlementDailyWorker{worker[PointSettlementDailyArgs]{deps: deps, timeout: 30 * time.Second}}
 }
 
 // Work starts the oldest missing date's run. If that date's run is already

@@ -2,14 +2,12 @@ package jobs_test
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/riverdriver/riverpgxv5"
@@ -94,6 +92,15 @@ func (b *settleBundle) run(t *testing.T, date string, opts jobs.SettlementRunOpt
 	return b.waitFinal(t, job.ID)
 }
 
+// runPastSkipLimit runs the 10th in chunks of three with skip limit limit,
+// which the run's skips exceed: the run is cancelled.
+func (b *settleBundle) runPastSkipLimit(t *testing.T, limit int) *rivertype.JobRow {
+	t.Helper()
+	job := b.run(t, "2026-03-10", jobs.SettlementRunOpts{CommitInterval: 3, SkipLimit: &limit})
+	require.Equal(t, rivertype.JobStateCancelled, job.State)
+	return job
+}
+
 func (b *settleBundle) waitFinal(t *testing.T, id int64) *rivertype.JobRow {
 	t.Helper()
 	return b.waitFinalWithin(t, id, 60*time.Second)
@@ -118,11 +125,7 @@ func (b *settleBundle) waitFinalWithin(t *testing.T, id int64, timeout time.Dura
 
 func output(t *testing.T, job *rivertype.JobRow) jobs.SettlementOutput {
 	t.Helper()
-	var meta struct {
-		Output jobs.SettlementOutput `json:"output"`
-	}
-	require.NoError(t, json.Unmarshal(job.Metadata, &meta))
-	return meta.Output
+	return jobs.OutputOf[jobs.SettlementOutput](t, job)
 }
 
 func (b *settleBundle) ids(t *testing.T, sql string, args ...any) []int64 {
@@ -351,19 +354,14 @@ func TestSettlementSkipLimit(t *testing.T) {
 	t.Parallel()
 	b := setup(t, settleOpts{})
 	ctx := context.Background()
-	// Member 2 uses points it never earned: three rows the worker rejects.
+	// Member 2 uses points it never earned: three rows the worker rejects,
+	// one in the first chunk of three, two in the second.
 	ids := b.ledger(t,
-		entry(1, "EARN", 100, "2026-03-09 08:00"),
-		entry(1, "USE", 40, "2026-03-09 09:00"),
-		entry(2, "USE", 1, "2026-03-09 09:00"),
-		entry(2, "USE", 2, "2026-03-09 09:01"),
-		entry(2, "USE", 3, "2026-03-09 09:02"),
-		entry(1, "EARN", 7, "2026-03-09 10:00"),
+		entry(1, "EARN", 100, "2026-03-09 08:00"), entry(1, "USE", 40, "2026-03-09 09:00"), entry(2, "USE", 1, "2026-03-09 09:00"),
+		entry(2, "USE", 2, "2026-03-09 09:01"), entry(2, "USE", 3, "2026-03-09 09:02"), entry(1, "EARN", 7, "2026-03-09 10:00"),
 	)
 
-	limit := 2
-	job := b.run(t, "2026-03-10", jobs.SettlementRunOpts{CommitInterval: 3, SkipLimit: &limit})
-	require.Equal(t, rivertype.JobStateCancelled, job.State)
+	job := b.runPastSkipLimit(t, 2)
 	require.Contains(t, job.Errors[len(job.Errors)-1].Error, fmt.Sprintf("skip limit exceeded: row %d is skip 3, limit 2", ids[4]))
 	// The first chunk committed (one skip recorded); the failing one rolled back.
 	require.Equal(t, ids[:2], b.batchIDs(t, "2026-03-10"))
@@ -379,7 +377,7 @@ func TestSettlementSkipLimit(t *testing.T) {
 
 	// A failed run is not a completed one: a new run for the date may start,
 	// and with a higher limit it settles, skipping the rest.
-	limit = 5
+	limit := 5
 	job = b.run(t, "2026-03-10", jobs.SettlementRunOpts{SkipLimit: &limit})
 	require.Equal(t, rivertype.JobStateCompleted, job.State)
 	require.Equal(t, jobs.SettlementCounts{Read: 3, Written: 1, Skipped: 2, Chunks: 1}, output(t, job).SettlementCounts)
@@ -546,24 +544,19 @@ func TestLedgerProcessOnDefault(t *testing.T) {
 func TestSettlementRetryAfterSkipLimitResumesFromCursor(t *testing.T) {
 	t.Parallel()
 	b := setup(t, settleOpts{})
-	ctx := context.Background()
+	// One skip in the first chunk of three, two more in the second.
 	ids := b.ledger(t,
-		entry(1, "EARN", 100, "2026-03-09 08:00"),
-		entry(2, "USE", 1, "2026-03-09 09:00"),
-		entry(1, "EARN", 5, "2026-03-09 09:30"),
-		entry(2, "USE", 2, "2026-03-09 10:00"),
-		entry(2, "USE", 3, "2026-03-09 10:01"),
+		entry(1, "EARN", 100, "2026-03-09 08:00"), entry(2, "USE", 1, "2026-03-09 09:00"), entry(1, "EARN", 5, "2026-03-09 09:30"),
+		entry(2, "USE", 2, "2026-03-09 10:00"), entry(2, "USE", 3, "2026-03-09 10:01"),
 	)
-	limit := 1
-	job := b.run(t, "2026-03-10", jobs.SettlementRunOpts{CommitInterval: 3, SkipLimit: &limit})
-	require.Equal(t, rivertype.JobStateCancelled, job.State)
+	job := b.runPastSkipLimit(t, 1)
 	require.Equal(t, []int64{ids[0], ids[2]}, b.batchIDs(t, "2026-03-10")) // first chunk; ids[1] skipped
 
 	// The operator records member 2's missing EARN (it occurred before the
 	// USE rows, process_on far ahead so no run collects it now) and restarts
 	// the failed run, which resumes after its last committed chunk.
 	b.ledger(t, store.LedgerEntry{MemberID: 2, Kind: "EARN", Amount: 50, OccurredAt: at("2026-03-09 07:00"), ProcessOn: "2026-12-31"})
-	_, err := b.client.JobRetry(ctx, job.ID)
+	_, err := b.client.JobRetry(context.Background(), job.ID)
 	require.NoError(t, err)
 	job = b.waitFinal(t, job.ID)
 	require.Equal(t, rivertype.JobStateCompleted, job.State)
@@ -655,32 +648,16 @@ func TestPointSettlementWorker(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 
-	type testBundle struct {
-		store *store.Store
-		tx    pgx.Tx
-	}
-
-	setup := func(t *testing.T) (*rivertest.Worker[jobs.PointSettlementArgs, pgx.Tx], *testBundle) {
-		t.Helper()
-		pool, _ := testkit.Pool(t)
-		deps := jobs.Deps{Store: store.New(pool), TZ: testkit.TZ(), Logger: testkit.Logger(t)}
-		w, tx := testkit.NewWorker(t, pool, jobs.NewPointSettlementWorker(deps))
-		return w, &testBundle{store: deps.Store, tx: tx}
-	}
-
 	t.Run("InvalidArgsCancel", func(t *testing.T) {
 		t.Parallel()
-		w, b := setup(t)
+		b := jobs.SetupWorker(t, jobs.NewPointSettlementWorker)
 		for _, args := range []jobs.PointSettlementArgs{
 			{RunDate: "2026-03-10", Run: 0},
 			{RunDate: "2026-3-10", Run: 1},
 			{RunDate: "2026-03-10", Run: 1, Until: "tomorrow"},
 			{RunDate: "2026-03-10", Run: 1, CommitInterval: jobs.MaxCommitInterval + 1},
 		} {
-			res, err := w.Work(ctx, t, b.tx, args, nil)
-			require.NoError(t, err)
-			require.Equal(t, river.EventKindJobCancelled, res.EventKind, "%+v", args)
-			require.Contains(t, res.Job.Errors[0].Error, "point_settlement: invalid args")
+			b.RequireCancelled(t, args, "point_settlement: invalid args")
 		}
 	})
 
@@ -689,20 +666,58 @@ func TestPointSettlementWorker(t *testing.T) {
 	// the run that follows the fix, and the record counts the rollback.
 	t.Run("SkipLimitCancelsAndLeavesRowsDue", func(t *testing.T) {
 		t.Parallel()
-		w, b := setup(t)
-		ids, err := b.store.InsertLedger(ctx, []store.LedgerEntry{
-			{MemberID: 2, Kind: "USE", Amount: 5, OccurredAt: time.Date(2026, 3, 9, 9, 0, 0, 0, testkit.TZ())},
-		}, testkit.TZ())
+		b := jobs.SetupWorker(t, jobs.NewPointSettlementWorker)
+		ids, err := b.Store.InsertLedger(ctx, []store.LedgerEntry{entry(2, "USE", 5, "2026-03-09 09:00")}, kst)
 		require.NoError(t, err)
 		limit := 0
 
-		res, err := w.Work(ctx, t, b.tx, jobs.PointSettlementArgs{RunDate: "2026-03-10", Run: 1, SkipLimit: &limit}, nil)
-		require.NoError(t, err)
-		require.Equal(t, river.EventKindJobCancelled, res.EventKind)
+		res := b.Work(t, jobs.PointSettlementArgs{RunDate: "2026-03-10", Run: 1, SkipLimit: &limit}, river.EventKindJobCancelled)
 		require.Contains(t, res.Job.Errors[0].Error, fmt.Sprintf("skip limit exceeded: row %d is skip 1, limit 0", ids[0]))
 		require.Equal(t, jobs.SettlementCounts{Rollbacks: 1}, output(t, res.Job).SettlementCounts)
-		rows, err := b.store.GetLedgerRows(ctx, ids)
+		rows, err := b.Store.GetLedgerRows(ctx, ids)
 		require.NoError(t, err)
 		require.Nil(t, rows[0].ProcessedOn, "still due")
+	})
+}
+
+// The nightly trigger on its own, through rivertest.
+func TestPointSettlementDailyWorker(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+
+	// With nothing ever settled, the night's trigger starts run 1 of its own
+	// business date.
+	t.Run("StartsTheDatesRun", func(t *testing.T) {
+		t.Parallel()
+		b := jobs.SetupWorker(t, jobs.NewPointSettlementDailyWorker)
+
+		res := b.Work(t, jobs.PointSettlementDailyArgs{BusinessDate: "2026-03-10"}, river.EventKindJobCompleted)
+		require.Equal(t, jobs.SettlementDailyOutput{Missing: []string{"2026-03-10"}, Started: "2026-03-10"}, jobs.OutputOf[jobs.SettlementDailyOutput](t, res.Job))
+		run := rivertest.RequireInserted(ctx, t, b.Driver, &jobs.PointSettlementArgs{}, nil)
+		require.Equal(t, &jobs.PointSettlementArgs{RunDate: "2026-03-10", Run: 1, Until: "2026-03-10", Trigger: jobs.SettlementTriggerDaily}, run.Args)
+	})
+
+	// A run of the date already queued (an operator's) is not doubled: the
+	// trigger snoozes and looks again.
+	t.Run("WaitsForTheQueuedRun", func(t *testing.T) {
+		t.Parallel()
+		b := jobs.SetupWorker(t, jobs.NewPointSettlementDailyWorker)
+		client, err := jobs.NewClient(b.Store.Pool, jobs.ClientConfig{}, b.Deps) // insert-only, for a run started outside the job
+		require.NoError(t, err)
+		queued, err := jobs.EnqueueSettlement(ctx, client, b.Store, "2026-03-10", jobs.SettlementRunOpts{})
+		require.NoError(t, err)
+
+		res := b.Work(t, jobs.PointSettlementDailyArgs{BusinessDate: "2026-03-10"}, river.EventKindJobSnoozed)
+		require.WithinDuration(t, time.Now().Add(time.Minute), res.Job.ScheduledAt, 10*time.Second)
+		require.Equal(t, queued.ID, jobs.OutputOf[jobs.SettlementDailyOutput](t, res.Job).WaitingOn)
+		run := rivertest.RequireInserted(ctx, t, b.Driver, &jobs.PointSettlementArgs{}, nil)
+		require.Equal(t, queued.ID, run.ID, "still the one run")
+	})
+
+	t.Run("BadDateCancels", func(t *testing.T) {
+		t.Parallel()
+		b := jobs.SetupWorker(t, jobs.NewPointSettlementDailyWorker)
+		b.RequireCancelled(t, jobs.PointSettlementDailyArgs{BusinessDate: "10/03/2026"}, `date "10/03/2026": want YYYY-MM-DD`)
+		rivertest.RequireNotInserted(ctx, t, b.Driver, &jobs.PointSettlementArgs{}, nil)
 	})
 }

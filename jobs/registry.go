@@ -38,18 +38,18 @@ func Kinds() []string {
 // registrations is every kind with its worker, one list for Register and
 // Kinds, so the kinds an operator may name are exactly those a worker runs.
 var registrations = []registration{
-	worker[TherapyStatsArgs](NewTherapyStatsWorker),
-	worker[TherapyDailyArgs](NewTherapyDailyWorker),
-	worker[TherapyStatsVerifyArgs](NewTherapyStatsVerifyWorker),
-	worker[PointSettlementArgs](NewPointSettlementWorker),
-	worker[PointSettlementDailyArgs](NewPointSettlementDailyWorker),
-	worker[CouponIssuePersistArgs](NewCouponIssuePersistWorker),
-	worker[CouponReconcileAllArgs](NewCouponReconcileAllWorker),
-	worker[CouponReconcileArgs](NewCouponReconcileWorker),
-	worker[CouponExchangeArgs](NewCouponExchangeWorker),
-	worker[OrderSubmitArgs](NewOrderSubmitWorker),
-	worker[OrderReconcileArgs](NewOrderReconcileWorker),
-	worker[ArchiveMaintainArgs](NewArchiveMaintainWorker),
+	registered[TherapyStatsArgs](NewTherapyStatsWorker),
+	registered[TherapyDailyArgs](NewTherapyDailyWorker),
+	registered[TherapyStatsVerifyArgs](NewTherapyStatsVerifyWorker),
+	registered[PointSettlementArgs](NewPointSettlementWorker),
+	registered[PointSettlementDailyArgs](NewPointSettlementDailyWorker),
+	registered[CouponIssuePersistArgs](NewCouponIssuePersistWorker),
+	registered[CouponReconcileAllArgs](NewCouponReconcileAllWorker),
+	registered[CouponReconcileArgs](NewCouponReconcileWorker),
+	registered[CouponExchangeArgs](NewCouponExchangeWorker),
+	registered[OrderSubmitArgs](NewOrderSubmitWorker),
+	registered[OrderReconcileArgs](NewOrderReconcileWorker),
+	registered[ArchiveMaintainArgs](NewArchiveMaintainWorker),
 }
 
 // registration is one kind and how its worker is built and added.
@@ -58,7 +58,7 @@ type registration struct {
 	add  func(*river.Workers, Deps) error
 }
 
-func worker[T river.JobArgs, W river.Worker[T]](newWorker func(Deps) W) registration {
+func registered[T river.JobArgs, W river.Worker[T]](newWorker func(Deps) W) registration {
 	var args T
 	return registration{kind: args.Kind(), add: func(workers *river.Workers, deps Deps) error {
 		return river.AddWorkerSafely[T](workers, newWorker(deps))

@@ -81,18 +81,13 @@ type TherapyDailyOutput struct {
 // TherapyDailyWorker selects the users whose month changed since their last
 // aggregation and fans out one therapy_stats job per user. Killed half way, the
 // retry selects again and the unique keys skip the jobs already inserted.
-type TherapyDailyWorker struct {
-	river.WorkerDefaults[TherapyDailyArgs]
-	deps Deps
-}
+type TherapyDailyWorker struct{ worker[TherapyDailyArgs] }
 
-// NewTherapyDailyWorker returns the daily therapy fan-out worker.
+// NewTherapyDailyWorker returns the daily therapy fan-out worker, one fan-out
+// bounded inside the rescue window.
 func NewTherapyDailyWorker(deps Deps) *TherapyDailyWorker {
-	return &TherapyDailyWorker{deps: deps}
+	return &TherapyDailyWorker{worker[TherapyDailyArgs]{deps: deps, timeout: time.Minute}}
 }
-
-// Timeout bounds one fan-out, inside the rescue window.
-func (w *TherapyDailyWorker) Timeout(*river.Job[TherapyDailyArgs]) time.Duration { return time.Minute }
 
 // Work runs the fan-out.
 func (w *TherapyDailyWorker) Work(ctx context.Context, job *river.Job[TherapyDailyArgs]) error {

@@ -62,23 +62,18 @@ func (TherapyStatsArgs) InsertOpts() river.InsertOpts {
 // falls back to one transaction per job, so one user's failure is that user's
 // job's failure alone, retried with River's backoff.
 type TherapyStatsWorker struct {
-	river.WorkerDefaults[TherapyStatsArgs]
-	deps     Deps
+	worker[TherapyStatsArgs]
 	combiner *combine.Combiner[store.TherapyKey]
 }
 
-// NewTherapyStatsWorker returns the worker, with its batch combiner.
+// NewTherapyStatsWorker returns the worker, with its batch combiner, one
+// aggregation bounded well inside the rescue window.
 func NewTherapyStatsWorker(deps Deps) *TherapyStatsWorker {
-	w := &TherapyStatsWorker{deps: deps}
+	w := &TherapyStatsWorker{worker: worker[TherapyStatsArgs]{deps: deps, timeout: 30 * time.Second}}
 	w.combiner = combine.New(2, 500, func(ctx context.Context, keys []store.TherapyKey) error {
 		return deps.Store.AggregateTherapy(ctx, keys, deps.TZ)
 	})
 	return w
-}
-
-// Timeout bounds one aggregation, well inside the rescue window.
-func (w *TherapyStatsWorker) Timeout(*river.Job[TherapyStatsArgs]) time.Duration {
-	return 30 * time.Second
 }
 
 // Work recomputes the job's user-month.

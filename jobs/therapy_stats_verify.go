@@ -49,19 +49,11 @@ func (TherapyStatsVerifyArgs) InsertOpts() river.InsertOpts {
 }
 
 // TherapyStatsVerifyWorker runs VerifyTherapyStats and records its report.
-type TherapyStatsVerifyWorker struct {
-	river.WorkerDefaults[TherapyStatsVerifyArgs]
-	deps Deps
-}
+type TherapyStatsVerifyWorker struct{ worker[TherapyStatsVerifyArgs] }
 
 // NewTherapyStatsVerifyWorker returns the therapy statistics check worker.
 func NewTherapyStatsVerifyWorker(deps Deps) *TherapyStatsVerifyWorker {
-	return &TherapyStatsVerifyWorker{deps: deps}
-}
-
-// Timeout bounds one verification.
-func (w *TherapyStatsVerifyWorker) Timeout(*river.Job[TherapyStatsVerifyArgs]) time.Duration {
-	return time.Minute
+	return &TherapyStatsVerifyWorker{worker[TherapyStatsVerifyArgs]{deps: deps, timeout: time.Minute}}
 }
 
 // Work verifies the sample.

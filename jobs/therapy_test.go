@@ -2,13 +2,16 @@ package jobs_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/rivertest"
 	"github.com/stretchr/testify/require"
 
 	"github.com/tidemark/tidemark/internal/testkit"
@@ -336,4 +339,146 @@ func TestTherapyStatsUnknownUserIsCancelled(t *testing.T) {
 	require.Equal(t, 1, attempts)
 	require.Contains(t, lastError, "unknown therapy user")
 	require.Equal(t, map[string]int{"SUCCESS": 20, "FAIL": 1}, b.statusCounts(t))
+}
+
+func TestTherapyStatsWorker(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+
+	// The month's bounds are midnights in BATCH_TZ: a session at 00:10 on
+	// 1 November in Seoul is November's (in UTC it is still October).
+	t.Run("RecomputesTheUserMonthInBatchTZ", func(t *testing.T) {
+		t.Parallel()
+		b := jobs.SetupWorker(t, jobs.NewTherapyStatsWorker)
+		_, err := b.Store.Pool.Exec(ctx, `
+			INSERT INTO therapy_user (id, status) VALUES (7, 'ACTIVE');
+			INSERT INTO therapy_perform (therapy_user_id, performed_at, duration_seconds, completed) VALUES
+			    (7, '2026-10-31 23:30+09', 600, true),
+			    (7, '2026-11-01 00:10+09', 60, true),
+			    (7, '2026-11-15 12:00+09', 120, false),
+			    (7, '2026-11-15 20:00+09', 30, true),
+			    (7, '2026-12-01 00:00+09', 900, true)`)
+		require.NoError(t, err)
+
+		b.Work(t, jobs.TherapyStatsArgs{TherapyUserID: 7, Year: 2026, Month: 11, BusinessDate: "2026-12-01"}, river.EventKindJobCompleted)
+
+		got, err := b.Store.GetTherapyStatistics(ctx, 7, 2026, 11)
+		require.NoError(t, err)
+		require.Equal(t, []int64{3, 2, 210, 2}, []int64{int64(got.PerformCount), int64(got.CompletedCount), got.TotalDurationSeconds, int64(got.ActiveDays)})
+		require.True(t, got.FirstPerformedAt.Equal(kstAt(2026, 11, 1, 0, 10)), "first %s", got.FirstPerformedAt)
+		require.True(t, got.LastPerformedAt.Equal(kstAt(2026, 11, 15, 20, 0)), "last %s", got.LastPerformedAt)
+	})
+
+	// No retry can make a missing user exist, nor a month 13: the job is
+	// cancelled at once, with the reason, and writes nothing.
+	t.Run("RefusedArgsCancel", func(t *testing.T) {
+		t.Parallel()
+		b := jobs.SetupWorker(t, jobs.NewTherapyStatsWorker)
+		b.RequireCancelled(t, jobs.TherapyStatsArgs{TherapyUserID: 404, Year: 2026, Month: 11, BusinessDate: "2026-12-01"},
+			store.ErrUnknownTherapyUser.Error())
+		_, err := b.Store.GetTherapyStatistics(ctx, 404, 2026, 11)
+		require.ErrorIs(t, err, store.ErrNotFound)
+		b.RequireCancelled(t, jobs.TherapyStatsArgs{TherapyUserID: 7, Year: 2026, Month: 13, BusinessDate: "2026-12-01"},
+			"invalid args user 7 2026-13")
+	})
+}
+
+func TestTherapyDailyWorker(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+
+	// The run on 1 December aggregates November (in BATCH_TZ): one
+	// therapy_stats job per ACTIVE user with November sessions, none for an
+	// inactive user or for December's sessions, and its counts as output.
+	t.Run("FansOutLastMonthsUsers", func(t *testing.T) {
+		t.Parallel()
+		b := jobs.SetupWorker(t, jobs.NewTherapyDailyWorker)
+		_, err := b.Store.Pool.Exec(ctx, `
+			INSERT INTO therapy_user (id, status) VALUES (1, 'ACTIVE'), (2, 'ACTIVE'), (3, 'INACTIVE'), (4, 'ACTIVE');
+			INSERT INTO therapy_perform (therapy_user_id, performed_at, duration_seconds, completed) VALUES
+			    (1, '2026-11-30 23:30+09', 60, true),
+			    (2, '2026-11-02 10:00+09', 60, true),
+			    (3, '2026-11-02 10:00+09', 60, true),
+			    (4, '2026-12-01 00:10+09', 60, true)`)
+		require.NoError(t, err)
+
+		res := b.Work(t, jobs.TherapyDailyArgs{BusinessDate: "2026-12-01"}, river.EventKindJobCompleted)
+
+		require.Equal(t, jobs.TherapyDailyOutput{Year: 2026, Month: 11, Targets: 2, Inserted: 2}, jobs.OutputOf[jobs.TherapyDailyOutput](t, res.Job))
+		inserted := rivertest.RequireManyInserted(ctx, t, b.Driver, []rivertest.ExpectedJob{
+			{Args: jobs.TherapyStatsArgs{}, Opts: &rivertest.RequireInsertedOpts{Queue: "therapy"}},
+			{Args: jobs.TherapyStatsArgs{}, Opts: &rivertest.RequireInsertedOpts{Queue: "therapy"}},
+		})
+		for i, user := range []int64{1, 2} {
+			var args jobs.TherapyStatsArgs
+			require.NoError(t, json.Unmarshal(inserted[i].EncodedArgs, &args))
+			require.Equal(t, jobs.TherapyStatsArgs{TherapyUserID: user, Year: 2026, Month: 11, BusinessDate: "2026-12-01"}, args)
+		}
+	})
+
+	// A run after the first of the month also enqueues the first's run, in
+	// case no worker ran that day to finalise the month before.
+	t.Run("EnqueuesAMissedFirstOfMonth", func(t *testing.T) {
+		t.Parallel()
+		b := jobs.SetupWorker(t, jobs.NewTherapyDailyWorker)
+
+		b.Work(t, jobs.TherapyDailyArgs{BusinessDate: "2026-12-05"}, river.EventKindJobCompleted)
+		first := rivertest.RequireInserted(ctx, t, b.Driver, &jobs.TherapyDailyArgs{}, nil)
+		require.Equal(t, "2026-12-01", first.Args.BusinessDate)
+	})
+
+	t.Run("BadDateCancels", func(t *testing.T) {
+		t.Parallel()
+		b := jobs.SetupWorker(t, jobs.NewTherapyDailyWorker)
+		b.RequireCancelled(t, jobs.TherapyDailyArgs{BusinessDate: "2026-13-01"}, `business date "2026-13-01": want YYYY-MM-DD`)
+	})
+}
+
+func TestTherapyStatsVerifyWorker(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+
+	// setup aggregates November for users 1 and 2, then makes user 2's row
+	// drift from its sessions, as a lost write or a hand edit would.
+	setup := func(t *testing.T) *jobs.WorkerBundle[jobs.TherapyStatsVerifyArgs] {
+		t.Helper()
+		b := jobs.SetupWorker(t, jobs.NewTherapyStatsVerifyWorker)
+		_, err := b.Store.Pool.Exec(ctx, `
+			INSERT INTO therapy_user (id, status) VALUES (1, 'ACTIVE'), (2, 'ACTIVE');
+			INSERT INTO therapy_perform (therapy_user_id, performed_at, duration_seconds, completed) VALUES
+			    (1, '2026-11-02 10:00+09', 60, true), (2, '2026-11-02 10:00+09', 60, true)`)
+		require.NoError(t, err)
+		require.NoError(t, b.Store.AggregateTherapy(ctx, []store.TherapyKey{
+			store.NewTherapyKey(1, 2026, 11, seoul), store.NewTherapyKey(2, 2026, 11, seoul)}, seoul))
+		_, err = b.Store.Pool.Exec(ctx, `UPDATE therapy_statistics SET perform_count = 5 WHERE therapy_user_id = 2`)
+		require.NoError(t, err)
+		return b
+	}
+
+	// The drifted row is reported and its aggregation enqueued again, with a
+	// recover id of its own so that today's earlier run does not skip it.
+	t.Run("ReenqueuesTheDriftedRow", func(t *testing.T) {
+		t.Parallel()
+		b := setup(t)
+
+		res := b.Work(t, jobs.TherapyStatsVerifyArgs{}, river.EventKindJobCompleted)
+		rep := jobs.OutputOf[jobs.TherapyVerifyReport](t, res.Job)
+		require.Equal(t, []int{2, 1, 1}, []int{rep.Checked, rep.Drifted, rep.Reenqueued})
+		require.Equal(t, []int{5, 1}, []int{rep.Drifts[0].StoredCount, rep.Drifts[0].ActualCount})
+
+		job := rivertest.RequireInserted(ctx, t, b.Driver, &jobs.TherapyStatsArgs{}, nil)
+		require.Equal(t, []int64{rep.JobIDs[0], 2, 2026, 11}, []int64{job.ID, job.Args.TherapyUserID, int64(job.Args.Year), int64(job.Args.Month)})
+		require.Equal(t, jobs.TriggerVerify, job.Args.Trigger)
+		require.True(t, strings.HasPrefix(job.Args.RecoverID, "verify:"), job.Args.RecoverID)
+	})
+
+	t.Run("DryRunEnqueuesNothing", func(t *testing.T) {
+		t.Parallel()
+		b := setup(t)
+
+		res := b.Work(t, jobs.TherapyStatsVerifyArgs{DryRun: true}, river.EventKindJobCompleted)
+		rep := jobs.OutputOf[jobs.TherapyVerifyReport](t, res.Job)
+		require.Equal(t, []int{2, 1, 0}, []int{rep.Checked, rep.Drifted, rep.Reenqueued})
+		rivertest.RequireNotInserted(ctx, t, b.Driver, &jobs.TherapyStatsArgs{}, nil)
+	})
 }

@@ -96,15 +96,7 @@ func (s *Store) couponWhere(ctx context.Context, db DBTX, where string, arg any)
 
 // ActiveCouponCodes lists the codes of every ACTIVE coupon.
 func (s *Store) ActiveCouponCodes(ctx context.Context) ([]string, error) {
-	rows, err := s.Pool.Query(ctx, `SELECT code FROM coupon WHERE status = 'ACTIVE' ORDER BY id`)
-	if err != nil {
-		return nil, fmt.Errorf("store: active coupons: %w", err)
-	}
-	codes, err := pgx.CollectRows(rows, pgx.RowTo[string])
-	if err != nil {
-		return nil, fmt.Errorf("store: active coupons: %w", err)
-	}
-	return codes, nil
+	return queryRows(ctx, s.Pool, pgx.RowTo[string], "active coupons", `SELECT code FROM coupon WHERE status = 'ACTIVE' ORDER BY id`)
 }
 
 // PersistCouponIssue writes member's coupon_issue row for the coupon with
@@ -158,17 +150,9 @@ type FailedCouponIssue struct {
 
 // FailedCouponIssues lists code's failure rows, oldest first.
 func (s *Store) FailedCouponIssues(ctx context.Context, code string) ([]FailedCouponIssue, error) {
-	rows, err := s.Pool.Query(ctx, `
+	return queryRows(ctx, s.Pool, pgx.RowToStructByPos[FailedCouponIssue], fmt.Sprintf("failed coupon issues %s", code), `
 		SELECT id, coupon_code, member_id, reason, created_at FROM failed_coupon_issue
 		WHERE coupon_code = $1 ORDER BY id`, code)
-	if err != nil {
-		return nil, fmt.Errorf("store: failed coupon issues %s: %w", code, err)
-	}
-	out, err := pgx.CollectRows(rows, pgx.RowToStructByPos[FailedCouponIssue])
-	if err != nil {
-		return nil, fmt.Errorf("store: failed coupon issues %s: %w", code, err)
-	}
-	return out, nil
 }
 
 // CouponSeats is who holds a seat of a coupon, as Postgres knows it.
@@ -204,15 +188,7 @@ func (s *Store) CouponSeats(ctx context.Context, c Coupon) (CouponSeats, error) 
 
 // couponIssueMembers lists the members holding coupon id in Postgres.
 func (s *Store) couponIssueMembers(ctx context.Context, couponID int64) ([]int64, error) {
-	rows, err := s.Pool.Query(ctx, `SELECT member_id FROM coupon_issue WHERE coupon_id = $1 ORDER BY member_id`, couponID)
-	if err != nil {
-		return nil, fmt.Errorf("store: coupon %d members: %w", couponID, err)
-	}
-	ids, err := pgx.CollectRows(rows, pgx.RowTo[int64])
-	if err != nil {
-		return nil, fmt.Errorf("store: coupon %d members: %w", couponID, err)
-	}
-	return ids, nil
+	return queryRows(ctx, s.Pool, pgx.RowTo[int64], fmt.Sprintf("coupon %d members", couponID), `SELECT member_id FROM coupon_issue WHERE coupon_id = $1 ORDER BY member_id`, couponID)
 }
 
 // inFlightCouponPersists lists the members of code whose coupon_issue_persist
@@ -220,19 +196,11 @@ func (s *Store) couponIssueMembers(ctx context.Context, couponID int64) ([]int64
 // scheduled. The containment test uses River's GIN index on args, so issuing
 // pays for no index of ours on river_job.
 func (s *Store) inFlightCouponPersists(ctx context.Context, code string) ([]int64, error) {
-	rows, err := s.Pool.Query(ctx, `
+	return queryRows(ctx, s.Pool, pgx.RowTo[int64], fmt.Sprintf("in-flight persists %s", code), `
 		SELECT DISTINCT (args ->> '`+argMemberID+`')::bigint FROM river_job
 		WHERE kind = 'coupon_issue_persist' AND args @> jsonb_build_object('`+argCouponCode+`', $1::text)
 		  AND state IN ('available', 'pending', 'running', 'retryable', 'scheduled')
 		ORDER BY 1`, code)
-	if err != nil {
-		return nil, fmt.Errorf("store: in-flight persists %s: %w", code, err)
-	}
-	ids, err := pgx.CollectRows(rows, pgx.RowTo[int64])
-	if err != nil {
-		return nil, fmt.Errorf("store: in-flight persists %s: %w", code, err)
-	}
-	return ids, nil
 }
 
 // SyncIssuedQuantity sets coupon id's issued_quantity to its COUNT(*) of

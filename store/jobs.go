@@ -26,16 +26,8 @@ type KindStateCount struct {
 
 // JobCounts counts river_job rows by kind and state.
 func (s *Store) JobCounts(ctx context.Context) ([]KindStateCount, error) {
-	rows, err := s.Pool.Query(ctx, `
+	return queryRows(ctx, s.Pool, pgx.RowToStructByPos[KindStateCount], "job counts", `
 		SELECT kind, state::text, count(*) FROM river_job GROUP BY kind, state ORDER BY kind, state`)
-	if err != nil {
-		return nil, fmt.Errorf("store: job counts: %w", err)
-	}
-	out, err := pgx.CollectRows(rows, pgx.RowToStructByPos[KindStateCount])
-	if err != nil {
-		return nil, fmt.Errorf("store: job counts: %w", err)
-	}
-	return out, nil
 }
 
 // OutstandingJobs counts jobs that are available, running or pending, or

@@ -39,21 +39,13 @@ func (s *Store) InsertLedger(ctx context.Context, entries []LedgerEntry, tz *tim
 			processOn[i] = &entries[i].ProcessOn
 		}
 	}
-	rows, err := s.Pool.Query(ctx, `
+	return queryRows(ctx, s.Pool, pgx.RowTo[int64], "insert ledger", `
 		INSERT INTO point_ledger (member_id, kind, amount, occurred_at, process_on, ready)
 		SELECT m, k, a, o, coalesce(p::date, (o AT TIME ZONE $7)::date + 1), r
 		FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::timestamptz[], $5::text[], $6::bool[])
 		     WITH ORDINALITY AS u(m, k, a, o, p, r, ord)
 		ORDER BY ord
 		RETURNING id`, members, kinds, amounts, occurred, processOn, ready, tz.String())
-	if err != nil {
-		return nil, fmt.Errorf("store: insert ledger: %w", err)
-	}
-	ids, err := pgx.CollectRows(rows, pgx.RowTo[int64])
-	if err != nil {
-		return nil, fmt.Errorf("store: insert ledger: %w", err)
-	}
-	return ids, nil
 }
 
 // LedgerRow is a point_ledger row as operators see it.
@@ -69,17 +61,9 @@ type LedgerRow struct {
 
 // GetLedgerRows returns the rows with ids that exist, by id.
 func (s *Store) GetLedgerRows(ctx context.Context, ids []int64) ([]LedgerRow, error) {
-	rows, err := s.Pool.Query(ctx, `
+	return queryRows(ctx, s.Pool, pgx.RowToStructByPos[LedgerRow], "ledger rows", `
 		SELECT id, member_id, kind, amount, process_on::text, processed_on::text, ready
 		FROM point_ledger WHERE id = ANY($1) ORDER BY id`, ids)
-	if err != nil {
-		return nil, fmt.Errorf("store: ledger rows: %w", err)
-	}
-	out, err := pgx.CollectRows(rows, pgx.RowToStructByPos[LedgerRow])
-	if err != nil {
-		return nil, fmt.Errorf("store: ledger rows: %w", err)
-	}
-	return out, nil
 }
 
 // MaxLedgerID is the largest point_ledger id committed now (0 when empty):
@@ -113,7 +97,7 @@ type DueRow struct {
 // cursor back (with a failed attempt's error) on its own, so an acknowledged
 // chunk must never be lost (docs/design/commits.md).
 func (s *Store) ReadDueChunk(ctx context.Context, tx pgx.Tx, runDate string, after, bound int64, limit int) ([]DueRow, error) {
-	rows, err := tx.Query(ctx, `
+	return queryRows(ctx, tx, pgx.RowToStructByPos[DueRow], fmt.Sprintf("read due chunk %s after %d", runDate, after), `
 		SELECT l.id, l.member_id, l.kind, l.amount, l.ready,
 		       l.kind <> 'USE' OR EXISTS (
 		           SELECT 1 FROM point_ledger e
@@ -123,14 +107,6 @@ func (s *Store) ReadDueChunk(ctx context.Context, tx pgx.Tx, runDate string, aft
 		  AND l.id > $2 AND l.id <= $3
 		ORDER BY l.id
 		LIMIT $4`, runDate, after, bound, limit)
-	if err != nil {
-		return nil, fmt.Errorf("store: read due chunk %s after %d: %w", runDate, after, err)
-	}
-	out, err := pgx.CollectRows(rows, pgx.RowToStructByPos[DueRow])
-	if err != nil {
-		return nil, fmt.Errorf("store: read due chunk %s after %d: %w", runDate, after, err)
-	}
-	return out, nil
 }
 
 // CountDueRows counts the rows ReadDueChunk would still read for runDate
@@ -294,18 +270,10 @@ func (s *Store) NextSettlementRunTx(ctx context.Context, tx pgx.Tx, runDate stri
 
 // UnsettledDatesTx returns the dates in [from, to] without a settlement, in order.
 func (s *Store) UnsettledDatesTx(ctx context.Context, tx pgx.Tx, from, to string) ([]string, error) {
-	rows, err := tx.Query(ctx, `
+	return queryRows(ctx, tx, pgx.RowTo[string], fmt.Sprintf("unsettled dates %s..%s", from, to), `
 		SELECT d::date::text FROM generate_series($1::date, $2::date, interval '1 day') AS d
 		WHERE NOT EXISTS (SELECT 1 FROM point_daily_settlement p WHERE p.run_date = d::date)
 		ORDER BY d`, from, to)
-	if err != nil {
-		return nil, fmt.Errorf("store: unsettled dates %s..%s: %w", from, to, err)
-	}
-	out, err := pgx.CollectRows(rows, pgx.RowTo[string])
-	if err != nil {
-		return nil, fmt.Errorf("store: unsettled dates %s..%s: %w", from, to, err)
-	}
-	return out, nil
 }
 
 // LastSettledDate returns the latest run date with a settlement on or before

@@ -112,17 +112,9 @@ type CouponIssues struct {
 // ActiveCouponIssues counts the coupon_issue rows of each ACTIVE coupon (an
 // index-only count on the (coupon_id, member_id) key), by id.
 func (s *Store) ActiveCouponIssues(ctx context.Context) ([]CouponIssues, error) {
-	rows, err := s.Pool.Query(ctx, `
+	return queryRows(ctx, s.Pool, pgx.RowToStructByPos[CouponIssues], "active coupon issues", `
 		SELECT c.code, c.total_quantity, (SELECT count(*) FROM coupon_issue i WHERE i.coupon_id = c.id)
 		FROM coupon c WHERE c.status = 'ACTIVE' ORDER BY c.id LIMIT $1`, MaxReportedCoupons)
-	if err != nil {
-		return nil, fmt.Errorf("store: active coupon issues: %w", err)
-	}
-	out, err := pgx.CollectRows(rows, pgx.RowToStructByPos[CouponIssues])
-	if err != nil {
-		return nil, fmt.Errorf("store: active coupon issues: %w", err)
-	}
-	return out, nil
 }
 
 // TherapyRun is the daily therapy run of one business date: its fan-out
@@ -183,7 +175,7 @@ type ReconcileOutput struct {
 func (s *Store) LatestReconcileOutputs(ctx context.Context) ([]ReconcileOutput, error) {
 	// Literal kinds, so the planner can prove each branch is inside the
 	// partial index.
-	rows, err := s.Pool.Query(ctx, `
+	return queryRows(ctx, s.Pool, pgx.RowToStructByPos[ReconcileOutput], "latest reconcile outputs", `
 		(SELECT 'therapy_stats_verify', '', finalized_at, coalesce(metadata -> 'output', 'null'::jsonb), id FROM job_history
 		 WHERE state = 'completed' AND kind = 'therapy_stats_verify' AND (args ->> 'coupon_code') IS NULL
 		   AND NOT coalesce((args ->> $1)::boolean, false)
@@ -201,12 +193,4 @@ func (s *Store) LatestReconcileOutputs(ctx context.Context) ([]ReconcileOutput, 
 			WHERE state = 'completed' AND kind = 'coupon_reconcile' AND (args ->> 'coupon_code') = c.code
 			  AND NOT coalesce((args ->> $1)::boolean, false)
 			ORDER BY finalized_at DESC LIMIT 1) r`, argDryRun, MaxReportedCoupons)
-	if err != nil {
-		return nil, fmt.Errorf("store: latest reconcile outputs: %w", err)
-	}
-	out, err := pgx.CollectRows(rows, pgx.RowToStructByPos[ReconcileOutput])
-	if err != nil {
-		return nil, fmt.Errorf("store: latest reconcile outputs: %w", err)
-	}
-	return out, nil
 }

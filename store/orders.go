@@ -68,17 +68,17 @@ func (in OrderRequestInput) Validate() error {
 
 // OrderRequest is one row of order_request.
 type OrderRequest struct {
-	ID                int64      `json:"id"`
-	Username          string     `json:"username"`
-	TotalPrice        int64      `json:"totalPrice"`
-	AppliedYearMonth  string     `json:"appliedYearMonth"`
-	Status            string     `json:"status"`
-	ExternalOrderID   *int64     `json:"externalOrderId"`
-	ExternalCreatedAt *time.Time `json:"externalCreatedAt"`
-	Attempts          int        `json:"attempts"`
-	LastError         *string    `json:"lastError"`
-	CreatedAt         time.Time  `json:"createdAt"`
-	UpdatedAt         time.Time  `json:"updatedAt"`
+	ID                int64
+	Username          string
+	TotalPrice        int64
+	AppliedYearMonth  string
+	Status            string
+	ExternalOrderID   *int64
+	ExternalCreatedAt *time.Time
+	Attempts          int
+	LastError         *string
+	CreatedAt         time.Time
+	UpdatedAt         time.Time
 }
 
 const orderRequestCols = `id, username, total_price, applied_year_month, status, external_order_id,
@@ -202,15 +202,7 @@ func (s *Store) RecordOrderError(ctx context.Context, id int64, msg string) erro
 
 // OrderRequestsAfter returns up to limit rows with id > afterID, by id.
 func (s *Store) OrderRequestsAfter(ctx context.Context, afterID int64, limit int) ([]OrderRequest, error) {
-	rows, err := s.Pool.Query(ctx, `SELECT `+orderRequestCols+` FROM order_request WHERE id > $1 ORDER BY id LIMIT $2`, afterID, limit)
-	if err != nil {
-		return nil, fmt.Errorf("store: list order requests: %w", err)
-	}
-	out, err := pgx.CollectRows(rows, pgx.RowToStructByPos[OrderRequest])
-	if err != nil {
-		return nil, fmt.Errorf("store: list order requests: %w", err)
-	}
-	return out, nil
+	return queryRows(ctx, s.Pool, pgx.RowToStructByPos[OrderRequest], "list order requests", `SELECT `+orderRequestCols+` FROM order_request WHERE id > $1 ORDER BY id LIMIT $2`, afterID, limit)
 }
 
 // OrderStatusCounts counts order_request rows by status.
@@ -341,15 +333,7 @@ func validYearMonth(s string) bool {
 // has settled. It scans order_request (status has no index, so that both
 // updates of a row stay HOT); the operator pages read it on demand only.
 func (s *Store) StuckSending(ctx context.Context, olderThan time.Duration, limit int) ([]OrderRequest, error) {
-	rows, err := s.Pool.Query(ctx, `SELECT `+orderRequestCols+` FROM order_request
+	return queryRows(ctx, s.Pool, pgx.RowToStructByPos[OrderRequest], "stuck sending", `SELECT `+orderRequestCols+` FROM order_request
 		WHERE status = $1 AND updated_at < now() - make_interval(secs => $2)
 		ORDER BY updated_at, id LIMIT $3`, OrderSending, olderThan.Seconds(), limit)
-	if err != nil {
-		return nil, fmt.Errorf("store: stuck sending: %w", err)
-	}
-	out, err := pgx.CollectRows(rows, pgx.RowToStructByPos[OrderRequest])
-	if err != nil {
-		return nil, fmt.Errorf("store: stuck sending: %w", err)
-	}
-	return out, nil
 }

@@ -28,6 +28,20 @@ type DBTX interface {
 	SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults
 }
 
+// queryRows runs sql on q and collects every row with rowTo. An error of
+// either names what was read.
+func queryRows[T any](ctx context.Context, q DBTX, rowTo pgx.RowToFunc[T], what, sql string, args ...any) ([]T, error) {
+	rows, err := q.Query(ctx, sql, args...)
+	if err != nil {
+		return nil, fmt.Errorf("store: %s: %w", what, err)
+	}
+	out, err := pgx.CollectRows(rows, rowTo)
+	if err != nil {
+		return nil, fmt.Errorf("store: %s: %w", what, err)
+	}
+	return out, nil
+}
+
 // Store is tidemark's database.
 type Store struct {
 	Pool *pgxpool.Pool

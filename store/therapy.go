@@ -50,16 +50,16 @@ const therapyUpsertOnConflict = `
 
 // TherapyStatistics is one row of therapy_statistics.
 type TherapyStatistics struct {
-	TherapyUserID        int64      `json:"therapyUserId"`
-	Year                 int        `json:"year"`
-	Month                int        `json:"month"`
-	PerformCount         int        `json:"performCount"`
-	CompletedCount       int        `json:"completedCount"`
-	TotalDurationSeconds int64      `json:"totalDurationSeconds"`
-	ActiveDays           int        `json:"activeDays"`
-	FirstPerformedAt     *time.Time `json:"firstPerformedAt"`
-	LastPerformedAt      *time.Time `json:"lastPerformedAt"`
-	AggregatedAt         time.Time  `json:"aggregatedAt"`
+	TherapyUserID        int64
+	Year                 int
+	Month                int
+	PerformCount         int
+	CompletedCount       int
+	TotalDurationSeconds int64
+	ActiveDays           int
+	FirstPerformedAt     *time.Time
+	LastPerformedAt      *time.Time
+	AggregatedAt         time.Time
 }
 
 // TherapyTargets returns the ACTIVE users that need their statistics for
@@ -73,7 +73,7 @@ func (s *Store) TherapyTargets(ctx context.Context, year, month int, tz *time.Lo
 	start, end := calendar.MonthBounds(year, month, tz)
 	// Count each user's month first (one pass over the month's rows), then
 	// compare the per-user results with their statistics.
-	rows, err := s.Pool.Query(ctx, `
+	return queryRows(ctx, s.Pool, pgx.RowTo[int64], fmt.Sprintf("therapy targets %04d-%02d", year, month), `
 		WITH m AS (
 		    SELECT therapy_user_id, count(*) AS n, max(created_at) AS newest
 		    FROM therapy_perform
@@ -86,14 +86,6 @@ func (s *Store) TherapyTargets(ctx context.Context, year, month int, tz *time.Lo
 		       ON s.therapy_user_id = m.therapy_user_id AND s.year = $3 AND s.month = $4
 		WHERE s.aggregated_at IS NULL OR m.newest > s.aggregated_at OR m.n <> s.perform_count
 		ORDER BY m.therapy_user_id`, start, end, year, month)
-	if err != nil {
-		return nil, fmt.Errorf("store: therapy targets %04d-%02d: %w", year, month, err)
-	}
-	ids, err := pgx.CollectRows(rows, pgx.RowTo[int64])
-	if err != nil {
-		return nil, fmt.Errorf("store: therapy targets %04d-%02d: %w", year, month, err)
-	}
-	return ids, nil
 }
 
 // AggregateTherapy recomputes the statistics of every key from therapy_perform
@@ -201,31 +193,15 @@ func (s *Store) GetTherapyStatistics(ctx context.Context, userID int64, year, mo
 
 // MissingTherapyUsers returns those of ids that are not in therapy_user.
 func (s *Store) MissingTherapyUsers(ctx context.Context, ids []int64) ([]int64, error) {
-	rows, err := s.Pool.Query(ctx, `
+	return queryRows(ctx, s.Pool, pgx.RowTo[int64], "missing therapy users", `
 		SELECT q.id FROM unnest($1::bigint[]) AS q(id)
 		WHERE NOT EXISTS (SELECT 1 FROM therapy_user u WHERE u.id = q.id)
 		ORDER BY q.id`, ids)
-	if err != nil {
-		return nil, fmt.Errorf("store: missing therapy users: %w", err)
-	}
-	missing, err := pgx.CollectRows(rows, pgx.RowTo[int64])
-	if err != nil {
-		return nil, fmt.Errorf("store: missing therapy users: %w", err)
-	}
-	return missing, nil
 }
 
 // ActiveTherapyUsers returns the ids of every ACTIVE therapy user.
 func (s *Store) ActiveTherapyUsers(ctx context.Context) ([]int64, error) {
-	rows, err := s.Pool.Query(ctx, `SELECT id FROM therapy_user WHERE status = 'ACTIVE' ORDER BY id`)
-	if err != nil {
-		return nil, fmt.Errorf("store: active therapy users: %w", err)
-	}
-	ids, err := pgx.CollectRows(rows, pgx.RowTo[int64])
-	if err != nil {
-		return nil, fmt.Errorf("store: active therapy users: %w", err)
-	}
-	return ids, nil
+	return queryRows(ctx, s.Pool, pgx.RowTo[int64], "active therapy users", `SELECT id FROM therapy_user WHERE status = 'ACTIVE' ORDER BY id`)
 }
 
 // TherapyDemo describes generated demo or benchmark data.

@@ -25,9 +25,10 @@ func setup(t *testing.T) *testBundle {
 	return &testBundle{ctx: context.Background(), store: store.New(pool)}
 }
 
-func (b *testBundle) user(t *testing.T, id int64, status string) {
+// users creates therapy users ids, all with status.
+func (b *testBundle) users(t *testing.T, status string, ids ...int64) {
 	t.Helper()
-	_, err := b.store.Pool.Exec(b.ctx, `INSERT INTO therapy_user (id, status) VALUES ($1, $2)`, id, status)
+	_, err := b.store.Pool.Exec(b.ctx, `INSERT INTO therapy_user (id, status) SELECT unnest($1::bigint[]), $2`, ids, status)
 	require.NoError(t, err)
 }
 
@@ -46,7 +47,7 @@ func kst(y int, m time.Month, d, hh, mm int) time.Time {
 func TestAggregateTherapyMonthBoundariesInBatchTZ(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
-	b.user(t, 1, "ACTIVE")
+	b.users(t, "ACTIVE", 1)
 	b.perform(t, 1, kst(2026, 10, 31, 23, 59), 100, true) // October in KST (14:59 UTC, 31 Oct)
 	b.perform(t, 1, kst(2026, 11, 1, 0, 0), 200, true)    // first instant of November in KST (15:00 UTC, 31 Oct)
 	b.perform(t, 1, kst(2026, 11, 1, 8, 0), 300, false)   // same KST date as the one above
@@ -68,7 +69,7 @@ func TestAggregateTherapyMonthBoundariesInBatchTZ(t *testing.T) {
 func TestAggregateTherapyRecomputesWholeMonthIdempotently(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
-	b.user(t, 1, "ACTIVE")
+	b.users(t, "ACTIVE", 1)
 	key := store.NewTherapyKey(1, 2026, 11, seoul)
 	b.perform(t, 1, kst(2026, 11, 3, 10, 0), 60, true)
 	require.NoError(t, b.store.AggregateTherapy(b.ctx, []store.TherapyKey{key}, seoul))
@@ -89,17 +90,19 @@ func TestAggregateTherapyRecomputesWholeMonthIdempotently(t *testing.T) {
 func TestTherapyTargetsIsIncremental(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
-	for id := int64(1); id <= 5; id++ {
-		b.user(t, id, "ACTIVE")
-	}
-	b.user(t, 6, "INACTIVE")
+	b.users(t, "ACTIVE", 1, 2, 3, 4, 5)
+	b.users(t, "INACTIVE", 6)
 	for id := int64(1); id <= 6; id++ {
 		b.perform(t, id, kst(2026, 11, 10, 9, 0), 60, true)
 	}
 	b.perform(t, 5, kst(2026, 10, 10, 9, 0), 60, true) // another month only matters for October
 
-	targets, err := b.store.TherapyTargets(b.ctx, 2026, 11, seoul)
-	require.NoError(t, err)
+	novemberTargets := func() []int64 {
+		targets, err := b.store.TherapyTargets(b.ctx, 2026, 11, seoul)
+		require.NoError(t, err)
+		return targets
+	}
+	targets := novemberTargets()
 	require.Equal(t, []int64{1, 2, 3, 4, 5}, targets, "ACTIVE users with rows in the month, never aggregated")
 
 	var keys []store.TherapyKey
@@ -107,23 +110,19 @@ func TestTherapyTargetsIsIncremental(t *testing.T) {
 		keys = append(keys, store.NewTherapyKey(id, 2026, 11, seoul))
 	}
 	require.NoError(t, b.store.AggregateTherapy(b.ctx, keys, seoul))
-	targets, err = b.store.TherapyTargets(b.ctx, 2026, 11, seoul)
-	require.NoError(t, err)
-	require.Empty(t, targets, "users with nothing new are not selected again")
+	require.Empty(t, novemberTargets(), "users with nothing new are not selected again")
 
 	// User 2 gets a new row; user 3 gets a row whose transaction began before
 	// the last aggregation (created_at older than aggregated_at) but committed
 	// after it; user 4 gets a row in December only.
 	b.perform(t, 2, kst(2026, 11, 11, 9, 0), 60, true)
-	_, err = b.store.Pool.Exec(b.ctx, `
+	_, err := b.store.Pool.Exec(b.ctx, `
 		INSERT INTO therapy_perform (therapy_user_id, performed_at, duration_seconds, completed, created_at)
 		VALUES (3, $1, 60, true, now() - interval '1 hour')`, kst(2026, 11, 12, 9, 0))
 	require.NoError(t, err)
 	b.perform(t, 4, kst(2026, 12, 1, 9, 0), 60, true)
 
-	targets, err = b.store.TherapyTargets(b.ctx, 2026, 11, seoul)
-	require.NoError(t, err)
-	require.Equal(t, []int64{2, 3}, targets)
+	require.Equal(t, []int64{2, 3}, novemberTargets())
 }
 
 // Many concurrent aggregations of one user-month, while rows keep arriving,
@@ -131,8 +130,7 @@ func TestTherapyTargetsIsIncremental(t *testing.T) {
 func TestAggregateTherapyConcurrentSameKey(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
-	b.user(t, 1, "ACTIVE")
-	b.user(t, 2, "ACTIVE")
+	b.users(t, "ACTIVE", 1, 2)
 	keys := []store.TherapyKey{store.NewTherapyKey(1, 2026, 11, seoul), store.NewTherapyKey(2, 2026, 11, seoul)}
 	var wg sync.WaitGroup
 	errs := make(chan error, 64)
@@ -166,8 +164,8 @@ func TestAggregateTherapyConcurrentSameKey(t *testing.T) {
 func TestMissingTherapyUsers(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
-	b.user(t, 1, "ACTIVE")
-	b.user(t, 3, "INACTIVE")
+	b.users(t, "ACTIVE", 1)
+	b.users(t, "INACTIVE", 3)
 	missing, err := b.store.MissingTherapyUsers(b.ctx, []int64{1, 2, 3, 4})
 	require.NoError(t, err)
 	require.Equal(t, []int64{2, 4}, missing)
@@ -178,8 +176,7 @@ func TestMissingTherapyUsers(t *testing.T) {
 func TestAggregateTherapyBatchIsAtomic(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
-	b.user(t, 1, "ACTIVE")
-	b.user(t, 2, "ACTIVE")
+	b.users(t, "ACTIVE", 1, 2)
 	b.perform(t, 1, kst(2026, 11, 3, 10, 0), 60, true)
 	_, err := b.store.Pool.Exec(b.ctx, `
 		CREATE FUNCTION test_fail() RETURNS trigger LANGUAGE plpgsql AS $$
@@ -200,7 +197,7 @@ func TestAggregateTherapyBatchIsAtomic(t *testing.T) {
 func TestAggregateTherapyUnknownUser(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
-	b.user(t, 1, "ACTIVE")
+	b.users(t, "ACTIVE", 1)
 	err := b.store.AggregateTherapy(b.ctx, []store.TherapyKey{store.NewTherapyKey(99, 2026, 11, seoul)}, seoul)
 	require.ErrorIs(t, err, store.ErrUnknownTherapyUser)
 	require.ErrorContains(t, err, "user 99")
@@ -221,7 +218,7 @@ func TestAggregateTherapyUnknownUser(t *testing.T) {
 func TestAggregateTherapySnapshotAfterLock(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
-	b.user(t, 1, "ACTIVE")
+	b.users(t, "ACTIVE", 1)
 	b.perform(t, 1, kst(2026, 11, 3, 10, 0), 60, true)
 
 	holder, err := b.store.Pool.Begin(b.ctx)

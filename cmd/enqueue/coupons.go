@@ -35,6 +35,43 @@ func (e *env) openGate(ctx context.Context) (gate *coupongate.Gate, closeFn func
 	return coupongate.New(rdb, ""), func() { rdb.Close() }, nil
 }
 
+// openGateAndStore connects to Redis, then to Postgres (see open), so that a
+// command writing both fails on Redis before it writes Postgres; close
+// releases Redis.
+func (e *env) openGateAndStore(ctx context.Context) (gate *coupongate.Gate, closeFn func(), err error) {
+	gate, closeFn, err = e.openGate(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := e.open(ctx); err != nil {
+		closeFn()
+		return nil, nil, err
+	}
+	return gate, closeFn, nil
+}
+
+// parseCode parses the args of a subcommand whose one flag is --code.
+func parseCode(e *env, name string, args []string) (string, error) {
+	fs := e.newFlagSet(name)
+	code := fs.String("code", "", "coupon code (required)")
+	if err := parseFlags(fs, args); err != nil {
+		return "", err
+	}
+	if !coupon.ValidCode(*code) {
+		return "", usagef("--code: want 1-64 letters, digits, _ or -, got %q", *code)
+	}
+	return *code, nil
+}
+
+// unknownCode is err, or the usage error of a --code no coupon has when err
+// is store.ErrNotFound.
+func unknownCode(err error, code string) error {
+	if errors.Is(err, store.ErrNotFound) {
+		return usagef("--code: unknown coupon %q; nothing changed", code)
+	}
+	return err
+}
+
 func cmdCoupon(ctx context.Context, e *env, args []string) error {
 	if len(args) == 0 {
 		return usagef("want a subcommand: create, load-redis or expire")
@@ -94,14 +131,11 @@ func cmdCouponCreate(ctx context.Context, e *env, args []string) error {
 	}
 	// Redis first: a coupon must not exist in Postgres that the gate cannot
 	// serve because Redis was down when it was made.
-	gate, closeGate, err := e.openGate(ctx)
+	gate, closeGate, err := e.openGateAndStore(ctx)
 	if err != nil {
 		return err
 	}
 	defer closeGate()
-	if err := e.open(ctx); err != nil {
-		return err
-	}
 	c, err := e.store.CreateCoupon(ctx, nc)
 	if errors.Is(err, store.ErrDuplicate) {
 		return fmt.Errorf("coupon %s already exists; nothing changed", *code)
@@ -118,28 +152,18 @@ func cmdCouponCreate(ctx context.Context, e *env, args []string) error {
 }
 
 func cmdCouponLoadRedis(ctx context.Context, e *env, args []string) error {
-	fs := e.newFlagSet("coupon load-redis")
-	code := fs.String("code", "", "coupon code (required)")
-	if err := parseFlags(fs, args); err != nil {
+	code, err := parseCode(e, "coupon load-redis", args)
+	if err != nil {
 		return err
 	}
-	if !coupon.ValidCode(*code) {
-		return usagef("--code: want 1-64 letters, digits, _ or -, got %q", *code)
-	}
-	gate, closeGate, err := e.openGate(ctx)
+	gate, closeGate, err := e.openGateAndStore(ctx)
 	if err != nil {
 		return err
 	}
 	defer closeGate()
-	if err := e.open(ctx); err != nil {
-		return err
-	}
-	c, err := e.store.CouponByCode(ctx, *code)
-	if errors.Is(err, store.ErrNotFound) {
-		return usagef("--code: unknown coupon %q; nothing changed", *code)
-	}
+	c, err := e.store.CouponByCode(ctx, code)
 	if err != nil {
-		return err
+		return unknownCode(err, code)
 	}
 	stock, err := jobs.RebuildCouponGate(ctx, jobs.Deps{Store: e.store, Gate: gate}, c)
 	if err != nil {
@@ -154,23 +178,16 @@ func cmdCouponLoadRedis(ctx context.Context, e *env, args []string) error {
 }
 
 func cmdCouponExpire(ctx context.Context, e *env, args []string) error {
-	fs := e.newFlagSet("coupon expire")
-	code := fs.String("code", "", "coupon code (required)")
-	if err := parseFlags(fs, args); err != nil {
+	code, err := parseCode(e, "coupon expire", args)
+	if err != nil {
 		return err
-	}
-	if !coupon.ValidCode(*code) {
-		return usagef("--code: want 1-64 letters, digits, _ or -, got %q", *code)
 	}
 	if err := e.open(ctx); err != nil {
 		return err
 	}
-	c, err := e.store.ExpireCoupon(ctx, *code)
-	if errors.Is(err, store.ErrNotFound) {
-		return usagef("--code: unknown coupon %q; nothing changed", *code)
-	}
+	c, err := e.store.ExpireCoupon(ctx, code)
 	if err != nil {
-		return err
+		return unknownCode(err, code)
 	}
 	fmt.Fprintf(e.stdout, "coupon %s (id %d) expired at %s with %d of %d issued; exchange its unused issues with coupon-exchange --expired-coupon-id %d\n",
 		c.Code, c.ID, c.ExpiresAt.Format(time.RFC3339), c.IssuedQuantity, c.TotalQuantity, c.ID)

@@ -35,6 +35,14 @@ func (b *testBundle) run(t *testing.T, args ...string) (int, string, string) {
 	return testbin.Run(t, b.bin, b.env, args...)
 }
 
+// ok runs the command, requires it to exit 0 and returns its stdout.
+func (b *testBundle) ok(t *testing.T, args ...string) string {
+	t.Helper()
+	code, stdout, stderr := b.run(t, args...)
+	require.Equal(t, 0, code, "%v: %s", args, stderr)
+	return stdout
+}
+
 func (b *testBundle) jobs(t *testing.T) int {
 	t.Helper()
 	var n int
@@ -83,29 +91,19 @@ func TestBadInputExitsTwoWithOneLineAndEnqueuesNothing(t *testing.T) {
 func TestTherapyStatsBackfillCountsDuplicates(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
-	code, stdout, stderr := b.run(t, "therapy-stats", "--month", "2026-11", "--user", "1,2,2")
-	require.Equal(t, 0, code, stderr)
-	require.Contains(t, stdout, "2 user(s): inserted 2, skipped 0 as duplicates")
-
-	code, stdout, stderr = b.run(t, "therapy-stats", "--month", "2026-11", "--all-active")
-	require.Equal(t, 0, code, stderr)
-	require.Contains(t, stdout, "2 user(s): inserted 0, skipped 2 as duplicates", "INACTIVE user 3 is not included")
+	require.Contains(t, b.ok(t, "therapy-stats", "--month", "2026-11", "--user", "1,2,2"), "2 user(s): inserted 2, skipped 0 as duplicates")
+	require.Contains(t, b.ok(t, "therapy-stats", "--month", "2026-11", "--all-active"), "2 user(s): inserted 0, skipped 2 as duplicates",
+		"INACTIVE user 3 is not included")
 	require.Equal(t, 2, b.jobs(t))
 
-	code, stdout, stderr = b.run(t, "therapy-daily", "--date", "2026-12-01")
-	require.Equal(t, 0, code, stderr)
-	require.Contains(t, stdout, "it aggregates 2026-11")
-	code, stdout, _ = b.run(t, "therapy-daily", "--date", "2026-12-01")
-	require.Equal(t, 0, code)
-	require.Contains(t, stdout, "already enqueued")
+	require.Contains(t, b.ok(t, "therapy-daily", "--date", "2026-12-01"), "it aggregates 2026-11")
+	require.Contains(t, b.ok(t, "therapy-daily", "--date", "2026-12-01"), "already enqueued")
 	require.Equal(t, 3, b.jobs(t))
 
-	code, stdout, _ = b.run(t, "status")
-	require.Equal(t, 0, code)
-	require.Contains(t, stdout, "therapy_stats  available  2")
+	require.Contains(t, b.ok(t, "status"), "therapy_stats  available  2")
 
 	// Nothing works these jobs here: wait gives up, exit 1, saying how many.
-	code, _, stderr = b.run(t, "wait", "--timeout", "300ms")
+	code, _, stderr := b.run(t, "wait", "--timeout", "300ms")
 	require.Equal(t, 1, code)
 	require.Contains(t, stderr, "3 job(s) still outstanding")
 }
@@ -113,8 +111,7 @@ func TestTherapyStatsBackfillCountsDuplicates(t *testing.T) {
 func TestRetryRequeuesCancelledJobs(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
-	code, _, stderr := b.run(t, "therapy-stats", "--month", "2026-11", "--user", "1,2")
-	require.Equal(t, 0, code, stderr)
+	b.ok(t, "therapy-stats", "--month", "2026-11", "--user", "1,2")
 	client, err := jobs.NewClient(b.pool, jobs.ClientConfig{}, jobs.Deps{Store: store.New(b.pool), TZ: testkit.TZ(), Logger: testkit.Logger(t)})
 	require.NoError(t, err)
 	var id int64
@@ -122,14 +119,12 @@ func TestRetryRequeuesCancelledJobs(t *testing.T) {
 	_, err = client.JobCancel(b.ctx, id)
 	require.NoError(t, err)
 
-	code, stdout, stderr := b.run(t, "retry", "--kind", "therapy_stats")
-	require.Equal(t, 0, code, stderr)
-	require.Equal(t, "retried 1 of 1 matching job(s) (operator_action 1)\n", stdout)
+	require.Equal(t, "retried 1 of 1 matching job(s) (operator_action 1)\n", b.ok(t, "retry", "--kind", "therapy_stats"))
 	var cancelled int
 	require.NoError(t, b.pool.QueryRow(b.ctx, `SELECT count(*) FROM river_job WHERE state = 'cancelled'`).Scan(&cancelled))
 	require.Zero(t, cancelled)
 
-	code, _, stderr = b.run(t, "wait", "--timeout", "100ms")
+	code, _, stderr := b.run(t, "wait", "--timeout", "100ms")
 	require.Equal(t, 1, code, "two available jobs remain: %s", stderr)
 }
 

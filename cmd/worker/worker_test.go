@@ -78,11 +78,8 @@ func TestWorkerStopsGracefullyOnSIGTERM(t *testing.T) {
 // error) and both processes doing part of the work.
 func TestTwoWorkersAggregateConcurrently(t *testing.T) {
 	t.Parallel()
-	url := testkit.DatabaseURL(t)
+	pool, url := testkit.Pool(t)
 	ctx := context.Background()
-	pool, err := pgx.Connect(ctx, url)
-	require.NoError(t, err)
-	defer pool.Close(ctx)
 	enqueue := testbin.Build(t, "enqueue")
 	env := []string{"DATABASE_URL=" + url, "BATCH_TZ=Asia/Seoul", "PERIODIC_JOBS=false"}
 
@@ -137,18 +134,15 @@ func TestTwoWorkersAggregateConcurrently(t *testing.T) {
 // River's own rescuer against the real binaries.
 func TestSIGKILLedWorkersJobIsRescuedAndCompleted(t *testing.T) {
 	t.Parallel()
-	url := testkit.DatabaseURL(t)
+	pool, url := testkit.Pool(t)
 	ctx := context.Background()
-	conn, err := pgx.Connect(ctx, url)
-	require.NoError(t, err)
-	defer conn.Close(ctx)
-	_, err = conn.Exec(ctx, `INSERT INTO therapy_user (id, status) VALUES (1, 'ACTIVE');
+	_, err := pool.Exec(ctx, `INSERT INTO therapy_user (id, status) VALUES (1, 'ACTIVE');
 		INSERT INTO therapy_perform (therapy_user_id, performed_at, duration_seconds, completed)
 		VALUES (1, '2026-11-05 10:00+09', 60, true)`)
 	require.NoError(t, err)
 
 	// Hold the user-month's lock so the job is provably running when killed.
-	holder, err := conn.Begin(ctx)
+	holder, err := pool.Begin(ctx)
 	require.NoError(t, err)
 	_, err = holder.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtextextended('therapy_stats:1:2026:11', 0))`)
 	require.NoError(t, err)
