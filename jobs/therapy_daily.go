@@ -100,6 +100,9 @@ func (w *TherapyDailyWorker) Work(ctx context.Context, job *river.Job[TherapyDai
 	if err != nil {
 		return err
 	}
+	if res.StatisticsErr != nil {
+		w.deps.Logger.WarnContext(ctx, "therapy_daily: river_job's statistics not refreshed", "error", res.StatisticsErr)
+	}
 	out := TherapyDailyOutput{Year: year, Month: month, Targets: len(targets), Inserted: res.Inserted, Duplicates: res.Duplicates}
 	w.deps.Logger.InfoContext(ctx, "therapy_daily fan-out", "business_date", job.Args.BusinessDate,
 		"month", calendar.FormatYearMonth(year, month), "targets", out.Targets, "inserted", out.Inserted, "duplicates", out.Duplicates)
