@@ -10,6 +10,7 @@ import (
 
 	"github.com/tidemark/tidemark/calendar"
 	"github.com/tidemark/tidemark/config"
+	"github.com/tidemark/tidemark/store"
 )
 
 // TherapyDailyArgs runs the daily therapy fan-out for one business date: it
@@ -73,6 +74,12 @@ func (w *TherapyDailyWorker) Work(ctx context.Context, job *river.Job[TherapyDai
 	year, month, err := TherapyMonthFor(job.Args.BusinessDate)
 	if err != nil {
 		return river.JobCancel(fmt.Errorf("therapy_daily: %w", err))
+	}
+	// The target selection and every aggregation read therapy_perform, which
+	// a bulk load of sessions grows faster than autovacuum looks at it; on
+	// stale statistics each batch of aggregations scans the whole table.
+	if _, err := w.deps.Store.AnalyzeIfStale(ctx, store.TableTherapyPerform); err != nil {
+		w.deps.Logger.WarnContext(ctx, "therapy_daily: therapy_perform's statistics not refreshed", "error", err)
 	}
 	targets, err := w.deps.Store.TherapyTargets(ctx, year, month, w.deps.TZ)
 	if err != nil {
