@@ -98,6 +98,12 @@ func (w *TherapyDailyWorker) Work(ctx context.Context, job *river.Job[TherapyDai
 	if err := refuseCompletedRun(ctx, w.deps.Store, job.Kind, therapyDailyIdentity(job.Args.BusinessDate), job.ID, job.Args.Rerun); err != nil {
 		return err
 	}
+	// The target selection and every aggregation read therapy_perform, which
+	// a bulk load of sessions grows faster than autovacuum looks at it; on
+	// stale statistics each batch of aggregations scans the whole table.
+	if _, err := w.deps.Store.AnalyzeIfStale(ctx, store.TableTherapyPerform); err != nil {
+		w.deps.Logger.WarnContext(ctx, "therapy_daily: therapy_perform's statistics not refreshed", "error", err)
+	}
 	targets, err := w.deps.Store.TherapyTargets(ctx, year, month, w.deps.TZ)
 	if err != nil {
 		return err
@@ -128,6 +134,9 @@ func (w *TherapyDailyWorker) Work(ctx context.Context, job *river.Job[TherapyDai
 	res, err := EnqueueTherapyStats(ctx, client, w.deps.Store.Pool, targets, year, month, job.Args.BusinessDate, TriggerDaily, recordProgress)
 	if err != nil {
 		return err
+	}
+	if res.StatisticsErr != nil {
+		w.deps.Logger.WarnContext(ctx, "therapy_daily: river_job's statistics not refreshed", "error", res.StatisticsErr)
 	}
 	out := TherapyDailyOutput{Year: year, Month: month, Targets: len(targets), Inserted: res.Inserted, Duplicates: res.Duplicates}
 	w.deps.Logger.InfoContext(ctx, "therapy_daily fan-out", "business_date", job.Args.BusinessDate,

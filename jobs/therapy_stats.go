@@ -93,6 +93,10 @@ func (w *TherapyStatsWorker) Work(ctx context.Context, job *river.Job[TherapySta
 type EnqueueResult struct {
 	Inserted   int
 	Duplicates int
+	// StatisticsErr says why river_job's statistics could not be brought up
+	// to date during the enqueue; the jobs were enqueued all the same, so
+	// callers log it and carry on.
+	StatisticsErr error
 }
 
 // EnqueueTherapyStats inserts one therapy_stats job per user for year-month, in
@@ -104,6 +108,13 @@ type EnqueueResult struct {
 // (COPY, which cannot skip duplicates); a batch that hits a unique key is
 // rolled back and inserted again with InsertMany, which skips them. Fresh
 // fan-outs take the fast path; a retried one pays for its duplicates.
+//
+// After the first batch, each time the batches done double, and after the
+// last, river_job is analysed if its statistics are stale
+// (store.AnalyzeIfStale): plans cached while the table was small would
+// otherwise scan it for every fetch as it grows, and a fan-out grows it
+// faster than autovacuum looks. Doubling keeps that to a dozen cheap
+// checks for a million users.
 func EnqueueTherapyStats(ctx context.Context, client *Client, pool *pgxpool.Pool, users []int64, year, month int,
 	businessDate, trigger string, progress func(done int),
 ) (EnqueueResult, error) {
@@ -123,6 +134,11 @@ func EnqueueTherapyStats(ctx context.Context, client *Client, pool *pgxpool.Pool
 		}
 		res.Inserted += inserted
 		res.Duplicates += len(params) - inserted
+		if done := start/batchSize + 1; done&(done-1) == 0 || end == len(users) {
+			if _, err := store.New(pool).AnalyzeIfStale(ctx, store.TableRiverJob); err != nil {
+				res.StatisticsErr = err
+			}
+		}
 		if progress != nil {
 			progress(end)
 		}

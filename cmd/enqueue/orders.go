@@ -57,6 +57,11 @@ func cmdOrders(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return fmt.Errorf("%w; nothing inserted", err)
 	}
+	// A file is up to 100,000 order_submit jobs in one commit, which the
+	// outbound workers fetch at once with plans made for a smaller river_job.
+	if _, err := e.store.AnalyzeIfStale(ctx, store.TableRiverJob); err != nil {
+		e.logger.WarnContext(ctx, "enqueue: river_job's statistics not refreshed", "error", err)
+	}
 	fmt.Fprintf(e.stdout, "order requests: inserted %d row(s) (ids %d..%d) with %d order_submit job(s)\n",
 		len(created), created[0].ID, created[len(created)-1].ID, len(created))
 	return nil

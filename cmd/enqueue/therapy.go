@@ -67,6 +67,9 @@ func cmdTherapyStats(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
+	if res.StatisticsErr != nil {
+		e.logger.WarnContext(ctx, "enqueue: river_job's statistics not refreshed", "error", res.StatisticsErr)
+	}
 	fmt.Fprintf(e.stdout, "therapy_stats %s: %d user(s): inserted %d, skipped %d as duplicates (business date %s)\n",
 		*month, len(ids), res.Inserted, res.Duplicates, businessDate)
 	return nil
