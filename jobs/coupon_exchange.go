@@ -51,7 +51,7 @@ func EnqueueCouponExchange(ctx context.Context, client *Client, st *store.Store,
 	return enqueueRun(ctx, client, st, a.Kind(), a.identity(), rerun, func(n int) river.JobArgs {
 		a.Rerun = n
 		return a
-	})
+	}, nil)
 }
 
 // Kind is coupon_exchange.

@@ -54,33 +54,29 @@ var activeStates = []rivertype.JobState{rivertype.JobStateAvailable, rivertype.J
 // refuses it with *RunActiveError or *RunCompletedError. With rerun, a run
 // whose identity completed starts again, numbered one past every run on
 // record (build gets the number; 0 for a first run). Two callers at once
-// serialise on an advisory lock on the identity.
+// serialise on an advisory lock on the identity. The completed runs are found
+// by lastCompleted, or by st.LastCompletedRun when it is nil: a kind whose
+// runs completed_run does not keep looks them up where it keeps them.
 func enqueueRun(ctx context.Context, client *Client, st *store.Store, kind string, identity map[string]any,
-	rerun bool, build func(rerun int) river.JobArgs,
+	rerun bool, build func(rerun int) river.JobArgs, lastCompleted lastCompletedFunc,
 ) (*rivertype.JobRow, error) {
+	if lastCompleted == nil {
+		lastCompleted = st.LastCompletedRun
+	}
 	var job *rivertype.JobRow
 	err := st.InTx(ctx, func(tx pgx.Tx) error {
 		var err error
-		job, err = enqueueRunTx(ctx, client, st, tx, kind, identity, rerun, build)
+		job, err = enqueueRunTx(ctx, client, st, tx, kind, identity, rerun, build, lastCompleted)
 		return err
 	})
 	return job, err
-}
-
-func enqueueRunTx(ctx context.Context, client *Client, st *store.Store, tx pgx.Tx, kind string, identity map[string]any,
-	rerun bool, build func(rerun int) river.JobArgs,
-) (*rivertype.JobRow, error) {
-	return enqueueRunFoundTx(ctx, client, st, tx, kind, identity, rerun, build, st.LastCompletedRun)
 }
 
 // lastCompletedFunc finds the latest completed run of an identity, or
 // store.ErrNotFound.
 type lastCompletedFunc func(ctx context.Context, q store.DBTX, kind string, identity map[string]any) (store.CompletedRun, error)
 
-// enqueueRunFoundTx is enqueueRunTx with the completed runs found by
-// lastCompleted: a kind whose runs completed_run does not keep looks them up
-// where it keeps them.
-func enqueueRunFoundTx(ctx context.Context, client *Client, st *store.Store, tx pgx.Tx, kind string, identity map[string]any,
+func enqueueRunTx(ctx context.Context, client *Client, st *store.Store, tx pgx.Tx, kind string, identity map[string]any,
 	rerun bool, build func(rerun int) river.JobArgs, lastCompleted lastCompletedFunc,
 ) (*rivertype.JobRow, error) {
 	if err := st.LockRunTx(ctx, tx, kind, identity); err != nil {

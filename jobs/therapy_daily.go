@@ -55,7 +55,7 @@ func EnqueueTherapyDaily(ctx context.Context, client *Client, st *store.Store, b
 		return nil, err
 	}
 	return enqueueRun(ctx, client, st, TherapyDailyArgs{}.Kind(), therapyDailyIdentity(businessDate), rerun,
-		func(n int) river.JobArgs { return TherapyDailyArgs{BusinessDate: businessDate, Rerun: n} })
+		func(n int) river.JobArgs { return TherapyDailyArgs{BusinessDate: businessDate, Rerun: n} }, nil)
 }
 
 // TherapyMonthFor returns the year and month a daily run on businessDate

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/rivertype"
 
@@ -30,13 +29,6 @@ func EnqueueTherapyVerifyMonth(ctx context.Context, client *Client, st *store.St
 	last := func(ctx context.Context, q store.DBTX, _ string, _ map[string]any) (store.CompletedRun, error) {
 		return st.LastCompletedVerification(ctx, q, month)
 	}
-	var job *rivertype.JobRow
-	err := st.InTx(ctx, func(tx pgx.Tx) error {
-		var err error
-		job, err = enqueueRunFoundTx(ctx, client, st, tx, TherapyStatsVerifyArgs{}.Kind(),
-			map[string]any{therapyVerifyMonthKey: month}, rerun,
-			func(n int) river.JobArgs { return TherapyStatsVerifyArgs{Month: month, Rerun: n} }, last)
-		return err
-	})
-	return job, err
+	return enqueueRun(ctx, client, st, TherapyStatsVerifyArgs{}.Kind(), map[string]any{therapyVerifyMonthKey: month}, rerun,
+		func(n int) river.JobArgs { return TherapyStatsVerifyArgs{Month: month, Rerun: n} }, last)
 }
