@@ -91,10 +91,16 @@ var ErrCommitUnknown = errors.New("commit outcome unknown")
 // commitErr wraps a failed COMMIT's error, marking it with ErrCommitUnknown
 // unless Postgres answered (it rolled back), the COMMIT never left, or the
 // transaction had already ended.
+//
+// pgconn.ErrConnClosed ("conn closed") is unknown although pgx calls it safe
+// to retry: pgx returns it both when the connection was closed before the
+// COMMIT was sent and when the COMMIT was sent and the connection then
+// failed while its answer was awaited (the reader found it closed), and the
+// error does not say which.
 func commitErr(err error) error {
 	var pgErr *pgconn.PgError
-	if errors.As(err, &pgErr) || pgconn.SafeToRetry(err) ||
-		errors.Is(err, pgx.ErrTxCommitRollback) || errors.Is(err, pgx.ErrTxClosed) {
+	if errors.As(err, &pgErr) || errors.Is(err, pgx.ErrTxCommitRollback) || errors.Is(err, pgx.ErrTxClosed) ||
+		(pgconn.SafeToRetry(err) && !errors.Is(err, pgconn.ErrConnClosed)) {
 		return fmt.Errorf("store: commit: %w", err)
 	}
 	return fmt.Errorf("store: commit: %w: %w", ErrCommitUnknown, err)

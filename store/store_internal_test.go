@@ -11,6 +11,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/stretchr/testify/require"
+
+	"github.com/tidemark/tidemark/internal/testkit"
 )
 
 // A server that answered is never "unavailable"; a connection that could not
@@ -57,4 +59,15 @@ func TestCommitErr(t *testing.T) {
 	require.NotErrorIs(t, commitErr(&pgconn.PgError{Code: "40001"}), ErrCommitUnknown, "the server answered: rolled back")
 	require.NotErrorIs(t, commitErr(pgx.ErrTxCommitRollback), ErrCommitUnknown, "the server answered: rolled back")
 	require.NotErrorIs(t, commitErr(pgx.ErrTxClosed), ErrCommitUnknown, "nothing was sent")
+
+	// pgx's "conn closed", from a real connection: it says nothing of
+	// whether the COMMIT was sent (see commitErr).
+	conn, err := pgconn.Connect(context.Background(), testkit.AdminURL())
+	require.NoError(t, err)
+	require.NoError(t, conn.Close(context.Background()))
+	_, closed := conn.Exec(context.Background(), "COMMIT").ReadAll()
+	require.ErrorIs(t, closed, pgconn.ErrConnClosed)
+	require.True(t, pgconn.SafeToRetry(closed), "pgx calls it safe to retry")
+	require.ErrorIs(t, commitErr(closed), ErrCommitUnknown)
+	require.True(t, IsUnavailable(commitErr(closed)))
 }
