@@ -56,7 +56,7 @@ func benchHistory(ctx context.Context, e *benchEnv) error {
 	}
 	fmt.Printf("data: %d users x 30 performs; VACUUM ANALYZE run where autovacuum would (it is off here)\n", users)
 
-	empty, err := benchDaily(ctx, e, users, workers)
+	empty, err := benchDaily(ctx, e, "2026-12-01", users, workers)
 	if err != nil {
 		return err
 	}
@@ -109,7 +109,7 @@ func benchHistory(ctx context.Context, e *benchEnv) error {
 	}
 	fmt.Printf("river_job: %d finished jobs worked by River in %s; VACUUM ANALYZE river_job as autovacuum would\n",
 		recent, time.Since(t0).Round(time.Second))
-	full, err := benchDaily(ctx, e, users, workers)
+	full, err := benchDaily(ctx, e, "2026-12-01", users, workers)
 	if err != nil {
 		return err
 	}

@@ -27,6 +27,13 @@ func register(name string, run func(ctx context.Context, env *benchEnv) error) {
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if dbURL := os.Getenv(childWorkerEnv); dbURL != "" {
+		if err := runChildWorker(ctx, dbURL); err != nil {
+			fmt.Fprintf(os.Stderr, "bench worker process: %v\n", err)
+			os.Exit(1)
+		}
+		return
+	}
 	names := os.Args[1:]
 	if len(names) == 0 {
 		for n := range benchmarks {

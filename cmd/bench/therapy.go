@@ -75,7 +75,7 @@ func benchTherapy(ctx context.Context, e *benchEnv) error {
 
 	// (b) the real thing: therapy_daily selects every user and fans out.
 	cpu = startCPUMeter()
-	b, err := benchDaily(ctx, e, users, workers)
+	b, err := benchDaily(ctx, e, "2026-12-01", users, workers)
 	if err != nil {
 		return err
 	}
@@ -146,48 +146,67 @@ func benchNoop(ctx context.Context, e *benchEnv, n, workers int, unique bool) (t
 	return elapsed, err
 }
 
-func benchDaily(ctx context.Context, e *benchEnv, users, workers int) (time.Duration, error) {
-	client, err := jobs.NewClient(e.pool, jobs.ClientConfig{
-		Queues:      map[string]int{config.QueueDefault: 2, config.QueueTherapy: workers},
-		Retention:   e.cfg.Retention,
-		RescueAfter: e.cfg.RescueAfter,
-
-		FetchCooldown: e.cfg.FetchCooldown,
-	}, e.deps())
+// benchDaily runs the therapy daily run of date (a December 2026 date: the
+// November aggregation) with one client in this process, from the fan-out
+// job's insert until no job is outstanding, and checks every user's job
+// succeeded.
+func benchDaily(ctx context.Context, e *benchEnv, date string, users, workers int) (time.Duration, error) {
+	client, err := jobs.NewClient(e.pool, benchClientConfig(e, workers), e.deps())
 	if err != nil {
 		return 0, err
 	}
 	elapsed, err := e.timeUntilIdle(ctx, client, func() error {
-		_, err := client.Insert(ctx, jobs.TherapyDailyArgs{BusinessDate: "2026-12-01"}, nil)
+		_, err := client.Insert(ctx, jobs.TherapyDailyArgs{BusinessDate: date}, nil)
 		return err
 	})
 	if err != nil {
 		return 0, err
 	}
+	if err := reportDaily(ctx, e, date, users); err != nil {
+		return 0, err
+	}
+	return elapsed, nil
+}
+
+// benchClientConfig is the worker's client configuration with workers on the
+// therapy queue.
+func benchClientConfig(e *benchEnv, workers int) jobs.ClientConfig {
+	return jobs.ClientConfig{
+		Queues:        map[string]int{config.QueueDefault: 2, config.QueueTherapy: workers},
+		Retention:     e.cfg.Retention,
+		RescueAfter:   e.cfg.RescueAfter,
+		FetchCooldown: e.cfg.FetchCooldown,
+	}
+}
+
+// reportDaily prints the fan-out's time and the jobs' average run time of
+// date's therapy run, and fails unless every one of users succeeded.
+func reportDaily(ctx context.Context, e *benchEnv, date string, users int) error {
+	dateArgs := fmt.Sprintf(`{"business_date": %q}`, date)
 	var done, retried int
 	var sample *string
 	if err := e.pool.QueryRow(ctx, `
 		SELECT count(*) FILTER (WHERE state = 'completed' AND kind = 'therapy_stats'),
 		       count(*) FILTER (WHERE errors IS NOT NULL),
 		       min(errors[1]->>'error')
-		FROM river_job WHERE args @> '{"business_date": "2026-12-01"}'`).Scan(&done, &retried, &sample); err != nil {
-		return 0, err
+		FROM river_job WHERE args @> $1`, dateArgs).Scan(&done, &retried, &sample); err != nil {
+		return err
 	}
 	var fanout, avgRun float64
 	if err := e.pool.QueryRow(ctx, `
 		SELECT extract(epoch FROM max(finalized_at - attempted_at) FILTER (WHERE kind = 'therapy_daily')),
 		       extract(epoch FROM avg(finalized_at - attempted_at) FILTER (WHERE kind = 'therapy_stats'))
-		FROM river_job WHERE args @> '{"business_date": "2026-12-01"}'`).Scan(&fanout, &avgRun); err != nil {
-		return 0, err
+		FROM river_job WHERE args @> $1`, dateArgs).Scan(&fanout, &avgRun); err != nil {
+		return err
 	}
 	fmt.Printf("    fan-out job %.2fs; therapy_stats fetch-to-finalised %.1f ms on average\n", fanout, avgRun*1000)
 	if retried > 0 {
 		fmt.Printf("    %d job(s) needed a retry; first error: %s\n", retried, *sample)
 	}
 	if done != users {
-		return 0, fmt.Errorf("(b): %d of %d therapy_stats jobs succeeded", done, users)
+		return fmt.Errorf("therapy run %s: %d of %d therapy_stats jobs succeeded", date, done, users)
 	}
-	return elapsed, nil
+	return nil
 }
 
 // checkTherapyTotals verifies (b) computed what the data holds.
