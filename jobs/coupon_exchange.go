@@ -59,8 +59,7 @@ func (CouponExchangeArgs) Kind() string { return "coupon_exchange" }
 
 // InsertOpts makes the job unique on its identifying parameters.
 func (CouponExchangeArgs) InsertOpts() river.InsertOpts {
-	return river.InsertOpts{Queue: config.QueueDefault, MaxAttempts: 10,
-		UniqueOpts: river.UniqueOpts{ByArgs: true}}
+	return uniqueByArgs(config.QueueDefault, 10)
 }
 
 // Validate checks the arguments.

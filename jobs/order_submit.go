@@ -64,11 +64,7 @@ func (OrderSubmitArgs) Kind() string { return "order_submit" }
 
 // InsertOpts puts the job on the outbound queue, unique by row.
 func (OrderSubmitArgs) InsertOpts() river.InsertOpts {
-	return river.InsertOpts{
-		Queue:       config.QueueOutbound,
-		MaxAttempts: OrderSubmitMaxAttempts,
-		UniqueOpts:  river.UniqueOpts{ByArgs: true},
-	}
+	return uniqueByArgs(config.QueueOutbound, OrderSubmitMaxAttempts)
 }
 
 // OrderSubmitWorker runs the at-most-once protocol for one row:

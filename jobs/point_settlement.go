@@ -67,11 +67,7 @@ func (PointSettlementArgs) Kind() string { return "point_settlement" }
 // discarded: a second insert of the same run is a no-op even if it got past
 // the advisory lock.
 func (PointSettlementArgs) InsertOpts() river.InsertOpts {
-	return river.InsertOpts{
-		Queue:       config.QueueDefault,
-		MaxAttempts: 5,
-		UniqueOpts:  river.UniqueOpts{ByArgs: true},
-	}
+	return uniqueByArgs(config.QueueDefault, 5)
 }
 
 // SettlementCounts are a run's Spring Batch step counts. read = written +

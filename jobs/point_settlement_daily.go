@@ -28,11 +28,7 @@ func (PointSettlementDailyArgs) Kind() string { return "point_settlement_daily" 
 
 // InsertOpts makes the trigger unique per business date.
 func (PointSettlementDailyArgs) InsertOpts() river.InsertOpts {
-	return river.InsertOpts{
-		Queue:       config.QueueDefault,
-		MaxAttempts: 5,
-		UniqueOpts:  river.UniqueOpts{ByArgs: true},
-	}
+	return uniqueByArgs(config.QueueDefault, 5)
 }
 
 // SettlementDailyOutput is what the trigger records on its job.

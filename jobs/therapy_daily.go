@@ -32,11 +32,7 @@ func (TherapyDailyArgs) Kind() string { return "therapy_daily" }
 // InsertOpts makes the job unique per business date, in every state but
 // cancelled and discarded (a failed run may be run again).
 func (TherapyDailyArgs) InsertOpts() river.InsertOpts {
-	return river.InsertOpts{
-		Queue:       config.QueueDefault,
-		MaxAttempts: 5,
-		UniqueOpts:  river.UniqueOpts{ByArgs: true},
-	}
+	return uniqueByArgs(config.QueueDefault, 5)
 }
 
 // therapyDailyDateKey is TherapyDailyArgs.BusinessDate's JSON key, the

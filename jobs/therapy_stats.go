@@ -50,11 +50,7 @@ func (TherapyStatsArgs) Kind() string { return "therapy_stats" }
 
 // InsertOpts puts the job on the therapy queue, unique by its tagged args.
 func (TherapyStatsArgs) InsertOpts() river.InsertOpts {
-	return river.InsertOpts{
-		Queue:       config.QueueTherapy,
-		MaxAttempts: 5,
-		UniqueOpts:  river.UniqueOpts{ByArgs: true},
-	}
+	return uniqueByArgs(config.QueueTherapy, 5)
 }
 
 // TherapyStatsWorker recomputes one user-month. Jobs running at the same time

@@ -17,3 +17,11 @@ type worker[T river.JobArgs] struct {
 
 // Timeout bounds one attempt.
 func (w *worker[T]) Timeout(*river.Job[T]) time.Duration { return w.timeout }
+
+// uniqueByArgs is the insert options of a kind with one job per identity (its
+// args tagged river:"unique") in every state but cancelled and discarded, the
+// River default: a second insert is a no-op while the first is queued,
+// running or completed, and a run given up may be started again.
+func uniqueByArgs(queue string, maxAttempts int) river.InsertOpts {
+	return river.InsertOpts{Queue: queue, MaxAttempts: maxAttempts, UniqueOpts: river.UniqueOpts{ByArgs: true}}
+}
