@@ -65,11 +65,7 @@ func (s *Server) getOrderRequest(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	row, err := s.Store.GetOrderRequest(r.Context(), id)
-	if err != nil {
-		s.writeErr(w, r, notFound(err, "id", "no such order request"))
-		return
-	}
-	writeJSON(w, http.StatusOK, newOrderRequestResponse(row))
+	writeFound(s, w, r, row, err, "id", "no such order request", newOrderRequestResponse)
 }
 
 // OrderRequestResponse answers GET /v1/order-requests/{id}: one order

@@ -130,6 +130,19 @@ func notFound(err error, field, msg string) error {
 	return err
 }
 
+// writeFound answers 200 with row as its response type, or the error of the
+// read that fetched it: 404 with missing (naming field) when there is no such
+// row.
+func writeFound[Row, Response any](s *Server, w http.ResponseWriter, r *http.Request, row Row, err error,
+	field, missing string, response func(Row) Response,
+) {
+	if err != nil {
+		s.writeErr(w, r, notFound(err, field, missing))
+		return
+	}
+	writeJSON(w, http.StatusOK, response(row))
+}
+
 // positiveID parses v, the value of field, as a positive integer.
 func positiveID(field, v string) (int64, error) {
 	id, err := strconv.ParseInt(v, 10, 64)

@@ -23,11 +23,7 @@ func (s *Server) getTherapyStatistics(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	stats, err := s.Store.GetTherapyStatistics(r.Context(), userID, year, month)
-	if err != nil {
-		s.writeErr(w, r, notFound(err, "", "no statistics for that user and month"))
-		return
-	}
-	writeJSON(w, http.StatusOK, newTherapyStatisticsResponse(stats))
+	writeFound(s, w, r, stats, err, "", "no statistics for that user and month", newTherapyStatisticsResponse)
 }
 
 // TherapyStatisticsResponse answers GET /v1/therapy-statistics: one user's
