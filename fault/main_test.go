@@ -251,10 +251,7 @@ func (f *fixture) enqueue(t *testing.T, args ...string) string {
 
 // count runs a count query; it fails the test on error (the server must be up).
 func (f *fixture) count(t *testing.T, sql string, args ...any) int64 {
-	t.Helper()
-	var n int64
-	require.NoError(t, f.pool.QueryRow(f.ctx, sql, args...).Scan(&n), sql)
-	return n
+	return testkit.Count(t, f.pool, sql, args...)
 }
 
 // tryCount runs a count query that may fail (a service down, a link cut).

@@ -103,10 +103,7 @@ func waitNoOutstanding(t *testing.T, st *store.Store, within time.Duration) {
 }
 
 func countRows(t *testing.T, pool *pgxpool.Pool, sql string, args ...any) int {
-	t.Helper()
-	var n int
-	require.NoError(t, pool.QueryRow(context.Background(), sql, args...).Scan(&n))
-	return n
+	return int(testkit.Count(t, pool, sql, args...))
 }
 
 // 2,000 concurrent requests (1,600 members, 400 of them asking twice) for a

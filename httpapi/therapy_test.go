@@ -82,10 +82,7 @@ func (b *testBundle) do(t *testing.T, method, path, auth, body string) (int, map
 }
 
 func (b *testBundle) jobCount(t *testing.T) int {
-	t.Helper()
-	var n int
-	require.NoError(t, b.pool.QueryRow(b.ctx, `SELECT count(*) FROM river_job`).Scan(&n))
-	return n
+	return int(testkit.Count(t, b.pool, `SELECT count(*) FROM river_job`))
 }
 
 func TestRecoverBadInputIsRefusedAndEnqueuesNothing(t *testing.T) {

@@ -53,12 +53,7 @@ func (b *testBundle) startClient(t *testing.T, workers *river.Workers) *Client {
 		TestOnly:          true,
 	})
 	require.NoError(t, err)
-	require.NoError(t, client.Start(context.Background()))
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		_ = client.Stop(ctx)
-	})
+	testkit.StartClient(t, client)
 	return client
 }
 
@@ -106,10 +101,7 @@ func (b *testBundle) issue(t *testing.T, client *Client, code string, member int
 }
 
 func (b *testBundle) count(t *testing.T, sql string, args ...any) int {
-	t.Helper()
-	var n int
-	require.NoError(t, b.pool.QueryRow(context.Background(), sql, args...).Scan(&n))
-	return n
+	return int(testkit.Count(t, b.pool, sql, args...))
 }
 
 func (b *testBundle) jobState(t *testing.T, id int64) string {

@@ -147,10 +147,7 @@ func (b *settleBundle) batchIDs(t *testing.T, date string) []int64 {
 }
 
 func (b *settleBundle) count(t *testing.T, sql string, args ...any) int64 {
-	t.Helper()
-	var n int64
-	require.NoError(t, b.pool.QueryRow(context.Background(), sql, args...).Scan(&n))
-	return n
+	return testkit.Count(t, b.pool, sql, args...)
 }
 
 // directSums sums, straight from point_ledger, what the run of date must have

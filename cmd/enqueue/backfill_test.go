@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -21,16 +20,7 @@ import (
 // queue (the daily run's therapy_stats jobs) until the test ends.
 func (b *cliBundle) startBackfillWorker(t *testing.T) {
 	t.Helper()
-	client, err := jobs.NewClient(b.pool, jobs.ClientConfig{Queues: map[string]int{"default": 4, "therapy": 4}, Retention: 24 * time.Hour,
-		RescueAfter: 90 * time.Second, FetchCooldown: 10 * time.Millisecond, FetchPollInterval: 50 * time.Millisecond},
-		jobs.Deps{Store: b.st, TZ: b.tz, Logger: testkit.Logger(t)})
-	require.NoError(t, err)
-	require.NoError(t, client.Start(context.Background()))
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		_ = client.Stop(ctx)
-	})
+	b.startClient(t, map[string]int{"default": 4, "therapy": 4}, jobs.Deps{Store: b.st, TZ: b.tz, Logger: testkit.Logger(t)})
 }
 
 // runsPer counts kind's jobs in job_history (river_job and the archive) by
@@ -307,21 +297,7 @@ func TestBackfillConcurrentBackfillsRunEachDateOnce(t *testing.T) {
 	t.Parallel()
 	b := setupCLI(t)
 	b.startBackfillWorker(t)
-	type result struct {
-		code           int
-		stdout, stderr string
-	}
-	results := make([]result, 2)
-	var wg sync.WaitGroup
-	for i := range results {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			code, o, e := b.enqueue("backfill", "therapy-daily", "--from", "2026-11-01", "--to", "2026-11-06")
-			results[i] = result{code, o, e}
-		}()
-	}
-	wg.Wait()
+	results := b.enqueueTwiceAtOnce("backfill", "therapy-daily", "--from", "2026-11-01", "--to", "2026-11-06")
 	started := 0
 	for _, r := range results {
 		require.Equal(t, 0, r.code, r.stderr)

@@ -57,10 +57,7 @@ func (b *couponCLI) run(t *testing.T, args ...string) (code int, stdout, stderr 
 }
 
 func (b *couponCLI) count(t *testing.T, sql string, args ...any) int {
-	t.Helper()
-	var n int
-	require.NoError(t, b.pool.QueryRow(context.Background(), sql, args...).Scan(&n))
-	return n
+	return int(testkit.Count(t, b.pool, sql, args...))
 }
 
 func (b *couponCLI) deps(t *testing.T) jobs.Deps {

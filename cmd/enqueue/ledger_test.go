@@ -43,11 +43,28 @@ func (b *cliBundle) enqueue(args ...string) (code int, stdout, stderr string) {
 	return code, o.String(), e.String()
 }
 
+// cliResult is one run of the command.
+type cliResult struct {
+	code           int
+	stdout, stderr string
+}
+
+// enqueueTwiceAtOnce runs the same command twice at the same time.
+func (b *cliBundle) enqueueTwiceAtOnce(args ...string) [2]cliResult {
+	var results [2]cliResult
+	var wg sync.WaitGroup
+	for i := range results {
+		wg.Go(func() {
+			code, o, e := b.enqueue(args...)
+			results[i] = cliResult{code, o, e}
+		})
+	}
+	wg.Wait()
+	return results
+}
+
 func (b *cliBundle) count(t *testing.T, sql string, args ...any) int64 {
-	t.Helper()
-	var n int64
-	require.NoError(t, b.pool.QueryRow(context.Background(), sql, args...).Scan(&n))
-	return n
+	return testkit.Count(t, b.pool, sql, args...)
 }
 
 // ledgerState is every ledger row's mutable columns, to show a refusal changed nothing.
@@ -64,16 +81,17 @@ func (b *cliBundle) ledgerState(t *testing.T) string {
 func (b *cliBundle) startWorker(t *testing.T) *jobs.Client {
 	t.Helper()
 	logger := testkit.Logger(t)
-	client, err := jobs.NewClient(b.pool, jobs.ClientConfig{Queues: map[string]int{"default": 2}, Retention: 24 * time.Hour,
-		RescueAfter: 90 * time.Second, FetchCooldown: 10 * time.Millisecond, FetchPollInterval: 50 * time.Millisecond},
-		jobs.Deps{Store: b.st, TZ: b.tz, Logger: logger})
+	return b.startClient(t, map[string]int{"default": 2}, jobs.Deps{Store: b.st, TZ: b.tz, Logger: logger})
+}
+
+// startClient starts a worker client with queues on the test database,
+// stopped when the test ends.
+func (b *cliBundle) startClient(t *testing.T, queues map[string]int, deps jobs.Deps) *jobs.Client {
+	t.Helper()
+	client, err := jobs.NewClient(b.pool, jobs.ClientConfig{Queues: queues, Retention: 24 * time.Hour,
+		RescueAfter: 90 * time.Second, FetchCooldown: 10 * time.Millisecond, FetchPollInterval: 50 * time.Millisecond}, deps)
 	require.NoError(t, err)
-	require.NoError(t, client.Start(context.Background()))
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		_ = client.Stop(ctx)
-	})
+	testkit.StartClient(t, client)
 	return client
 }
 
@@ -107,21 +125,7 @@ func TestSettlementCommandIdentity(t *testing.T) {
 	require.NoError(t, err)
 
 	// Two CLIs at once: one run starts, the other is refused.
-	type result struct {
-		code           int
-		stdout, stderr string
-	}
-	results := make([]result, 2)
-	var wg sync.WaitGroup
-	for i := range results {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			code, o, e := b.enqueue("settlement", "--date", "2026-11-20")
-			results[i] = result{code, o, e}
-		}()
-	}
-	wg.Wait()
+	results := b.enqueueTwiceAtOnce("settlement", "--date", "2026-11-20")
 	if results[0].code != 0 {
 		results[0], results[1] = results[1], results[0]
 	}

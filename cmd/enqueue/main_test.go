@@ -44,10 +44,7 @@ func (b *testBundle) ok(t *testing.T, args ...string) string {
 }
 
 func (b *testBundle) jobs(t *testing.T) int {
-	t.Helper()
-	var n int
-	require.NoError(t, b.pool.QueryRow(b.ctx, `SELECT count(*) FROM river_job`).Scan(&n))
-	return n
+	return int(testkit.Count(t, b.pool, `SELECT count(*) FROM river_job`))
 }
 
 func TestBadInputExitsTwoWithOneLineAndEnqueuesNothing(t *testing.T) {

@@ -206,3 +206,13 @@ func RunCleaner(tb testing.TB, pool *pgxpool.Pool) int64 {
 	}
 	return tag.RowsAffected()
 }
+
+// Count runs a query that returns one number (a count) on pool.
+func Count(tb testing.TB, pool *pgxpool.Pool, sql string, args ...any) int64 {
+	tb.Helper()
+	var n int64
+	if err := pool.QueryRow(context.Background(), sql, args...).Scan(&n); err != nil {
+		tb.Fatalf("testkit: %s: %v", sql, err)
+	}
+	return n
+}

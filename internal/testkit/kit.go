@@ -2,7 +2,8 @@
 // the current schema (DatabaseURL, Pool), a logger that writes to the test's
 // log (Logger), the business time zone the batches run in (TZ), and waits on a
 // condition with a deadline instead of sleeps (WaitFor, Poll), and a rivertest
-// worker with a transaction to work in (NewWorker).
+// worker with a transaction to work in (NewWorker), and a River client started
+// for the test's length (StartClient).
 //
 // Databases are cloned from a template migrated once per schema version, on
 // the server named by TEST_DATABASE_URL, else DATABASE_URL, else
@@ -129,4 +130,18 @@ func NewWorker[T river.JobArgs](tb testing.TB, pool *pgxpool.Pool, w river.Worke
 	}
 	tb.Cleanup(func() { _ = tx.Rollback(context.Background()) })
 	return rivertest.NewWorker(tb, riverpgxv5.New(pool), &river.Config{Logger: Logger(tb)}, w), tx
+}
+
+// StartClient starts client and stops it when the test ends, giving its
+// running jobs 10 s.
+func StartClient[TTx any](tb testing.TB, client *river.Client[TTx]) {
+	tb.Helper()
+	if err := client.Start(context.Background()); err != nil {
+		tb.Fatalf("testkit: start the River client: %v", err)
+	}
+	tb.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = client.Stop(ctx)
+	})
 }
