@@ -12,6 +12,8 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/rivertype"
+
+	"github.com/tidemark/tidemark/store"
 )
 
 // DefaultBatchSize is how many jobs one transaction lists and acts on.
@@ -30,12 +32,9 @@ type Store interface {
 	AddOperatorActionBatchTx(ctx context.Context, tx pgx.Tx, id, matched, acted int64, last bool) error
 }
 
-// KindState is how many matching jobs are of one kind in one state.
-type KindState struct {
-	Kind  string
-	State rivertype.JobState
-	Count int64
-}
+// KindState is how many matching jobs are of one kind in one state, as
+// store.JobCounts counts all jobs.
+type KindState = store.KindStateCount
 
 // Count lists the jobs f matches for a, a page at a time, and counts them
 // by kind and state (sorted), changing nothing: a dry run. It reads the jobs
@@ -49,7 +48,7 @@ func Count(ctx context.Context, client *Client, a Action, f Filter) (total int64
 			return 0, nil, fmt.Errorf("bulk: %s: list jobs: %w", a, err)
 		}
 		for _, j := range res.Jobs {
-			counts[KindState{Kind: j.Kind, State: j.State}]++
+			counts[KindState{Kind: j.Kind, State: string(j.State)}]++
 			total++
 		}
 		if len(res.Jobs) < DefaultBatchSize {

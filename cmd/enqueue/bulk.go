@@ -8,7 +8,6 @@ import (
 	"os/user"
 	"slices"
 	"strings"
-	"text/tabwriter"
 
 	"github.com/riverqueue/river/rivertype"
 
@@ -95,12 +94,7 @@ func runBulk(ctx context.Context, e *env, a bulk.Action, args []string) error {
 		if total == 0 {
 			return nil
 		}
-		tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "KIND\tSTATE\tJOBS")
-		for _, c := range byKindState {
-			fmt.Fprintf(tw, "%s\t%s\t%d\n", c.Kind, c.State, c.Count)
-		}
-		return tw.Flush()
+		return printJobCounts(e.stdout, byKindState)
 	}
 	res, err := bulk.Run(ctx, e.client, e.store, a, f, bulk.Opts{By: e.operator})
 	if err != nil {
