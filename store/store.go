@@ -82,8 +82,8 @@ func (s *Store) InTxWith(ctx context.Context, opts pgx.TxOptions, fn func(tx pgx
 	return nil
 }
 
-// ErrCommitUnknown marks a failed COMMIT whose outcome is unknown: it was
-// sent, but the connection failed before Postgres answered, so the
+// ErrCommitUnknown marks a failed COMMIT whose outcome is unknown: it may
+// have been sent, and the connection failed before Postgres answered, so the
 // transaction may have committed or not. Whoever keeps state across the
 // commit must not act on either belief (see PointSettlementWorker).
 var ErrCommitUnknown = errors.New("commit outcome unknown")
@@ -94,9 +94,9 @@ var ErrCommitUnknown = errors.New("commit outcome unknown")
 //
 // pgconn.ErrConnClosed ("conn closed") is unknown although pgx calls it safe
 // to retry: pgx returns it both when the connection was closed before the
-// COMMIT was sent and when the COMMIT was sent and the connection then
-// failed while its answer was awaited (the reader found it closed), and the
-// error does not say which.
+// COMMIT was sent and when the COMMIT was sent and reading its answer
+// failed (the failed read closes the connection and is not returned; the
+// next read finds the connection closed), and the error does not say which.
 func commitErr(err error) error {
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) || errors.Is(err, pgx.ErrTxCommitRollback) || errors.Is(err, pgx.ErrTxClosed) ||

@@ -1,11 +1,13 @@
 package store
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"net"
+	"sync/atomic"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
@@ -70,4 +72,58 @@ func TestCommitErr(t *testing.T) {
 	require.True(t, pgconn.SafeToRetry(closed), "pgx calls it safe to retry")
 	require.ErrorIs(t, commitErr(closed), ErrCommitUnknown)
 	require.True(t, IsUnavailable(commitErr(closed)))
+}
+
+// A COMMIT that reached Postgres and committed, whose answer was lost: pgx
+// reports it as "conn closed" too, and commitErr must not call it a rollback.
+func TestCommitErrAnswerLost(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	dbURL := testkit.DatabaseURL(t)
+	cfg, err := pgconn.ParseConfig(dbURL)
+	require.NoError(t, err)
+	dial := cfg.DialFunc
+	var lossy *answerLostConn
+	cfg.DialFunc = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := dial(ctx, network, addr)
+		lossy = &answerLostConn{Conn: c}
+		return lossy, err
+	}
+	conn, err := pgconn.ConnectConfig(ctx, cfg)
+	require.NoError(t, err)
+	defer conn.Close(ctx)
+	_, err = conn.Exec(ctx, "CREATE TABLE answer_lost (id int); BEGIN; INSERT INTO answer_lost VALUES (1)").ReadAll()
+	require.NoError(t, err)
+
+	_, lost := conn.Exec(ctx, "COMMIT").ReadAll()
+	require.Error(t, lost)
+	require.ErrorIs(t, commitErr(lost), ErrCommitUnknown, "%v", lost)
+
+	other, err := pgx.Connect(ctx, dbURL)
+	require.NoError(t, err)
+	defer other.Close(ctx)
+	var n int
+	require.NoError(t, other.QueryRow(ctx, `SELECT count(*) FROM answer_lost`).Scan(&n))
+	require.Equal(t, 1, n, "the COMMIT reached Postgres and committed")
+}
+
+// answerLostConn loses every answer once a COMMIT was written.
+type answerLostConn struct {
+	net.Conn
+	sent atomic.Bool
+}
+
+func (c *answerLostConn) Write(p []byte) (int, error) {
+	if bytes.Contains(p, []byte("COMMIT")) {
+		c.sent.Store(true)
+	}
+	return c.Conn.Write(p)
+}
+
+func (c *answerLostConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	if c.sent.Load() {
+		return 0, errors.New("answer lost")
+	}
+	return n, err
 }
