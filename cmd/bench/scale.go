@@ -3,11 +3,13 @@ package main
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -28,8 +30,9 @@ const childWorkerEnv = "TIDEMARK_BENCH_CHILD_WORKER"
 // benchScale measures how the therapy run's cost grows with the work:
 //   - users/s at BENCH_SCALE_USERS users (default 10,000, 100,000 and
 //     1,000,000, BENCH_SCALE_PERFORMS sessions each, default 30);
-//   - at BENCH_SCALE_PROCS_USERS users (default 100,000), two worker
-//     processes against one, each with the worker's own configuration;
+//   - at BENCH_SCALE_REF_USERS users (default 100,000, one of the sizes),
+//     two worker processes against one, each a client as the in-process
+//     run's; the largest size's users/s is compared with this size's;
 //   - in a database whose tables were never analysed, the run against the
 //     same run once they are.
 func benchScale(ctx context.Context, e *benchEnv) error {
@@ -38,7 +41,10 @@ func benchScale(ctx context.Context, e *benchEnv) error {
 		return err
 	}
 	performs := envInt("BENCH_SCALE_PERFORMS", 30)
-	procUsers := envInt("BENCH_SCALE_PROCS_USERS", 100_000)
+	refUsers := envInt("BENCH_SCALE_REF_USERS", 100_000)
+	if !slices.Contains(sizes, refUsers) {
+		return fmt.Errorf("BENCH_SCALE_REF_USERS %d is not one of BENCH_SCALE_USERS %v", refUsers, sizes)
+	}
 	freshUsers := envInt("BENCH_SCALE_FRESH_USERS", 30_000)
 	workers := e.cfg.Queues[config.QueueTherapy]
 
@@ -53,7 +59,7 @@ func benchScale(ctx context.Context, e *benchEnv) error {
 	var points []point
 	generated := 0
 	for _, n := range sizes {
-		if n < generated {
+		if n <= generated {
 			return fmt.Errorf("BENCH_SCALE_USERS must grow: %d after %d", n, generated)
 		}
 		t0 := time.Now()
@@ -77,15 +83,15 @@ func benchScale(ctx context.Context, e *benchEnv) error {
 		points = append(points, point{n, rate(n, d)})
 		fmt.Printf("therapy run, %8d users, one process  %6.0f users/s (%s)\n", n, rate(n, d), d.Round(time.Millisecond))
 
-		if n == procUsers {
+		if n == refUsers {
 			if err := scaleProcesses(ctx, e, n, performs); err != nil {
 				return err
 			}
 		}
 	}
-	for i, p := range points {
-		if p.users == 100_000 && i < len(points)-1 {
-			last := points[len(points)-1]
+	last := points[len(points)-1]
+	for _, p := range points {
+		if p.users == refUsers && p.users != last.users {
 			fmt.Printf("ratio: users/s at %d / at %d = %.2f (target at least 0.8)\n", last.users, p.users, last.rate/p.rate)
 		}
 	}
@@ -104,8 +110,9 @@ func resetRuns(ctx context.Context, e *benchEnv) error {
 }
 
 // scaleProcesses runs the therapy run of users with one worker process, then
-// with two (each this binary as a child, a worker with the worker's client
-// configuration and its own connection pool), and prints jobs/s of each.
+// with two (each this binary as a child with a client configured as the
+// in-process run's, benchClientConfig, and a pool of its own), and prints
+// jobs/s of each.
 func scaleProcesses(ctx context.Context, e *benchEnv, users, performs int) error {
 	var rates [3]float64
 	for procs := 1; procs <= 2; procs++ {
@@ -131,8 +138,9 @@ func scaleProcesses(ctx context.Context, e *benchEnv, users, performs int) error
 
 // runWithProcesses starts procs worker processes, waits until each has
 // started its client, inserts date's fan-out job, and returns the time from
-// the insert until no job is outstanding. The processes stop gracefully after.
-func runWithProcesses(ctx context.Context, e *benchEnv, procs int, date string, users int) (time.Duration, error) {
+// the insert until no job is outstanding. The processes stop gracefully
+// after; one that does not is an error.
+func runWithProcesses(ctx context.Context, e *benchEnv, procs int, date string, users int) (elapsed time.Duration, err error) {
 	self, err := os.Executable()
 	if err != nil {
 		return 0, err
@@ -142,7 +150,9 @@ func runWithProcesses(ctx context.Context, e *benchEnv, procs int, date string, 
 	defer func() {
 		for i, c := range children {
 			_ = stdins[i].Close() // the child stops its client and exits
-			_ = c.Wait()
+			if werr := c.Wait(); werr != nil {
+				err = errors.Join(err, fmt.Errorf("worker process %d: %w", i+1, werr))
+			}
 		}
 	}()
 	for range procs {
@@ -177,12 +187,12 @@ func runWithProcesses(ctx context.Context, e *benchEnv, procs int, date string, 
 	if err := waitIdle(ctx, e); err != nil {
 		return 0, err
 	}
-	elapsed := time.Since(start)
+	elapsed = time.Since(start)
 	return elapsed, reportDaily(ctx, e, date, users)
 }
 
-// runChildWorker is a worker process of scaleProcesses: a client with the
-// worker's configuration on dbURL, started, "ready" on stdout, stopped
+// runChildWorker is a worker process of scaleProcesses: a client configured
+// as benchClientConfig on dbURL, with a pool as the bench's own, started, "ready" on stdout, stopped
 // gracefully when stdin closes.
 func runChildWorker(ctx context.Context, dbURL string) error {
 	cfg, err := config.FromEnv(os.Getenv)
@@ -225,6 +235,14 @@ func scaleStatistics(ctx context.Context, e *benchEnv, users, workers int) error
 		return err
 	}
 	defer fresh.close(ctx)
+	// Whatever the server's autovacuum does, nothing analyses these tables
+	// but tidemark itself until the bench does.
+	if _, err := fresh.pool.Exec(ctx, `
+		ALTER TABLE therapy_user SET (autovacuum_enabled = false);
+		ALTER TABLE therapy_perform SET (autovacuum_enabled = false);
+		ALTER TABLE river_job SET (autovacuum_enabled = false)`); err != nil {
+		return err
+	}
 	if _, _, err := fresh.store.GenerateTherapyData(ctx, store.TherapyDemo{FirstUserID: 1, Users: users,
 		PerformsPerUser: 30, Year: 2026, Month: 11}, fresh.cfg.TZ); err != nil {
 		return err
@@ -249,8 +267,10 @@ func scaleStatistics(ctx context.Context, e *benchEnv, users, workers int) error
 	if _, err := fresh.pool.Exec(ctx, `VACUUM ANALYZE therapy_user, therapy_perform, river_job, therapy_statistics`); err != nil {
 		return err
 	}
-	// Another run of the same month (a later date's stats jobs are no
-	// duplicates of the first run's), with its finished jobs in river_job.
+	// Another run of November from another date, whose stats jobs are no
+	// duplicates of the first run's, with those finished in river_job (a run
+	// not on the 1st also enqueues the 1st's: October's, no users, refused
+	// or done in a moment).
 	after, err := benchDaily(ctx, fresh, "2026-11-30", users, workers)
 	if err != nil {
 		return err

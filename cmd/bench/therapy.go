@@ -146,8 +146,8 @@ func benchNoop(ctx context.Context, e *benchEnv, n, workers int, unique bool) (t
 	return elapsed, err
 }
 
-// benchDaily runs the therapy daily run of date (a December 2026 date: the
-// November aggregation) with one client in this process, from the fan-out
+// benchDaily runs the therapy daily run of date (a date whose run aggregates
+// November 2026) with one client in this process, from the fan-out
 // job's insert until no job is outstanding, and checks every user's job
 // succeeded.
 func benchDaily(ctx context.Context, e *benchEnv, date string, users, workers int) (time.Duration, error) {
