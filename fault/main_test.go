@@ -251,6 +251,7 @@ func (f *fixture) enqueue(t *testing.T, args ...string) string {
 
 // count runs a count query; it fails the test on error (the server must be up).
 func (f *fixture) count(t *testing.T, sql string, args ...any) int64 {
+	t.Helper()
 	return testkit.Count(t, f.pool, sql, args...)
 }
 

@@ -103,6 +103,7 @@ func waitNoOutstanding(t *testing.T, st *store.Store, within time.Duration) {
 }
 
 func countRows(t *testing.T, pool *pgxpool.Pool, sql string, args ...any) int {
+	t.Helper()
 	return int(testkit.Count(t, pool, sql, args...))
 }
 

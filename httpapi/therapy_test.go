@@ -82,6 +82,7 @@ func (b *testBundle) do(t *testing.T, method, path, auth, body string) (int, map
 }
 
 func (b *testBundle) jobCount(t *testing.T) int {
+	t.Helper()
 	return int(testkit.Count(t, b.pool, `SELECT count(*) FROM river_job`))
 }
 

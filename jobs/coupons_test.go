@@ -101,6 +101,7 @@ func (b *testBundle) issue(t *testing.T, client *Client, code string, member int
 }
 
 func (b *testBundle) count(t *testing.T, sql string, args ...any) int {
+	t.Helper()
 	return int(testkit.Count(t, b.pool, sql, args...))
 }
 

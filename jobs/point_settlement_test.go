@@ -147,6 +147,7 @@ func (b *settleBundle) batchIDs(t *testing.T, date string) []int64 {
 }
 
 func (b *settleBundle) count(t *testing.T, sql string, args ...any) int64 {
+	t.Helper()
 	return testkit.Count(t, b.pool, sql, args...)
 }
 

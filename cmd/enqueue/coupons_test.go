@@ -57,6 +57,7 @@ func (b *couponCLI) run(t *testing.T, args ...string) (code int, stdout, stderr 
 }
 
 func (b *couponCLI) count(t *testing.T, sql string, args ...any) int {
+	t.Helper()
 	return int(testkit.Count(t, b.pool, sql, args...))
 }
 

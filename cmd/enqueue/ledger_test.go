@@ -64,6 +64,7 @@ func (b *cliBundle) enqueueTwiceAtOnce(args ...string) [2]cliResult {
 }
 
 func (b *cliBundle) count(t *testing.T, sql string, args ...any) int64 {
+	t.Helper()
 	return testkit.Count(t, b.pool, sql, args...)
 }
 

@@ -44,6 +44,7 @@ func (b *testBundle) ok(t *testing.T, args ...string) string {
 }
 
 func (b *testBundle) jobs(t *testing.T) int {
+	t.Helper()
 	return int(testkit.Count(t, b.pool, `SELECT count(*) FROM river_job`))
 }
 
