@@ -121,23 +121,17 @@ func badField(field, format string, args ...any) *fieldError {
 	return &fieldError{status: http.StatusBadRequest, field: field, msg: fmt.Sprintf(format, args...)}
 }
 
-// notFound is err, or a 404 naming field with msg when err is
-// store.ErrNotFound.
-func notFound(err error, field, msg string) error {
-	if errors.Is(err, store.ErrNotFound) {
-		return &fieldError{status: http.StatusNotFound, field: field, msg: msg}
-	}
-	return err
-}
-
 // writeFound answers 200 with row as its response type, or the error of the
 // read that fetched it: 404 with missing (naming field) when there is no such
-// row.
+// row (store.ErrNotFound).
 func writeFound[Row, Response any](s *Server, w http.ResponseWriter, r *http.Request, row Row, err error,
 	field, missing string, response func(Row) Response,
 ) {
+	if errors.Is(err, store.ErrNotFound) {
+		err = &fieldError{status: http.StatusNotFound, field: field, msg: missing}
+	}
 	if err != nil {
-		s.writeErr(w, r, notFound(err, field, missing))
+		s.writeErr(w, r, err)
 		return
 	}
 	writeJSON(w, http.StatusOK, response(row))

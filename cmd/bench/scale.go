@@ -45,6 +45,11 @@ func benchScale(ctx context.Context, e *benchEnv) error {
 	if !slices.Contains(sizes, refUsers) {
 		return fmt.Errorf("BENCH_SCALE_REF_USERS %d is not one of BENCH_SCALE_USERS %v", refUsers, sizes)
 	}
+	for i := 1; i < len(sizes); i++ {
+		if sizes[i] <= sizes[i-1] {
+			return fmt.Errorf("BENCH_SCALE_USERS must grow: %d after %d", sizes[i], sizes[i-1])
+		}
+	}
 	freshUsers := envInt("BENCH_SCALE_FRESH_USERS", 30_000)
 	workers := e.cfg.Queues[config.QueueTherapy]
 
@@ -52,16 +57,9 @@ func benchScale(ctx context.Context, e *benchEnv) error {
 		return err
 	}
 
-	type point struct {
-		users int
-		rate  float64
-	}
-	var points []point
+	var refRate, lastRate float64
 	generated := 0
 	for _, n := range sizes {
-		if n <= generated {
-			return fmt.Errorf("BENCH_SCALE_USERS must grow: %d after %d", n, generated)
-		}
 		t0 := time.Now()
 		if _, _, err := e.store.GenerateTherapyData(ctx, store.TherapyDemo{FirstUserID: int64(generated) + 1,
 			Users: n - generated, PerformsPerUser: performs, Year: 2026, Month: 11}, e.cfg.TZ); err != nil {
@@ -80,20 +78,18 @@ func benchScale(ctx context.Context, e *benchEnv) error {
 		if err := checkTherapyTotals(ctx, e, n*performs); err != nil {
 			return err
 		}
-		points = append(points, point{n, rate(n, d)})
+		lastRate = rate(n, d)
 		fmt.Printf("therapy run, %8d users, one process  %6.0f users/s (%s)\n", n, rate(n, d), d.Round(time.Millisecond))
 
 		if n == refUsers {
+			refRate = lastRate
 			if err := scaleProcesses(ctx, e, n, performs); err != nil {
 				return err
 			}
 		}
 	}
-	last := points[len(points)-1]
-	for _, p := range points {
-		if p.users == refUsers && p.users != last.users {
-			fmt.Printf("ratio: users/s at %d / at %d = %.2f (target at least 0.8)\n", last.users, p.users, last.rate/p.rate)
-		}
+	if largest := sizes[len(sizes)-1]; largest != refUsers {
+		fmt.Printf("ratio: users/s at %d / at %d = %.2f (target at least 0.8)\n", largest, refUsers, lastRate/refRate)
 	}
 	return nil
 }
