@@ -83,11 +83,12 @@ func TestCommitErrAnswerLost(t *testing.T) {
 	cfg, err := pgconn.ParseConfig(dbURL)
 	require.NoError(t, err)
 	dial := cfg.DialFunc
-	var lossy *answerLostConn
 	cfg.DialFunc = func(ctx context.Context, network, addr string) (net.Conn, error) {
 		c, err := dial(ctx, network, addr)
-		lossy = &answerLostConn{Conn: c}
-		return lossy, err
+		if err != nil {
+			return nil, err
+		}
+		return &answerLostConn{Conn: c}, nil
 	}
 	conn, err := pgconn.ConnectConfig(ctx, cfg)
 	require.NoError(t, err)

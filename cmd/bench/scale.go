@@ -188,8 +188,8 @@ func runWithProcesses(ctx context.Context, e *benchEnv, procs int, date string, 
 }
 
 // runChildWorker is a worker process of scaleProcesses: a client configured
-// as benchClientConfig on dbURL, with a pool as the bench's own, started, "ready" on stdout, stopped
-// gracefully when stdin closes.
+// as benchClientConfig on dbURL, with a pool as the bench's own, started,
+// "ready" on stdout, stopped gracefully when stdin closes.
 func runChildWorker(ctx context.Context, dbURL string) error {
 	cfg, err := config.FromEnv(os.Getenv)
 	if err != nil {
