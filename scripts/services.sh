@@ -38,10 +38,17 @@ find_pg_bin() { # prints the directory holding initdb/pg_ctl, or nothing
   done
 }
 
+# apt's own output goes to .local/apt.log; stderr gets it only when it fails.
 apt_install() {
-  log "installing Debian packages: $*"
+  local apt_log="$local_dir/apt.log"
+  log "installing Debian packages: $* (apt's output: $apt_log)"
+  mkdir -p "$local_dir"
   export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq >&2 && apt-get install -y -qq "$@" >&2
+  if ! { apt-get update -qq && apt-get install -y -qq "$@"; } >"$apt_log" 2>&1; then
+    tail -n 20 "$apt_log" >&2
+    log "installing $* failed; the whole output is in $apt_log"
+    return 1
+  fi
 }
 
 start_own_pg() {
