@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"slices"
 
+	"github.com/jackc/pgerrcode"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/riverqueue/river"
@@ -220,9 +221,9 @@ func act(ctx context.Context, client *Client, tx pgx.Tx, a Action, j *rivertype.
 			b.skip(SkipChanged, j.ID) // running: River leaves it alone
 		}
 		return nil
-	case errors.As(err, &pgErr) && pgErr.Code == "23505": // unique_violation
+	case errors.As(err, &pgErr) && pgErr.Code == pgerrcode.UniqueViolation:
 		b.skip(SkipDuplicate, j.ID)
-	case errors.As(err, &pgErr) && pgErr.Code == "40001", errors.Is(err, river.ErrNotFound): // serialization_failure
+	case errors.As(err, &pgErr) && pgErr.Code == pgerrcode.SerializationFailure, errors.Is(err, river.ErrNotFound):
 		b.skip(SkipChanged, j.ID)
 	default:
 		_ = sp.Rollback(ctx)

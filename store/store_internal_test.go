@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/jackc/pgerrcode"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/stretchr/testify/require"
@@ -35,14 +36,14 @@ func TestIsUnavailable(t *testing.T) {
 	}{
 		{refused, true},
 		{fmt.Errorf("store: ping: %w", refused), true},
-		{&pgconn.PgError{Code: "57P01"}, true}, // admin shutdown
-		{&pgconn.PgError{Code: "57P03"}, true}, // not accepting connections yet
-		{&pgconn.PgError{Code: "08006"}, true}, // connection failure
+		{&pgconn.PgError{Code: pgerrcode.AdminShutdown}, true},
+		{&pgconn.PgError{Code: pgerrcode.CannotConnectNow}, true},
+		{&pgconn.PgError{Code: pgerrcode.ConnectionFailure}, true},
 		{io.ErrUnexpectedEOF, true},
 		{context.DeadlineExceeded, true},
 		{fmt.Errorf("store: commit: %w: %w", ErrCommitUnknown, io.ErrUnexpectedEOF), true},
-		{&pgconn.PgError{Code: "23505"}, false}, // unique violation: an answer about the data
-		{&pgconn.PgError{Code: "40001"}, false},
+		{&pgconn.PgError{Code: pgerrcode.UniqueViolation}, false}, // an answer about the data
+		{&pgconn.PgError{Code: pgerrcode.SerializationFailure}, false},
 		{ErrNotFound, false},
 		{errors.New("something else"), false},
 		{nil, false},
@@ -58,7 +59,7 @@ func TestCommitErr(t *testing.T) {
 	lost := &net.OpError{Op: "read", Net: "tcp", Err: errors.New("connection reset by peer")}
 	require.ErrorIs(t, commitErr(lost), ErrCommitUnknown)
 	require.ErrorIs(t, commitErr(io.ErrUnexpectedEOF), ErrCommitUnknown)
-	require.NotErrorIs(t, commitErr(&pgconn.PgError{Code: "40001"}), ErrCommitUnknown, "the server answered: rolled back")
+	require.NotErrorIs(t, commitErr(&pgconn.PgError{Code: pgerrcode.SerializationFailure}), ErrCommitUnknown, "the server answered: rolled back")
 	require.NotErrorIs(t, commitErr(pgx.ErrTxCommitRollback), ErrCommitUnknown, "the server answered: rolled back")
 	require.NotErrorIs(t, commitErr(pgx.ErrTxClosed), ErrCommitUnknown, "nothing was sent")
 
