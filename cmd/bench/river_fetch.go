@@ -97,8 +97,14 @@ func runSleepJobs(ctx context.Context, env *benchEnv, cooldown, poll time.Durati
 		SELECT max(finalized_at) FROM river_job WHERE kind = 'bench_sleep' AND finalized_at > $1`, start).Scan(&last); err != nil {
 		return 0, err
 	}
-	if _, err := env.pool.Exec(ctx, `DELETE FROM river_job WHERE kind = 'bench_sleep'`); err != nil {
-		return 0, err
+	for {
+		res, err := inserter.JobDeleteMany(ctx, river.NewJobDeleteManyParams().Kinds(sleepArgs{}.Kind()).First(n))
+		if err != nil {
+			return 0, err
+		}
+		if len(res.Jobs) < n {
+			break
+		}
 	}
 	return n / last.Sub(start).Seconds(), nil
 }
