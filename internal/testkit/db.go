@@ -15,9 +15,6 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
-	"github.com/riverqueue/river"
-	"github.com/riverqueue/river/riverdriver/riverpgxv5"
-	"github.com/riverqueue/river/rivertype"
 
 	"github.com/tidemark/tidemark/migrations"
 )
@@ -187,32 +184,6 @@ func randomHex(n int) string {
 	b := make([]byte, n)
 	_, _ = rand.Read(b)
 	return hex.EncodeToString(b)
-}
-
-// RunCleaner deletes every finished job from river_job, as River's cleaner
-// does once a job is past JOB_RETENTION, through River's JobDeleteMany, so a
-// test sees what a job's history looks like after the cleaner took it. It
-// returns how many jobs it deleted.
-func RunCleaner(tb testing.TB, pool *pgxpool.Pool) int64 {
-	tb.Helper()
-	client, err := river.NewClient(riverpgxv5.New(pool), &river.Config{})
-	if err != nil {
-		tb.Fatalf("testkit: a River client for the cleaner: %v", err)
-	}
-	const batch = 10_000
-	params := river.NewJobDeleteManyParams().First(batch).
-		States(rivertype.JobStateCancelled, rivertype.JobStateCompleted, rivertype.JobStateDiscarded)
-	var deleted int64
-	for {
-		res, err := client.JobDeleteMany(context.Background(), params)
-		if err != nil {
-			tb.Fatalf("testkit: delete the finished jobs: %v", err)
-		}
-		deleted += int64(len(res.Jobs))
-		if len(res.Jobs) < batch {
-			return deleted
-		}
-	}
 }
 
 // Count runs a query that returns one number (a count) on pool.

@@ -3,7 +3,8 @@
 // log (Logger), the business time zone the batches run in (TZ), and waits on a
 // condition with a deadline instead of sleeps (WaitFor, Poll), and a rivertest
 // worker with a transaction to work in (NewWorker), and a River client started
-// for the test's length (StartClient).
+// for the test's length (StartClient), and River's cleaner run now
+// (RunCleaner).
 //
 // Databases are cloned from a template migrated once per schema version, on
 // the server named by TEST_DATABASE_URL, else DATABASE_URL, else
@@ -26,6 +27,7 @@ import (
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/riverdriver/riverpgxv5"
 	"github.com/riverqueue/river/rivertest"
+	"github.com/riverqueue/river/rivertype"
 )
 
 // Logger returns a logger that writes each record to tb.Log, so it is shown
@@ -144,4 +146,30 @@ func StartClient[TTx any](tb testing.TB, client *river.Client[TTx]) {
 		defer cancel()
 		_ = client.Stop(ctx)
 	})
+}
+
+// RunCleaner deletes every finished job from river_job, as River's cleaner
+// does once a job is past JOB_RETENTION, through River's JobDeleteMany, so a
+// test sees what a job's history looks like after the cleaner took it. It
+// returns how many jobs it deleted.
+func RunCleaner(tb testing.TB, pool *pgxpool.Pool) int64 {
+	tb.Helper()
+	client, err := river.NewClient(riverpgxv5.New(pool), &river.Config{})
+	if err != nil {
+		tb.Fatalf("testkit: a River client for the cleaner: %v", err)
+	}
+	const batch = 10_000
+	params := river.NewJobDeleteManyParams().First(batch).
+		States(rivertype.JobStateCancelled, rivertype.JobStateCompleted, rivertype.JobStateDiscarded)
+	var deleted int64
+	for {
+		res, err := client.JobDeleteMany(context.Background(), params)
+		if err != nil {
+			tb.Fatalf("testkit: delete the finished jobs: %v", err)
+		}
+		deleted += int64(len(res.Jobs))
+		if len(res.Jobs) < batch {
+			return deleted
+		}
+	}
 }
