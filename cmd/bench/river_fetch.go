@@ -97,14 +97,9 @@ func runSleepJobs(ctx context.Context, env *benchEnv, cooldown, poll time.Durati
 		SELECT max(finalized_at) FROM river_job WHERE kind = 'bench_sleep' AND finalized_at > $1`, start).Scan(&last); err != nil {
 		return 0, err
 	}
-	for {
-		res, err := inserter.JobDeleteMany(ctx, river.NewJobDeleteManyParams().Kinds(sleepArgs{}.Kind()).First(n))
-		if err != nil {
-			return 0, err
-		}
-		if len(res.Jobs) < n {
-			break
-		}
+	// The n jobs are all finished: one call deletes them.
+	if _, err := inserter.JobDeleteMany(ctx, river.NewJobDeleteManyParams().Kinds(sleepArgs{}.Kind()).First(n)); err != nil {
+		return 0, err
 	}
 	return n / last.Sub(start).Seconds(), nil
 }
