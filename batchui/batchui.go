@@ -2,7 +2,7 @@
 // dates one row per batch with its state, counts, duration, failures and
 // links into River UI's job pages; the latest reconciliation reports; and the
 // order requests stuck in SENDING; the latest bulk retries and cancels
-// operators ran (operator_action). It is server-rendered from an embedded
+// operators made (operator_action). It is server-rendered from an embedded
 // html/template, with no script; authentication is the caller's
 // (httpapi.RequireAdmin).
 package batchui
@@ -232,8 +232,16 @@ func filterText(raw json.RawMessage) string {
 		}
 		parts = append(parts, k+"="+text)
 	}
-	return strings.Join(parts, " ")
+	text := strings.Join(parts, " ")
+	if r := []rune(text); len(r) > maxFilterRunes {
+		text = string(r[:maxFilterRunes]) + "…"
+	}
+	return text
 }
+
+// maxFilterRunes bounds a filter shown: an API request's body may list
+// thousands of ids.
+const maxFilterRunes = 300
 
 // clock is t in BATCH_TZ, "" for the zero time.
 func (o Opts) clock(t time.Time) string {

@@ -20,7 +20,9 @@ type Config struct {
 	OrderAPIURL string         // ORDER_API_URL
 	HTTPAddr    string         // HTTP_ADDR
 	TZ          *time.Location // BATCH_TZ
-	AdminToken  string         // ADMIN_TOKEN
+
+	// Callers is who may call the worker's HTTP listener and how hard.
+	Callers Callers
 
 	// Queues maps each River queue to its worker count in this process
 	// (TIDEMARK_QUEUES, "default=10,therapy=20").
@@ -107,7 +109,6 @@ func FromEnv(getenv func(string) string) (Config, error) {
 		RedisURL:    or("REDIS_URL", DefaultRedis),
 		OrderAPIURL: or("ORDER_API_URL", DefaultOrderAPI),
 		HTTPAddr:    or("HTTP_ADDR", DefaultHTTPAddr),
-		AdminToken:  getenv("ADMIN_TOKEN"),
 		Queues:      DefaultQueues(),
 		Periodic:    true,
 		LogFormat:   strings.ToLower(or("LOG_FORMAT", LogText)),
@@ -174,6 +175,11 @@ func FromEnv(getenv func(string) string) (Config, error) {
 		}
 		cfg.Periodic = b
 	}
+	callers, err := callersFromEnv(getenv)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	cfg.Callers = callers
 	if err := errors.Join(errs...); err != nil {
 		return cfg, err
 	}

@@ -3,8 +3,9 @@ package httpapi
 import (
 	"context"
 	"errors"
-	"fmt"
+	"math"
 	"net/http"
+	"strconv"
 	"sync"
 	"time"
 
@@ -14,9 +15,18 @@ import (
 	"github.com/tidemark/tidemark/store"
 )
 
-// IssueRequest is the body of POST /v1/coupons/{code}/issue.
+// IssueRequest is the body of POST /v1/coupons/{code}/issue, which may be
+// left out: the member is the token's. A memberId that is not the token's
+// is refused (403).
 type IssueRequest struct {
 	MemberID *int64 `json:"memberId"`
+}
+
+// MemberLimiter bounds how often one member may ask for a coupon.
+type MemberLimiter interface {
+	// Allow takes one request of member's allowance, or says how long until
+	// one is left.
+	Allow(ctx context.Context, member int64) (ok bool, retryAfter time.Duration, err error)
 }
 
 // IssueResponse answers an accepted issue: the seat is taken and the job
@@ -27,29 +37,46 @@ type IssueResponse struct {
 	Status     string `json:"status"`
 }
 
-// issueCoupon is the first-come issue: the coupon must exist, be
-// ACTIVE and not expired (404); the gate's atomic step decides 409 (already
-// issued) or 410 (sold out); then the persist job is inserted — if that
+// issueCoupon is the first-come issue for the member signed in: the
+// member's allowance of requests (429); the coupon must exist, be ACTIVE and
+// not expired (404); the gate's atomic step decides 409 (the member has it
+// already) or 410 (sold out); then the persist job is inserted — if that
 // fails, the Redis step is undone before answering 503.
 func (s *Server) issueCoupon(w http.ResponseWriter, r *http.Request) {
+	caller, ok := CallerOf(r.Context())
+	if !ok || caller.Member <= 0 {
+		writeError(w, http.StatusForbidden, "", "not a member")
+		return
+	}
+	member := caller.Member
 	code := r.PathValue("code")
 	if !coupon.ValidCode(code) {
 		writeError(w, http.StatusNotFound, "code", "unknown coupon")
 		return
 	}
-	var req IssueRequest
-	if err := decodeJSON(w, r, &req); err != nil {
-		s.writeErr(w, r, err)
-		return
+	if r.ContentLength != 0 {
+		var req IssueRequest
+		if err := decodeJSON(w, r, &req); err != nil {
+			s.writeErr(w, r, err)
+			return
+		}
+		if req.MemberID != nil && *req.MemberID != member {
+			writeError(w, http.StatusForbidden, "memberId", "a member can ask for a coupon only for themself; leave memberId out")
+			return
+		}
 	}
-	if req.MemberID == nil {
-		writeError(w, http.StatusBadRequest, "memberId", "required")
-		return
-	}
-	member := *req.MemberID
-	if member <= 0 {
-		writeError(w, http.StatusBadRequest, "memberId", "want a positive integer")
-		return
+	if s.Limiter != nil {
+		ok, wait, err := s.Limiter.Allow(r.Context(), member)
+		if err != nil {
+			s.Logger.ErrorContext(r.Context(), "coupon rate limit", "member", member, "err", err)
+			writeError(w, http.StatusServiceUnavailable, "", "coupon gate unavailable; try again")
+			return
+		}
+		if !ok {
+			w.Header().Set("Retry-After", strconv.Itoa(max(1, int(math.Ceil(wait.Seconds())))))
+			writeError(w, http.StatusTooManyRequests, "", "too many coupon requests; try again later")
+			return
+		}
 	}
 	c, err := s.coupons.get(r.Context(), s.Store, code)
 	switch {
@@ -78,7 +105,7 @@ func (s *Server) issueCoupon(w http.ResponseWriter, r *http.Request) {
 	}
 	switch res {
 	case coupongate.AlreadyIssued:
-		writeError(w, http.StatusConflict, "memberId", fmt.Sprintf("member %d already has coupon %s", member, code))
+		writeError(w, http.StatusConflict, "", "you already have coupon "+code)
 		return
 	case coupongate.SoldOut:
 		writeError(w, http.StatusGone, "", "coupon "+code+" is sold out")

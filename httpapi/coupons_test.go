@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -40,7 +41,7 @@ func setupCoupons(t *testing.T, work bool) *couponBundle {
 	t.Helper()
 	ctx := context.Background()
 	pool, _ := testkit.Pool(t)
-	gate, _, _ := testredis.Gate(t)
+	gate, rdb, prefix := testredis.Gate(t)
 	st := store.New(pool)
 	logger := testkit.Logger(t)
 	deps := jobs.Deps{Store: st, TZ: time.UTC, Logger: logger, Gate: gate, ReconcileGrace: time.Millisecond}
@@ -59,7 +60,10 @@ func setupCoupons(t *testing.T, work bool) *couponBundle {
 			_ = client.Stop(sctx)
 		})
 	}
-	api := &httpapi.Server{Store: st, River: client, TZ: time.UTC, Logger: logger, Gate: gate}
+	// Three requests a minute per member: enough for every test here but
+	// the rate limit's own.
+	limiter := coupongate.NewLimiter(rdb, prefix, 3, time.Minute)
+	api := &httpapi.Server{Store: st, River: client, TZ: time.UTC, Logger: logger, Gate: gate, Callers: testCallers(t), Limiter: limiter}
 	srv := httptest.NewServer(api.Handler())
 	t.Cleanup(srv.Close)
 	tr := &http.Transport{MaxIdleConnsPerHost: 256, MaxConnsPerHost: 256}
@@ -81,13 +85,29 @@ func (b *couponBundle) createCoupon(t *testing.T, code string, total int, status
 	return c
 }
 
-func (b *couponBundle) issue(t *testing.T, code, body string) (int, string) {
+// issue asks for coupon code as member (no Authorization when member is 0),
+// with body (none when empty).
+func (b *couponBundle) issue(t *testing.T, member int64, code, body string) (int, string) {
 	t.Helper()
-	resp, err := b.http.Post(b.url+"/v1/coupons/"+code+"/issue", "application/json", strings.NewReader(body))
-	require.NoError(t, err)
+	resp := b.post(t, member, code, body)
 	defer resp.Body.Close()
 	out, _ := io.ReadAll(resp.Body)
 	return resp.StatusCode, string(out)
+}
+
+func (b *couponBundle) post(t *testing.T, member int64, code, body string) *http.Response {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodPost, b.url+"/v1/coupons/"+code+"/issue", strings.NewReader(body))
+	require.NoError(t, err)
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if member != 0 {
+		req.Header.Set("Authorization", memberBearer(t, member))
+	}
+	resp, err := b.http.Do(req)
+	require.NoError(t, err)
+	return resp
 }
 
 // waitNoOutstanding polls until River has no job left to run.
@@ -118,16 +138,25 @@ func TestIssueRushExactlyTotal(t *testing.T) {
 
 	const requests = 2000
 	codes := make([]int, requests)
+	bearers := make([]string, 1600)
+	for i := range bearers {
+		bearers[i] = memberBearer(t, int64(i+1))
+	}
 	var wg sync.WaitGroup
 	start := make(chan struct{})
 	for i := 0; i < requests; i++ {
-		member := int64(i%1600 + 1)
+		bearer := bearers[i%1600]
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			<-start
-			resp, err := b.http.Post(b.url+"/v1/coupons/RUSH100/issue", "application/json",
-				strings.NewReader(fmt.Sprintf(`{"memberId":%d}`, member)))
+			req, err := http.NewRequest(http.MethodPost, b.url+"/v1/coupons/RUSH100/issue", nil)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			req.Header.Set("Authorization", bearer)
+			resp, err := b.http.Do(req)
 			if err != nil {
 				t.Error(err)
 				return
@@ -179,38 +208,64 @@ func TestIssueBadInputChangesNothing(t *testing.T) {
 	require.NoError(t, err)
 
 	cases := []struct {
-		name, code, body string
-		status           int
-		field            string
+		name          string
+		member        int64
+		auth          string
+		code, body    string
+		status        int
+		field, header string
 	}{
-		{"empty body", "GOOD", ``, 400, "body"},
-		{"malformed", "GOOD", `{"memberId":`, 400, "body"},
-		{"missing member", "GOOD", `{}`, 400, "memberId"},
-		{"zero member", "GOOD", `{"memberId":0}`, 400, "memberId"},
-		{"negative member", "GOOD", `{"memberId":-3}`, 400, "memberId"},
-		{"string member", "GOOD", `{"memberId":"42"}`, 400, "memberId"},
-		{"fraction member", "GOOD", `{"memberId":4.2}`, 400, "memberId"},
-		{"unknown field", "GOOD", `{"memberId":42,"admin":true}`, 400, "admin"},
-		{"two objects", "GOOD", `{"memberId":42}{"memberId":43}`, 400, "body"},
-		{"unknown coupon", "NOPE", `{"memberId":42}`, 404, "code"},
-		{"bad code", "no%20pe", `{"memberId":42}`, 404, "code"},
-		{"inactive coupon", "OFF", `{"memberId":42}`, 404, "code"},
-		{"expired coupon", "OLD", `{"memberId":42}`, 404, "code"},
-		{"gate not loaded", "NOREDIS", `{"memberId":42}`, 503, ""},
+		{"no token", 0, "", "GOOD", ``, 401, "Authorization", `Bearer realm="tidemark", error="invalid_token"`},
+		{"an operator's token", 0, "Bearer " + token, "GOOD", ``, 401, "Authorization", `error="invalid_token"`},
+		{"a forged token", 0, memberBearer(t, 42) + "x", "GOOD", ``, 401, "Authorization", `error="invalid_token"`},
+		{"another member", 42, "", "GOOD", `{"memberId":43}`, 403, "memberId", ""},
+		{"malformed", 42, "", "GOOD", `{"memberId":`, 400, "body", ""},
+		{"string member", 42, "", "GOOD", `{"memberId":"42"}`, 400, "memberId", ""},
+		{"fraction member", 42, "", "GOOD", `{"memberId":4.2}`, 400, "memberId", ""},
+		{"unknown field", 42, "", "GOOD", `{"memberId":42,"admin":true}`, 400, "admin", ""},
+		{"two objects", 42, "", "GOOD", `{"memberId":42}{"memberId":43}`, 400, "body", ""},
+		{"unknown coupon", 42, "", "NOPE", ``, 404, "code", ""},
+		{"bad code", 42, "", "no%20pe", ``, 404, "code", ""},
+		{"inactive coupon", 42, "", "OFF", ``, 404, "code", ""},
+		{"expired coupon", 42, "", "OLD", ``, 404, "code", ""},
+		{"gate not loaded", 42, "", "NOREDIS", ``, 503, "", ""},
 	}
-	for _, tc := range cases {
-		status, body := b.issue(t, tc.code, tc.body)
-		require.Equal(t, tc.status, status, "%s: %s", tc.name, body)
+	for i, tc := range cases {
+		req, err := http.NewRequest(http.MethodPost, b.url+"/v1/coupons/"+tc.code+"/issue", strings.NewReader(tc.body))
+		require.NoError(t, err)
+		req.Header.Set("Content-Type", "application/json")
+		switch {
+		case tc.auth != "":
+			req.Header.Set("Authorization", tc.auth)
+		case tc.member != 0: // a member of its own, so no case spends another's allowance
+			req.Header.Set("Authorization", memberBearer(t, int64(100+i)))
+		}
+		resp, err := b.http.Do(req)
+		require.NoError(t, err)
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		require.Equal(t, tc.status, resp.StatusCode, "%s: %s", tc.name, body)
 		if tc.field != "" {
-			require.Contains(t, body, `"field":"`+tc.field+`"`, tc.name)
+			require.Contains(t, string(body), `"field":"`+tc.field+`"`, tc.name)
+		}
+		if tc.header != "" {
+			require.Contains(t, resp.Header.Get("WWW-Authenticate"), tc.header, tc.name)
 		}
 	}
-	resp, err := b.http.Post(b.url+"/v1/coupons/GOOD/issue", "text/plain", strings.NewReader(`{"memberId":42}`))
-	require.NoError(t, err)
-	resp.Body.Close()
-	require.Equal(t, http.StatusUnsupportedMediaType, resp.StatusCode)
+	for _, ct := range []string{"text/plain", "application/jsonfoo", ""} {
+		req, err := http.NewRequest(http.MethodPost, b.url+"/v1/coupons/GOOD/issue", strings.NewReader(`{"memberId":42}`))
+		require.NoError(t, err)
+		req.Header.Set("Authorization", memberBearer(t, 42))
+		if ct != "" {
+			req.Header.Set("Content-Type", ct)
+		}
+		resp, err := b.http.Do(req)
+		require.NoError(t, err)
+		resp.Body.Close()
+		require.Equal(t, http.StatusUnsupportedMediaType, resp.StatusCode, ct)
+	}
 	big := `{"memberId":42,"pad":"` + strings.Repeat("x", httpapi.MaxBodyBytes) + `"}`
-	status, _ := b.issue(t, "GOOD", big)
+	status, _ := b.issue(t, 42, "GOOD", big)
 	require.Equal(t, http.StatusRequestEntityTooLarge, status)
 
 	require.Equal(t, 0, countRows(t, b.pool, `SELECT count(*) FROM river_job`))
@@ -219,14 +274,17 @@ func TestIssueBadInputChangesNothing(t *testing.T) {
 	require.EqualValues(t, 5, st.Stock)
 	require.Empty(t, st.Members)
 
-	// And the good path, for contrast: 202, then 409 for the same member.
-	status, body := b.issue(t, "GOOD", `{"memberId":42}`)
+	// And the good path, for contrast: 202 for the token's member, then 409
+	// for the same member, with or without naming themself.
+	status, body := b.issue(t, 42, "GOOD", ``)
 	require.Equal(t, http.StatusAccepted, status, body)
+	require.JSONEq(t, `{"couponCode":"GOOD","memberId":42,"status":"ACCEPTED"}`, body)
 	job := rivertest.RequireInserted(ctx, t, riverpgxv5.New(b.pool), &jobs.CouponIssuePersistArgs{}, nil)
 	require.Equal(t, "GOOD", job.Args.CouponCode)
 	require.EqualValues(t, 42, job.Args.MemberID)
-	status, _ = b.issue(t, "GOOD", `{"memberId":42}`)
+	status, body = b.issue(t, 42, "GOOD", `{"memberId":42}`)
 	require.Equal(t, http.StatusConflict, status)
+	require.NotContains(t, body, "42", "the answer is about the caller, and names no member")
 	require.Equal(t, 1, countRows(t, b.pool, `SELECT count(*) FROM river_job WHERE kind = 'coupon_issue_persist'`))
 }
 
@@ -237,12 +295,12 @@ func TestIssueUndoneWhenJobInsertFails(t *testing.T) {
 	b := setupCoupons(t, false)
 	ctx := context.Background()
 	b.createCoupon(t, "FRAGILE", 3, store.CouponActive, nil)
-	status, _ := b.issue(t, "FRAGILE", `{"memberId":1}`) // warms the coupon cache
+	status, _ := b.issue(t, 1, "FRAGILE", ``) // warms the coupon cache
 	require.Equal(t, http.StatusAccepted, status)
 
 	_, err := b.pool.Exec(ctx, `ALTER TABLE river_job RENAME TO river_job_away`)
 	require.NoError(t, err)
-	status, body := b.issue(t, "FRAGILE", `{"memberId":2}`)
+	status, body := b.issue(t, 2, "FRAGILE", ``)
 	require.Equal(t, http.StatusServiceUnavailable, status, body)
 
 	st, err := b.gate.State(ctx, "FRAGILE")
@@ -252,6 +310,38 @@ func TestIssueUndoneWhenJobInsertFails(t *testing.T) {
 
 	_, err = b.pool.Exec(ctx, `ALTER TABLE river_job_away RENAME TO river_job`)
 	require.NoError(t, err)
-	status, _ = b.issue(t, "FRAGILE", `{"memberId":2}`)
+	status, _ = b.issue(t, 2, "FRAGILE", ``)
 	require.Equal(t, http.StatusAccepted, status, "member 2 can try again")
+}
+
+// A member past their allowance gets 429 with Retry-After and their seat is
+// untouched; another member is not held back by them.
+func TestIssueRateLimitedPerMember(t *testing.T) {
+	t.Parallel()
+	b := setupCoupons(t, false)
+	ctx := context.Background()
+	b.createCoupon(t, "LIMITED", 10, store.CouponActive, nil)
+	for i, want := range []int{http.StatusAccepted, http.StatusConflict, http.StatusConflict} {
+		status, body := b.issue(t, 7, "LIMITED", ``)
+		require.Equal(t, want, status, "request %d: %s", i+1, body)
+	}
+	resp := b.post(t, 7, "LIMITED", ``)
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	require.Equal(t, http.StatusTooManyRequests, resp.StatusCode, "%s", body)
+	wait, err := strconv.Atoi(resp.Header.Get("Retry-After"))
+	require.NoError(t, err)
+	require.True(t, wait >= 1 && wait <= 60, "Retry-After %d", wait)
+	// Bounded before the coupon is even looked up: unknown codes count too.
+	status, _ := b.issue(t, 7, "NO-SUCH-COUPON", ``)
+	require.Equal(t, http.StatusTooManyRequests, status)
+
+	st, err := b.gate.State(ctx, "LIMITED")
+	require.NoError(t, err)
+	require.EqualValues(t, 9, st.Stock, "the refused requests took no seat")
+	require.ElementsMatch(t, []int64{7}, st.Members)
+	require.Equal(t, 1, countRows(t, b.pool, `SELECT count(*) FROM river_job WHERE kind = 'coupon_issue_persist'`))
+
+	status, _ = b.issue(t, 8, "LIMITED", ``)
+	require.Equal(t, http.StatusAccepted, status, "another member has an allowance of their own")
 }

@@ -36,6 +36,7 @@ func FuzzDecodeBodies(f *testing.F) {
 	f.Fuzz(func(t *testing.T, body string) {
 		check := func(dst, again any) {
 			r := httptest.NewRequest(http.MethodPost, "/", strings.NewReader(body))
+			r.Header.Set("Content-Type", "application/json")
 			err := decodeJSON(httptest.NewRecorder(), r, dst)
 			if err != nil {
 				var fe *fieldError
@@ -47,6 +48,7 @@ func FuzzDecodeBodies(f *testing.F) {
 			b, err := json.Marshal(dst)
 			require.NoError(t, err)
 			r = httptest.NewRequest(http.MethodPost, "/", strings.NewReader(string(b)))
+			r.Header.Set("Content-Type", "application/json")
 			require.NoError(t, decodeJSON(httptest.NewRecorder(), r, again), "re-encoded %s", b)
 			require.Equal(t, dst, again)
 		}

@@ -22,7 +22,7 @@ func TestReprocessEndpoint(t *testing.T) {
 	pool, _ := testkit.Pool(t)
 	st := store.New(pool)
 	tz := testkit.TZ()
-	srv := httptest.NewServer((&httpapi.Server{Store: st, TZ: tz, AdminToken: "secret", Logger: testkit.Logger(t)}).Handler())
+	srv := httptest.NewServer((&httpapi.Server{Store: st, TZ: tz, Callers: testCallers(t), Logger: testkit.Logger(t)}).Handler())
 	t.Cleanup(srv.Close)
 
 	occurred := time.Date(2026, 3, 9, 12, 0, 0, 0, tz)
@@ -60,24 +60,25 @@ func TestReprocessEndpoint(t *testing.T) {
 		field       string
 	}{
 		{"", `{"ledgerIds":[1]}`, http.StatusUnauthorized, "Authorization"},
-		{"wrong", `{"ledgerIds":[1]}`, http.StatusForbidden, "Authorization"},
-		{"secret", `{}`, http.StatusBadRequest, "ledgerIds"},
-		{"secret", `{"ledgerIds":[1,-2]}`, http.StatusBadRequest, "ledgerIds"},
-		{"secret", `{"ledgerIds":"1"}`, http.StatusBadRequest, "ledgerIds"},
-		{"secret", `{"ledgerIds":[1],"on":"2026-02-30"}`, http.StatusBadRequest, "on"},
-		{"secret", `{"ledgerIds":[1],"when":"2026-09-05"}`, http.StatusBadRequest, "when"},
-		{"secret", `{"ledgerIds":[1,999999],"on":"2026-09-05"}`, http.StatusNotFound, "ledgerIds"},
-		{"secret", `{"ledgerIds":[1,2],"on":"2026-09-05"}`, http.StatusConflict, "ledgerIds"},
+		{"wrong", `{"ledgerIds":[1]}`, http.StatusUnauthorized, "Authorization"},
+		{viewerToken, `{"ledgerIds":[1]}`, http.StatusForbidden, ""},
+		{token, `{}`, http.StatusBadRequest, "ledgerIds"},
+		{token, `{"ledgerIds":[1,-2]}`, http.StatusBadRequest, "ledgerIds"},
+		{token, `{"ledgerIds":"1"}`, http.StatusBadRequest, "ledgerIds"},
+		{token, `{"ledgerIds":[1],"on":"2026-02-30"}`, http.StatusBadRequest, "on"},
+		{token, `{"ledgerIds":[1],"when":"2026-09-05"}`, http.StatusBadRequest, "when"},
+		{token, `{"ledgerIds":[1,999999],"on":"2026-09-05"}`, http.StatusNotFound, "ledgerIds"},
+		{token, `{"ledgerIds":[1,2],"on":"2026-09-05"}`, http.StatusConflict, "ledgerIds"},
 	} {
 		status, out := post(c.token, c.body)
 		require.Equal(t, c.status, status, "%s: %v", c.body, out)
-		require.Equal(t, c.field, out["field"], "%s: %v", c.body, out)
+		require.Equal(t, c.field, str(out["field"]), "%s: %v", c.body, out)
 		require.Equal(t, "2026-03-10", processOn(ids[0]), "%s changed the row", c.body)
 	}
-	_, out := post("secret", `{"ledgerIds":[1,2],"on":"2026-09-05"}`)
+	_, out := post(token, `{"ledgerIds":[1,2],"on":"2026-09-05"}`)
 	require.Contains(t, out["error"], "ledger row(s) 2 are not processed yet")
 
-	status, out := post("secret", `{"ledgerIds":[1],"on":"2026-09-05"}`)
+	status, out := post(token, `{"ledgerIds":[1],"on":"2026-09-05"}`)
 	require.Equal(t, http.StatusOK, status, out)
 	require.Equal(t, "2026-09-05", out["processOn"])
 	require.Equal(t, "2026-09-05", processOn(ids[0]))

@@ -3,6 +3,7 @@ package httpapi_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -31,7 +32,7 @@ func setupAPI(t *testing.T) *apiBundle {
 	client, err := jobs.NewClient(pool, jobs.ClientConfig{Retention: 24 * time.Hour, RescueAfter: 90 * time.Second},
 		jobs.Deps{Store: st, TZ: time.UTC, Logger: logger})
 	require.NoError(t, err)
-	s := &httpapi.Server{Store: st, River: client, TZ: time.UTC, AdminToken: "secret", Logger: logger}
+	s := &httpapi.Server{Store: st, River: client, TZ: time.UTC, Callers: testCallers(t), Logger: logger}
 	srv := httptest.NewServer(s.Handler())
 	t.Cleanup(srv.Close)
 	return &apiBundle{srv: srv, store: st}
@@ -44,7 +45,11 @@ func (b *apiBundle) do(t *testing.T, method, path, token, contentType, body stri
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
 	}
-	if contentType != "" {
+	switch contentType {
+	case "":
+		req.Header.Set("Content-Type", "application/json")
+	case "none":
+	default:
 		req.Header.Set("Content-Type", contentType)
 	}
 	resp, err := http.DefaultClient.Do(req)
@@ -83,34 +88,39 @@ func TestOrderRequests(t *testing.T) {
 		field                 string
 	}{
 		{"no token", "", "", good, 401, "Authorization"},
-		{"wrong token", "nope", "", good, 403, "Authorization"},
-		{"content type", "secret", "text/csv", good, 415, "Content-Type"},
-		{"empty body", "secret", "", ``, 400, "body"},
-		{"malformed", "secret", "", `{"username":`, 400, "body"},
-		{"two objects", "secret", "", good + good, 400, "body"},
-		{"unknown field", "secret", "", `{"username":"a","totalPrice":1,"appliedYearMonth":"2025-02","x":1}`, 400, "x"},
-		{"missing username", "secret", "", `{"totalPrice":1,"appliedYearMonth":"2025-02"}`, 400, "username"},
-		{"missing price", "secret", "", `{"username":"a","appliedYearMonth":"2025-02"}`, 400, "totalPrice"},
-		{"missing month", "secret", "", `{"username":"a","totalPrice":1}`, 400, "appliedYearMonth"},
-		{"empty username", "secret", "", `{"username":" ","totalPrice":1,"appliedYearMonth":"2025-02"}`, 400, "username"},
-		{"zero price", "secret", "", `{"username":"a","totalPrice":0,"appliedYearMonth":"2025-02"}`, 400, "totalPrice"},
-		{"negative price", "secret", "", `{"username":"a","totalPrice":-1,"appliedYearMonth":"2025-02"}`, 400, "totalPrice"},
-		{"decimal price", "secret", "", `{"username":"a","totalPrice":1.5,"appliedYearMonth":"2025-02"}`, 400, "totalPrice"},
-		{"string price", "secret", "", `{"username":"a","totalPrice":"1","appliedYearMonth":"2025-02"}`, 400, "totalPrice"},
-		{"bad month", "secret", "", `{"username":"a","totalPrice":1,"appliedYearMonth":"2025-13"}`, 400, "appliedYearMonth"},
-		{"short month", "secret", "", `{"username":"a","totalPrice":1,"appliedYearMonth":"25-02"}`, 400, "appliedYearMonth"},
-		{"too large", "secret", "", `{"username":"` + strings.Repeat("a", 1<<20) + `"}`, 413, "body"},
+		{"wrong token", "nope", "", good, 401, "Authorization"},
+		{"a viewer", viewerToken, "", good, 403, ""},
+		{"content type", token, "text/csv", good, 415, "Content-Type"},
+		{"no content type", token, "none", good, 415, "Content-Type"},
+		{"JSON-ish content type", token, "application/jsonfoo", good, 415, "Content-Type"},
+		{"form", token, "application/x-www-form-urlencoded", good, 415, "Content-Type"},
+		{"invalid UTF-8", token, "", "{\"username\":\"te\xffster\",\"totalPrice\":1,\"appliedYearMonth\":\"2025-02\"}", 400, "body"},
+		{"empty body", token, "", ``, 400, "body"},
+		{"malformed", token, "", `{"username":`, 400, "body"},
+		{"two objects", token, "", good + good, 400, "body"},
+		{"unknown field", token, "", `{"username":"a","totalPrice":1,"appliedYearMonth":"2025-02","x":1}`, 400, "x"},
+		{"missing username", token, "", `{"totalPrice":1,"appliedYearMonth":"2025-02"}`, 400, "username"},
+		{"missing price", token, "", `{"username":"a","appliedYearMonth":"2025-02"}`, 400, "totalPrice"},
+		{"missing month", token, "", `{"username":"a","totalPrice":1}`, 400, "appliedYearMonth"},
+		{"empty username", token, "", `{"username":" ","totalPrice":1,"appliedYearMonth":"2025-02"}`, 400, "username"},
+		{"zero price", token, "", `{"username":"a","totalPrice":0,"appliedYearMonth":"2025-02"}`, 400, "totalPrice"},
+		{"negative price", token, "", `{"username":"a","totalPrice":-1,"appliedYearMonth":"2025-02"}`, 400, "totalPrice"},
+		{"decimal price", token, "", `{"username":"a","totalPrice":1.5,"appliedYearMonth":"2025-02"}`, 400, "totalPrice"},
+		{"string price", token, "", `{"username":"a","totalPrice":"1","appliedYearMonth":"2025-02"}`, 400, "totalPrice"},
+		{"bad month", token, "", `{"username":"a","totalPrice":1,"appliedYearMonth":"2025-13"}`, 400, "appliedYearMonth"},
+		{"short month", token, "", `{"username":"a","totalPrice":1,"appliedYearMonth":"25-02"}`, 400, "appliedYearMonth"},
+		{"too large", token, "", `{"username":"` + strings.Repeat("a", 1<<20) + `"}`, 413, "body"},
 	} {
 		status, out := b.do(t, http.MethodPost, "/v1/order-requests", c.token, c.ct, c.body)
 		require.Equal(t, c.status, status, c.name)
-		require.Equal(t, c.field, out["field"], c.name)
+		require.Equal(t, c.field, str(out["field"]), c.name)
 		require.NotEmpty(t, out["error"], c.name)
 		rows, jobs := b.rowsAndJobs(t)
 		require.Zero(t, rows, c.name)
 		require.Zero(t, jobs, c.name)
 	}
 
-	status, out := b.do(t, http.MethodPost, "/v1/order-requests", "secret", "application/json", good)
+	status, out := b.do(t, http.MethodPost, "/v1/order-requests", token, "Application/JSON; charset=utf-8", good)
 	require.Equal(t, http.StatusAccepted, status, out)
 	require.Equal(t, "PENDING", out["status"])
 	id := int64(out["id"].(float64))
@@ -118,21 +128,26 @@ func TestOrderRequests(t *testing.T) {
 	require.Equal(t, int64(1), rows)
 	require.Equal(t, int64(1), jobs)
 
-	status, out = b.do(t, http.MethodPost, "/v1/order-requests", "secret", "", `{"username":"tester","totalPrice":5,"appliedYearMonth":"2025-02"}`)
+	status, out = b.do(t, http.MethodPost, "/v1/order-requests", token, "", `{"username":"tester","totalPrice":5,"appliedYearMonth":"2025-02"}`)
 	require.Equal(t, http.StatusConflict, status)
 	require.Contains(t, out["error"], "already has an order request for 2025-02")
 	rows, jobs = b.rowsAndJobs(t)
 	require.Equal(t, int64(1), rows)
 	require.Equal(t, int64(1), jobs)
 
-	status, out = b.do(t, http.MethodGet, "/v1/order-requests/"+strconv.FormatInt(id, 10), "", "", "")
+	for _, who := range []string{"", viewerToken + "x"} {
+		status, out = b.do(t, http.MethodGet, "/v1/order-requests/"+strconv.FormatInt(id, 10), who, "", "")
+		require.Equal(t, http.StatusUnauthorized, status, "the rows are for operators only")
+		require.NotContains(t, fmt.Sprint(out), "tester")
+	}
+	status, out = b.do(t, http.MethodGet, "/v1/order-requests/"+strconv.FormatInt(id, 10), viewerToken, "", "")
 	require.Equal(t, http.StatusOK, status)
 	require.Equal(t, "tester", out["username"])
 	require.Equal(t, float64(10000), out["totalPrice"])
 	require.Equal(t, "PENDING", out["status"])
-	status, _ = b.do(t, http.MethodGet, "/v1/order-requests/999", "", "", "")
+	status, _ = b.do(t, http.MethodGet, "/v1/order-requests/999", viewerToken, "", "")
 	require.Equal(t, http.StatusNotFound, status)
-	status, out = b.do(t, http.MethodGet, "/v1/order-requests/abc", "", "", "")
+	status, out = b.do(t, http.MethodGet, "/v1/order-requests/abc", viewerToken, "", "")
 	require.Equal(t, http.StatusBadRequest, status)
 	require.Equal(t, "id", out["field"])
 }

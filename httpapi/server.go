@@ -1,21 +1,28 @@
 // Package httpapi is tidemark's HTTP interface: health and readiness probes,
-// read endpoints, and admin endpoints that enqueue work (Bearer ADMIN_TOKEN).
+// the member endpoints (a coupon issue, a member's own statistics), and the
+// operator endpoints that read rows or enqueue work. Callers says who may
+// call which.
 //
 // Every error answer is JSON {"error": "...", "field": "..."} naming the field
 // at fault where there is one; a request that is refused changes nothing.
 package httpapi
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"mime"
 	"net/http"
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
+
+	"github.com/tidemark/tidemark/auth"
 
 	"github.com/tidemark/tidemark/coupongate"
 	"github.com/tidemark/tidemark/jobs"
@@ -27,13 +34,17 @@ const MaxBodyBytes = 1 << 20
 
 // Server serves the HTTP API.
 type Server struct {
-	Store      *store.Store
-	River      *jobs.Client
-	TZ         *time.Location
-	AdminToken string
-	Logger     *slog.Logger
+	Store  *store.Store
+	River  *jobs.Client
+	TZ     *time.Location
+	Logger *slog.Logger
+	// Callers authenticates every request; nil refuses every endpoint but
+	// the probes.
+	Callers *Callers
 	// Gate is the Redis coupon gate; without it the coupon endpoint answers 503.
 	Gate *coupongate.Gate
+	// Limiter bounds each member's coupon issue requests; nil: no bound.
+	Limiter MemberLimiter
 
 	mux     *http.ServeMux
 	persist *jobs.PersistEnqueuer
@@ -50,15 +61,30 @@ func (s *Server) Handler() http.Handler {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
 	mux.HandleFunc("GET /readyz", s.ready)
-	mux.HandleFunc("GET /v1/therapy-statistics", s.getTherapyStatistics)
-	mux.Handle("POST /v1/therapy-statistics/recover", s.admin(handleJSON(s, http.StatusAccepted, s.recoverTherapyStatistics)))
-	mux.Handle("POST /v1/ledger/reprocess", s.admin(handleJSON(s, http.StatusOK, s.reprocessLedger)))
-	mux.HandleFunc("POST /v1/coupons/{code}/issue", s.issueCoupon)
+	c := s.Callers
+	if c == nil {
+		c = &Callers{}
+	}
+	if c.Logger == nil {
+		c.Logger = s.Logger
+	}
+	if c.Actions == nil {
+		c.Actions = s.Store
+	}
+	// Who may call what: members their own coupon issue and statistics;
+	// viewers read; operators also change things, each change recorded.
+	mutation := func(action string, h http.Handler) http.Handler {
+		return c.Operator(auth.RoleOperator, c.Record(action, h))
+	}
+	mux.Handle("GET /v1/therapy-statistics", c.MemberOrViewer(http.HandlerFunc(s.getTherapyStatistics)))
+	mux.Handle("POST /v1/therapy-statistics/recover", mutation("recover_therapy_statistics", handleJSON(s, http.StatusAccepted, s.recoverTherapyStatistics)))
+	mux.Handle("POST /v1/ledger/reprocess", mutation("reprocess_ledger", handleJSON(s, http.StatusOK, s.reprocessLedger)))
+	mux.Handle("POST /v1/coupons/{code}/issue", c.Member(http.HandlerFunc(s.issueCoupon)))
 	if s.River != nil {
 		s.persist = jobs.NewPersistEnqueuer(s.River)
 	}
-	mux.Handle("POST /v1/order-requests", s.admin(handleJSON(s, http.StatusAccepted, s.createOrderRequest)))
-	mux.HandleFunc("GET /v1/order-requests/{id}", s.getOrderRequest)
+	mux.Handle("POST /v1/order-requests", mutation("create_order_request", handleJSON(s, http.StatusAccepted, s.createOrderRequest)))
+	mux.Handle("GET /v1/order-requests/{id}", c.Operator(auth.RoleViewer, http.HandlerFunc(s.getOrderRequest)))
 	s.mux = mux
 	return mux
 }
@@ -71,25 +97,6 @@ func (s *Server) ready(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
-}
-
-// admin requires "Authorization: Bearer <ADMIN_TOKEN>". With no token
-// configured, every admin endpoint is refused.
-func (s *Server) admin(next http.HandlerFunc) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-		switch {
-		case s.AdminToken == "":
-			writeError(w, http.StatusForbidden, "", "admin endpoints are disabled: ADMIN_TOKEN is not set")
-		case !ok || got == "":
-			w.Header().Set("WWW-Authenticate", `Bearer realm="tidemark"`)
-			writeError(w, http.StatusUnauthorized, "Authorization", "missing bearer token")
-		case !tokenMatches(got, s.AdminToken):
-			writeError(w, http.StatusForbidden, "Authorization", "wrong bearer token")
-		default:
-			next(w, r)
-		}
-	})
 }
 
 // apiError is an error answer.
@@ -184,12 +191,45 @@ func handleJSON[Req, Resp any](s *Server, status int, do func(*http.Request, Req
 }
 
 // decodeJSON reads exactly one JSON object of at most MaxBodyBytes into dst,
-// refusing unknown fields and naming the field of a type mismatch.
+// refusing unknown fields and naming the field of a type mismatch. The
+// request must say it is JSON (Content-Type application/json, 415 else), so
+// a form another site's page posts is never read as one; and the body must
+// be valid UTF-8, which encoding/json would otherwise silently mend.
 func decodeJSON(w http.ResponseWriter, r *http.Request, dst any) error {
-	if ct := r.Header.Get("Content-Type"); ct != "" && !strings.HasPrefix(ct, "application/json") {
-		return &fieldError{status: http.StatusUnsupportedMediaType, field: "Content-Type", msg: "want application/json"}
+	if err := requireJSON(r); err != nil {
+		return err
 	}
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
+	var maxErr *http.MaxBytesError
+	switch {
+	case errors.As(err, &maxErr):
+		return &fieldError{status: http.StatusRequestEntityTooLarge, field: "body", msg: fmt.Sprintf("body is larger than %d bytes", MaxBodyBytes)}
+	case err != nil:
+		return badField("body", "could not read the body: %v", err)
+	case !utf8.Valid(body):
+		return badField("body", "is not valid UTF-8")
+	}
+	return decodeBody(body, dst)
+}
+
+// requireJSON refuses a request whose Content-Type is not application/json
+// (the media type, in any case, with any parameters).
+func requireJSON(r *http.Request) error {
+	ct := r.Header.Get("Content-Type")
+	mt, _, err := mime.ParseMediaType(ct)
+	if ct == "" || err != nil || mt != "application/json" {
+		got := "none"
+		if ct != "" {
+			got = strconv.Quote(ct)
+		}
+		return &fieldError{status: http.StatusUnsupportedMediaType, field: "Content-Type", msg: "want application/json, got " + got}
+	}
+	return nil
+}
+
+// decodeBody decodes a JSON body read whole, as decodeJSON describes.
+func decodeBody(body []byte, dst any) error {
+	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	err := dec.Decode(dst)
 	if err == nil {
@@ -202,13 +242,10 @@ func decodeJSON(w http.ResponseWriter, r *http.Request, dst any) error {
 		return nil
 	}
 	var (
-		maxErr    *http.MaxBytesError
 		typeErr   *json.UnmarshalTypeError
 		syntaxErr *json.SyntaxError
 	)
 	switch {
-	case errors.As(err, &maxErr):
-		return &fieldError{status: http.StatusRequestEntityTooLarge, field: "body", msg: fmt.Sprintf("body is larger than %d bytes", MaxBodyBytes)}
 	case errors.As(err, &typeErr) && typeErr.Field == "":
 		return badField("body", "want a JSON object, got %s", typeErr.Value)
 	case errors.As(err, &typeErr):

@@ -10,11 +10,23 @@ import (
 	"github.com/tidemark/tidemark/store"
 )
 
+// getTherapyStatistics answers one user's statistics for one month: a
+// member's own (therapyUserId may be left out; another's is 403), anyone's
+// for an operator.
 func (s *Server) getTherapyStatistics(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
-	userID, err := positiveID("therapyUserId", q.Get("therapyUserId"))
+	caller, _ := CallerOf(r.Context())
+	given := q.Get("therapyUserId")
+	if given == "" && caller.Member > 0 {
+		given = strconv.FormatInt(caller.Member, 10)
+	}
+	userID, err := positiveID("therapyUserId", given)
 	if err != nil {
 		s.writeErr(w, r, err)
+		return
+	}
+	if caller.Operator == nil && (caller.Member <= 0 || caller.Member != userID) {
+		writeError(w, http.StatusForbidden, "therapyUserId", "a member can read only their own statistics")
 		return
 	}
 	year, month, err := calendar.ParseYearMonth(q.Get("yearMonth"))

@@ -19,8 +19,6 @@ import (
 	"github.com/tidemark/tidemark/store"
 )
 
-const token = "test-admin-token"
-
 var seoul = testkit.TZ()
 
 type testBundle struct {
@@ -54,7 +52,7 @@ func setup(t *testing.T, work bool) *testBundle {
 			require.NoError(t, client.Stop(c))
 		})
 	}
-	api := &httpapi.Server{Store: st, River: client, TZ: seoul, AdminToken: token, Logger: logger}
+	api := &httpapi.Server{Store: st, River: client, TZ: seoul, Callers: testCallers(t), Logger: logger}
 	srv := httptest.NewServer(api.Handler())
 	t.Cleanup(srv.Close)
 	_, err = pool.Exec(ctx, `INSERT INTO therapy_user (id, status) VALUES (1, 'ACTIVE'), (2, 'INACTIVE')`)
@@ -96,8 +94,10 @@ func TestRecoverBadInputIsRefusedAndEnqueuesNothing(t *testing.T) {
 		field            string
 	}{
 		{"missing token", "", `{"therapyUserId":1,"yearMonth":"2026-11"}`, 401, "Authorization"},
-		{"wrong token", "Bearer nope", `{"therapyUserId":1,"yearMonth":"2026-11"}`, 403, "Authorization"},
+		{"wrong token", "Bearer nope", `{"therapyUserId":1,"yearMonth":"2026-11"}`, 401, "Authorization"},
 		{"not bearer", "Basic " + token, `{"therapyUserId":1,"yearMonth":"2026-11"}`, 401, "Authorization"},
+		{"a viewer", "Bearer " + viewerToken, `{"therapyUserId":1,"yearMonth":"2026-11"}`, 403, ""},
+		{"a member", memberBearer(t, 1), `{"therapyUserId":1,"yearMonth":"2026-11"}`, 401, "Authorization"},
 		{"month 13", bearer, `{"therapyUserId":1,"yearMonth":"2026-13"}`, 400, "yearMonth"},
 		{"two-digit year", bearer, `{"therapyUserId":1,"yearMonth":"26-11"}`, 400, "yearMonth"},
 		{"month 00", bearer, `{"therapyUserId":1,"yearMonth":"2026-00"}`, 400, "yearMonth"},
@@ -122,7 +122,7 @@ func TestRecoverBadInputIsRefusedAndEnqueuesNothing(t *testing.T) {
 	for _, tc := range cases {
 		status, out := b.do(t, "POST", "/v1/therapy-statistics/recover", tc.auth, tc.body)
 		require.Equal(t, tc.status, status, tc.name)
-		require.Equal(t, tc.field, out["field"], "%s: %v", tc.name, out)
+		require.Equal(t, tc.field, str(out["field"]), "%s: %v", tc.name, out)
 		require.NotEmpty(t, out["error"], tc.name)
 	}
 	require.Zero(t, b.jobCount(t), "no bad request enqueued anything")
@@ -133,24 +133,44 @@ func TestGetTherapyStatistics(t *testing.T) {
 	b := setup(t, false)
 	require.NoError(t, b.store.AggregateTherapy(b.ctx, []store.TherapyKey{store.NewTherapyKey(1, 2026, 11, seoul)}, seoul))
 
-	status, out := b.do(t, "GET", "/v1/therapy-statistics?therapyUserId=1&yearMonth=2026-11", "", "")
+	// The member reads their own, with or without naming themself; a viewer
+	// anyone's.
+	for _, c := range []struct{ auth, query string }{
+		{memberBearer(t, 1), "therapyUserId=1&yearMonth=2026-11"},
+		{memberBearer(t, 1), "yearMonth=2026-11"},
+		{"Bearer " + viewerToken, "therapyUserId=1&yearMonth=2026-11"},
+		{"Bearer " + token, "therapyUserId=1&yearMonth=2026-11"},
+	} {
+		status, out := b.do(t, "GET", "/v1/therapy-statistics?"+c.query, c.auth, "")
+		require.Equal(t, 200, status, c)
+		require.Equal(t, float64(1), out["therapyUserId"])
+		require.Equal(t, float64(1), out["performCount"])
+		require.Equal(t, float64(600), out["totalDurationSeconds"])
+		require.Equal(t, "2026-11-30T14:30:00Z", out["lastPerformedAt"])
+	}
+	// Another member's, existing or not, is refused alike; so is no token.
+	for _, c := range []struct {
+		auth, query string
+		status      int
+		field       string
+	}{
+		{memberBearer(t, 2), "therapyUserId=1&yearMonth=2026-11", 403, "therapyUserId"},
+		{memberBearer(t, 2), "therapyUserId=99&yearMonth=2026-11", 403, "therapyUserId"},
+		{"", "therapyUserId=1&yearMonth=2026-11", 401, "Authorization"},
+		{"Bearer " + viewerToken + "x", "therapyUserId=1&yearMonth=2026-11", 401, "Authorization"},
+		{memberBearer(t, 1), "therapyUserId=1&yearMonth=2026-12", 404, ""},
+		{memberBearer(t, 1), "therapyUserId=1&yearMonth=2026-13", 400, "yearMonth"},
+		{"Bearer " + viewerToken, "therapyUserId=x&yearMonth=2026-11", 400, "therapyUserId"},
+		{"Bearer " + viewerToken, "yearMonth=2026-11", 400, "therapyUserId"},
+	} {
+		status, out := b.do(t, "GET", "/v1/therapy-statistics?"+c.query, c.auth, "")
+		require.Equal(t, c.status, status, "%v %v", c, out)
+		require.Equal(t, c.field, str(out["field"]), c)
+		require.NotContains(t, fmt.Sprint(out), "performCount")
+	}
+	status, _ := b.do(t, "GET", "/readyz", "", "")
 	require.Equal(t, 200, status)
-	require.Equal(t, float64(1), out["performCount"])
-	require.Equal(t, float64(600), out["totalDurationSeconds"])
-	require.Equal(t, "2026-11-30T14:30:00Z", out["lastPerformedAt"])
 
-	status, _ = b.do(t, "GET", "/v1/therapy-statistics?therapyUserId=1&yearMonth=2026-12", "", "")
-	require.Equal(t, 404, status)
-	status, out = b.do(t, "GET", "/v1/therapy-statistics?therapyUserId=1&yearMonth=2026-13", "", "")
-	require.Equal(t, 400, status)
-	require.Equal(t, "yearMonth", out["field"])
-	status, out = b.do(t, "GET", "/v1/therapy-statistics?therapyUserId=x&yearMonth=2026-11", "", "")
-	require.Equal(t, 400, status)
-	require.Equal(t, "therapyUserId", out["field"])
-
-	status, out = b.do(t, "GET", "/readyz", "", "")
-	require.Equal(t, 200, status)
-	require.Equal(t, "ready", out["status"])
 }
 
 func TestRecoverReaggregatesEvenAfterSuccessToday(t *testing.T) {
@@ -194,10 +214,10 @@ func TestRecoverReaggregatesEvenAfterSuccessToday(t *testing.T) {
 	require.Equal(t, "2026-11-01T00:00:00+09:00", start)
 }
 
-func TestAdminDisabledWithoutToken(t *testing.T) {
+func TestOperatorEndpointsDisabledWithoutOperators(t *testing.T) {
 	t.Parallel()
 	b := setup(t, false)
-	api := &httpapi.Server{Store: b.store, River: b.client, TZ: seoul, Logger: testkit.Logger(t)}
+	api := &httpapi.Server{Store: b.store, River: b.client, TZ: seoul, Logger: testkit.Logger(t), Callers: &httpapi.Callers{}}
 	srv := httptest.NewServer(api.Handler())
 	defer srv.Close()
 	resp, err := http.Post(srv.URL+"/v1/therapy-statistics/recover", "application/json", strings.NewReader(`{"therapyUserId":1,"yearMonth":"2026-11"}`))

@@ -52,6 +52,10 @@ type CollectorOpts struct {
 	// Timeout bounds one read (DefaultTimeout when 0).
 	TTL, Timeout time.Duration
 	Logger       *slog.Logger
+	// PerCoupon labels the coupon gauges with each ACTIVE coupon's code.
+	// Without it they are sums over the ACTIVE coupons, so a /metrics open
+	// to anyone names no coupon (a code is what a member needs to claim it).
+	PerCoupon bool
 }
 
 // Collector is the gauges, read from Postgres and Redis at most once per
@@ -95,6 +99,11 @@ func NewCollector(opts CollectorOpts) *Collector {
 	d := func(name, help string, labels ...string) *prometheus.Desc {
 		return prometheus.NewDesc(name, help, labels, nil)
 	}
+	coupon := []string{"coupon"}
+	of := "an ACTIVE coupon"
+	if !opts.PerCoupon {
+		coupon, of = nil, "the ACTIVE coupons (summed)"
+	}
 	return &Collector{opts: opts, descs: map[string]*prometheus.Desc{
 		"source_up":      d("tidemark_metrics_source_up", "1 if the last read of a source for these gauges succeeded, else 0 (its gauges are then missing).", "source"),
 		"read_seconds":   d("tidemark_metrics_read_duration_seconds", "How long the last read of every gauge took."),
@@ -103,11 +112,12 @@ func NewCollector(opts CollectorOpts) *Collector {
 		"queue_age":      d("tidemark_queue_oldest_available_age_seconds", "How long the oldest available job of a queue has been due (0 when none is available): the queue's lag.", "queue"),
 		"orders":         d("tidemark_order_requests", "order_request rows by status.", "status"),
 		"sending_age":    d("tidemark_order_oldest_sending_age_seconds", "Seconds since the longest-unchanged SENDING order request last changed (its last attempt); 0 when none is SENDING."),
-		"coupon_total":   d("tidemark_coupon_total_quantity", "Seats of an ACTIVE coupon.", "coupon"),
-		"coupon_issues":  d("tidemark_coupon_issues", "coupon_issue rows of an ACTIVE coupon in Postgres, the source of truth.", "coupon"),
-		"gate_loaded":    d("tidemark_coupon_gate_loaded", "1 if an ACTIVE coupon's Redis gate is loaded (its stock key exists), else 0.", "coupon"),
-		"gate_stock":     d("tidemark_coupon_gate_stock", "Seats left in an ACTIVE coupon's Redis gate.", "coupon"),
-		"gate_issued":    d("tidemark_coupon_gate_issued", "Members in an ACTIVE coupon's Redis issued set.", "coupon"),
+		"coupons_active": d("tidemark_coupons_active", "ACTIVE coupons."),
+		"coupon_total":   d("tidemark_coupon_total_quantity", "Seats of "+of+".", coupon...),
+		"coupon_issues":  d("tidemark_coupon_issues", "coupon_issue rows of "+of+" in Postgres, the source of truth.", coupon...),
+		"gate_loaded":    d("tidemark_coupon_gate_loaded", "Loaded Redis gates (stock key exists) of "+of+": 1 or 0 a coupon.", coupon...),
+		"gate_stock":     d("tidemark_coupon_gate_stock", "Seats left in the Redis gate of "+of+".", coupon...),
+		"gate_issued":    d("tidemark_coupon_gate_issued", "Members in the Redis issued set of "+of+".", coupon...),
 		"settled_date":   d("tidemark_settlement_last_date_timestamp_seconds", "The last settled business date, as the Unix time of its midnight in BATCH_TZ."),
 		"therapy_target": d("tidemark_therapy_run_targets", "Users the therapy run of today's business date selected."),
 		"therapy_done":   d("tidemark_therapy_run_done", "therapy_stats jobs of today's run completed."),
@@ -228,26 +238,45 @@ func (c *Collector) coupons(ctx context.Context, r *reading) ([]store.CouponIssu
 	if err != nil {
 		return nil, err
 	}
+	r.gauge("coupons_active", float64(len(coupons)))
+	var total, issues float64
 	for _, cp := range coupons {
-		r.gauge("coupon_total", float64(cp.TotalQuantity), cp.Code)
-		r.gauge("coupon_issues", float64(cp.Issues), cp.Code)
+		if c.opts.PerCoupon {
+			r.gauge("coupon_total", float64(cp.TotalQuantity), cp.Code)
+			r.gauge("coupon_issues", float64(cp.Issues), cp.Code)
+		}
+		total += float64(cp.TotalQuantity)
+		issues += float64(cp.Issues)
+	}
+	if !c.opts.PerCoupon {
+		r.gauge("coupon_total", total)
+		r.gauge("coupon_issues", issues)
 	}
 	return coupons, nil
 }
 
 func (c *Collector) gates(ctx context.Context, r *reading, coupons []store.CouponIssues) error {
+	var loaded, stock, issued float64
 	for _, cp := range coupons {
 		g, err := c.opts.Gate.Counts(ctx, cp.Code)
 		if err != nil {
 			return err
 		}
-		loaded := 0.0
+		l := 0.0
 		if g.Loaded {
-			loaded = 1
+			l = 1
 		}
-		r.gauge("gate_loaded", loaded, cp.Code)
-		r.gauge("gate_stock", float64(g.Stock), cp.Code)
-		r.gauge("gate_issued", float64(g.Issued), cp.Code)
+		if c.opts.PerCoupon {
+			r.gauge("gate_loaded", l, cp.Code)
+			r.gauge("gate_stock", float64(g.Stock), cp.Code)
+			r.gauge("gate_issued", float64(g.Issued), cp.Code)
+		}
+		loaded, stock, issued = loaded+l, stock+float64(g.Stock), issued+float64(g.Issued)
+	}
+	if !c.opts.PerCoupon {
+		r.gauge("gate_loaded", loaded)
+		r.gauge("gate_stock", stock)
+		r.gauge("gate_issued", issued)
 	}
 	return nil
 }

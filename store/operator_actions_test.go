@@ -69,6 +69,25 @@ func TestOperatorActionCountsFollowCommittedBatches(t *testing.T) {
 	require.NoError(t, b.store.Pool.QueryRow(b.ctx, `SELECT count(*) FROM operator_action WHERE by IS NULL`).Scan(&nulls))
 	require.Equal(t, 3, nulls)
 
-	_, err = b.store.StartOperatorAction(b.ctx, "delete", json.RawMessage(`{}`), "")
-	require.ErrorContains(t, err, "operator_action_action_check", "only retry and cancel are recorded")
+	_, err = b.store.StartOperatorAction(b.ctx, "Drop Table", json.RawMessage(`{}`), "")
+	require.ErrorContains(t, err, "operator_action_action_check", "an action is a snake_case name")
+
+	// An HTTP request: recorded before it is acted on, then its answer.
+	id, err = b.store.StartOperatorRequest(b.ctx, store.OperatorRequest{Action: "delete", Via: store.ViaRiverUI,
+		By: "ann", Addr: "192.0.2.7", Target: json.RawMessage(`{"ids": ["1", "2"]}`)})
+	require.NoError(t, err)
+	got, err = b.store.OperatorActions(b.ctx, 1)
+	require.NoError(t, err)
+	require.Equal(t, id, got[0].ID)
+	require.True(t, got[0].FinishedAt.IsZero(), "unfinished until answered")
+	require.Zero(t, got[0].Status)
+	require.NoError(t, b.store.FinishOperatorRequest(b.ctx, id, 200, 2, 2))
+	got, err = b.store.OperatorActions(b.ctx, 1)
+	require.NoError(t, err)
+	require.Equal(t, store.OperatorAction{ID: id, At: got[0].At, Action: "delete", Via: "riverui", Filter: got[0].Filter,
+		Matched: 2, Acted: 2, By: "ann", Status: 200, Addr: "192.0.2.7", FinishedAt: got[0].FinishedAt}, got[0])
+	require.JSONEq(t, `{"ids": ["1", "2"]}`, string(got[0].Filter))
+	require.ErrorIs(t, b.store.FinishOperatorRequest(b.ctx, id, 200, 2, 2), store.ErrNotFound, "finished once")
+	_, err = b.store.StartOperatorRequest(b.ctx, store.OperatorRequest{Action: "pause", Via: "email", By: "ann", Target: json.RawMessage(`{}`)})
+	require.ErrorContains(t, err, "operator_action_via_check")
 }

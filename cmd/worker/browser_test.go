@@ -149,8 +149,8 @@ func TestBatchPageInABrowser(t *testing.T) {
 	cells, err := chromedp.Run(browser, chromedp.Evaluate[[]string](fmt.Sprintf(
 		`[...document.querySelectorAll('#actions tr[data-action="%d"] td')].map(td => td.innerText)`, action)))
 	require.NoError(t, err)
-	require.Len(t, cells, 8)
-	require.Equal(t, []string{fmt.Sprint(action), "cancel", "kind=order_reconcile state=available,scheduled,retryable,pending queue=parked", "1", "1", "ops"},
-		[]string{cells[0], cells[2], cells[3], cells[4], cells[5], cells[6]})
+	require.Len(t, cells, 10)
+	require.Equal(t, []string{fmt.Sprint(action), "cancel", "cli", "kind=order_reconcile state=available,scheduled,retryable,pending queue=parked", "1", "1", "ops", ""},
+		[]string{cells[0], cells[2], cells[3], cells[4], cells[5], cells[6], cells[7], cells[8]})
 	screenshot(t, browser, "batch-ui")
 }

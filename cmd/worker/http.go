@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"time"
 
 	"riverqueue.com/riverui"
 
@@ -18,23 +19,36 @@ const (
 	batchUIPath   = "/ui/"
 )
 
+// The listener's limits: a client must send its headers within
+// readHeaderTimeout and its whole request within readTimeout (a body sent a
+// byte every few seconds is cut), an answer must be written within
+// writeTimeout (River UI and /metrics included), an idle keep-alive
+// connection is closed after idleTimeout.
+const (
+	readHeaderTimeout = 5 * time.Second
+	readTimeout       = 20 * time.Second
+	writeTimeout      = 30 * time.Second
+	idleTimeout       = 60 * time.Second
+	maxHeaderBytes    = 64 << 10
+)
+
 // routes is the worker's HTTP listener: the API (health, readiness, /v1/),
-// /metrics (numbers only, no token), and behind ADMIN_TOKEN River UI under
-// /riverui/ and the batch page at /ui/.
-func routes(api, metrics, riverUI, batchUI http.Handler, adminToken string) http.Handler {
+// /metrics, and for operators River UI under /riverui/ and the batch page at
+// /ui/. Callers guards each.
+func routes(api, metrics, riverUI, batchUI http.Handler, c *httpapi.Callers) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("/", api)
-	mux.Handle("GET /metrics", metrics)
-	mux.Handle(riverUIPrefix+"/", httpapi.RequireAdmin(adminToken, riverUI))
-	mux.Handle(batchUIPath, httpapi.RequireAdmin(adminToken, exactPath(batchUIPath, batchUI)))
-	return mux
+	mux.Handle("GET /metrics", c.Metrics(metrics))
+	mux.Handle(riverUIPrefix+"/", httpapi.NoFraming(c.Page(c.RecordRiverUI(riverUIPrefix, riverUI))))
+	mux.Handle(batchUIPath, httpapi.NoFraming(c.Page(exactPath(batchUIPath, batchUI))))
+	return httpapi.Nosniff(mux)
 }
 
 // startRiverUI builds River UI on the worker's own client and starts its
-// count caches, which stop when ctx is done. Without ADMIN_TOKEN the UI is
+// count caches, which stop when ctx is done. Without operators the UI is
 // off: nothing is built and the path answers 404.
-func startRiverUI(ctx context.Context, client *jobs.Client, logger *slog.Logger, adminToken string) (http.Handler, error) {
-	if adminToken == "" {
+func startRiverUI(ctx context.Context, client *jobs.Client, logger *slog.Logger, operators int) (http.Handler, error) {
+	if operators == 0 {
 		return http.NotFoundHandler(), nil
 	}
 	h, err := riverui.NewHandler(&riverui.HandlerOpts{

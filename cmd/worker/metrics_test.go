@@ -28,8 +28,8 @@ type scrape map[string]*dto.MetricFamily
 
 func (b *opsBundle) scrape(t *testing.T) scrape {
 	t.Helper()
-	resp, body := b.get(t, "/metrics", "")
-	require.Equal(t, http.StatusOK, resp.StatusCode, "/metrics needs no token")
+	resp, body := b.get(t, "/metrics", "Bearer "+b.metrics)
+	require.Equal(t, http.StatusOK, resp.StatusCode, "/metrics with METRICS_TOKEN")
 	require.True(t, strings.HasPrefix(resp.Header.Get("Content-Type"), "text/plain"), resp.Header.Get("Content-Type"))
 	p := expfmt.NewTextParser(model.UTF8Validation)
 	fams, err := p.TextToMetricFamilies(bytes.NewReader(body))

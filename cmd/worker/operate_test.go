@@ -2,10 +2,14 @@ package main_test
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"io"
 	"net/http"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -33,24 +37,28 @@ type opsBundle struct {
 	dbURL string
 	pool  *pgxpool.Pool
 	env   []string
-	// base is the worker's URL, token its ADMIN_TOKEN.
-	base, token string
+	// base is the worker's URL, token its ADMIN_TOKEN; viewer is the token of
+	// the operator "vera", a viewer (OPERATORS_FILE); metrics METRICS_TOKEN.
+	base, token, viewer, metrics string
 	worker      *testbin.Proc
 	// parkedAt is when the parked jobs were scheduled.
 	parkedAt time.Time
 }
 
-// setupOps starts a worker with ADMIN_TOKEN on a fresh database and parks
-// jobs of four kinds, scheduled ten minutes ago, in a queue nobody works,
-// and waits until they are available.
+// setupOps starts a worker with ADMIN_TOKEN, a viewer in OPERATORS_FILE and
+// METRICS_TOKEN on a fresh database and parks jobs of four kinds, scheduled
+// ten minutes ago, in a queue nobody works, and waits until they are
+// available.
 func setupOps(t *testing.T) *opsBundle {
 	t.Helper()
 	pool, dbURL := testkit.Pool(t)
 	b := &opsBundle{dbURL: dbURL, pool: pool, token: "op-" + time.Now().Format("150405.000000"),
+		viewer: "viewer-" + time.Now().Format("150405.000000"), metrics: "metrics-" + time.Now().Format("150405.000000"),
 		parkedAt: time.Now().Add(-10 * time.Minute).Truncate(time.Second)}
 	b.env = []string{"DATABASE_URL=" + dbURL, "REDIS_URL=" + testredis.URL(), "PERIODIC_JOBS=false"}
 	b.parkJobs(t)
-	b.worker = testbin.StartWorker(t, append(b.env, "ADMIN_TOKEN="+b.token)...)
+	b.worker = testbin.StartWorker(t, append(b.env, "ADMIN_TOKEN="+b.token, "METRICS_TOKEN="+b.metrics,
+		"OPERATORS_FILE="+operatorsFile(t, "vera:viewer:"+sha256Hex(b.viewer)))...)
 	b.base = "http://" + b.worker.Addr
 	// River inserts a job with a ScheduledAt as scheduled; the leader's
 	// scheduler makes it available within seconds.
@@ -101,14 +109,27 @@ func getURL(t *testing.T, url, auth string) (*http.Response, []byte) {
 	return resp, body
 }
 
+// operatorsFile writes an OPERATORS_FILE of lines and returns its path.
+func operatorsFile(t *testing.T, lines ...string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "operators")
+	require.NoError(t, os.WriteFile(p, []byte("# name:role:sha256 of the token\n"+strings.Join(lines, "\n")+"\n"), 0o600))
+	return p
+}
+
+func sha256Hex(s string) string {
+	h := sha256.Sum256([]byte(s))
+	return hex.EncodeToString(h[:])
+}
+
 func basic(user, pass string) string {
 	return "Basic " + base64.StdEncoding.EncodeToString([]byte(user+":"+pass))
 }
 
 // River UI is served by the worker under /riverui/, every page and API
-// request behind ADMIN_TOKEN (Basic admin:token or Bearer), and is off
-// without a token.
-func TestRiverUIRequiresAdminToken(t *testing.T) {
+// request behind an operator's token (Basic name:token or Bearer), and is
+// off without operators.
+func TestRiverUIRequiresAnOperator(t *testing.T) {
 	t.Parallel()
 	b := setupOps(t)
 	for _, path := range []string{"/riverui/", "/riverui/jobs", "/riverui/api/jobs?state=available&limit=20"} {
@@ -124,9 +145,13 @@ func TestRiverUIRequiresAdminToken(t *testing.T) {
 			require.Equal(t, http.StatusUnauthorized, resp.StatusCode, "%s %s", path, name)
 			require.Equal(t, `Basic realm="tidemark"`, resp.Header.Get("WWW-Authenticate"), "%s %s", path, name)
 		}
-		for name, auth := range map[string]string{"basic": basic("admin", b.token), "bearer": "Bearer " + b.token} {
+		for name, auth := range map[string]string{"basic": basic("admin", b.token), "bearer": "Bearer " + b.token,
+			"viewer basic": basic("vera", b.viewer), "viewer bearer": "Bearer " + b.viewer} {
 			resp, body := b.get(t, path, auth)
 			require.Equal(t, http.StatusOK, resp.StatusCode, "%s %s: %s", path, name, body)
+			require.Equal(t, "frame-ancestors 'none'", resp.Header.Get("Content-Security-Policy"), path)
+			require.Equal(t, "DENY", resp.Header.Get("X-Frame-Options"), path)
+			require.Equal(t, "nosniff", resp.Header.Get("X-Content-Type-Options"), path)
 		}
 	}
 
@@ -172,7 +197,7 @@ func TestRiverUIRequiresAdminToken(t *testing.T) {
 	resp, _ := b.get(t, "/healthz", "")
 	require.Equal(t, http.StatusOK, resp.StatusCode)
 
-	// Without ADMIN_TOKEN the UI does not exist.
+	// Without operators the UI does not exist.
 	off := testbin.StartWorker(t, b.env...)
 	for _, auth := range []string{"", basic("admin", b.token), "Bearer " + b.token} {
 		resp, _ := getURL(t, "http://"+off.Addr+"/riverui/", auth)

@@ -27,8 +27,8 @@ func (b *opsBundle) cancelParkedReconcile(t *testing.T) int64 {
 	return id
 }
 
-var actionRow = regexp.MustCompile(`<tr data-action="(\d+)" data-kind="(\w+)" data-matched="(\d+)" data-acted="(\d+)">` +
-	`<td>\d+</td><td class="time">[^<]*</td><td>\w+</td><td><code>([^<]*)</code></td><td>\d+</td><td>\d+</td><td>([^<]*)</td>\s*<td class="time">(.*?)</td></tr>`)
+var actionRow = regexp.MustCompile(`<tr data-action="(\d+)" data-kind="(\w+)" data-via="\w+" data-matched="(\d+)" data-acted="(\d+)">` +
+	`<td>\d+</td><td class="time">[^<]*</td><td>\w+</td><td>\w+</td><td><code>([^<]*)</code></td><td>\d+</td><td>\d+</td><td>([^<]*)</td><td>\d*</td>\s*<td class="time">(.*?)</td></tr>`)
 
 // The batch page lists the operator actions, newest first and at most 20,
 // each with its filter, counts, user and whether it finished.
@@ -37,7 +37,7 @@ func TestBatchPageListsOperatorActions(t *testing.T) {
 	b := setupOps(t)
 	resp, page := b.get(t, "/ui/", basic("admin", b.token))
 	require.Equal(t, http.StatusOK, resp.StatusCode, "%s", page)
-	require.Contains(t, string(page), `<p class="none" id="actions-none">No bulk retry or cancel yet.</p>`)
+	require.Contains(t, string(page), `<p class="none" id="actions-none">No operator action yet.</p>`)
 
 	cancelled := b.cancelParkedReconcile(t)
 	resp, page = b.get(t, "/ui/", basic("admin", b.token))

@@ -16,7 +16,9 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/redis/go-redis/v9"
 	"github.com/riverqueue/river/rivertype"
+	"golang.org/x/net/netutil"
 
+	"github.com/tidemark/tidemark/auth"
 	"github.com/tidemark/tidemark/batchui"
 	"github.com/tidemark/tidemark/config"
 	"github.com/tidemark/tidemark/coupongate"
@@ -52,6 +54,13 @@ func Main(ctx context.Context, args []string, getenv func(string) string, stderr
 		return 2
 	}
 	logger := joblog.NewLogger(stderr, cfg.LogFormat == config.LogJSON, cfg.LogLevel)
+	var ops *auth.Operators
+	if len(args) == 0 {
+		if ops, err = loadOperators(cfg.Callers); err != nil {
+			fmt.Fprintf(stderr, "worker: configuration: %v\n", err)
+			return 2
+		}
+	}
 	if len(args) == 1 {
 		err = migrations.Up(cfg.DatabaseURL)
 		if err == nil {
@@ -60,7 +69,7 @@ func Main(ctx context.Context, args []string, getenv func(string) string, stderr
 			logger.Info("schema is up to date", "version", v)
 		}
 	} else {
-		err = run(ctx, cfg, logger)
+		err = run(ctx, cfg, ops, logger)
 	}
 	if err != nil {
 		fmt.Fprintf(stderr, "worker: %v\n", err)
@@ -75,7 +84,7 @@ func Main(ctx context.Context, args []string, getenv func(string) string, stderr
 // elsewhere. Every kind is safe to hand back at any point (a SIGKILL is
 // too), so a short grace loses nothing; it only ends sooner a job that is
 // waiting, on a row lock or a slow partner, for longer than the grace.
-func run(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
+func run(ctx context.Context, cfg config.Config, ops *auth.Operators, logger *slog.Logger) error {
 	pc, err := pgxpool.ParseConfig(cfg.DatabaseURL)
 	if err != nil {
 		return fmt.Errorf("DATABASE_URL: %w", err)
@@ -107,7 +116,8 @@ func run(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 		AuditRetention: cfg.AuditRetention,
 		OrderAPI:       orderapi.New(cfg.OrderAPIURL, cfg.OrderCallTimeout, cfg.Queues[config.QueueOutbound])}
 	queues := slices.Sorted(maps.Keys(cfg.Queues))
-	m := metrics.New(metrics.NewCollector(metrics.CollectorOpts{Store: st, Gate: gate, TZ: cfg.TZ, Queues: queues, Logger: logger}))
+	m := metrics.New(metrics.NewCollector(metrics.CollectorOpts{Store: st, Gate: gate, TZ: cfg.TZ, Queues: queues, Logger: logger,
+		PerCoupon: cfg.Callers.MetricsToken != ""}))
 	client, err := jobs.NewClient(pool, jobs.ClientConfig{
 		Queues:      cfg.Queues,
 		Retention:   cfg.Retention,
@@ -123,11 +133,17 @@ func run(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 	stopCounting := m.CountWorked(client)
 	defer stopCounting()
 
-	api := &httpapi.Server{Store: st, River: client, TZ: cfg.TZ, AdminToken: cfg.AdminToken, Logger: logger, Gate: gate}
-	// River UI's caches stop when run returns, after the HTTP listener drained.
+	// River UI's caches and the member key set's refreshes stop when run
+	// returns, after the HTTP listener drained.
 	uiCtx, stopUI := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopUI()
-	riverUI, err := startRiverUI(uiCtx, client, logger, cfg.AdminToken)
+	callers, err := newCallers(uiCtx, cfg.Callers, ops, st, logger)
+	if err != nil {
+		return err
+	}
+	api := &httpapi.Server{Store: st, River: client, TZ: cfg.TZ, Logger: logger, Gate: gate, Callers: callers,
+		Limiter: newLimiter(rdb, cfg.Callers.CouponRate)}
+	riverUI, err := startRiverUI(uiCtx, client, logger, ops.Len())
 	if err != nil {
 		return err
 	}
@@ -136,9 +152,11 @@ func run(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("http listen %s: %w", cfg.HTTPAddr, err)
 	}
-	srv := &http.Server{Handler: routes(api.Handler(), m.Handler(), riverUI, batchUI, cfg.AdminToken), ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{Handler: routes(api.Handler(), m.Handler(), riverUI, batchUI, callers),
+		ReadHeaderTimeout: readHeaderTimeout, ReadTimeout: readTimeout, WriteTimeout: writeTimeout,
+		IdleTimeout: idleTimeout, MaxHeaderBytes: maxHeaderBytes}
 	httpErr := make(chan error, 1)
-	go func() { httpErr <- srv.Serve(ln) }()
+	go func() { httpErr <- srv.Serve(netutil.LimitListener(ln, cfg.Callers.HTTPMaxConns)) }()
 
 	// Not ctx: River cancels every running job the moment its Start context
 	// is done. A signal must stop the client gracefully (below) instead.
@@ -146,7 +164,8 @@ func run(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 		_ = srv.Close()
 		return fmt.Errorf("start river: %w", err)
 	}
-	logger.Info("worker started", "http", ln.Addr().String(), "queues", cfg.Queues, "periodic", cfg.Periodic, "tz", cfg.TZ.String())
+	logger.Info("worker started", "http", ln.Addr().String(), "queues", cfg.Queues, "periodic", cfg.Periodic, "tz", cfg.TZ.String(),
+		"operators", ops.Names(), "members", memberAuth(cfg.Callers))
 
 	select {
 	case <-ctx.Done():

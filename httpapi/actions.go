@@ -1,0 +1,163 @@
+package httpapi
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/tidemark/tidemark/store"
+)
+
+// Actions records operators' mutating requests (store.Store).
+type Actions interface {
+	StartOperatorRequest(ctx context.Context, r store.OperatorRequest) (int64, error)
+	FinishOperatorRequest(ctx context.Context, id int64, status int, matched, acted int64) error
+}
+
+// Record logs and records in operator_action every request next is asked
+// to make, as action via the API (the target is the request's JSON body):
+// the row before next acts, its answer after. A request that cannot be
+// recorded is not acted on (503). It must run inside an operator guard.
+func (c *Callers) Record(action string, next http.Handler) http.Handler {
+	return c.record(store.ViaAPI, func(r *http.Request, body []byte) (string, json.RawMessage, int64) {
+		return action, targetOf(body, nil), 1
+	}, next)
+}
+
+// RecordRiverUI is Record for River UI's own API under prefix: retry,
+// cancel and delete of jobs (the target is their ids), pause, resume and the
+// settings of a queue (its name). Reads pass through unrecorded.
+func (c *Callers) RecordRiverUI(prefix string, next http.Handler) http.Handler {
+	rec := c.record(store.ViaRiverUI, func(r *http.Request, body []byte) (string, json.RawMessage, int64) {
+		return riverUIAction(strings.TrimPrefix(r.URL.Path, prefix), r.Method, body)
+	}, next)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if safeMethod(r.Method) {
+			next.ServeHTTP(w, r)
+			return
+		}
+		rec.ServeHTTP(w, r)
+	})
+}
+
+// riverUIAction names a River UI request: its action, target and how many
+// things it targets.
+func riverUIAction(path, method string, body []byte) (string, json.RawMessage, int64) {
+	parts := strings.Split(strings.Trim(path, "/"), "/")
+	switch {
+	case len(parts) == 3 && parts[0] == "api" && parts[1] == "jobs" && method == http.MethodPost:
+		var req struct {
+			IDs []json.RawMessage `json:"ids"`
+		}
+		_ = json.Unmarshal(body, &req)
+		return parts[2], targetOf(body, nil), int64(len(req.IDs))
+	case len(parts) == 4 && parts[0] == "api" && parts[1] == "queues" && method == http.MethodPut:
+		return parts[3], targetOf(nil, map[string]any{"queue": parts[2]}), 1
+	case len(parts) == 3 && parts[0] == "api" && parts[1] == "queues" && method == http.MethodPatch:
+		var settings any
+		_ = json.Unmarshal(body, &settings)
+		return "queue_update", targetOf(nil, map[string]any{"queue": parts[2], "settings": settings}), 1
+	}
+	return "riverui_request", targetOf(nil, map[string]any{"method": method, "path": path}), 1
+}
+
+// targetOf is body when it is a JSON object jsonb can keep, else the
+// object fallback (or one saying what the body was not).
+func targetOf(body []byte, fallback map[string]any) json.RawMessage {
+	trimmed := bytes.TrimSpace(body)
+	keepable := utf8.Valid(trimmed) && !bytes.Contains(trimmed, []byte(`\u0000`)) // jsonb refuses NUL
+	if fallback == nil && len(trimmed) > 0 && trimmed[0] == '{' && keepable && json.Valid(trimmed) {
+		return json.RawMessage(trimmed)
+	}
+	if fallback == nil {
+		fallback = map[string]any{"body": "not a JSON object of valid UTF-8"}
+	}
+	b, _ := json.Marshal(fallback)
+	return b
+}
+
+// actionName checks that a River UI path gave an action a safe name.
+func actionName(a string) string {
+	if a == "" || len(a) > 40 || strings.Trim(a, "abcdefghijklmnopqrstuvwxyz_") != "" {
+		return "riverui_request"
+	}
+	return a
+}
+
+func (c *Callers) record(via string, describe func(*http.Request, []byte) (string, json.RawMessage, int64), next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		caller, ok := CallerOf(r.Context())
+		if !ok || caller.Operator == nil {
+			writeError(w, http.StatusForbidden, "", "not an operator")
+			return
+		}
+		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
+		if err != nil {
+			writeError(w, http.StatusRequestEntityTooLarge, "body", "body is larger than 1 MiB")
+			return
+		}
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		action, target, matched := describe(r, body)
+		action = actionName(action)
+		id, err := c.Actions.StartOperatorRequest(r.Context(), store.OperatorRequest{
+			Action: action, Via: via, By: caller.Operator.Name, Addr: caller.Addr, Target: target})
+		if err != nil {
+			c.Logger.ErrorContext(r.Context(), "http: operator request not recorded, so not acted on",
+				"operator", caller.Operator.Name, "action", action, "err", err)
+			w.Header().Set("Retry-After", "1")
+			writeError(w, http.StatusServiceUnavailable, "", "could not record the request; nothing was done, try again")
+			return
+		}
+		sw := &statusWriter{ResponseWriter: w}
+		next.ServeHTTP(sw, r)
+		status := sw.code()
+		acted := int64(0)
+		if status < 300 {
+			acted = matched
+		}
+		c.Logger.InfoContext(r.Context(), "operator action", "operator", caller.Operator.Name, "role", caller.Operator.Role,
+			"via", via, "action", action, "target", string(target), "status", status, "operator_action", id)
+		// The answer is written; its record must not be lost to a client
+		// that hung up.
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), 5*time.Second)
+		defer cancel()
+		if err := c.Actions.FinishOperatorRequest(ctx, id, status, matched, max(acted, 0)); err != nil {
+			c.Logger.ErrorContext(ctx, "http: operator request's answer not recorded", "operator_action", id, "err", err)
+		}
+	})
+}
+
+// statusWriter remembers the status a handler answered.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.status == 0 {
+		w.status = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+func (w *statusWriter) code() int {
+	if w.status == 0 {
+		return http.StatusOK
+	}
+	return w.status
+}
+
+// Unwrap lets http.ResponseController reach the connection.
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
