@@ -362,9 +362,14 @@ func startRush(addr func() string, code string, min, max int64) *rushResult {
 					member = i - 1 // asks again
 				}
 				status := 0
+				bearer := "Bearer " + memberToken(int64(member))
 				for try := 0; try < 2 && status == 0; try++ {
-					resp, err := client.Post("http://"+addr()+"/v1/coupons/"+code+"/issue", "application/json",
-						strings.NewReader(fmt.Sprintf(`{"memberId": %d}`, member)))
+					req, err := http.NewRequest(http.MethodPost, "http://"+addr()+"/v1/coupons/"+code+"/issue", nil)
+					if err != nil {
+						break
+					}
+					req.Header.Set("Authorization", bearer)
+					resp, err := client.Do(req)
 					if err == nil {
 						status = resp.StatusCode
 						resp.Body.Close()

@@ -17,6 +17,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/tidemark/tidemark/internal/testbin"
+	"github.com/tidemark/tidemark/auth"
 	"github.com/tidemark/tidemark/internal/testkit"
 	"github.com/tidemark/tidemark/internal/testpg"
 	"github.com/tidemark/tidemark/internal/testredis"
@@ -205,7 +206,8 @@ func newFixture(t *testing.T, b *batch) *fixture {
 	t.Cleanup(pool.Close)
 	f := &fixture{ctx: ctx, pg: pg, pool: pool}
 	f.pgLink = newLink(t, "postgres", hostPort(t, pg.URL))
-	common := []string{"BATCH_TZ=Asia/Seoul", "PERIODIC_JOBS=false", "ADMIN_TOKEN=fault-token"}
+	common := []string{"BATCH_TZ=Asia/Seoul", "PERIODIC_JOBS=false", "ADMIN_TOKEN=" + faultAdminToken,
+		"MEMBER_JWT_SECRET=" + faultMemberSecret}
 	f.env = append(common, "DATABASE_URL="+pg.URL)
 	f.wenv = append(common, "DATABASE_URL="+via(t, pg.URL, f.pgLink), "ORDER_CALL_TIMEOUT=1s")
 	if b.redis {
@@ -321,9 +323,30 @@ func post(addr, path, body string) (int, string) {
 	return request(http.MethodPost, addr, path, body, "")
 }
 
+// The workers' operator token and the secret their members' tokens are
+// signed with.
+const (
+	faultAdminToken   = "fault-admin-token-0123456789"
+	faultMemberSecret = "fault-member-secret-of-at-least-32-bytes"
+)
+
 // postAdmin posts body with the fixture's admin token.
 func postAdmin(addr, path, body string) (int, string) {
-	return request(http.MethodPost, addr, path, body, "fault-token")
+	return request(http.MethodPost, addr, path, body, faultAdminToken)
+}
+
+// memberToken is member's bearer token.
+func memberToken(member int64) string {
+	tok, err := auth.SignMember([]byte(faultMemberSecret), member, time.Hour, "", "", time.Now())
+	if err != nil {
+		panic(err)
+	}
+	return tok
+}
+
+// postMember posts an empty body as member.
+func postMember(addr, path string, member int64) (int, string) {
+	return request(http.MethodPost, addr, path, "", memberToken(member))
 }
 
 // request sends one request and returns its status and body (0 and the

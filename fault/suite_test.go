@@ -173,7 +173,7 @@ var faults = []fault{
 			// The worker reaches the new, empty Redis: the gate answers
 			// "not loaded" instead of a dial error.
 			testkit.WaitFor(t, 30*time.Second, "the worker reaches Redis again", func() (bool, error) {
-				code, body := post(f.workers[0].Addr, "/v1/coupons/RUSH/issue", `{"memberId": 999999999}`)
+				code, body := postMember(f.workers[0].Addr, "/v1/coupons/RUSH/issue", 999999999)
 				return code == http.StatusServiceUnavailable && strings.Contains(body, "not loaded"), nil
 			})
 			ready := time.Since(back)

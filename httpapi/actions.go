@@ -110,7 +110,11 @@ func (c *Callers) record(via string, describe func(*http.Request, []byte) (strin
 			c.Logger.ErrorContext(r.Context(), "http: operator request not recorded, so not acted on",
 				"operator", caller.Operator.Name, "action", action, "err", err)
 			w.Header().Set("Retry-After", "1")
-			writeError(w, http.StatusServiceUnavailable, "", "could not record the request; nothing was done, try again")
+			msg := "could not record the request; nothing was done, try again"
+			if store.IsUnavailable(err) {
+				msg = "postgres unavailable; nothing was done, try again"
+			}
+			writeError(w, http.StatusServiceUnavailable, "", msg)
 			return
 		}
 		sw := &statusWriter{ResponseWriter: w}

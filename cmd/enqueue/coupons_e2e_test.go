@@ -120,10 +120,20 @@ func TestWorkerIssuesCoupon(t *testing.T) {
 	code := b.code(t, "E2E")
 	exit, _, stderr := b.run(t, "coupon", "create", "--code", code, "--name", "n", "--amount-type", "FIX", "--amount", "1", "--total", "1")
 	require.Equal(t, 0, exit, stderr)
-	w := testbin.StartWorker(t, "DATABASE_URL="+b.dbURL, "REDIS_URL="+testredis.URL(), "PERIODIC_JOBS=false")
+	const secret = "e2e-member-secret-of-at-least-32-bytes"
+	w := testbin.StartWorker(t, "DATABASE_URL="+b.dbURL, "REDIS_URL="+testredis.URL(), "PERIODIC_JOBS=false",
+		"MEMBER_JWT_SECRET="+secret)
 	post := func(member int) int {
-		resp, err := http.Post("http://"+w.Addr+"/v1/coupons/"+code+"/issue", "application/json",
-			strings.NewReader(fmt.Sprintf(`{"memberId":%d}`, member)))
+		// The member's token, as enqueue member-token signs it.
+		exit, stdout, stderr := testbin.Run(t, testbin.Build(t, "enqueue"), []string{"MEMBER_JWT_SECRET=" + secret},
+			"member-token", "--member", fmt.Sprint(member))
+		require.Equal(t, 0, exit, stderr)
+		id, tok, ok := strings.Cut(strings.TrimSpace(stdout), " ")
+		require.True(t, ok && id == fmt.Sprint(member), stdout)
+		req, err := http.NewRequest(http.MethodPost, "http://"+w.Addr+"/v1/coupons/"+code+"/issue", nil)
+		require.NoError(t, err)
+		req.Header.Set("Authorization", "Bearer "+tok)
+		resp, err := http.DefaultClient.Do(req)
 		require.NoError(t, err)
 		resp.Body.Close()
 		return resp.StatusCode
