@@ -13,7 +13,7 @@ import (
 )
 
 // An orders file either parses into valid requests whose every field is
-// safe text (package usertext), which written
+// safe text (package usertext) on a line within the limit, which written
 // back as CSV parse to the same requests, or is refused with an error; never
 // a panic.
 func FuzzParseOrderCSV(f *testing.F) {
@@ -37,6 +37,9 @@ func FuzzParseOrderCSV(f *testing.F) {
 			for _, field := range []string{r.Username, fmt.Sprint(r.TotalPrice), r.AppliedYearMonth} {
 				require.NoError(t, usertext.Check(field), "%q", field)
 			}
+		}
+		for i, line := range strings.Split(content, "\n") {
+			require.LessOrEqual(t, len(line), maxOrderLineBytes, "line %d", i+1)
 		}
 		var buf bytes.Buffer
 		w := csv.NewWriter(&buf)

