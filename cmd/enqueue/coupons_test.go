@@ -94,6 +94,21 @@ func TestCouponCreateAndBadInput(t *testing.T) {
 		require.Equal(t, 2, exit, "%v: %s", args, stderr)
 		require.Equal(t, 1, strings.Count(strings.TrimSpace(stderr), "\n")+1, "one line: %q", stderr)
 	}
+	// Text a user gives must be safe text (package usertext); the error names
+	// the flag and what is wrong.
+	for _, c := range []struct{ flag, value, want string }{
+		{"--name", "\u202eevil", "--name: contains a right-to-left override U+202E at character 1"},
+		{"--name", `=HYPERLINK("http://evil.example")`, "--name: starts with '=' (a spreadsheet formula)"},
+		{"--name", "half\xffoff", "--name: contains an invalid UTF-8 byte 0xFF at character 5"},
+		{"--description", "-50% for members", "--description: starts with '-' (a spreadsheet formula)"},
+		{"--description", "line\nbreak", "--description: contains a line feed U+000A at character 5"},
+	} {
+		args := []string{"coupon", "create", "--code", code, "--name", "n", "--amount-type", "FIX", "--amount", "1", "--total", "5", c.flag, c.value}
+		exit, _, stderr := b.run(t, args...)
+		require.Equal(t, 2, exit, "%v: %s", args, stderr)
+		require.Equal(t, 1, strings.Count(strings.TrimSpace(stderr), "\n")+1, "one line: %q", stderr)
+		require.Contains(t, stderr, c.want)
+	}
 	require.Equal(t, 0, b.count(t, `SELECT count(*) FROM coupon`))
 	n, err := b.rdb.Exists(ctx, b.gate.StockKey(code), b.gate.IssuedKey(code)).Result()
 	require.NoError(t, err)
@@ -231,6 +246,8 @@ func TestCouponExchangeCommand(t *testing.T) {
 		{"coupon-exchange", "--name", "n", "--amount-type", "FIX", "--amount", "1", "--expired-coupon-id", "999999"},
 		{"coupon-exchange", "--name", "n", "--amount-type", "FIX", "--amount", "1", "--expired-coupon-id", oldID, "--chunk-size", "0"},
 		{"coupon-exchange", "--name", strings.Repeat("n", 201), "--amount-type", "FIX", "--amount", "1", "--expired-coupon-id", oldID},
+		{"coupon-exchange", "--name", "\u202eevil", "--amount-type", "FIX", "--amount", "1", "--expired-coupon-id", oldID},
+		{"coupon-exchange", "--name", "n", "--description", "@SUM(A1)", "--amount-type", "FIX", "--amount", "1", "--expired-coupon-id", oldID},
 	}
 	for _, args := range bad {
 		exit, _, stderr := b.run(t, args...)

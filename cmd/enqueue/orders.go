@@ -13,6 +13,7 @@ import (
 
 	"github.com/tidemark/tidemark/jobs"
 	"github.com/tidemark/tidemark/store"
+	"github.com/tidemark/tidemark/usertext"
 )
 
 // orderCSVHeader is the header an orders file must start with.
@@ -20,6 +21,15 @@ const orderCSVHeader = "username,total_price,applied_year_month"
 
 // maxOrderRows bounds one file: it is inserted in one transaction.
 const maxOrderRows = 100_000
+
+// maxOrderLineBytes bounds one line of an orders file, so that a file with no
+// newline is refused after reading this much rather than read whole. A valid
+// line is far shorter: a username of at most 100 characters of up to 4 bytes
+// (each quote doubled when quoted), a price of at most 19 digits, a month.
+const maxOrderLineBytes = 4 << 10
+
+// orderCSVFields are the fields of an orders line, named as in the header.
+var orderCSVFields = strings.Split(orderCSVHeader, ",")
 
 func cmdOrders(ctx context.Context, e *env, args []string) error {
 	fs := e.newFlagSet("orders")
@@ -68,10 +78,11 @@ func cmdOrders(ctx context.Context, e *env, args []string) error {
 }
 
 // parseOrderCSV reads an orders file: the header line, then one request per
-// line. The first bad line is an error naming it; lines[i] is the line of
-// reqs[i].
+// line. Every field is text a user gives (package usertext), so a field
+// starting with '-' is refused before it is read as a number. The first bad
+// line is an error naming it; lines[i] is the line of reqs[i].
 func parseOrderCSV(r io.Reader) (reqs []store.OrderRequestInput, lines []int, err error) {
-	cr := csv.NewReader(r)
+	cr := csv.NewReader(&lineLimitReader{r: r, limit: maxOrderLineBytes, line: 1, start: 1})
 	cr.FieldsPerRecord = -1
 	cr.ReuseRecord = true
 	cr.TrimLeadingSpace = true
@@ -104,11 +115,16 @@ func parseOrderCSV(r io.Reader) (reqs []store.OrderRequestInput, lines []int, er
 		if len(rec) != 3 {
 			return nil, nil, fmt.Errorf("line %d: want 3 fields (%s), got %d", line, orderCSVHeader, len(rec))
 		}
-		in := store.OrderRequestInput{Username: strings.TrimSpace(rec[0]), AppliedYearMonth: strings.TrimSpace(rec[2])}
-		price := strings.TrimSpace(rec[1])
-		in.TotalPrice, err = strconv.ParseInt(price, 10, 64)
+		for i := range rec {
+			rec[i] = strings.TrimSpace(rec[i])
+			if err := usertext.Check(rec[i]); err != nil {
+				return nil, nil, fmt.Errorf("line %d: %s: %w", line, orderCSVFields[i], err)
+			}
+		}
+		in := store.OrderRequestInput{Username: rec[0], AppliedYearMonth: rec[2]}
+		in.TotalPrice, err = strconv.ParseInt(rec[1], 10, 64)
 		if err != nil {
-			return nil, nil, fmt.Errorf("line %d: total_price: want a positive integer, got %q", line, price)
+			return nil, nil, fmt.Errorf("line %d: total_price: want a positive integer, got %q", line, rec[1])
 		}
 		if err := in.Validate(); err != nil {
 			return nil, nil, fmt.Errorf("line %d: %w", line, err)
@@ -131,11 +147,65 @@ func parseOrderCSV(r io.Reader) (reqs []store.OrderRequestInput, lines []int, er
 }
 
 func csvErr(err error) error {
-	var pe *csv.ParseError
-	if errors.As(err, &pe) {
+	var (
+		long *lineTooLongError
+		pe   *csv.ParseError
+	)
+	switch {
+	case errors.As(err, &long):
+		return long
+	case errors.As(err, &pe):
 		return fmt.Errorf("line %d: malformed CSV: %v", pe.Line, pe.Err)
 	}
 	return fmt.Errorf("read: %w", err)
+}
+
+// lineTooLongError is a line of an orders file longer than its limit.
+type lineTooLongError struct{ line, limit int }
+
+func (e *lineTooLongError) Error() string {
+	return fmt.Sprintf("line %d: longer than %d bytes", e.line, e.limit)
+}
+
+// lineLimitReader passes r on until a line grows past limit bytes (its newline
+// not counted), then fails with a *lineTooLongError naming the line.
+// encoding/csv reads a whole record into memory before it returns it, so
+// without this a file with no newline would be read whole. A quoted field may
+// hold newlines, which encoding/csv joins into one record: a newline inside
+// quotes does not end a line here, and the record is named by its first line.
+// Counting quotes is enough to tell, because encoding/csv refuses every quote
+// that neither opens nor closes a field nor stands doubled inside one.
+type lineLimitReader struct {
+	r           io.Reader
+	limit       int
+	line, start int  // the current line and the line the current record began on, from 1
+	n           int  // bytes of the current record so far
+	quoted      bool // inside a quoted field
+	err         error
+}
+
+func (l *lineLimitReader) Read(p []byte) (int, error) {
+	if l.err != nil {
+		return 0, l.err
+	}
+	n, err := l.r.Read(p)
+	for i, b := range p[:n] {
+		switch b {
+		case '"':
+			l.quoted = !l.quoted
+		case '\n':
+			l.line++
+			if !l.quoted {
+				l.start, l.n = l.line, 0
+				continue
+			}
+		}
+		if l.n++; l.n > l.limit {
+			l.err = &lineTooLongError{line: l.start, limit: l.limit}
+			return i, l.err
+		}
+	}
+	return n, err
 }
 
 func cmdOrderStatus(ctx context.Context, e *env, args []string) error {
