@@ -20,21 +20,51 @@ const Mask = "xxxxx"
 const Unparseable = "<unparseable URL>"
 
 // URL returns raw with its password, query values and fragment masked, or
-// Unparseable when raw cannot be taken apart with certainty.
+// Unparseable when raw cannot be taken apart with certainty. The rest is
+// raw's own text, not re-encoded.
 func URL(raw string) string {
 	u, err := url.Parse(raw)
-	if err != nil || u.Scheme == "" || u.Opaque != "" || !strings.Contains(raw, "://") ||
-		strings.Contains(u.Path, "@") || strings.Contains(u.RawQuery, "@") || strings.Contains(u.Fragment, "@") {
+	if err != nil || u.Scheme == "" || u.Opaque != "" ||
+		strings.Contains(u.EscapedPath(), "@") || strings.Contains(u.RawQuery, "@") || strings.Contains(u.EscapedFragment(), "@") {
 		return Unparseable
 	}
-	u.RawQuery = maskQuery(u.RawQuery)
-	u.ForceQuery = false
-	frag := ""
-	if u.Fragment != "" || u.RawFragment != "" {
-		frag = "#" + Mask
+	// url.Parse accepted raw, so it is scheme "://" authority path ["?"
+	// query] ["#" fragment], split where url.Parse splits it.
+	scheme, rest, _ := strings.Cut(raw, ":")
+	rest, ok := strings.CutPrefix(rest, "//")
+	if !ok {
+		return Unparseable
 	}
-	u.Fragment, u.RawFragment = "", ""
-	return u.Redacted() + frag
+	rest, frag, hasFrag := strings.Cut(rest, "#")
+	rest, query, hasQuery := strings.Cut(rest, "?")
+	authority, path := rest, ""
+	if i := strings.IndexByte(rest, '/'); i >= 0 {
+		authority, path = rest[:i], rest[i:]
+	}
+	var b strings.Builder
+	b.Grow(len(raw) + len(Mask))
+	b.WriteString(scheme)
+	b.WriteString("://")
+	if i := strings.LastIndexByte(authority, '@'); i >= 0 {
+		user, _, hasPassword := strings.Cut(authority[:i], ":")
+		b.WriteString(user)
+		if hasPassword {
+			b.WriteString(":" + Mask)
+		}
+		authority = authority[i:]
+	}
+	b.WriteString(authority)
+	b.WriteString(path)
+	if hasQuery {
+		b.WriteString("?" + maskQuery(query))
+	}
+	if hasFrag {
+		b.WriteString("#")
+		if frag != "" {
+			b.WriteString(Mask)
+		}
+	}
+	return b.String()
 }
 
 // maskQuery keeps the keys of a raw query and masks every value; a part

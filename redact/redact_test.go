@@ -20,7 +20,8 @@ func TestURL(t *testing.T) {
 		{"postgress://u:S3cretPW@host/db", "postgress://u:xxxxx@host/db"},
 		{"postgres://u:S3cretPW@host/db?sslmode=disable&password=S3cretPW", "postgres://u:xxxxx@host/db?sslmode=xxxxx&password=xxxxx"},
 		{"https://partner.example/orders?api_key=S3cretPW&x", "https://partner.example/orders?api_key=xxxxx&xxxxx"},
-		{"https://partner.example/orders?", "https://partner.example/orders"},
+		{"https://partner.example/orders?", "https://partner.example/orders?"},
+		{"https://파트너.example/주문?q=값#", "https://파트너.example/주문?q=xxxxx#"},
 		{"https://partner.example/cb#access_token=S3cretPW", "https://partner.example/cb#xxxxx"},
 		{"redis://:S3cretPW@127.0.0.1:6379/0", "redis://:xxxxx@127.0.0.1:6379/0"},
 		{"postgres://u:p%40ss@host/db", "postgres://u:xxxxx@host/db"},
@@ -64,7 +65,8 @@ func TestText(t *testing.T) {
 			"parse \"" + redact.Unparseable + "\": invalid URL escape \"%ss\""},
 		{"url postgres://u:pa%S3cretPW@host/db refused", "url " + redact.Unparseable + " refused"},
 		{"1postgres://u:S3cretPW@h", "1postgres://u:xxxxx@h"},
-		{"POSTGRES://u:S3cretPW@h", "postgres://u:xxxxx@h"},
+		{"POSTGRES://u:S3cretPW@h", "POSTGRES://u:xxxxx@h"},
+		{"DATABASE_URL: want postgres://…, got scheme \"x\"", "DATABASE_URL: want postgres://…, got scheme \"x\""},
 		{"://u:S3cretPW@h", redact.Unparseable},
 		{"a://b://u:S3cretPW@h", redact.Unparseable},
 		{"line one postgres://u:S3cretPW@h\nline two", "line one postgres://u:xxxxx@h\nline two"},
@@ -109,4 +111,10 @@ func TestError(t *testing.T) {
 	var ue *url.Error
 	require.ErrorAs(t, err, &ue)
 	require.True(t, strings.HasSuffix(ue.URL, "S3cretPW"), "the chain is the original one")
+}
+
+// An "@" written escaped in a path is no sign of a cut password.
+func TestURLEscapedAtInPath(t *testing.T) {
+	t.Parallel()
+	require.Equal(t, "postgres://u:xxxxx@host/my%40db", redact.URL("postgres://u:pw@host/my%40db"))
 }
