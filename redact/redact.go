@@ -119,13 +119,9 @@ func parseReason(err error) string {
 func Text(s string) string {
 	hasURL := strings.Contains(s, "://")
 	// "assword" in either case: password, PASSWORD, sslpassword, PGPASSWORD.
-	hasKeyword := strings.Contains(s, "assword") || strings.Contains(s, "ASSWORD")
-	if !hasURL && !hasKeyword {
-		return s
-	}
-	if hasKeyword {
+	if strings.Contains(s, "assword") || strings.Contains(s, "ASSWORD") {
 		// First, so that a URL given as a keyword's value is masked whole.
-		s = keywordPassword.ReplaceAllString(s, "${1}"+Mask)
+		s = keywordPassword.ReplaceAllString(s, "${1}${2}"+Mask)
 	}
 	if !hasURL {
 		return s
@@ -154,14 +150,21 @@ func Text(s string) string {
 		// userinfo before any of these could be trailing).
 		tok := strings.TrimRight(s[start:end], `.,:;!?)]}'\`)
 		b.WriteString(s[:start])
-		b.WriteString(URL(tok))
+		if start == i && !strings.ContainsAny(tok, "@?#") {
+			// No scheme, no credentials, no query: "http(s)://host" in a
+			// message, not a URL.
+			b.WriteString(tok)
+		} else {
+			b.WriteString(URL(tok))
+		}
 		s = s[start+len(tok):]
 	}
 }
 
 // keywordPassword is a password keyword and its value: password=secret,
-// password = 'se cret', PGPASSWORD=secret.
-var keywordPassword = regexp.MustCompile(`(?i)(password\s*=\s*)('(?:[^'\\]|\\.)*'?|\S+)`)
+// password = 'se cret', PGPASSWORD=secret. A keyword right after "?" or "&"
+// is a URL's query parameter, whose value URL masks.
+var keywordPassword = regexp.MustCompile(`(?i)(^|[^?&\w])(\w*password\s*=\s*)('(?:[^'\\]|\\.)*'?|\S+)`)
 
 func isLetter(c byte) bool { return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' }
 

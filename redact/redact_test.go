@@ -74,6 +74,14 @@ func TestText(t *testing.T) {
 		{"host=db password = 'S3 cretPW' dbname=x", "host=db password = xxxxx dbname=x"},
 		{"PGPASSWORD=S3cretPW psql", "PGPASSWORD=xxxxx psql"},
 		{"password=postgres://u:S3cretPW@h", "password=xxxxx"},
+		{"password=1x://S3cretPW and more", "password=xxxxx and more"},
+		{"password= 'x://S3cret PW' and more", "password= xxxxx and more"},
+		{"a sslpassword=S3cretPW b", "a sslpassword=xxxxx b"},
+		{"cannot parse `postgres://u:xxxxx@h/db?sslmode=bogus&sslpassword=S3cretPW`: failed",
+			"cannot parse `postgres://u:xxxxx@h/db?sslmode=xxxxx&sslpassword=xxxxx`: failed"},
+		{"want http(s)://host:port, got x", "want http(s)://host:port, got x"},
+		{"(://u:S3cretPW@h)", "(" + redact.Unparseable + ")"},
+		{"(://h/?k=S3cretPW)", "(" + redact.Unparseable + ")"},
 		{"password authentication failed for user \"u\"", "password authentication failed for user \"u\""},
 	} {
 		got := redact.Text(tc.in)
