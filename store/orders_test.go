@@ -63,3 +63,23 @@ func TestApplyOrders(t *testing.T) {
 	require.NoError(t, b.store.Pool.QueryRow(b.ctx, `SELECT external_order_id FROM order_request WHERE id = $1`, ids[1]).Scan(&ext))
 	require.Equal(t, int64(71), ext, "an APPLIED row keeps its order")
 }
+
+// last_error is stored redacted, whoever writes it: a partner URL in it
+// keeps its host and loses its password and query values.
+func TestOrderErrorsAreStoredRedacted(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ids := b.sendingRows(t, 2)
+	msg := `orderapi: create a/2025-02: Post "https://order:S3cretPW@partner.example/orders?api_key=S3cretKey": connection refused`
+	want := `orderapi: create a/2025-02: Post "https://order:xxxxx@partner.example/orders?api_key=xxxxx": connection refused`
+	require.NoError(t, b.store.RecordOrderError(b.ctx, ids[0], msg))
+	failed, err := b.store.MarkOrderFailed(b.ctx, ids[1], msg)
+	require.NoError(t, err)
+	require.True(t, failed)
+	for _, id := range ids {
+		row, err := b.store.GetOrderRequest(b.ctx, id)
+		require.NoError(t, err)
+		require.NotNil(t, row.LastError)
+		require.Equal(t, want, *row.LastError)
+	}
+}
