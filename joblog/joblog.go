@@ -58,7 +58,7 @@ func Middleware() []rivertype.Middleware {
 
 // redactAttr redacts a, the message or any attribute, when its value is a
 // string, an error or a Stringer. It runs for every attribute of every
-// line, so text without "://" or a password keyword costs two substring
+// line, so text without "://" or a password keyword costs three substring
 // searches (see redact.Text) and leaves the value as it was.
 func redactAttr(_ []string, a slog.Attr) slog.Attr {
 	switch a.Value.Kind() {

@@ -114,7 +114,7 @@ func parseReason(err error) string {
 
 // Text returns s with every scheme:// substring redacted as URL does, and
 // the value of every password=… keyword (libpq's key/value connection
-// strings, PGPASSWORD=…) masked. Text with neither costs two substring
+// strings, PGPASSWORD=…) masked. Text with neither costs three substring
 // searches and is returned as is.
 func Text(s string) string {
 	hasURL := strings.Contains(s, "://")
