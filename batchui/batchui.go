@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/tidemark/tidemark/calendar"
+	"github.com/tidemark/tidemark/redact"
 	"github.com/tidemark/tidemark/store"
 )
 
@@ -154,6 +155,7 @@ func (o Opts) read(ctx context.Context) (view, error) {
 		return v, err
 	}
 	for i, r := range runs {
+		r.LastError = redact.Text(r.LastError) // a job's error, stored as the job returned it
 		v.Runs = append(v.Runs, runRow{BatchRun: r, FirstOfDate: i == 0 || runs[i-1].BusinessDate != r.BusinessDate,
 			Started: o.clock(r.StartedAt), Finished: o.clock(r.FinishedAt),
 			JobLinks: o.links(r.JobIDs), FailedLinks: o.links(r.FailedJobIDs)})
@@ -176,6 +178,10 @@ func (o Opts) read(ctx context.Context) (view, error) {
 		return v, err
 	}
 	for _, s := range stuck {
+		if s.LastError != nil {
+			msg := redact.Text(*s.LastError) // rows written before store redacted it
+			s.LastError = &msg
+		}
 		v.Stuck = append(v.Stuck, stuckRow{OrderRequest: s, Updated: o.clock(s.UpdatedAt),
 			Age: o.Now().Sub(s.UpdatedAt).Round(time.Second).String()})
 	}

@@ -7,10 +7,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/tidemark/tidemark/redact"
 )
 
 // Config is everything a tidemark process can be told from outside.
@@ -186,17 +188,18 @@ func FromEnv(getenv func(string) string) (Config, error) {
 	return cfg, cfg.Validate()
 }
 
-// Validate reports the first thing wrong with cfg.
+// Validate reports the first thing wrong with cfg. An error about a URL
+// names the variable and the problem, never the URL's secrets: a URL that
+// parses is shown redacted, one that does not is not shown.
 func (c Config) Validate() error {
-	u, err := url.Parse(c.DatabaseURL)
-	if err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
-		return fmt.Errorf("DATABASE_URL: want postgres://…, got %q", c.DatabaseURL)
+	if err := checkURL("DATABASE_URL", c.DatabaseURL, "postgres://…", false, "postgres", "postgresql"); err != nil {
+		return err
 	}
-	if u, err := url.Parse(c.RedisURL); err != nil || (u.Scheme != "redis" && u.Scheme != "rediss") {
-		return fmt.Errorf("REDIS_URL: want redis://…, got %q", c.RedisURL)
+	if err := checkURL("REDIS_URL", c.RedisURL, "redis://…", false, "redis", "rediss"); err != nil {
+		return err
 	}
-	if u, err := url.Parse(c.OrderAPIURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return fmt.Errorf("ORDER_API_URL: want http(s)://host:port, got %q", c.OrderAPIURL)
+	if err := checkURL("ORDER_API_URL", c.OrderAPIURL, "http(s)://host:port", true, "http", "https"); err != nil {
+		return err
 	}
 	if c.TZ == nil {
 		return errors.New("BATCH_TZ: no time zone")
@@ -230,6 +233,30 @@ func (c Config) Validate() error {
 	}
 	if c.OrderCallTimeout > 20*time.Second { // order_submit makes two calls within its 50s timeout
 		return fmt.Errorf("ORDER_CALL_TIMEOUT: at most 20s (an order_submit attempt makes up to two calls within 50s), got %s", c.OrderCallTimeout)
+	}
+	return nil
+}
+
+// checkURL refuses raw, the value of variable name, unless it is a
+// scheme://… URL with one of schemes (and a host, with needHost).
+func checkURL(name, raw, want string, needHost bool, schemes ...string) error {
+	u, err := redact.ParseURL(raw)
+	switch {
+	case err != nil:
+		return fmt.Errorf("%s: %w", name, err)
+	case u.Scheme == "":
+		return fmt.Errorf("%s: want %s, got no scheme", name, want)
+	case !slices.Contains(schemes, u.Scheme):
+		if shown := redact.URL(raw); shown != redact.Unparseable {
+			return fmt.Errorf("%s: want %s, got scheme %q in %s", name, want, u.Scheme, shown)
+		}
+		return fmt.Errorf("%s: want %s, got scheme %q", name, want, u.Scheme)
+	case u.Opaque != "":
+		return fmt.Errorf("%s: want %s, got no // after %q", name, want, u.Scheme+":")
+	case redact.URL(raw) == redact.Unparseable:
+		return fmt.Errorf(`%s: an "@" after the host: escape "/", "?" and "#" in a password as %%2F, %%3F and %%23`, name)
+	case needHost && u.Host == "":
+		return fmt.Errorf("%s: want %s, got no host in %s", name, want, redact.URL(raw))
 	}
 	return nil
 }

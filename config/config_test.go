@@ -84,3 +84,26 @@ func TestAuditRetentionAtLeastJobRetention(t *testing.T) {
 		require.ErrorContains(t, err, "AUDIT_RETENTION", bad)
 	}
 }
+
+// A URL refused names its variable and the problem, and never its password
+// or query values, whether it parses or not.
+func TestBadURLsHideTheirSecrets(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct{ name, value, want string }{
+		{"DATABASE_URL", "postgress://u:S3cretPW@host/db", `DATABASE_URL: want postgres://…, got scheme "postgress" in postgress://u:xxxxx@host/db`},
+		{"DATABASE_URL", "postgres://u:pa%S3cretPW@host/db", `DATABASE_URL: not a valid URL (a "%" not followed by two hex digits; write a literal % as %25)`},
+		{"DATABASE_URL", "postgres://u:S3cret/PW@host/db", `DATABASE_URL: not a valid URL (invalid port after host)`},
+		{"DATABASE_URL", "postgres://u:1234/S3cretPW@host/db", `DATABASE_URL: an "@" after the host: escape "/", "?" and "#" in a password as %2F, %3F and %23`},
+		{"DATABASE_URL", "u:S3cretPW@host/db", `DATABASE_URL: want postgres://…, got scheme "u"`},
+		{"DATABASE_URL", "postgres:u:S3cretPW@host/db", `DATABASE_URL: want postgres://…, got no // after "postgres:"`},
+		{"DATABASE_URL", "host=db password=S3cretPW", `DATABASE_URL: want postgres://…, got no scheme`},
+		{"REDIS_URL", "redis://:pa%S3cretPW@host:6379/0", `REDIS_URL: not a valid URL (a "%" not followed by two hex digits; write a literal % as %25)`},
+		{"REDIS_URL", "http://:S3cretPW@host:6379/0", `REDIS_URL: want redis://…, got scheme "http" in http://:xxxxx@host:6379/0`},
+		{"ORDER_API_URL", "http:///orders?api_key=S3cretPW", `ORDER_API_URL: want http(s)://host:port, got no host in http:///orders?api_key=xxxxx`},
+		{"ORDER_API_URL", "ftp://u:S3cretPW@partner/?key=S3cretPW", `ORDER_API_URL: want http(s)://host:port, got scheme "ftp" in ftp://u:xxxxx@partner/?key=xxxxx`},
+	} {
+		_, err := config.FromEnv(env(map[string]string{tc.name: tc.value}))
+		require.EqualError(t, err, tc.want, "%s=%s", tc.name, tc.value)
+		require.NotContains(t, err.Error(), "S3cret")
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/tidemark/tidemark/jobs"
+	"github.com/tidemark/tidemark/redact"
 	"github.com/tidemark/tidemark/store"
 )
 
@@ -86,7 +87,13 @@ type OrderRequestResponse struct {
 
 // newOrderRequestResponse converts the row: the response has the row's
 // fields, so a field added to the row does not compile here until the API
-// decides about it.
+// decides about it. lastError is redacted again: a row written before
+// store redacted it may quote the partner's URL with its credentials.
 func newOrderRequestResponse(o store.OrderRequest) OrderRequestResponse {
-	return OrderRequestResponse(o)
+	r := OrderRequestResponse(o)
+	if r.LastError != nil {
+		msg := redact.Text(*r.LastError)
+		r.LastError = &msg
+	}
+	return r
 }

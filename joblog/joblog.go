@@ -10,6 +10,7 @@ package joblog
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"slices"
@@ -17,6 +18,8 @@ import (
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/riverlog"
 	"github.com/riverqueue/river/rivertype"
+
+	"github.com/tidemark/tidemark/redact"
 )
 
 // The job log's bounds: one attempt keeps at most MaxAttemptBytes of lines,
@@ -30,9 +33,11 @@ const (
 // NewLogger returns a logger writing to w at level and above, as slog's
 // key=value text or, with jsonLines, one JSON object a line. It adds job
 // attributes to lines logged inside a job and copies them to the job's log
-// (see the package doc).
+// (see the package doc). Every line's message and string, error and
+// Stringer values are redacted (redact.Text): no URL's password or query
+// values are written, whatever a library's error quoted.
 func NewLogger(w io.Writer, jsonLines bool, level slog.Level) *slog.Logger {
-	opts := &slog.HandlerOptions{Level: level}
+	opts := &slog.HandlerOptions{Level: level, ReplaceAttr: redactAttr}
 	var h slog.Handler = slog.NewTextHandler(w, opts)
 	if jsonLines {
 		h = slog.NewJSONHandler(w, opts)
@@ -46,9 +51,37 @@ func Middleware() []rivertype.Middleware {
 	return []rivertype.Middleware{
 		&markJob{},
 		riverlog.NewMiddleware(func(w io.Writer) slog.Handler {
-			return slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelInfo})
+			return slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelInfo, ReplaceAttr: redactAttr})
 		}, &riverlog.MiddlewareConfig{MaxSizeBytes: MaxAttemptBytes, MaxTotalBytes: MaxJobBytes}),
 	}
+}
+
+// redactAttr redacts a, the message or any attribute, when its value is a
+// string, an error or a Stringer. It runs for every attribute of every
+// line, so text without "://" or a password keyword costs three substring
+// searches (see redact.Text) and leaves the value as it was.
+func redactAttr(_ []string, a slog.Attr) slog.Attr {
+	switch a.Value.Kind() {
+	case slog.KindString:
+		s := a.Value.String()
+		if r := redact.Text(s); r != s {
+			a.Value = slog.StringValue(r)
+		}
+	case slog.KindAny:
+		switch v := a.Value.Any().(type) {
+		case error:
+			// The handler would write err.Error() anyway.
+			a.Value = slog.StringValue(redact.Text(v.Error()))
+		case fmt.Stringer:
+			// Kept as it was unless redacted: a Stringer's JSON is not
+			// always its String().
+			s := v.String()
+			if r := redact.Text(s); r != s {
+				a.Value = slog.StringValue(r)
+			}
+		}
+	}
+	return a
 }
 
 type jobKey struct{}

@@ -4,7 +4,10 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"log/slog"
+	"net/url"
 	"strings"
 	"sync"
 	"testing"
@@ -21,6 +24,8 @@ import (
 
 type chattyArgs struct {
 	Lines int `json:"lines"`
+	// URL, when set, is logged in every way a line can carry it.
+	URL string `json:"url"`
 }
 
 func (chattyArgs) Kind() string { return "chatty" }
@@ -37,6 +42,12 @@ func (w *chattyWorker) Work(ctx context.Context, job *river.Job[chattyArgs]) err
 	w.logger.With("run_date", "2026-12-01").WithGroup("counts").InfoContext(ctx, "collected", "read", 3)
 	w.logger.DebugContext(ctx, "below the level")
 	riverlog.Logger(ctx).InfoContext(ctx, "for the job's log only")
+	if u := job.Args.URL; u != "" {
+		parsed, _ := url.Parse(u)
+		w.logger.With("dsn", u).WithGroup("call").InfoContext(ctx, "calling "+u, "url", u, "parsed", parsed,
+			"err", fmt.Errorf("order: %w", &url.Error{Op: "Post", URL: u, Err: errors.New("refused")}))
+		riverlog.Logger(ctx).WarnContext(ctx, "retrying", "url", u)
+	}
 	for i := range job.Args.Lines {
 		w.logger.InfoContext(ctx, "chunk", "n", i, "pad", strings.Repeat("x", 100))
 	}
@@ -137,6 +148,24 @@ func TestJobLogIsBounded(t *testing.T) {
 	_, jobLog := work(chattyArgs{Lines: 1000}) // ~170 KB of lines
 	require.LessOrEqual(t, len(jobLog), joblog.MaxAttemptBytes)
 	require.Contains(t, jobLog, "msg=milestone", "the first lines are kept")
+}
+
+// A URL's password and query values are written nowhere, neither on the
+// process's log nor in the job's: not in the message, a string, an error, a
+// Stringer, an attribute given to With, nor through riverlog's own logger.
+func TestSecretsAreRedacted(t *testing.T) {
+	t.Parallel()
+	for _, jsonLines := range []bool{false, true} {
+		b, work := setup(t, jsonLines)
+		_, jobLog := work(chattyArgs{URL: "https://order:S3cretPW@partner.example:8443/orders?api_key=S3cretKey"})
+		out := b.out.String()
+		for _, log := range []string{out, jobLog} {
+			require.NotContains(t, log, "S3cret")
+			require.Contains(t, log, "order:xxxxx@partner.example:8443/orders?api_key=xxxxx")
+		}
+		require.Equal(t, 5, strings.Count(out, "partner.example"), "message, dsn, url, parsed and err: %s", out)
+		require.Contains(t, jobLog, "retrying")
+	}
 }
 
 func itoa(n int64) string {

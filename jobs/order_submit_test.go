@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -504,6 +505,34 @@ func TestOrderSubmitWorker(t *testing.T) {
 		s := p.stats(t)
 		require.Zero(t, s.Posts+s.Gets, "no call to the partner")
 	})
+}
+
+// A partner that cannot be reached is recorded on the row and in the job's
+// error with its host, but without the credentials of ORDER_API_URL or the
+// call's query values.
+func TestOrderSubmitErrorsHideThePartnerURLsSecrets(t *testing.T) {
+	t.Parallel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	closed := ln.Addr().String()
+	require.NoError(t, ln.Close())
+	b := jobs.SetupWorker(t, jobs.NewOrderSubmitWorker, func(d *jobs.Deps) {
+		d.OrderAPI = orderapi.New("http://order:S3cretPW@"+closed, time.Second, 1)
+	})
+	id := insertRows(t, b.Store, 1)[0]
+	_, err = b.Store.ClaimOrderRequests(context.Background(), []int64{id}) // SENDING: the retry looks up first
+	require.NoError(t, err)
+
+	res, err := b.Worker.Work(t.Context(), t, b.Tx, jobs.OrderSubmitArgs{OrderRequestID: id}, nil)
+	require.Error(t, err)
+	require.Equal(t, river.EventKindJobFailed, res.EventKind)
+	row, err := b.Store.GetOrderRequest(context.Background(), id)
+	require.NoError(t, err)
+	require.NotNil(t, row.LastError)
+	want := `Get "http://order:xxxxx@` + closed + `/orders?appliedYearMonth=xxxxx&username=xxxxx"`
+	require.Contains(t, *row.LastError, want)
+	require.Contains(t, res.Job.Errors[0].Error, want)
+	require.NotContains(t, *row.LastError+res.Job.Errors[0].Error, "S3cret")
 }
 
 func TestOrderReconcile(t *testing.T) {

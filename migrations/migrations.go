@@ -11,13 +11,12 @@ import (
 	"embed"
 	"errors"
 	"fmt"
-	"net/url"
-	"regexp"
-	"strings"
 
 	"github.com/golang-migrate/migrate/v4"
 	_ "github.com/golang-migrate/migrate/v4/database/pgx/v5" // registers the pgx5:// scheme
 	"github.com/golang-migrate/migrate/v4/source/iofs"
+
+	"github.com/tidemark/tidemark/redact"
 )
 
 // Files is the embedded migration files, for tools that fingerprint the schema.
@@ -63,9 +62,12 @@ func open(databaseURL string) (*migrate.Migrate, error) {
 	if err != nil {
 		return nil, fmt.Errorf("migrations: open embedded files: %w", err)
 	}
-	u, err := url.Parse(databaseURL)
-	if err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
-		return nil, fmt.Errorf("migrations: database URL must be postgres://…, got %q", redact(databaseURL))
+	u, err := redact.ParseURL(databaseURL)
+	if err != nil {
+		return nil, fmt.Errorf("migrations: database URL: %w", err)
+	}
+	if u.Scheme != "postgres" && u.Scheme != "postgresql" {
+		return nil, fmt.Errorf("migrations: database URL must be postgres://…, got %q", redact.URL(databaseURL))
 	}
 	u.Scheme = "pgx5"
 	q := u.Query()
@@ -73,25 +75,8 @@ func open(databaseURL string) (*migrate.Migrate, error) {
 	u.RawQuery = q.Encode()
 	m, err := migrate.NewWithSourceInstance("iofs", src, u.String())
 	if err != nil {
-		return nil, fmt.Errorf("migrations: connect: %w", err)
+		// golang-migrate's drivers may quote the URL they were given.
+		return nil, fmt.Errorf("migrations: connect: %w", redact.Error(err))
 	}
 	return m, nil
-}
-
-// dsnPassword is the password of a keyword/value connection string
-// ("host=db password=secret" or password='se cret').
-var dsnPassword = regexp.MustCompile(`(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)`)
-
-// redact hides the password in s, a database URL or a keyword/value
-// connection string, for an error message.
-func redact(s string) string {
-	if u, err := url.Parse(s); err == nil && u.Scheme != "" {
-		return u.Redacted()
-	}
-	// A URL too malformed to parse: hide everything between the scheme and
-	// the host.
-	if j, i := strings.Index(s, "://"), strings.LastIndex(s, "@"); j >= 0 && i > j {
-		return s[:j+3] + "…" + s[i:]
-	}
-	return dsnPassword.ReplaceAllString(s, "${1}xxxxx")
 }

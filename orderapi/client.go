@@ -17,6 +17,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/tidemark/tidemark/redact"
 )
 
 // ErrConflict is a 409: the user already has an order for that month.
@@ -150,13 +152,16 @@ func (c *Client) do(ctx context.Context, method, path string, body []byte, dst a
 	}
 	req, err := http.NewRequestWithContext(ctx, method, c.base+path, rd)
 	if err != nil {
-		return 0, "", err
+		return 0, "", redact.Error(err)
 	}
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
+		// The *url.Error quotes the request URL: ORDER_API_URL's
+		// credentials and the query.
+		err = redact.Error(err)
 		if errors.Is(err, context.DeadlineExceeded) && ctx.Err() != nil {
 			return 0, "", fmt.Errorf("no answer within %s: %w", c.timeout, err)
 		}
@@ -179,5 +184,6 @@ func (c *Client) do(ctx context.Context, method, path string, body []byte, dst a
 	if json.Unmarshal(b, &e) != nil || e.Error == "" {
 		e.Error = strings.TrimSpace(string(b))
 	}
-	return resp.StatusCode, e.Error, nil
+	// The partner's answer may quote the request, URL and all.
+	return resp.StatusCode, redact.Text(e.Error), nil
 }

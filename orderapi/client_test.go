@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -210,4 +211,32 @@ func getJSON(t *testing.T, url string, dst any) {
 	status, body := do(t, http.MethodGet, url, "")
 	require.Equal(t, http.StatusOK, status, body)
 	require.NoError(t, json.Unmarshal([]byte(body), dst))
+}
+
+// An error names the partner's host but not the credentials in its URL nor
+// the values of a query, whether the call failed or the partner's answer
+// quoted the URL.
+func TestErrorsHideTheURLsSecrets(t *testing.T) {
+	t.Parallel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	closed := ln.Addr().String()
+	require.NoError(t, ln.Close())
+	ctx := context.Background()
+
+	api := orderapi.New("http://order:S3cretPW@"+closed, 500*time.Millisecond, 1)
+	_, err = api.Create(ctx, orderapi.OrderRequest{Username: "tester", TotalPrice: 1, AppliedYearMonth: "2025-02"})
+	require.ErrorContains(t, err, `Post "http://order:xxxxx@`+closed+`/orders"`)
+	_, err = api.Lookup(ctx, "tester", "2025-02")
+	require.ErrorContains(t, err, `Get "http://order:xxxxx@`+closed+`/orders?appliedYearMonth=xxxxx&username=xxxxx"`)
+	require.NotContains(t, err.Error(), "S3cret")
+
+	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusBadRequest)
+		_, _ = fmt.Fprintf(w, `{"error":"refused http://%s%s?api_key=S3cretKey"}`, r.Host, r.URL.Path)
+	}))
+	t.Cleanup(hs.Close)
+	_, err = orderapi.New(hs.URL, time.Second, 1).Create(ctx, orderapi.OrderRequest{Username: "tester", TotalPrice: 1, AppliedYearMonth: "2025-02"})
+	require.ErrorContains(t, err, "refused "+hs.URL+"/orders?api_key=xxxxx")
+	require.NotContains(t, err.Error(), "S3cret")
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/tidemark/tidemark/calendar"
+	"github.com/tidemark/tidemark/redact"
 	"github.com/tidemark/tidemark/usertext"
 )
 
@@ -179,11 +180,11 @@ func (s *Store) MarkOrderAppliedTx(ctx context.Context, tx pgx.Tx, id, externalI
 }
 
 // MarkOrderFailed sets a SENDING row FAILED with reason, reporting whether it
-// was SENDING.
+// was SENDING. The reason is stored redacted, like every last_error.
 func (s *Store) MarkOrderFailed(ctx context.Context, id int64, reason string) (bool, error) {
 	tag, err := s.Pool.Exec(ctx, `
 		UPDATE order_request SET status = 'FAILED', last_error = $2, updated_at = now()
-		WHERE id = $1 AND status = 'SENDING'`, id, reason)
+		WHERE id = $1 AND status = 'SENDING'`, id, redact.Text(reason))
 	if err != nil {
 		return false, fmt.Errorf("store: mark order request %d failed: %w", id, err)
 	}
@@ -191,10 +192,12 @@ func (s *Store) MarkOrderFailed(ctx context.Context, id int64, reason string) (b
 }
 
 // RecordOrderError keeps the last retryable error of a row's attempt, unless
-// the row was settled meanwhile.
+// the row was settled meanwhile. The message is stored redacted: it is
+// served by the API and shown to operators, and a partner's URL in it may
+// carry credentials or keys.
 func (s *Store) RecordOrderError(ctx context.Context, id int64, msg string) error {
 	if _, err := s.Pool.Exec(ctx, `
-		UPDATE order_request SET last_error = $2, updated_at = now() WHERE id = $1 AND status IN ('PENDING', 'SENDING')`, id, msg); err != nil {
+		UPDATE order_request SET last_error = $2, updated_at = now() WHERE id = $1 AND status IN ('PENDING', 'SENDING')`, id, redact.Text(msg)); err != nil {
 		return fmt.Errorf("store: record order request %d error: %w", id, err)
 	}
 	return nil

@@ -105,3 +105,23 @@ func TestOrderRequestInputValidate(t *testing.T) {
 		require.Equal(t, good[i], row.Username)
 	}
 }
+
+// last_error is stored redacted, whoever writes it: a partner URL in it
+// keeps its host and loses its password and query values.
+func TestOrderErrorsAreStoredRedacted(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ids := b.sendingRows(t, 2)
+	msg := `orderapi: create a/2025-02: Post "https://order:S3cretPW@partner.example/orders?api_key=S3cretKey": connection refused`
+	want := `orderapi: create a/2025-02: Post "https://order:xxxxx@partner.example/orders?api_key=xxxxx": connection refused`
+	require.NoError(t, b.store.RecordOrderError(b.ctx, ids[0], msg))
+	failed, err := b.store.MarkOrderFailed(b.ctx, ids[1], msg)
+	require.NoError(t, err)
+	require.True(t, failed)
+	for _, id := range ids {
+		row, err := b.store.GetOrderRequest(b.ctx, id)
+		require.NoError(t, err)
+		require.NotNil(t, row.LastError)
+		require.Equal(t, want, *row.LastError)
+	}
+}

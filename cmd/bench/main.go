@@ -10,6 +10,8 @@ import (
 	"os/signal"
 	"sort"
 	"syscall"
+
+	"github.com/tidemark/tidemark/redact"
 )
 
 // benchmark is one named benchmark; each file registers its own in init.
@@ -29,7 +31,7 @@ func main() {
 	defer stop()
 	if dbURL := os.Getenv(childWorkerEnv); dbURL != "" {
 		if err := runChildWorker(ctx, dbURL); err != nil {
-			fmt.Fprintf(os.Stderr, "bench worker process: %v\n", err)
+			fmt.Fprintf(os.Stderr, "bench worker process: %s\n", redact.Text(err.Error()))
 			os.Exit(1)
 		}
 		return
@@ -56,7 +58,7 @@ func main() {
 			env.close(ctx)
 		}
 		if err != nil {
-			fmt.Fprintf(os.Stderr, "bench %s: %v\n", n, err)
+			fmt.Fprintf(os.Stderr, "bench %s: %s\n", n, redact.Text(err.Error()))
 			failed = true
 		}
 	}

@@ -16,6 +16,7 @@ import (
 
 	"github.com/tidemark/tidemark/calendar"
 	"github.com/tidemark/tidemark/jobs"
+	"github.com/tidemark/tidemark/redact"
 )
 
 func init() {
@@ -385,7 +386,7 @@ func (b *backfill) poll(ctx context.Context, show backfillDisplay, inflight []*b
 			r.outcome = string(j.State)
 			line := fmt.Sprintf("%s: %s (job %d, %s)", r.item, j.State, r.jobID, runTime(j))
 			if n := len(j.Errors); n > 0 {
-				msg := truncate(strings.Join(strings.Fields(j.Errors[n-1].Error), " "), 120)
+				msg := truncate(redact.Text(strings.Join(strings.Fields(j.Errors[n-1].Error), " ")), 120)
 				r.outcome += ": " + msg
 				line += ": " + msg
 			}

@@ -12,10 +12,12 @@ import (
 	"strings"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/tidemark/tidemark/config"
 	"github.com/tidemark/tidemark/joblog"
 	"github.com/tidemark/tidemark/jobs"
+	"github.com/tidemark/tidemark/redact"
 	"github.com/tidemark/tidemark/store"
 )
 
@@ -55,10 +57,14 @@ var errHelp = errors.New("help shown")
 
 // env is what a command runs with; the database is opened on first use.
 type env struct {
-	cfg    config.Config
-	stdout io.Writer
-	stderr io.Writer
-	logger *slog.Logger
+	cfg config.Config
+	// pgConfig and redisOpt are DATABASE_URL and REDIS_URL as pgx and
+	// go-redis parsed them.
+	pgConfig *pgxpool.Config
+	redisOpt *redis.Options
+	stdout   io.Writer
+	stderr   io.Writer
+	logger   *slog.Logger
 	// operator is who runs the command ($USER), recorded with bulk actions.
 	operator string
 
@@ -71,13 +77,13 @@ func (e *env) open(ctx context.Context) error {
 	if e.pool != nil {
 		return nil
 	}
-	pool, err := pgxpool.New(ctx, e.cfg.DatabaseURL)
+	pool, err := pgxpool.NewWithConfig(ctx, e.pgConfig)
 	if err != nil {
-		return fmt.Errorf("connect postgres: %w", err)
+		return fmt.Errorf("DATABASE_URL: connect: %w", err)
 	}
 	e.pool, e.store = pool, store.New(pool)
 	if err := e.store.Ping(ctx); err != nil {
-		return err
+		return fmt.Errorf("DATABASE_URL: %w", err)
 	}
 	e.client, err = jobs.NewClient(pool, jobs.ClientConfig{Retention: e.cfg.Retention, RescueAfter: e.cfg.RescueAfter},
 		jobs.Deps{Store: e.store, TZ: e.cfg.TZ, Logger: e.logger})
@@ -95,16 +101,21 @@ func Main(ctx context.Context, args []string, getenv func(string) string, stdout
 	}
 	cmd, ok := commands[args[0]]
 	if !ok {
-		fmt.Fprintf(stderr, "enqueue: unknown command %q; run enqueue --help for the list\n", args[0])
+		fmt.Fprintf(stderr, "enqueue: unknown command %s; run enqueue --help for the list\n", redact.Text(strconv.Quote(args[0])))
 		return 2
 	}
 	cfg, err := config.FromEnv(getenv)
+	var pc *pgxpool.Config
+	var redisOpt *redis.Options
+	if err == nil {
+		pc, redisOpt, err = parseURLs(cfg)
+	}
 	if err != nil {
 		fmt.Fprintf(stderr, "enqueue: configuration: %s\n", oneLine(err))
 		return 2
 	}
 	// Warnings and errors only: a command's own output is its report.
-	e := &env{cfg: cfg, stdout: stdout, stderr: stderr, operator: operatorName(getenv),
+	e := &env{cfg: cfg, pgConfig: pc, redisOpt: redisOpt, stdout: stdout, stderr: stderr, operator: operatorName(getenv),
 		logger: joblog.NewLogger(stderr, cfg.LogFormat == config.LogJSON, max(cfg.LogLevel, slog.LevelWarn))}
 	defer func() {
 		if e.pool != nil {
@@ -184,6 +195,23 @@ func parseIDs(flagName, s string) ([]int64, error) {
 	return ids, nil
 }
 
+// oneLine is err's message on one line, every URL and password in it
+// redacted: the last defence for whatever a library quoted.
 func oneLine(err error) string {
-	return strings.Join(strings.Fields(err.Error()), " ")
+	return redact.Text(strings.Join(strings.Fields(err.Error()), " "))
+}
+
+// parseURLs parses DATABASE_URL and REDIS_URL as pgx and go-redis will use
+// them, so that a value they refuse is a configuration error (exit 2) before
+// any command runs.
+func parseURLs(cfg config.Config) (*pgxpool.Config, *redis.Options, error) {
+	pc, err := pgxpool.ParseConfig(cfg.DatabaseURL)
+	if err != nil {
+		return nil, nil, fmt.Errorf("DATABASE_URL: %w", err)
+	}
+	opt, err := redis.ParseURL(cfg.RedisURL)
+	if err != nil {
+		return nil, nil, fmt.Errorf("REDIS_URL: %w", err)
+	}
+	return pc, opt, nil
 }

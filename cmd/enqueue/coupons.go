@@ -21,16 +21,12 @@ func init() {
 
 // openGate connects to REDIS_URL; close releases it.
 func (e *env) openGate(ctx context.Context) (gate *coupongate.Gate, closeFn func(), err error) {
-	opt, err := redis.ParseURL(e.cfg.RedisURL)
-	if err != nil {
-		return nil, nil, fmt.Errorf("REDIS_URL: %w", err)
-	}
-	rdb := redis.NewClient(opt)
+	rdb := redis.NewClient(e.redisOpt)
 	pctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()
 	if err := rdb.Ping(pctx).Err(); err != nil {
 		rdb.Close()
-		return nil, nil, fmt.Errorf("connect redis: %w", err)
+		return nil, nil, fmt.Errorf("REDIS_URL: connect: %w", err)
 	}
 	return coupongate.New(rdb, ""), func() { rdb.Close() }, nil
 }

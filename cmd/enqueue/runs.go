@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/tidemark/tidemark/calendar"
+	"github.com/tidemark/tidemark/redact"
 	"github.com/tidemark/tidemark/store"
 )
 
@@ -63,7 +64,7 @@ func printRuns(w io.Writer, runs []store.BatchRun) error {
 			failures += " (jobs " + joinIDs(r.FailedJobIDs) + ")"
 		}
 		if r.LastError != "" {
-			failures += ": " + truncate(strings.Join(strings.Fields(r.LastError), " "), 80)
+			failures += ": " + truncate(redact.Text(strings.Join(strings.Fields(r.LastError), " ")), 80)
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.BusinessDate, r.Kind, state, counts, dur, failures, jobs)
 	}

@@ -5,6 +5,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"flag"
@@ -22,6 +23,8 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/tidemark/tidemark/config"
+	"github.com/tidemark/tidemark/joblog"
+	"github.com/tidemark/tidemark/redact"
 	"github.com/tidemark/tidemark/thirdparty"
 )
 
@@ -36,12 +39,9 @@ func main() {
 func Main(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) int {
 	fs := flag.NewFlagSet("thirdparty", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	dbDefault := getenv("DATABASE_URL")
-	if dbDefault == "" {
-		dbDefault = config.DefaultDatabase
-	}
 	addr := fs.String("addr", "127.0.0.1:8090", "listen address (port 0 picks a free port)")
-	dbURL := fs.String("database-url", dbDefault, "Postgres URL (default $DATABASE_URL); orders go to its schema thirdparty")
+	// No default shown: --help would print $DATABASE_URL, password and all.
+	dbURL := fs.String("database-url", "", "Postgres URL (default $DATABASE_URL, else "+config.DefaultDatabase+"); orders go to its schema thirdparty")
 	var f thirdparty.Faults
 	fs.Int64Var(&f.FailNth, "fail-nth", 0, "the Nth POST answers 500 before storing")
 	fs.Int64Var(&f.FailAfterCommitNth, "fail-after-commit-nth", 0, "the Nth POST stores the order, then answers 500")
@@ -60,6 +60,9 @@ func Main(ctx context.Context, args []string, getenv func(string) string, stderr
 		fmt.Fprintf(stderr, "thirdparty: unexpected argument %q\n", fs.Arg(0))
 		return 2
 	}
+	if *dbURL == "" {
+		*dbURL = cmp.Or(getenv("DATABASE_URL"), config.DefaultDatabase)
+	}
 	f.Latency = thirdparty.Duration(*latency)
 	if *reject != "" {
 		f.RejectUsernames = strings.Split(*reject, ",")
@@ -68,9 +71,9 @@ func Main(ctx context.Context, args []string, getenv func(string) string, stderr
 		fmt.Fprintf(stderr, "thirdparty: %v\n", err)
 		return 2
 	}
-	logger := slog.New(slog.NewTextHandler(stderr, nil))
+	logger := joblog.NewLogger(stderr, false, slog.LevelInfo)
 	if err := run(ctx, *addr, *dbURL, f, logger); err != nil {
-		fmt.Fprintf(stderr, "thirdparty: %v\n", err)
+		fmt.Fprintf(stderr, "thirdparty: %s\n", redact.Text(err.Error()))
 		return 1
 	}
 	return 0
@@ -79,7 +82,7 @@ func Main(ctx context.Context, args []string, getenv func(string) string, stderr
 func run(ctx context.Context, addr, dbURL string, f thirdparty.Faults, logger *slog.Logger) error {
 	pc, err := pgxpool.ParseConfig(dbURL)
 	if err != nil {
-		return fmt.Errorf("database url: %w", err)
+		return fmt.Errorf("--database-url: %w", err)
 	}
 	if !strings.Contains(dbURL, "pool_max_conns") {
 		pc.MaxConns = 16 // 64 concurrent callers with 20 ms latency need more than the default 4

@@ -87,10 +87,14 @@ func TestBatchPageShowsASettledDate(t *testing.T) {
 	b := setupOps(t)
 	s := b.settleToday(t)
 	// One order request stuck in SENDING for two minutes, one just claimed.
+	// The stuck one's error quotes the partner's URL with its secrets, as
+	// rows written before last_error was redacted may.
 	var stuck int64
 	require.NoError(t, b.pool.QueryRow(context.Background(), `
-		INSERT INTO order_request (username, total_price, applied_year_month, status, updated_at)
-		VALUES ('stuck', 10, '2026-11', 'SENDING', now() - interval '2 minutes'), ('fresh', 10, '2026-11', 'SENDING', now())
+		INSERT INTO order_request (username, total_price, applied_year_month, status, updated_at, last_error)
+		VALUES ('stuck', 10, '2026-11', 'SENDING', now() - interval '2 minutes',
+		        'Post "https://order:S3cretPW@partner.example/orders?api_key=S3cretKey": connection refused'),
+		       ('fresh', 10, '2026-11', 'SENDING', now(), NULL)
 		RETURNING id`).Scan(&stuck))
 
 	resp, page := b.get(t, "/ui/", basic("admin", b.token))
@@ -105,6 +109,8 @@ func TestBatchPageShowsASettledDate(t *testing.T) {
 	require.Len(t, orders, 1, "only the stuck request is listed")
 	require.Equal(t, fmt.Sprint(stuck), string(orders[0][1]))
 	require.Equal(t, "stuck", string(orders[0][2]))
+	require.Contains(t, string(page), "order:xxxxx@partner.example/orders?api_key=xxxxx")
+	require.NotContains(t, string(page), "S3cret")
 
 	resp, _ = b.get(t, "/ui/", "")
 	require.Equal(t, http.StatusUnauthorized, resp.StatusCode)

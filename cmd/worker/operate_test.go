@@ -40,7 +40,7 @@ type opsBundle struct {
 	// base is the worker's URL, token its ADMIN_TOKEN; viewer is the token of
 	// the operator "vera", a viewer (OPERATORS_FILE); metrics METRICS_TOKEN.
 	base, token, viewer, metrics string
-	worker      *testbin.Proc
+	worker                       *testbin.Proc
 	// parkedAt is when the parked jobs were scheduled.
 	parkedAt time.Time
 }

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -28,6 +29,7 @@ import (
 	"github.com/tidemark/tidemark/metrics"
 	"github.com/tidemark/tidemark/migrations"
 	"github.com/tidemark/tidemark/orderapi"
+	"github.com/tidemark/tidemark/redact"
 	"github.com/tidemark/tidemark/store"
 )
 
@@ -45,37 +47,67 @@ func Main(ctx context.Context, args []string, getenv func(string) string, stderr
 			fmt.Fprintln(stderr, usage)
 			return 0
 		}
-		fmt.Fprintf(stderr, "worker: unknown arguments %q\n%s\n", strings.Join(args, " "), usage)
+		fmt.Fprintf(stderr, "worker: unknown arguments %s\n%s\n", redact.Text(strconv.Quote(strings.Join(args, " "))), usage)
 		return 2
 	}
 	cfg, err := config.FromEnv(getenv)
+	var pc *pgxpool.Config
+	var redisOpt *redis.Options
+	if err == nil {
+		pc, redisOpt, err = parseURLs(cfg)
+	}
 	if err != nil {
-		fmt.Fprintf(stderr, "worker: configuration: %v\n", err)
+		fmt.Fprintf(stderr, "worker: configuration: %s\n", oneLine(err))
 		return 2
 	}
 	logger := joblog.NewLogger(stderr, cfg.LogFormat == config.LogJSON, cfg.LogLevel)
 	var ops *auth.Operators
 	if len(args) == 0 {
 		if ops, err = loadOperators(cfg.Callers); err != nil {
-			fmt.Fprintf(stderr, "worker: configuration: %v\n", err)
+			fmt.Fprintf(stderr, "worker: configuration: %s\n", oneLine(err))
 			return 2
 		}
 	}
 	if len(args) == 1 {
 		err = migrations.Up(cfg.DatabaseURL)
 		if err == nil {
-			v, _, verr := migrations.Version(cfg.DatabaseURL)
-			err = verr
-			logger.Info("schema is up to date", "version", v)
+			var v uint
+			if v, _, err = migrations.Version(cfg.DatabaseURL); err == nil {
+				logger.Info("schema is up to date", "version", v)
+			}
+		}
+		if err != nil {
+			err = fmt.Errorf("DATABASE_URL: %w", err)
 		}
 	} else {
-		err = run(ctx, cfg, ops, logger)
+		err = run(ctx, cfg, ops, pc, redisOpt, logger)
 	}
 	if err != nil {
-		fmt.Fprintf(stderr, "worker: %v\n", err)
+		fmt.Fprintf(stderr, "worker: %s\n", oneLine(err))
 		return 1
 	}
 	return 0
+}
+
+// parseURLs parses DATABASE_URL and REDIS_URL as pgx and go-redis will use
+// them, so that a value they refuse is a configuration error (exit 2) before
+// anything starts.
+func parseURLs(cfg config.Config) (*pgxpool.Config, *redis.Options, error) {
+	pc, err := pgxpool.ParseConfig(cfg.DatabaseURL)
+	if err != nil {
+		return nil, nil, fmt.Errorf("DATABASE_URL: %w", err)
+	}
+	opt, err := redis.ParseURL(cfg.RedisURL)
+	if err != nil {
+		return nil, nil, fmt.Errorf("REDIS_URL: %w", err)
+	}
+	return pc, opt, nil
+}
+
+// oneLine is err's message on one line, every URL and password in it
+// redacted: the last defence for whatever a library quoted.
+func oneLine(err error) string {
+	return redact.Text(strings.Join(strings.Fields(err.Error()), " "))
 }
 
 // run works jobs and serves HTTP until ctx is done, then shuts down: the HTTP
@@ -84,31 +116,25 @@ func Main(ctx context.Context, args []string, getenv func(string) string, stderr
 // elsewhere. Every kind is safe to hand back at any point (a SIGKILL is
 // too), so a short grace loses nothing; it only ends sooner a job that is
 // waiting, on a row lock or a slow partner, for longer than the grace.
-func run(ctx context.Context, cfg config.Config, ops *auth.Operators, logger *slog.Logger) error {
-	pc, err := pgxpool.ParseConfig(cfg.DatabaseURL)
-	if err != nil {
-		return fmt.Errorf("DATABASE_URL: %w", err)
-	}
+func run(ctx context.Context, cfg config.Config, ops *auth.Operators, pc *pgxpool.Config, redisOpt *redis.Options, logger *slog.Logger) error {
 	pc.MaxConns = int32(cfg.DBMaxConns)
 	pool, err := pgxpool.NewWithConfig(ctx, pc)
 	if err != nil {
-		return fmt.Errorf("connect postgres: %w", err)
+		return fmt.Errorf("DATABASE_URL: connect: %w", err)
 	}
 	defer pool.Close()
 	st := store.New(pool)
 	if err := st.Ping(ctx); err != nil {
-		return err
+		return fmt.Errorf("DATABASE_URL: %w", err)
 	}
-	rdb, err := newRedis(cfg.RedisURL)
-	if err != nil {
-		return err
-	}
+	rdb := newRedis(redisOpt)
 	defer rdb.Close()
 	pingCtx, cancelPing := context.WithTimeout(ctx, 3*time.Second)
 	if err := rdb.Ping(pingCtx); err != nil {
 		// Coupons need Redis; the other batches do not. Coupon requests answer
 		// 503 and coupon jobs retry until Redis answers.
-		logger.Warn("redis does not answer; coupon issuing is unavailable until it does", "err", err)
+		logger.Warn("redis does not answer; coupon issuing is unavailable until it does",
+			"REDIS_URL", redact.URL(cfg.RedisURL), "err", err)
 	}
 	cancelPing()
 	gate := coupongate.New(rdb, "")
@@ -192,12 +218,9 @@ func run(ctx context.Context, cfg config.Config, ops *auth.Operators, logger *sl
 	return err
 }
 
-// newRedis returns a client for a redis:// URL, sized for the issue endpoint.
-func newRedis(redisURL string) (*coupongate.Redis, error) {
-	opt, err := redis.ParseURL(redisURL)
-	if err != nil {
-		return nil, fmt.Errorf("REDIS_URL: %w", err)
-	}
+// newRedis returns a client for REDIS_URL's options, sized for the issue
+// endpoint.
+func newRedis(opt *redis.Options) *coupongate.Redis {
 	opt.PoolSize = max(opt.PoolSize, 64)
-	return coupongate.NewRedis(opt), nil
+	return coupongate.NewRedis(opt)
 }
