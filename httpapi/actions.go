@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/tidemark/tidemark/store"
 )
@@ -66,19 +65,45 @@ func riverUIAction(path, method string, body []byte) (string, json.RawMessage, i
 	return "riverui_request", targetOf(nil, map[string]any{"method": method, "path": path}), 1
 }
 
-// targetOf is body when it is a JSON object jsonb can keep, else the
-// object fallback (or one saying what the body was not).
+// targetOf is body when it is a JSON object, as jsonb can keep it (no NUL,
+// no lone surrogate: both become U+FFFD), else the object fallback (or one
+// saying what the body was not).
 func targetOf(body []byte, fallback map[string]any) json.RawMessage {
-	trimmed := bytes.TrimSpace(body)
-	keepable := utf8.Valid(trimmed) && !bytes.Contains(trimmed, []byte(`\u0000`)) // jsonb refuses NUL
-	if fallback == nil && len(trimmed) > 0 && trimmed[0] == '{' && keepable && json.Valid(trimmed) {
-		return json.RawMessage(trimmed)
-	}
 	if fallback == nil {
-		fallback = map[string]any{"body": "not a JSON object of valid UTF-8"}
+		var obj map[string]any
+		dec := json.NewDecoder(bytes.NewReader(body))
+		dec.UseNumber() // ids beyond 2^53 kept exact
+		if err := dec.Decode(&obj); err == nil && obj != nil {
+			if b, err := json.Marshal(keepable(obj)); err == nil {
+				return b
+			}
+		}
+		fallback = map[string]any{"body": "not a JSON object"}
 	}
-	b, _ := json.Marshal(fallback)
+	b, _ := json.Marshal(keepable(fallback))
 	return b
+}
+
+// keepable is v with every NUL in its strings replaced by U+FFFD, which
+// jsonb refuses; encoding/json already turned lone surrogates into U+FFFD.
+func keepable(v any) any {
+	switch v := v.(type) {
+	case string:
+		return strings.ReplaceAll(v, "\x00", "\ufffd")
+	case map[string]any:
+		out := make(map[string]any, len(v))
+		for k, x := range v {
+			out[strings.ReplaceAll(k, "\x00", "\ufffd")] = keepable(x)
+		}
+		return out
+	case []any:
+		out := make([]any, len(v))
+		for i, x := range v {
+			out[i] = keepable(x)
+		}
+		return out
+	}
+	return v
 }
 
 // actionName checks that a River UI path gave an action a safe name.

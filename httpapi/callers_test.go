@@ -48,6 +48,16 @@ func TestOperatorRequestsAreRecorded(t *testing.T) {
 	require.False(t, good.FinishedAt.IsZero())
 	require.Equal(t, 404, bad.Status)
 	require.EqualValues(t, 0, bad.Acted, "a refused request changed nothing")
+
+	// A body jsonb could not keep as it is (a NUL, a lone surrogate) is
+	// recorded all the same, its numbers exact.
+	status, _ = b.do(t, "POST", "/v1/ledger/reprocess", "Bearer "+token, `{"ledgerIds":[9007199254740993],"on":"2026\u0000-\udc00"}`)
+	require.Equal(t, 400, status)
+	acts, err = b.store.OperatorActions(b.ctx, 1)
+	require.NoError(t, err)
+	require.Equal(t, "reprocess_ledger", acts[0].Action)
+	require.Equal(t, 400, acts[0].Status)
+	require.JSONEq(t, `{"ledgerIds":[9007199254740993],"on":"2026\ufffd-\ufffd"}`, string(acts[0].Filter))
 }
 
 // Past 20 wrong credentials a minute from one address, that address gets

@@ -170,7 +170,7 @@ func TestOrderRequestsUnsafeUsername(t *testing.T) {
 		{`\ud800`, "contains a replacement character U+FFFD at character 1 (text mangled before it arrived: invalid UTF-8 or a lone surrogate)"},
 		{`kim\u0000`, "contains a NUL U+0000 at character 4"},
 	} {
-		status, out := b.do(t, http.MethodPost, "/v1/order-requests", "secret", "application/json",
+		status, out := b.do(t, http.MethodPost, "/v1/order-requests", token, "application/json",
 			`{"username":"`+c.username+`","totalPrice":1,"appliedYearMonth":"2025-02"}`)
 		require.Equal(t, http.StatusBadRequest, status, c.username)
 		require.Equal(t, "username", out["field"], c.username)
@@ -181,12 +181,12 @@ func TestOrderRequestsUnsafeUsername(t *testing.T) {
 	}
 
 	for _, u := range []string{"김철수", "홍길동 2세", `이영희\ud83d\ude00`, "\U0001F469\u200d\U0001F4BB"} {
-		status, out := b.do(t, http.MethodPost, "/v1/order-requests", "secret", "application/json",
+		status, out := b.do(t, http.MethodPost, "/v1/order-requests", token, "application/json",
 			`{"username":"`+u+`","totalPrice":1,"appliedYearMonth":"2025-02"}`)
 		require.Equal(t, http.StatusAccepted, status, out)
 		var want string
 		require.NoError(t, json.Unmarshal([]byte(`"`+u+`"`), &want))
-		status, out = b.do(t, http.MethodGet, "/v1/order-requests/"+strconv.FormatInt(int64(out["id"].(float64)), 10), "", "", "")
+		status, out = b.do(t, http.MethodGet, "/v1/order-requests/"+strconv.FormatInt(int64(out["id"].(float64)), 10), viewerToken, "", "")
 		require.Equal(t, http.StatusOK, status)
 		require.Equal(t, want, out["username"])
 	}
