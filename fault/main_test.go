@@ -16,8 +16,8 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
 
-	"github.com/tidemark/tidemark/internal/testbin"
 	"github.com/tidemark/tidemark/auth"
+	"github.com/tidemark/tidemark/internal/testbin"
 	"github.com/tidemark/tidemark/internal/testkit"
 	"github.com/tidemark/tidemark/internal/testpg"
 	"github.com/tidemark/tidemark/internal/testredis"
