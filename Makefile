@@ -11,7 +11,7 @@ help:
 	@echo "make test   the whole test suite against real Postgres and Redis (started if needed)"
 	@echo "make bench  benchmarks (prints figures and ratios)"
 	@echo "make chaos  the whole fault suite, CHAOS_REPS (default 3) times per case; prints fault × batch → result"
-	@echo "make serve  run the worker in the foreground (Ctrl-C stops it gracefully), ADMIN_TOKEN as make run's"
+	@echo "make serve  run the worker in the foreground (Ctrl-C stops it gracefully), ADMIN_TOKEN and MEMBER_JWT_SECRET as make run's"
 	@echo "make fuzz   each parser's fuzz target for FUZZTIME (default 30s); make test runs their seed corpora"
 	@echo "make lint   gofmt + go vet"
 
@@ -29,7 +29,8 @@ run: build
 
 serve: build
 	@user_db="$${DATABASE_URL:-}" && $(SERVICES) && export DATABASE_URL="$$(USER_DATABASE_URL=$$user_db scripts/demo-db.sh)" && \
-		export ADMIN_TOKEN="$$(scripts/admin-token.sh)" && $(BIN)/worker migrate && exec $(BIN)/worker
+		export ADMIN_TOKEN="$$(scripts/secret.sh ADMIN_TOKEN)" MEMBER_JWT_SECRET="$$(scripts/secret.sh MEMBER_JWT_SECRET)" && \
+		$(BIN)/worker migrate && exec $(BIN)/worker
 
 test:
 	@$(SERVICES) && go vet ./... && go test -count=1 -timeout 12m -p 2 ./...

@@ -13,8 +13,9 @@ DATABASE_URL=$(USER_DATABASE_URL=$user_db scripts/demo-db.sh)
 export DATABASE_URL
 export BATCH_TZ=${BATCH_TZ:-Asia/Seoul}
 export HTTP_ADDR=${HTTP_ADDR:-127.0.0.1:8080}
-ADMIN_TOKEN=$(scripts/admin-token.sh)
-export ADMIN_TOKEN
+ADMIN_TOKEN=$(scripts/secret.sh ADMIN_TOKEN)
+MEMBER_JWT_SECRET=$(scripts/secret.sh MEMBER_JWT_SECRET)
+export ADMIN_TOKEN MEMBER_JWT_SECRET
 mkdir -p .local
 log=.local/run.log
 : >"$log"
@@ -124,16 +125,20 @@ echo "   $applied APPLIED, $other not; the partner holds $orders orders for $dis
 echo "== 4. coupon rush and its reconciliation"
 code="RUSH-$run_id"
 q bin/enqueue coupon create --code "$code" --name "Demo rush" --amount-type FIX --amount 1000 --total 50
+# 200 members, each signed in with a token as the identity provider would
+# issue it (here: signed with the local MEMBER_JWT_SECRET).
+bin/enqueue member-token --member "$(seq -s, 200)" --ttl 10m 2>>"$log" | cut -d' ' -f2 >.local/rush.tokens ||
+  fail "enqueue member-token"
 t0=$(now_ms)
-seq 200 | xargs -P 16 -I{} curl -s -o /dev/null -w '%{http_code}\n' -X POST -H 'Content-Type: application/json' \
-  -d '{"memberId":{}}' "http://$HTTP_ADDR/v1/coupons/$code/issue" >.local/rush.codes
+xargs -P 16 -I{} curl -s -o /dev/null -w '%{http_code}\n' -X POST -H 'Authorization: Bearer {}' \
+  "http://$HTTP_ADDR/v1/coupons/$code/issue" <.local/rush.tokens >.local/rush.codes
 ms=$(($(now_ms) - t0))
 wait_jobs
 read -r won soldout odd < <(awk '$1 == 202 {a++} $1 == 410 {s++} $1 != 202 && $1 != 410 {o++} END {print a+0, s+0, o+0}' .local/rush.codes)
 rep=$(out bin/enqueue reconcile --check coupon)
 read -r db redis stock rolled added qty_was qty_now total < <(jq -r --arg c "$code" '.coupons[] | select(.code == $c) |
   "\(.db_members) \(.redis_members) \(.stock_after) \(.rolled_back) \(.added_back) \(.issued_quantity_before) \(.issued_quantity_after) \(.total_quantity)"' <<<"$rep")
-echo "   rush $code: 200 requests, 16 at a time, for 50 seats in $ms ms: $won accepted (202), $soldout sold out (410), $odd other"
+echo "   rush $code: 200 members signed in, 16 at a time, for 50 seats in $ms ms: $won accepted (202), $soldout sold out (410), $odd other"
 echo "   reconciliation: $db issued in Postgres of $total seats (oversell $((db > total ? db - total : 0))), $redis in Redis, stock $stock;" \
   "$rolled rolled back, $added added back; issued_quantity $qty_was -> $qty_now"
 
@@ -156,6 +161,9 @@ echo "   $exchanged of $code's issues exchanged, $left left; EXCH-$job issued to
 echo "== look around while a worker runs on the same database: make serve"
 echo "   http://$HTTP_ADDR/ui/        batch runs by business date"
 echo "   http://$HTTP_ADDR/riverui/   River UI: every job, its args, output and log lines"
-echo "   http://$HTTP_ADDR/metrics    Prometheus metrics (no credential)"
-echo "   user admin, password $ADMIN_TOKEN (generated, in .local/admin-token), e.g."
+echo "   http://$HTTP_ADDR/metrics    Prometheus metrics (no credential: sums only, no coupon code)"
+echo "   operator admin, password $ADMIN_TOKEN (generated, in .local/admin-token), e.g."
 echo "   curl -u admin:$ADMIN_TOKEN 'http://$HTTP_ADDR/riverui/api/jobs?limit=5&state=completed'"
+sample=$(bin/enqueue member-token --member 42 --ttl 1h | cut -d' ' -f2)
+echo "   member 42, a token valid for an hour (signed with .local/member-jwt-secret), e.g."
+echo "   curl -H 'Authorization: Bearer $sample' 'http://$HTTP_ADDR/v1/therapy-statistics?yearMonth=$month'"
