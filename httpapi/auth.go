@@ -173,19 +173,29 @@ func (c *Callers) Member(next http.Handler) http.Handler {
 }
 
 // MemberOrViewer guards an endpoint a member may call about themself and
-// any operator about anyone: a bearer token shaped like a JWT is a
-// member's; any other credentials an operator's.
+// any operator about anyone: Basic credentials, or a bearer token that is an
+// operator's or not shaped like a JWT, are an operator's; any other bearer
+// token a member's.
 func (c *Callers) MemberOrViewer(next http.Handler) http.Handler {
 	asOperator := c.Operator(auth.RoleViewer, next)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		token, isBearer := bearer(r)
 		_, _, isBasic := r.BasicAuth()
-		if isBasic || (isBearer && strings.Count(token, ".") != 2) {
+		if isBasic || (isBearer && c.operatorToken(token)) {
 			asOperator.ServeHTTP(w, r)
 			return
 		}
 		c.member(w, r, token, next)
 	})
+}
+
+// operatorToken reports whether a bearer token is to be checked as an
+// operator's: it is one, or it cannot be a JWT (three dot-separated parts).
+func (c *Callers) operatorToken(token string) bool {
+	if _, ok := c.Operators.ByToken(token); ok {
+		return true
+	}
+	return strings.Count(token, ".") != 2
 }
 
 func (c *Callers) member(w http.ResponseWriter, r *http.Request, token string, next http.Handler) {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/tidemark/tidemark/auth"
 	"github.com/tidemark/tidemark/httpapi"
 	"github.com/tidemark/tidemark/internal/testkit"
 	"github.com/tidemark/tidemark/store"
@@ -149,4 +150,31 @@ func TestRefusalsAreJSON(t *testing.T) {
 	var out map[string]any
 	require.NoError(t, json.NewDecoder(resp.Body).Decode(&out))
 	require.Equal(t, "Authorization", out["field"])
+}
+
+// An operator's token shaped like a JWT is still an operator's on an
+// endpoint members and operators share.
+func TestOperatorTokenShapedLikeAJWT(t *testing.T) {
+	t.Parallel()
+	var ops auth.Operators
+	require.NoError(t, ops.AddToken("ann", auth.RoleViewer, "ann.token.0123456789"))
+	c := &httpapi.Callers{Operators: &ops, Members: testCallers(t).Members, Logger: testkit.Logger(t)}
+	h := c.MemberOrViewer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		caller, _ := httpapi.CallerOf(r.Context())
+		if caller.Operator != nil {
+			_, _ = w.Write([]byte("operator " + caller.Operator.Name))
+			return
+		}
+		_, _ = w.Write([]byte("member " + strconv.FormatInt(caller.Member, 10)))
+	}))
+	for authz, want := range map[string]string{
+		"Bearer ann.token.0123456789": "operator ann",
+		memberBearer(t, 9):            "member 9",
+	} {
+		r := httptest.NewRequest(http.MethodGet, "/", nil)
+		r.Header.Set("Authorization", authz)
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		require.Equal(t, want, w.Body.String())
+	}
 }

@@ -158,6 +158,7 @@ func TestGetTherapyStatistics(t *testing.T) {
 		{memberBearer(t, 2), "therapyUserId=99&yearMonth=2026-11", 403, "therapyUserId"},
 		{"", "therapyUserId=1&yearMonth=2026-11", 401, "Authorization"},
 		{"Bearer " + viewerToken + "x", "therapyUserId=1&yearMonth=2026-11", 401, "Authorization"},
+		{"Bearer a.b.c", "therapyUserId=1&yearMonth=2026-11", 401, "Authorization"},
 		{memberBearer(t, 1), "therapyUserId=1&yearMonth=2026-12", 404, ""},
 		{memberBearer(t, 1), "therapyUserId=1&yearMonth=2026-13", 400, "yearMonth"},
 		{"Bearer " + viewerToken, "therapyUserId=x&yearMonth=2026-11", 400, "therapyUserId"},
