@@ -41,23 +41,11 @@ const (
 // + persist job insert) against a handler doing only the Redis step, in the
 // same process and run, and checks for oversell.
 func benchCoupons(ctx context.Context, env *benchEnv) error {
-	opt, err := redis.ParseURL(env.cfg.RedisURL)
+	gate, closeGate, err := benchGate(env)
 	if err != nil {
 		return err
 	}
-	opt.PoolSize = 128
-	rdb := redis.NewClient(opt)
-	defer rdb.Close()
-	r := make([]byte, 4)
-	_, _ = rand.Read(r)
-	prefix := "bench:" + hex.EncodeToString(r) + ":"
-	defer func() {
-		iter := rdb.Scan(context.Background(), 0, prefix+"*", 1000).Iterator()
-		for iter.Next(context.Background()) {
-			rdb.Del(context.Background(), iter.Val())
-		}
-	}()
-	gate := coupongate.New(rdb, prefix)
+	defer closeGate()
 	client, err := jobs.NewClient(env.pool, jobs.ClientConfig{Retention: env.cfg.Retention, RescueAfter: env.cfg.RescueAfter}, env.deps())
 	if err != nil {
 		return err
@@ -99,6 +87,27 @@ func benchCoupons(ctx context.Context, env *benchEnv) error {
 		}
 	}
 	return errors.Join(failed...)
+}
+
+// benchGate returns a coupon gate on REDIS_URL under a key prefix of its
+// own, and a function that deletes the prefix's keys and closes the client.
+func benchGate(env *benchEnv) (*coupongate.Gate, func(), error) {
+	opt, err := redis.ParseURL(env.cfg.RedisURL)
+	if err != nil {
+		return nil, nil, err
+	}
+	opt.PoolSize = 128
+	rdb := redis.NewClient(opt)
+	r := make([]byte, 4)
+	_, _ = rand.Read(r)
+	prefix := "bench:" + hex.EncodeToString(r) + ":"
+	return coupongate.New(rdb, prefix), func() {
+		iter := rdb.Scan(context.Background(), 0, prefix+"*", 1000).Iterator()
+		for iter.Next(context.Background()) {
+			rdb.Del(context.Background(), iter.Val())
+		}
+		_ = rdb.Close()
+	}, nil
 }
 
 var benchScenario atomic.Int64
@@ -236,11 +245,17 @@ func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond)
 // loadCoupon sends n issue requests (members 1..n) for code from
 // couponConcurrency goroutines, stopping early at couponMaxDuration.
 func loadCoupon(ctx context.Context, baseURL, code string, n int) (loadResult, error) {
+	return loadCouponMidway(ctx, baseURL, code, n, nil)
+}
+
+// loadCouponMidway is loadCoupon that also starts midway, in a goroutine of
+// its own, once half the requests were answered (midway may be nil).
+func loadCouponMidway(ctx context.Context, baseURL, code string, n int, midway func()) (loadResult, error) {
 	tr := &http.Transport{MaxIdleConnsPerHost: couponConcurrency, MaxConnsPerHost: couponConcurrency}
 	defer tr.CloseIdleConnections()
 	hc := &http.Client{Transport: tr, Timeout: 10 * time.Second}
 	url := baseURL + "/v1/coupons/" + code + "/issue"
-	var next atomic.Int64
+	var next, answered atomic.Int64
 	var mu sync.Mutex
 	res := loadResult{status: map[int]int{}}
 	deadline := time.Now().Add(couponMaxDuration)
@@ -270,6 +285,9 @@ func loadCoupon(ctx context.Context, baseURL, code string, n int) (loadResult, e
 				resp.Body.Close()
 				lat = append(lat, time.Since(t0))
 				status[resp.StatusCode]++
+				if answered.Add(1) == int64(n/2) && midway != nil {
+					go midway()
+				}
 			}
 			mu.Lock()
 			res.lat = append(res.lat, lat...)
