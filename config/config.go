@@ -75,11 +75,24 @@ const (
 	LogJSON = "json"
 )
 
-// Default queue names and their worker counts.
+// Queue names. Jobs are split by who waits for them, so that a burst of one
+// kind of work cannot hold back another.
 const (
-	QueueDefault  = "default"
-	QueueTherapy  = "therapy"
+	// QueueDefault carries the batches' starters and the periodic checks
+	// (therapy_daily, the settlements, the exchange, the reconciliations,
+	// archive_maintain): few jobs, each of which must start when it is due.
+	QueueDefault = "default"
+	// QueueTherapy carries the therapy run's fan-out, one job per user.
+	QueueTherapy = "therapy"
+	// QueueOutbound carries the calls to the order partner.
 	QueueOutbound = "outbound"
+	// QueueMember carries the jobs a member's request creates
+	// (coupon_issue_persist, one per accepted coupon request). Their number
+	// follows user traffic, not the calendar: a rush inserts thousands a
+	// second, faster than any worker count drains them, and on the default
+	// queue the nightly batches would wait behind that backlog. On a queue
+	// of their own, with their own workers, they delay nothing else.
+	QueueMember = "member"
 )
 
 // Defaults for values not given.
@@ -93,7 +106,7 @@ const (
 
 // DefaultQueues is the queue layout when TIDEMARK_QUEUES is not set.
 func DefaultQueues() map[string]int {
-	return map[string]int{QueueDefault: 10, QueueTherapy: 200, QueueOutbound: 64}
+	return map[string]int{QueueDefault: 10, QueueTherapy: 200, QueueOutbound: 64, QueueMember: 10}
 }
 
 // FromEnv builds a Config from getenv (os.Getenv in cmd/), applying defaults,

@@ -21,7 +21,7 @@ func TestDefaults(t *testing.T) {
 	require.Equal(t, 24*time.Hour, cfg.Retention)
 	require.Equal(t, 400*24*time.Hour, cfg.AuditRetention)
 	require.Equal(t, 15*time.Second, cfg.RescueAfter)
-	require.Equal(t, 200, cfg.Queues["therapy"])
+	require.Equal(t, map[string]int{"default": 10, "therapy": 200, "outbound": 64, "member": 10}, cfg.Queues)
 	require.Equal(t, 15*time.Second, cfg.CouponReconcileGrace)
 	require.True(t, cfg.Periodic)
 	require.Equal(t, config.LogText, cfg.LogFormat)

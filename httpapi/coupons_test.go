@@ -47,7 +47,7 @@ func setupCoupons(t *testing.T, work bool) *couponBundle {
 	deps := jobs.Deps{Store: st, TZ: time.UTC, Logger: logger, Gate: gate, ReconcileGrace: time.Millisecond}
 	cc := jobs.ClientConfig{Retention: 24 * time.Hour, RescueAfter: 90 * time.Second}
 	if work {
-		cc.Queues = map[string]int{"default": 20}
+		cc.Queues = map[string]int{"default": 10, "member": 10}
 		cc.FetchCooldown, cc.FetchPollInterval = 20*time.Millisecond, 50*time.Millisecond
 	}
 	client, err := jobs.NewClient(pool, cc, deps)

@@ -28,10 +28,12 @@ type CouponIssuePersistArgs struct {
 // Kind is coupon_issue_persist.
 func (CouponIssuePersistArgs) Kind() string { return "coupon_issue_persist" }
 
-// InsertOpts: default queue, 5 attempts (River's backoff spreads them over
-// about six minutes, within which the reconciliation leaves the member alone).
+// InsertOpts: the member queue, where a rush's backlog delays no batch; 5
+// attempts (River's backoff spreads them over about six minutes, within which
+// the reconciliation leaves the member alone). Jobs of this kind inserted in
+// the default queue by an older release are worked there all the same.
 func (CouponIssuePersistArgs) InsertOpts() river.InsertOpts {
-	return river.InsertOpts{Queue: config.QueueDefault, MaxAttempts: 5}
+	return river.InsertOpts{Queue: config.QueueMember, MaxAttempts: 5}
 }
 
 // CouponIssuePersistWorker writes the row. On the job's final failure — its

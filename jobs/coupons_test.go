@@ -17,6 +17,7 @@ import (
 	"github.com/riverqueue/river/rivertype"
 	"github.com/stretchr/testify/require"
 
+	"github.com/tidemark/tidemark/config"
 	"github.com/tidemark/tidemark/coupongate"
 	"github.com/tidemark/tidemark/internal/testkit"
 	"github.com/tidemark/tidemark/internal/testredis"
@@ -46,7 +47,7 @@ func (b *testBundle) startClient(t *testing.T, workers *river.Workers) *Client {
 	t.Helper()
 	client, err := river.NewClient(riverpgxv5.New(b.pool), &river.Config{
 		Logger:            b.deps.Logger,
-		Queues:            map[string]river.QueueConfig{river.QueueDefault: {MaxWorkers: 10}},
+		Queues:            map[string]river.QueueConfig{river.QueueDefault: {MaxWorkers: 10}, config.QueueMember: {MaxWorkers: 10}},
 		Workers:           workers,
 		FetchCooldown:     20 * time.Millisecond,
 		FetchPollInterval: 50 * time.Millisecond,
@@ -116,6 +117,27 @@ func persistWorkers(deps Deps) *river.Workers {
 	w := river.NewWorkers()
 	river.AddWorker(w, NewCouponIssuePersistWorker(deps))
 	return w
+}
+
+// A persist job an older release inserted in the default queue, where the
+// kind went before it had the member queue, is worked there by a worker that
+// works the default queue: River finds a job's worker by its kind, whatever
+// its queue.
+func TestPersistJobLeftOnDefaultQueueIsWorked(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.coupon(t, "LEGACY", 10)
+	client, err := NewClient(b.pool, ClientConfig{Queues: map[string]int{config.QueueDefault: 2}, Retention: 24 * time.Hour,
+		RescueAfter: time.Minute, FetchCooldown: 20 * time.Millisecond, FetchPollInterval: 50 * time.Millisecond}, b.deps)
+	require.NoError(t, err)
+	job := b.issue(t, client, "LEGACY", 7, &river.InsertOpts{Queue: config.QueueDefault})
+	require.Equal(t, config.QueueDefault, job.Queue)
+	testkit.StartClient(t, client)
+	testkit.WaitFor(t, 10*time.Second, "the persist job on the default queue completed", func() (bool, error) {
+		return b.jobState(t, job.ID) == "completed", nil
+	})
+	require.Equal(t, 1, b.count(t, `SELECT count(*) FROM coupon_issue i JOIN coupon c ON c.id = i.coupon_id
+		WHERE c.code = 'LEGACY' AND i.member_id = 7`))
 }
 
 // A persist job that fails on its last attempt gives the seat back in Redis

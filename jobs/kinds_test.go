@@ -2,6 +2,8 @@ package jobs_test
 
 import (
 	"context"
+	"maps"
+	"slices"
 	"testing"
 	"time"
 
@@ -43,4 +45,41 @@ func TestKindsAreTheKindsWorkersRun(t *testing.T) {
 	_, err = client.InsertTx(ctx, tx, namedKind{"therapy_stat"}, nil)
 	var unknown *river.UnknownJobKindError
 	require.ErrorAs(t, err, &unknown)
+}
+
+// Each kind's queue. The batches' starters and checks are on default, where
+// nothing a member does is queued, so a rush of requests never delays them;
+// the jobs a member's request creates have the member queue. Every queue is
+// in the default layout: a worker started without TIDEMARK_QUEUES works
+// every kind.
+func TestQueueOfEachKind(t *testing.T) {
+	t.Parallel()
+	got := map[string]string{}
+	type argsWithOpts interface {
+		river.JobArgs
+		river.JobArgsWithInsertOpts
+	}
+	for _, args := range []argsWithOpts{
+		jobs.ArchiveMaintainArgs{}, jobs.CouponExchangeArgs{}, jobs.CouponIssuePersistArgs{}, jobs.CouponReconcileArgs{},
+		jobs.CouponReconcileAllArgs{}, jobs.OrderReconcileArgs{}, jobs.OrderSubmitArgs{}, jobs.PointSettlementArgs{},
+		jobs.PointSettlementDailyArgs{}, jobs.TherapyDailyArgs{}, jobs.TherapyStatsArgs{}, jobs.TherapyStatsVerifyArgs{},
+	} {
+		got[args.Kind()] = args.InsertOpts().Queue
+		require.Contains(t, config.DefaultQueues(), got[args.Kind()], args.Kind())
+	}
+	require.Equal(t, map[string]string{
+		"archive_maintain":       config.QueueDefault,
+		"coupon_exchange":        config.QueueDefault,
+		"coupon_issue_persist":   config.QueueMember,
+		"coupon_reconcile":       config.QueueDefault,
+		"coupon_reconcile_all":   config.QueueDefault,
+		"order_reconcile":        config.QueueDefault,
+		"order_submit":           config.QueueOutbound,
+		"point_settlement":       config.QueueDefault,
+		"point_settlement_daily": config.QueueDefault,
+		"therapy_daily":          config.QueueDefault,
+		"therapy_stats":          config.QueueTherapy,
+		"therapy_stats_verify":   config.QueueDefault,
+	}, got)
+	require.ElementsMatch(t, jobs.Kinds(), slices.Collect(maps.Keys(got)), "every kind is listed")
 }

@@ -19,6 +19,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/tidemark/tidemark/auth"
 	"github.com/tidemark/tidemark/coupongate"
 	"github.com/tidemark/tidemark/httpapi"
 	"github.com/tidemark/tidemark/jobs"
@@ -41,28 +42,23 @@ const (
 // + persist job insert) against a handler doing only the Redis step, in the
 // same process and run, and checks for oversell.
 func benchCoupons(ctx context.Context, env *benchEnv) error {
-	opt, err := redis.ParseURL(env.cfg.RedisURL)
+	gate, limiter, closeGate, err := benchGate(env)
 	if err != nil {
 		return err
 	}
-	opt.PoolSize = 128
-	rdb := redis.NewClient(opt)
-	defer rdb.Close()
-	r := make([]byte, 4)
-	_, _ = rand.Read(r)
-	prefix := "bench:" + hex.EncodeToString(r) + ":"
-	defer func() {
-		iter := rdb.Scan(context.Background(), 0, prefix+"*", 1000).Iterator()
-		for iter.Next(context.Background()) {
-			rdb.Del(context.Background(), iter.Val())
-		}
-	}()
-	gate := coupongate.New(rdb, prefix)
+	defer closeGate()
 	client, err := jobs.NewClient(env.pool, jobs.ClientConfig{Retention: env.cfg.Retention, RescueAfter: env.cfg.RescueAfter}, env.deps())
 	if err != nil {
 		return err
 	}
-	full := &httpapi.Server{Store: env.store, River: client, TZ: env.cfg.TZ, Logger: env.logger, Gate: gate}
+	callers, err := benchCallers(env)
+	if err != nil {
+		return err
+	}
+	// The endpoint as the worker serves it: the member's token verified,
+	// their allowance taken in Redis, the gate's step, the persist job.
+	full := &httpapi.Server{Store: env.store, River: client, TZ: env.cfg.TZ, Logger: env.logger, Gate: gate,
+		Callers: callers, Limiter: limiter}
 	fullURL, stopFull, err := serveLoopback(full.Handler())
 	if err != nil {
 		return err
@@ -99,6 +95,65 @@ func benchCoupons(ctx context.Context, env *benchEnv) error {
 		}
 	}
 	return errors.Join(failed...)
+}
+
+// benchGate returns a coupon gate on REDIS_URL under a key prefix of its
+// own, the members' rate limiter of COUPON_RATE_LIMIT under the same prefix,
+// and a function that deletes the prefix's keys and closes the client.
+func benchGate(env *benchEnv) (*coupongate.Gate, *coupongate.Limiter, func(), error) {
+	opt, err := redis.ParseURL(env.cfg.RedisURL)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	opt.PoolSize = 128
+	rdb := redis.NewClient(opt)
+	r := make([]byte, 4)
+	_, _ = rand.Read(r)
+	prefix := "bench:" + hex.EncodeToString(r) + ":"
+	limiter := coupongate.NewLimiter(rdb, prefix, env.cfg.Callers.CouponRate.N, env.cfg.Callers.CouponRate.Period)
+	return coupongate.New(rdb, prefix), limiter, func() {
+		iter := rdb.Scan(context.Background(), 0, prefix+"*", 1000).Iterator()
+		for iter.Next(context.Background()) {
+			rdb.Del(context.Background(), iter.Val())
+		}
+		_ = rdb.Close()
+	}, nil
+}
+
+// benchSecret is the HS256 key the bench's members' tokens are signed with
+// and its endpoints verify them with, as the worker with MEMBER_JWT_SECRET.
+var benchSecret = func() []byte {
+	b := make([]byte, 32)
+	_, _ = rand.Read(b)
+	return []byte(hex.EncodeToString(b))
+}()
+
+// benchCallers is who may call a bench's endpoint: members with tokens
+// signed with benchSecret.
+func benchCallers(env *benchEnv) (*httpapi.Callers, error) {
+	m, err := auth.NewMembers(context.Background(), auth.MemberOpts{Secret: benchSecret})
+	if err != nil {
+		return nil, err
+	}
+	return &httpapi.Callers{Members: m, Logger: env.logger}, nil
+}
+
+// benchMembers numbers the members of every load in the process, so each
+// request is a new member with an allowance of its own.
+var benchMembers atomic.Int64
+
+// memberTokens signs a token for each of n new members, before a load's
+// clock starts (an identity provider signs them, not the client).
+func memberTokens(n int) (first int64, tokens []string, err error) {
+	first = benchMembers.Add(int64(n)) - int64(n) + 1
+	tokens = make([]string, n)
+	now := time.Now()
+	for i := range tokens {
+		if tokens[i], err = auth.SignMember(benchSecret, first+int64(i), time.Hour, "", "", now); err != nil {
+			return 0, nil, err
+		}
+	}
+	return first, tokens, nil
 }
 
 var benchScenario atomic.Int64
@@ -236,11 +291,21 @@ func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond)
 // loadCoupon sends n issue requests (members 1..n) for code from
 // couponConcurrency goroutines, stopping early at couponMaxDuration.
 func loadCoupon(ctx context.Context, baseURL, code string, n int) (loadResult, error) {
+	return loadCouponMidway(ctx, baseURL, code, n, nil)
+}
+
+// loadCouponMidway is loadCoupon that also starts midway, in a goroutine of
+// its own, once half the requests were answered (midway may be nil).
+func loadCouponMidway(ctx context.Context, baseURL, code string, n int, midway func()) (loadResult, error) {
+	first, tokens, err := memberTokens(n)
+	if err != nil {
+		return loadResult{}, err
+	}
 	tr := &http.Transport{MaxIdleConnsPerHost: couponConcurrency, MaxConnsPerHost: couponConcurrency}
 	defer tr.CloseIdleConnections()
 	hc := &http.Client{Transport: tr, Timeout: 10 * time.Second}
 	url := baseURL + "/v1/coupons/" + code + "/issue"
-	var next atomic.Int64
+	var next, answered atomic.Int64
 	var mu sync.Mutex
 	res := loadResult{status: map[int]int{}}
 	deadline := time.Now().Add(couponMaxDuration)
@@ -259,7 +324,16 @@ func loadCoupon(ctx context.Context, baseURL, code string, n int) (loadResult, e
 					break
 				}
 				t0 := time.Now()
-				resp, err := hc.Post(url, "application/json", strings.NewReader(fmt.Sprintf(`{"memberId":%d}`, m)))
+				// Both endpoints get the same request: the member's token (the
+				// full one verifies it) and their id (the Redis-only one reads it).
+				req, err := http.NewRequestWithContext(ctx, http.MethodPost, url,
+					strings.NewReader(fmt.Sprintf(`{"memberId":%d}`, first+m-1)))
+				if err != nil {
+					return
+				}
+				req.Header.Set("Content-Type", "application/json")
+				req.Header.Set("Authorization", "Bearer "+tokens[m-1])
+				resp, err := hc.Do(req)
 				if err != nil {
 					if firstErr == nil {
 						firstErr = err
@@ -270,6 +344,9 @@ func loadCoupon(ctx context.Context, baseURL, code string, n int) (loadResult, e
 				resp.Body.Close()
 				lat = append(lat, time.Since(t0))
 				status[resp.StatusCode]++
+				if answered.Add(1) == int64(n/2) && midway != nil {
+					go midway()
+				}
 			}
 			mu.Lock()
 			res.lat = append(res.lat, lat...)

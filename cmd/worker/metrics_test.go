@@ -162,7 +162,7 @@ func TestMetricsMatchTheTables(t *testing.T) {
 	rows, err := b.pool.Query(ctx, `
 		SELECT q.queue, s.state, count(j.id),
 		       coalesce(extract(epoch FROM now() - min(j.scheduled_at) FILTER (WHERE j.state = 'available')), 0)::float8
-		FROM (SELECT DISTINCT queue FROM river_job UNION SELECT unnest(ARRAY['default', 'therapy', 'outbound'])) q
+		FROM (SELECT DISTINCT queue FROM river_job UNION SELECT unnest(ARRAY['default', 'therapy', 'outbound', 'member'])) q
 		CROSS JOIN unnest(ARRAY['available', 'running', 'retryable', 'scheduled']) s(state)
 		LEFT JOIN river_job j ON j.queue = q.queue AND j.state::text = s.state
 		GROUP BY q.queue, s.state`)
