@@ -145,7 +145,11 @@ func ParseKeySet(body []byte) (keys map[string]any, algs map[string]string, err 
 	if err := json.Unmarshal(body, &set); err != nil {
 		return nil, nil, fmt.Errorf("key set: not a JSON Web Key Set: %w", err)
 	}
-	keys, algs = map[string]any{}, map[string]string{}
+	type usable struct {
+		kid, alg string
+		key      any
+	}
+	var found []usable
 	for _, m := range set.Keys {
 		if (m.USE != "" && m.USE != jwkset.UseSig) || (m.KTY != jwkset.KtyRSA && m.KTY != jwkset.KtyEC) {
 			continue
@@ -168,15 +172,23 @@ func ParseKeySet(body []byte) (keys map[string]any, algs map[string]string, err 
 				key = k
 			}
 		}
-		if key == nil {
+		if key != nil {
+			found = append(found, usable{kid: m.KID, alg: m.ALG.String(), key: key})
+		}
+	}
+	keys, algs = map[string]any{}, map[string]string{}
+	for _, u := range found {
+		// A key without a kid is usable only as the set's one key: with
+		// several, a token must say which.
+		if u.kid == "" && len(found) > 1 {
 			continue
 		}
-		if _, dup := keys[m.KID]; dup {
-			return nil, nil, fmt.Errorf("key set: kid %q is used twice", m.KID)
+		if _, dup := keys[u.kid]; dup {
+			return nil, nil, fmt.Errorf("key set: kid %q is used twice", u.kid)
 		}
-		keys[m.KID] = key
-		if m.ALG != "" {
-			algs[m.KID] = m.ALG.String()
+		keys[u.kid] = u.key
+		if u.alg != "" {
+			algs[u.kid] = u.alg
 		}
 	}
 	if len(keys) == 0 {
@@ -191,7 +203,9 @@ func (s *keySet) key(ctx context.Context, kid, alg string) (any, error) {
 	k, kalg, found, due := s.lookup(kid)
 	if !found && due {
 		wctx, cancel := context.WithTimeout(ctx, keyWaitMax)
-		_ = s.refresh(wctx)
+		if err := s.refresh(wctx); err != nil {
+			s.logger.WarnContext(ctx, "auth: member key set not refreshed for an unknown kid; keeping the keys we have", "err", err)
+		}
 		cancel()
 		k, kalg, found, _ = s.lookup(kid)
 	}
@@ -231,7 +245,9 @@ func (s *keySet) lookup(kid string) (key any, alg string, found, refreshDue bool
 		}
 	}
 	if s.fetching != nil {
-		return nil, "", false, true // wait for it
+		// Only the token that asked for the refresh waits for it: a crowd
+		// of tokens naming invented keys is refused at once.
+		return nil, "", false, false
 	}
 	if time.Since(s.lastUnknown) < keyUnknownEvery {
 		return nil, "", false, false

@@ -1,7 +1,10 @@
 package auth
 
 import (
+	"bytes"
 	"context"
+	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -131,6 +134,9 @@ func (m *Members) Verify(ctx context.Context, token string) (int64, error) {
 	if err != nil {
 		return 0, &TokenError{reason(err)}
 	}
+	if err := strictClaims(token); err != nil {
+		return 0, err
+	}
 	id, err := strconv.ParseInt(claims.Subject, 10, 64)
 	if err != nil || id <= 0 || strconv.FormatInt(id, 10) != claims.Subject {
 		return 0, &TokenError{"sub is not a member id (a positive decimal integer)"}
@@ -185,6 +191,59 @@ func reason(err error) string {
 		return "invalid claims"
 	}
 	return "refused"
+}
+
+// registered are the claims tidemark reads, by their one spelling.
+var registered = map[string]bool{"sub": true, "exp": true, "nbf": true, "iat": true, "iss": true, "aud": true}
+
+// strictClaims holds a verified token's claims to RFC 7519 where
+// encoding/json, which golang-jwt decodes them with, is lenient: claim
+// names are case-sensitive ("Sub" is not sub, and must not stand in for
+// it), a name appears once, and the dates are numbers.
+func strictClaims(token string) error {
+	parts := strings.Split(token, ".")
+	if len(parts) != 3 {
+		return &TokenError{"malformed"}
+	}
+	payload, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(parts[1], "="))
+	if err != nil {
+		return &TokenError{"malformed"}
+	}
+	var claims map[string]json.RawMessage
+	dec := json.NewDecoder(bytes.NewReader(payload))
+	if err := dec.Decode(&claims); err != nil {
+		return &TokenError{"malformed"}
+	}
+	seen := map[string]string{}
+	keys := json.NewDecoder(bytes.NewReader(payload))
+	if _, err := keys.Token(); err != nil { // {
+		return &TokenError{"malformed"}
+	}
+	for keys.More() {
+		tok, err := keys.Token()
+		if err != nil {
+			return &TokenError{"malformed"}
+		}
+		name, _ := tok.(string)
+		folded := strings.ToLower(strings.ToUpper(name))
+		if prev, dup := seen[folded]; dup {
+			return &TokenError{fmt.Sprintf("claim %q given twice (as %q)", name, prev)}
+		}
+		seen[folded] = name
+		if registered[folded] && name != folded {
+			return &TokenError{fmt.Sprintf("claim %q: claim names are case-sensitive; want %q", name, folded)}
+		}
+		var skip json.RawMessage
+		if err := keys.Decode(&skip); err != nil {
+			return &TokenError{"malformed"}
+		}
+	}
+	for _, d := range []string{"exp", "nbf", "iat"} {
+		if v, ok := claims[d]; ok && (len(v) == 0 || !(v[0] == '-' || (v[0] >= '0' && v[0] <= '9'))) {
+			return &TokenError{fmt.Sprintf("claim %q is not a number (a NumericDate)", d)}
+		}
+	}
+	return nil
 }
 
 // keyError is why no key verifies a token, in words a caller may read.

@@ -14,6 +14,7 @@ import (
 	"math/big"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -86,6 +87,10 @@ func TestMemberTokenHS256(t *testing.T) {
 		{"no sub", sign(t, jwt.SigningMethodHS256, secret, jwt.MapClaims{"exp": now.Add(time.Hour).Unix()}, nil), "sub is not a member id"},
 		{"crit header", sign(t, jwt.SigningMethodHS256, secret, claims("42", now.Add(time.Hour)), map[string]any{"crit": []string{"b64"}}), "critical header"},
 		{"too long", strings.Repeat("a", auth.MaxTokenLen+1), "longer than"},
+		{"Sub beside sub", sign(t, jwt.SigningMethodHS256, secret, jwt.MapClaims{"sub": "3", "Sub": "4", "exp": now.Add(time.Hour).Unix()}, nil), `claim "Sub"`},
+		{"SUB alone", sign(t, jwt.SigningMethodHS256, secret, jwt.MapClaims{"SUB": "4", "exp": now.Add(time.Hour).Unix()}, nil), `claim "SUB": claim names are case-sensitive`},
+		{"Exp in the future beside a past exp", sign(t, jwt.SigningMethodHS256, secret, jwt.MapClaims{"sub": "3", "exp": now.Add(-time.Hour).Unix(), "Exp": now.Add(time.Hour).Unix()}, nil), "invalid token"},
+		{"exp a string", sign(t, jwt.SigningMethodHS256, secret, jwt.MapClaims{"sub": "3", "exp": strconv.FormatInt(now.Add(time.Hour).Unix(), 10)}, nil), `claim "exp" is not a number`},
 	} {
 		if c.token == "" && c.want == "" {
 			tok := sign(t, jwt.SigningMethodHS256, secret, claims("42", now.Add(-10*time.Second)), nil)

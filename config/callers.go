@@ -126,8 +126,13 @@ func callersFromEnv(getenv func(string) string) (Callers, error) {
 	}
 	if c.MemberJWKSURL != "" {
 		u, err := url.Parse(c.MemberJWKSURL)
-		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
-			errs = append(errs, errors.New("MEMBER_JWKS_URL: want an http(s)://host/path URL of the identity provider's JSON Web Key Set"))
+		switch {
+		case err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "":
+			errs = append(errs, errors.New("MEMBER_JWKS_URL: want an https://host/path URL of the identity provider's JSON Web Key Set"))
+		case u.Scheme == "http" && !loopback(u.Hostname()):
+			// Whoever can change the key set in transit can sign in as any
+			// member.
+			errs = append(errs, errors.New("MEMBER_JWKS_URL: want https:// (http:// only on this machine's loopback)"))
 		}
 	}
 	if (c.MemberIssuer != "" || c.MemberAudience != "") && c.MemberSecret == "" && c.MemberJWKSURL == "" {
@@ -157,4 +162,13 @@ func callersFromEnv(getenv func(string) string) (Callers, error) {
 		}
 	}
 	return c, errors.Join(errs...)
+}
+
+// loopback reports whether host is this machine's loopback.
+func loopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	a, err := netip.ParseAddr(host)
+	return err == nil && a.IsLoopback()
 }

@@ -23,6 +23,9 @@ const (
 	// NotLoaded: the coupon's stock key does not exist (never loaded, or
 	// Redis lost its data); nothing changed. Run load-redis or reconcile.
 	NotLoaded
+	// RateLimited: the member is past their allowance (IssueWithin);
+	// nothing changed.
+	RateLimited
 )
 
 func (r Result) String() string {
@@ -35,6 +38,8 @@ func (r Result) String() string {
 		return "sold out"
 	case NotLoaded:
 		return "not loaded"
+	case RateLimited:
+		return "rate limited"
 	}
 	return "unknown"
 }
@@ -72,19 +77,24 @@ return 1`)
 
 // Issue runs the atomic issue step for member.
 func (g *Gate) Issue(ctx context.Context, code string, member int64) (Result, error) {
-	n, err := issueScript.Run(ctx, g.rdb, g.keys(code), member).Int()
+	n, err := issueScript.Run(ctx, g.rdb, g.keys(code), member).Int64()
 	if err != nil {
 		return 0, fmt.Errorf("coupongate: issue %s/%d: %w", code, member, err)
 	}
+	return resultOf(n), nil
+}
+
+// resultOf reads the issue step's answer.
+func resultOf(n int64) Result {
 	switch n {
 	case 1:
-		return Issued, nil
+		return Issued
 	case 0:
-		return AlreadyIssued, nil
+		return AlreadyIssued
 	case -2:
-		return SoldOut, nil
+		return SoldOut
 	default:
-		return NotLoaded, nil
+		return NotLoaded
 	}
 }
 

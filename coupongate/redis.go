@@ -149,8 +149,3 @@ func (r *Redis) ScriptExists(ctx context.Context, hashes ...string) *redis.BoolS
 func (r *Redis) ScriptLoad(ctx context.Context, script string) *redis.StringCmd {
 	return do(r, ctx, func(c *redis.Client) *redis.StringCmd { return c.ScriptLoad(ctx, script) })
 }
-
-// Del deletes keys.
-func (r *Redis) Del(ctx context.Context, keys ...string) *redis.IntCmd {
-	return do(r, ctx, func(c *redis.Client) *redis.IntCmd { return c.Del(ctx, keys...) })
-}

@@ -4,8 +4,11 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -19,12 +22,21 @@ type Actions interface {
 }
 
 // Record logs and records in operator_action every request next is asked
-// to make, as action via the API (the target is the request's JSON body):
-// the row before next acts, its answer after. A request that cannot be
-// recorded is not acted on (503). It must run inside an operator guard.
-func (c *Callers) Record(action string, next http.Handler) http.Handler {
+// to make, as action via the API (the target is the request's JSON body,
+// counting the items of its array named list, or one when list is ""): the
+// row before next acts, its answer after. A request that cannot be recorded
+// is not acted on (503). It must run inside an operator guard.
+func (c *Callers) Record(action, list string, next http.Handler) http.Handler {
 	return c.record(store.ViaAPI, func(r *http.Request, body []byte) (string, json.RawMessage, int64) {
-		return action, targetOf(body, nil), 1
+		n := int64(1)
+		if list != "" {
+			var items map[string]json.RawMessage
+			var arr []json.RawMessage
+			_ = json.Unmarshal(body, &items)
+			_ = json.Unmarshal(items[list], &arr)
+			n = int64(len(arr))
+		}
+		return action, targetOf(body, nil), n
 	}, next)
 }
 
@@ -85,9 +97,15 @@ func targetOf(body []byte, fallback map[string]any) json.RawMessage {
 }
 
 // keepable is v with every NUL in its strings replaced by U+FFFD, which
-// jsonb refuses; encoding/json already turned lone surrogates into U+FFFD.
+// jsonb refuses (encoding/json already turned lone surrogates into U+FFFD),
+// and numbers too long for jsonb's numeric kept as their text.
 func keepable(v any) any {
 	switch v := v.(type) {
+	case json.Number:
+		if !keepableNumber(string(v)) {
+			return string(v)
+		}
+		return v
 	case string:
 		return strings.ReplaceAll(v, "\x00", "\ufffd")
 	case map[string]any:
@@ -106,6 +124,19 @@ func keepable(v any) any {
 	return v
 }
 
+// keepableNumber reports whether jsonb's numeric holds n: ids and amounts
+// are short, and an exponent beyond a thousand (1e1000000) overflows it.
+func keepableNumber(n string) bool {
+	if len(n) > 40 {
+		return false
+	}
+	if i := strings.IndexAny(n, "eE"); i >= 0 {
+		exp, err := strconv.Atoi(n[i+1:])
+		return err == nil && exp >= -1000 && exp <= 1000
+	}
+	return true
+}
+
 // actionName checks that a River UI path gave an action a safe name.
 func actionName(a string) string {
 	if a == "" || len(a) > 40 || strings.Trim(a, "abcdefghijklmnopqrstuvwxyz_") != "" {
@@ -122,8 +153,19 @@ func (c *Callers) record(via string, describe func(*http.Request, []byte) (strin
 			return
 		}
 		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
-		if err != nil {
-			writeError(w, http.StatusRequestEntityTooLarge, "body", "body is larger than 1 MiB")
+		var maxErr *http.MaxBytesError
+		switch {
+		case errors.As(err, &maxErr):
+			writeError(w, http.StatusRequestEntityTooLarge, "body", fmt.Sprintf("body is larger than %d bytes", MaxBodyBytes))
+			return
+		case err != nil:
+			writeError(w, http.StatusBadRequest, "body", "could not read the body: it came too slowly, or the client hung up")
+			return
+		}
+		// What is recorded must be what is acted on: encoding/json takes
+		// the last of two names that differ only in case.
+		if k := duplicateKey(body); k != "" {
+			writeError(w, http.StatusBadRequest, k, "given twice (names are matched without regard to case)")
 			return
 		}
 		r.Body = io.NopCloser(bytes.NewReader(body))

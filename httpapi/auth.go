@@ -175,12 +175,20 @@ func (c *Callers) Member(next http.Handler) http.Handler {
 // MemberOrViewer guards an endpoint a member may call about themself and
 // any operator about anyone: Basic credentials, or a bearer token that is an
 // operator's or not shaped like a JWT, are an operator's; any other bearer
-// token a member's.
+// token a member's. Which path a token takes must not tell a guesser
+// whether it is an operator's, so an address throttled for either kind is
+// answered 429 here whatever it presents.
 func (c *Callers) MemberOrViewer(next http.Handler) http.Handler {
 	asOperator := c.Operator(auth.RoleViewer, next)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		token, isBearer := bearer(r)
 		_, _, isBasic := r.BasicAuth()
+		if isBearer || isBasic {
+			addr := c.Addr.Of(r)
+			if c.throttled(w, r, challengeBearer, kindOperator, addr) || c.throttled(w, r, challengeBearer, kindMember, addr) {
+				return
+			}
+		}
 		if isBasic || (isBearer && c.operatorToken(token)) {
 			asOperator.ServeHTTP(w, r)
 			return
@@ -296,7 +304,7 @@ func (c *Callers) refuse(w http.ResponseWriter, r *http.Request, ch challenge, s
 // throttled answers 429 when addr failed to authenticate with this kind of
 // credentials more than maxFailures times in the last window.
 func (c *Callers) throttled(w http.ResponseWriter, r *http.Request, ch challenge, kind, addr string) bool {
-	wait, over := c.throttle.over(kind + " " + addr)
+	wait, over := c.throttle.over(kind, addr)
 	if !over {
 		return false
 	}
@@ -310,7 +318,7 @@ func (c *Callers) throttled(w http.ResponseWriter, r *http.Request, ch challenge
 // address, the endpoint and the reason, never what was presented; once the
 // address is throttled, one line says so for the whole window.
 func (c *Callers) failed(r *http.Request, kind, addr, reason string) {
-	n, crossed := c.throttle.fail(kind + " " + addr)
+	n, crossed := c.throttle.fail(kind, addr)
 	switch {
 	case crossed:
 		c.Logger.WarnContext(r.Context(), "http: authentication throttled", "credentials", kind, "addr", addr,

@@ -59,6 +59,28 @@ func TestOperatorRequestsAreRecorded(t *testing.T) {
 	require.Equal(t, "reprocess_ledger", acts[0].Action)
 	require.Equal(t, 400, acts[0].Status)
 	require.JSONEq(t, `{"ledgerIds":[9007199254740993],"on":"2026\ufffd-\ufffd"}`, string(acts[0].Filter))
+
+	// A request lists its targets: each counts.
+	status, _ = b.do(t, "POST", "/v1/ledger/reprocess", "Bearer "+token, `{"ledgerIds":[1,2,3],"on":"2026-12-01"}`)
+	require.Equal(t, 404, status)
+	acts, err = b.store.OperatorActions(b.ctx, 1)
+	require.NoError(t, err)
+	require.EqualValues(t, 3, acts[0].Matched)
+	require.EqualValues(t, 0, acts[0].Acted)
+	// A number jsonb cannot hold is kept as its text.
+	status, _ = b.do(t, "POST", "/v1/order-requests", "Bearer "+token, `{"username":"x","totalPrice":1e1000000,"appliedYearMonth":"2025-02"}`)
+	require.Equal(t, 400, status)
+	acts, err = b.store.OperatorActions(b.ctx, 1)
+	require.NoError(t, err)
+	require.JSONEq(t, `{"username":"x","totalPrice":"1e1000000","appliedYearMonth":"2025-02"}`, string(acts[0].Filter))
+	// A name given twice (in any case) is refused before anything, so no
+	// record can show a target other than the one acted on.
+	before := testkit.Count(t, b.pool, `SELECT count(*) FROM operator_action`)
+	status, out = b.do(t, "POST", "/v1/order-requests", "Bearer "+token, `{"username":"alice","USERNAME":"mallory","totalPrice":1,"appliedYearMonth":"2025-02"}`)
+	require.Equal(t, 400, status)
+	require.Equal(t, "USERNAME", out["field"])
+	require.Equal(t, before, testkit.Count(t, b.pool, `SELECT count(*) FROM operator_action`))
+	require.Zero(t, testkit.Count(t, b.pool, `SELECT count(*) FROM order_request`))
 }
 
 // Past 20 wrong credentials a minute from one address, that address gets
@@ -88,8 +110,12 @@ func TestFailedSignInsThrottledPerAddressAndKind(t *testing.T) {
 	status, _ = get("Bearer " + viewerToken)
 	require.Equal(t, http.StatusTooManyRequests, status, "while throttled, right tokens are not checked either")
 
+	status, out := b.do(t, "POST", "/v1/coupons/NONE/issue", memberBearer(t, 1), "")
+	require.Equal(t, http.StatusNotFound, status, "a member from that address is not throttled by operator failures: %v", out)
+	// Where a token may be an operator's or a member's, a throttled address
+	// learns nothing from the path it takes.
 	status, _ = b.do(t, "GET", "/v1/therapy-statistics?yearMonth=2026-11", memberBearer(t, 1), "")
-	require.Equal(t, http.StatusNotFound, status, "a member from that address is not throttled by operator failures")
+	require.Equal(t, http.StatusTooManyRequests, status)
 }
 
 func TestClientAddr(t *testing.T) {
@@ -101,7 +127,10 @@ func TestClientAddr(t *testing.T) {
 		{"10.0.0.5:5000", "198.51.100.1", "198.51.100.1"},
 		{"10.0.0.5:5000", "203.0.113.9, 198.51.100.1, 10.0.0.9", "198.51.100.1"}, // the nearest untrusted hop
 		{"10.0.0.5:5000", "", "10.0.0.5"},
-		{"10.0.0.5:5000", "garbage", "10.0.0.5"},
+		{"10.0.0.5:5000", "garbage", `forwarded "garbage"`},
+		{"10.0.0.5:5000", "198.51.100.1, 203.0.113.7:51234", "203.0.113.7"},
+		{"10.0.0.5:5000", "[2001:db8::7]:443", "2001:db8::/64"},
+		{"10.0.0.5:5000", "[2001:db8::7]", "2001:db8::/64"},
 		{"[2001:db8:1:2:3:4:5:6]:443", "", "2001:db8:1:2::/64"},
 		{"[::ffff:192.0.2.7]:80", "", "192.0.2.7"},
 	} {

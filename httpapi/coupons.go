@@ -22,13 +22,6 @@ type IssueRequest struct {
 	MemberID *int64 `json:"memberId"`
 }
 
-// MemberLimiter bounds how often one member may ask for a coupon.
-type MemberLimiter interface {
-	// Allow takes one request of member's allowance, or says how long until
-	// one is left.
-	Allow(ctx context.Context, member int64) (ok bool, retryAfter time.Duration, err error)
-}
-
 // IssueResponse answers an accepted issue: the seat is taken and the job
 // that writes coupon_issue is committed.
 type IssueResponse struct {
@@ -65,26 +58,40 @@ func (s *Server) issueCoupon(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	if s.Limiter != nil {
-		ok, wait, err := s.Limiter.Allow(r.Context(), member)
-		if err != nil {
-			s.Logger.ErrorContext(r.Context(), "coupon rate limit", "member", member, "err", err)
-			writeError(w, http.StatusServiceUnavailable, "", "coupon gate unavailable; try again")
-			return
+	// The member's allowance is taken in the gate's own step, one round
+	// trip, when the coupon is known from the cache; before the lookup
+	// otherwise, so requests for invented codes spend it before they cost a
+	// read of Postgres.
+	limit := s.MemberLimit
+	c, fresh := s.coupons.fresh(code)
+	if !fresh {
+		if s.Gate != nil {
+			ok, wait, err := s.Gate.Allow(r.Context(), member, limit)
+			if err != nil {
+				s.Logger.ErrorContext(r.Context(), "coupon gate: allowance", "member", member, "err", err)
+				writeError(w, http.StatusServiceUnavailable, "", "coupon gate unavailable; try again")
+				return
+			}
+			if !ok {
+				tooMany(w, wait)
+				return
+			}
+			limit = coupongate.Limit{}
 		}
-		if !ok {
-			w.Header().Set("Retry-After", strconv.Itoa(max(1, int(math.Ceil(wait.Seconds())))))
-			writeError(w, http.StatusTooManyRequests, "", "too many coupon requests; try again later")
+		var err error
+		c, err = s.coupons.get(r.Context(), s.Store, code)
+		switch {
+		case errors.Is(err, store.ErrNotFound):
+			writeError(w, http.StatusNotFound, "code", "unknown coupon "+code)
+			return
+		case err != nil:
+			s.writeErr(w, r, err)
 			return
 		}
 	}
-	c, err := s.coupons.get(r.Context(), s.Store, code)
 	switch {
-	case errors.Is(err, store.ErrNotFound):
+	case c.Code == "":
 		writeError(w, http.StatusNotFound, "code", "unknown coupon "+code)
-		return
-	case err != nil:
-		s.writeErr(w, r, err)
 		return
 	case c.Status != store.CouponActive:
 		writeError(w, http.StatusNotFound, "code", "coupon "+code+" is not active")
@@ -97,13 +104,16 @@ func (s *Server) issueCoupon(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusServiceUnavailable, "", "coupon issuing is not configured")
 		return
 	}
-	res, err := s.Gate.Issue(r.Context(), code, member)
+	res, wait, err := s.Gate.IssueWithin(r.Context(), code, member, limit)
 	if err != nil {
 		s.Logger.ErrorContext(r.Context(), "coupon gate", "coupon", code, "member", member, "err", err)
 		writeError(w, http.StatusServiceUnavailable, "", "coupon gate unavailable; try again")
 		return
 	}
 	switch res {
+	case coupongate.RateLimited:
+		tooMany(w, wait)
+		return
 	case coupongate.AlreadyIssued:
 		writeError(w, http.StatusConflict, "", "you already have coupon "+code)
 		return
@@ -129,6 +139,12 @@ func (s *Server) issueCoupon(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusAccepted, IssueResponse{CouponCode: code, MemberID: member, Status: "ACCEPTED"})
 }
 
+// tooMany answers 429: the member is past their allowance for wait.
+func tooMany(w http.ResponseWriter, wait time.Duration) {
+	w.Header().Set("Retry-After", strconv.Itoa(max(1, int(math.Ceil(wait.Seconds())))))
+	writeError(w, http.StatusTooManyRequests, "", "too many coupon requests; try again later")
+}
+
 // couponCache keeps coupons looked up by the issue endpoint for a second, so
 // a rush on one coupon costs one Postgres read per second, not per request.
 // A coupon made INACTIVE stops being issued within that second.
@@ -144,6 +160,18 @@ type cachedCoupon struct {
 }
 
 const couponCacheTTL = time.Second
+
+// fresh returns code's coupon when the cache holds it, found, from less
+// than couponCacheTTL ago.
+func (cc *couponCache) fresh(code string) (store.Coupon, bool) {
+	cc.mu.Lock()
+	e, ok := cc.m[code]
+	cc.mu.Unlock()
+	if !ok || e.err != nil || time.Since(e.at) >= couponCacheTTL {
+		return store.Coupon{}, false
+	}
+	return e.c, true
+}
 
 func (cc *couponCache) get(ctx context.Context, st *store.Store, code string) (store.Coupon, error) {
 	now := time.Now()

@@ -41,7 +41,7 @@ func setupCoupons(t *testing.T, work bool) *couponBundle {
 	t.Helper()
 	ctx := context.Background()
 	pool, _ := testkit.Pool(t)
-	gate, rdb, prefix := testredis.Gate(t)
+	gate, _, _ := testredis.Gate(t)
 	st := store.New(pool)
 	logger := testkit.Logger(t)
 	deps := jobs.Deps{Store: st, TZ: time.UTC, Logger: logger, Gate: gate, ReconcileGrace: time.Millisecond}
@@ -62,8 +62,8 @@ func setupCoupons(t *testing.T, work bool) *couponBundle {
 	}
 	// Three requests a minute per member: enough for every test here but
 	// the rate limit's own.
-	limiter := coupongate.NewLimiter(rdb, prefix, 3, time.Minute)
-	api := &httpapi.Server{Store: st, River: client, TZ: time.UTC, Logger: logger, Gate: gate, Callers: testCallers(t), Limiter: limiter}
+	api := &httpapi.Server{Store: st, River: client, TZ: time.UTC, Logger: logger, Gate: gate, Callers: testCallers(t),
+		MemberLimit: coupongate.Limit{N: 3, Period: time.Minute}}
 	srv := httptest.NewServer(api.Handler())
 	t.Cleanup(srv.Close)
 	tr := &http.Transport{MaxIdleConnsPerHost: 256, MaxConnsPerHost: 256}

@@ -43,8 +43,9 @@ type Server struct {
 	Callers *Callers
 	// Gate is the Redis coupon gate; without it the coupon endpoint answers 503.
 	Gate *coupongate.Gate
-	// Limiter bounds each member's coupon issue requests; nil: no bound.
-	Limiter MemberLimiter
+	// MemberLimit bounds each member's coupon issue requests
+	// (COUPON_RATE_LIMIT); zero: no bound.
+	MemberLimit coupongate.Limit
 
 	mux     *http.ServeMux
 	persist *jobs.PersistEnqueuer
@@ -73,17 +74,17 @@ func (s *Server) Handler() http.Handler {
 	}
 	// Who may call what: members their own coupon issue and statistics;
 	// viewers read; operators also change things, each change recorded.
-	mutation := func(action string, h http.Handler) http.Handler {
-		return c.Operator(auth.RoleOperator, c.Record(action, h))
+	mutation := func(action, list string, h http.Handler) http.Handler {
+		return c.Operator(auth.RoleOperator, c.Record(action, list, h))
 	}
 	mux.Handle("GET /v1/therapy-statistics", c.MemberOrViewer(http.HandlerFunc(s.getTherapyStatistics)))
-	mux.Handle("POST /v1/therapy-statistics/recover", mutation("recover_therapy_statistics", handleJSON(s, http.StatusAccepted, s.recoverTherapyStatistics)))
-	mux.Handle("POST /v1/ledger/reprocess", mutation("reprocess_ledger", handleJSON(s, http.StatusOK, s.reprocessLedger)))
+	mux.Handle("POST /v1/therapy-statistics/recover", mutation("recover_therapy_statistics", "", handleJSON(s, http.StatusAccepted, s.recoverTherapyStatistics)))
+	mux.Handle("POST /v1/ledger/reprocess", mutation("reprocess_ledger", "ledgerIds", handleJSON(s, http.StatusOK, s.reprocessLedger)))
 	mux.Handle("POST /v1/coupons/{code}/issue", c.Member(http.HandlerFunc(s.issueCoupon)))
 	if s.River != nil {
 		s.persist = jobs.NewPersistEnqueuer(s.River)
 	}
-	mux.Handle("POST /v1/order-requests", mutation("create_order_request", handleJSON(s, http.StatusAccepted, s.createOrderRequest)))
+	mux.Handle("POST /v1/order-requests", mutation("create_order_request", "", handleJSON(s, http.StatusAccepted, s.createOrderRequest)))
 	mux.Handle("GET /v1/order-requests/{id}", c.Operator(auth.RoleViewer, http.HandlerFunc(s.getOrderRequest)))
 	s.mux = mux
 	return mux
@@ -205,9 +206,12 @@ func decodeJSON(w http.ResponseWriter, r *http.Request, dst any) error {
 	case errors.As(err, &maxErr):
 		return &fieldError{status: http.StatusRequestEntityTooLarge, field: "body", msg: fmt.Sprintf("body is larger than %d bytes", MaxBodyBytes)}
 	case err != nil:
-		return badField("body", "could not read the body: %v", err)
+		return badField("body", "could not read the body: it came too slowly, or the client hung up")
 	case !utf8.Valid(body):
 		return badField("body", "is not valid UTF-8")
+	}
+	if k := duplicateKey(body); k != "" {
+		return badField(k, "given twice (names are matched without regard to case)")
 	}
 	return decodeBody(body, dst)
 }

@@ -4,6 +4,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -15,8 +16,9 @@ const (
 	maxFailures   = 20
 	failureWindow = time.Minute
 	// maxTracked bounds the addresses remembered; past it, expired windows
-	// are dropped, and while it stays full a new address is not counted
-	// (logged still).
+	// are dropped, and while it stays full every address not tracked shares
+	// one count of its kind, so a flood of addresses is throttled as one
+	// rather than not at all.
 	maxTracked = 100_000
 )
 
@@ -33,31 +35,39 @@ type failures struct {
 	n     int
 }
 
-// over reports whether key is throttled now, and for how long still.
-func (t *failureThrottle) over(key string) (time.Duration, bool) {
+// overflowAddr is the address every untracked one counts as while the
+// table is full.
+const overflowAddr = "(untracked addresses)"
+
+// over reports whether addr is throttled for kind now, and for how long
+// still.
+func (t *failureThrottle) over(kind, addr string) (time.Duration, bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	f, ok := t.m[key]
+	f, ok := t.m[kind+" "+addr]
+	if !ok && len(t.m) >= maxTracked {
+		f, ok = t.m[kind+" "+overflowAddr]
+	}
 	if !ok {
 		return 0, false
 	}
 	left := failureWindow - time.Since(f.start)
 	if left <= 0 {
-		delete(t.m, key)
 		return 0, false
 	}
 	return left, f.n >= maxFailures
 }
 
-// fail counts a failure of key and returns the window's count and whether
-// this one crossed the limit.
-func (t *failureThrottle) fail(key string) (n int, crossed bool) {
+// fail counts a failure of addr with kind and returns the window's count
+// and whether this one reached the limit.
+func (t *failureThrottle) fail(kind, addr string) (n int, crossed bool) {
 	now := time.Now()
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.m == nil {
 		t.m = map[string]*failures{}
 	}
+	key := kind + " " + addr
 	f, ok := t.m[key]
 	if ok && now.Sub(f.start) >= failureWindow {
 		ok = false
@@ -69,12 +79,17 @@ func (t *failureThrottle) fail(key string) (n int, crossed bool) {
 					delete(t.m, k)
 				}
 			}
-			if len(t.m) >= maxTracked {
-				return 1, false
+		}
+		if len(t.m) >= maxTracked {
+			key = kind + " " + overflowAddr
+			if f, ok = t.m[key]; ok && now.Sub(f.start) >= failureWindow {
+				ok = false
 			}
 		}
-		f = &failures{start: now}
-		t.m[key] = f
+		if !ok {
+			f = &failures{start: now}
+			t.m[key] = f
+		}
 	}
 	f.n++
 	return f.n, f.n == maxFailures
@@ -104,11 +119,16 @@ func (a *ClientAddr) Of(r *http.Request) string {
 	if a != nil && a.trusted(peer) {
 		hops := strings.Split(strings.Join(r.Header.Values("X-Forwarded-For"), ","), ",")
 		for i := len(hops) - 1; i >= 0; i-- {
-			hop, err := netip.ParseAddr(strings.TrimSpace(hops[i]))
-			if err != nil {
-				break // a hop we cannot read: stop at the last one we trust
+			if strings.TrimSpace(hops[i]) == "" {
+				continue
 			}
-			peer = hop.Unmap()
+			hop, ok := parseHop(hops[i])
+			if !ok {
+				// Written by a proxy we trust in a form we cannot read
+				// ("unknown", an obfuscated name): the client is that.
+				return "forwarded " + strconvQuote(hops[i])
+			}
+			peer = hop
 			if !a.trusted(peer) {
 				break
 			}
@@ -119,6 +139,31 @@ func (a *ClientAddr) Of(r *http.Request) string {
 		return p.String()
 	}
 	return peer.String()
+}
+
+// parseHop reads one X-Forwarded-For entry: an address, with or without a
+// port ("192.0.2.7:51234", "[2001:db8::7]:443", "[2001:db8::7]").
+func parseHop(s string) (netip.Addr, bool) {
+	s = strings.TrimSpace(s)
+	if a, err := netip.ParseAddr(s); err == nil {
+		return a.Unmap(), true
+	}
+	if ap, err := netip.ParseAddrPort(s); err == nil {
+		return ap.Addr().Unmap(), true
+	}
+	if a, err := netip.ParseAddr(strings.TrimSuffix(strings.TrimPrefix(s, "["), "]")); err == nil {
+		return a.Unmap(), true
+	}
+	return netip.Addr{}, false
+}
+
+// strconvQuote quotes at most 64 bytes of s.
+func strconvQuote(s string) string {
+	s = strings.TrimSpace(s)
+	if len(s) > 64 {
+		s = s[:64]
+	}
+	return strconv.Quote(s)
 }
 
 func (a *ClientAddr) trusted(ip netip.Addr) bool {

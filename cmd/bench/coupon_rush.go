@@ -69,7 +69,7 @@ type rushRun struct {
 // persist jobs forced back onto the default queue (no member queue), the
 // two alternating over rushRounds rounds.
 func benchCouponRush(ctx context.Context, env *benchEnv) error {
-	gate, limiter, closeGate, err := benchGate(env)
+	gate, closeGate, err := benchGate(env)
 	if err != nil {
 		return err
 	}
@@ -92,7 +92,7 @@ func benchCouponRush(ctx context.Context, env *benchEnv) error {
 	runs := map[string][]rushRun{}
 	for round := 1; round <= rushRounds; round++ {
 		for _, l := range []rushLayout{split, shared} {
-			r, err := runRushSettlement(ctx, env, gate, limiter, inserter, l)
+			r, err := runRushSettlement(ctx, env, gate, inserter, l)
 			if err != nil {
 				return fmt.Errorf("%s, round %d: %w", l.name, round, err)
 			}
@@ -139,7 +139,7 @@ func formatQueues(q map[string]int) string {
 // runRushSettlement starts a worker with layout l, warms it with
 // rushWarmup requests, then runs one rush with a settlement enqueued
 // midway, and waits until the settlement and every persist job finished.
-func runRushSettlement(ctx context.Context, env *benchEnv, gate *coupongate.Gate, limiter *coupongate.Limiter, inserter *jobs.Client, l rushLayout) (rushRun, error) {
+func runRushSettlement(ctx context.Context, env *benchEnv, gate *coupongate.Gate, inserter *jobs.Client, l rushLayout) (rushRun, error) {
 	var r rushRun
 	if err := resetSettlementRun(ctx, env.store, rushRunDate); err != nil {
 		return r, err
@@ -166,7 +166,7 @@ func runRushSettlement(ctx context.Context, env *benchEnv, gate *coupongate.Gate
 		return r, err
 	}
 	api := &httpapi.Server{Store: st, River: client, TZ: env.cfg.TZ, Logger: env.logger, Gate: gate,
-		Callers: callers, Limiter: limiter}
+		Callers: callers, MemberLimit: coupongate.Limit(env.cfg.Callers.CouponRate)}
 	url, stopHTTP, err := serveLoopback(api.Handler())
 	if err != nil {
 		return r, err

@@ -42,7 +42,7 @@ const (
 // + persist job insert) against a handler doing only the Redis step, in the
 // same process and run, and checks for oversell.
 func benchCoupons(ctx context.Context, env *benchEnv) error {
-	gate, limiter, closeGate, err := benchGate(env)
+	gate, closeGate, err := benchGate(env)
 	if err != nil {
 		return err
 	}
@@ -56,9 +56,9 @@ func benchCoupons(ctx context.Context, env *benchEnv) error {
 		return err
 	}
 	// The endpoint as the worker serves it: the member's token verified,
-	// their allowance taken in Redis, the gate's step, the persist job.
+	// their allowance and the gate's step in Redis, the persist job.
 	full := &httpapi.Server{Store: env.store, River: client, TZ: env.cfg.TZ, Logger: env.logger, Gate: gate,
-		Callers: callers, Limiter: limiter}
+		Callers: callers, MemberLimit: coupongate.Limit(env.cfg.Callers.CouponRate)}
 	fullURL, stopFull, err := serveLoopback(full.Handler())
 	if err != nil {
 		return err
@@ -98,20 +98,18 @@ func benchCoupons(ctx context.Context, env *benchEnv) error {
 }
 
 // benchGate returns a coupon gate on REDIS_URL under a key prefix of its
-// own, the members' rate limiter of COUPON_RATE_LIMIT under the same prefix,
-// and a function that deletes the prefix's keys and closes the client.
-func benchGate(env *benchEnv) (*coupongate.Gate, *coupongate.Limiter, func(), error) {
+// own, and a function that deletes the prefix's keys and closes the client.
+func benchGate(env *benchEnv) (*coupongate.Gate, func(), error) {
 	opt, err := redis.ParseURL(env.cfg.RedisURL)
 	if err != nil {
-		return nil, nil, nil, err
+		return nil, nil, err
 	}
 	opt.PoolSize = 128
 	rdb := redis.NewClient(opt)
 	r := make([]byte, 4)
 	_, _ = rand.Read(r)
 	prefix := "bench:" + hex.EncodeToString(r) + ":"
-	limiter := coupongate.NewLimiter(rdb, prefix, env.cfg.Callers.CouponRate.N, env.cfg.Callers.CouponRate.Period)
-	return coupongate.New(rdb, prefix), limiter, func() {
+	return coupongate.New(rdb, prefix), func() {
 		iter := rdb.Scan(context.Background(), 0, prefix+"*", 1000).Iterator()
 		for iter.Next(context.Background()) {
 			rdb.Del(context.Background(), iter.Val())

@@ -8,7 +8,6 @@ import (
 
 	"github.com/tidemark/tidemark/auth"
 	"github.com/tidemark/tidemark/config"
-	"github.com/tidemark/tidemark/coupongate"
 	"github.com/tidemark/tidemark/httpapi"
 	"github.com/tidemark/tidemark/store"
 )
@@ -53,11 +52,6 @@ func newCallers(ctx context.Context, c config.Callers, ops *auth.Operators, st *
 	}
 	callers.Members = m
 	return callers, nil
-}
-
-// newLimiter bounds each member's coupon issue requests (COUPON_RATE_LIMIT).
-func newLimiter(rdb *coupongate.Redis, r config.Rate) *coupongate.Limiter {
-	return coupongate.NewLimiter(rdb, "", r.N, r.Period)
 }
 
 // memberAuth says how members' tokens are verified, for the start-up line.

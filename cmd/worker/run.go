@@ -17,7 +17,6 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/redis/go-redis/v9"
 	"github.com/riverqueue/river/rivertype"
-	"golang.org/x/net/netutil"
 
 	"github.com/tidemark/tidemark/auth"
 	"github.com/tidemark/tidemark/batchui"
@@ -168,7 +167,7 @@ func run(ctx context.Context, cfg config.Config, ops *auth.Operators, pc *pgxpoo
 		return err
 	}
 	api := &httpapi.Server{Store: st, River: client, TZ: cfg.TZ, Logger: logger, Gate: gate, Callers: callers,
-		Limiter: newLimiter(rdb, cfg.Callers.CouponRate)}
+		MemberLimit: coupongate.Limit(cfg.Callers.CouponRate)}
 	riverUI, err := startRiverUI(uiCtx, client, logger, ops.Len())
 	if err != nil {
 		return err
@@ -181,8 +180,10 @@ func run(ctx context.Context, cfg config.Config, ops *auth.Operators, pc *pgxpoo
 	srv := &http.Server{Handler: routes(api.Handler(), m.Handler(), riverUI, batchUI, callers),
 		ReadHeaderTimeout: readHeaderTimeout, ReadTimeout: readTimeout, WriteTimeout: writeTimeout,
 		IdleTimeout: idleTimeout, MaxHeaderBytes: maxHeaderBytes}
+	limited := httpapi.LimitListener(ln, cfg.Callers.HTTPMaxConns)
+	srv.ConnState = limited.ConnState
 	httpErr := make(chan error, 1)
-	go func() { httpErr <- srv.Serve(netutil.LimitListener(ln, cfg.Callers.HTTPMaxConns)) }()
+	go func() { httpErr <- srv.Serve(limited) }()
 
 	// Not ctx: River cancels every running job the moment its Start context
 	// is done. A signal must stop the client gracefully (below) instead.

@@ -438,8 +438,10 @@ func TestProbeSlowClientsAreCut(t *testing.T) {
 			}
 			require.NoError(t, err)
 			closed := make(chan error, 1)
+			var answer []byte
 			go func() {
-				_, err := io.ReadAll(bufio.NewReader(conn))
+				var err error
+				answer, err = io.ReadAll(bufio.NewReader(conn))
 				closed <- err
 			}()
 			tick := time.NewTicker(3 * time.Second)
@@ -459,6 +461,7 @@ func TestProbeSlowClientsAreCut(t *testing.T) {
 				}
 			}
 			require.Less(t, time.Since(start), 30*time.Second, "cut by the read timeouts")
+			require.NotContains(t, string(answer), b.worker.Addr, "an answer names no address of the server")
 		})
 	}
 	t.Cleanup(func() {
@@ -497,4 +500,49 @@ func TestProbeBadSecretsStopTheWorker(t *testing.T) {
 			require.NotContains(t, stdout+stderr, c.secret)
 		}
 	}
+}
+
+// Probe: HTTP_MAX_CONNS idle keep-alive connections held every slot, and
+// /healthz waited. Now an idle connection yields its slot to a new one.
+func TestProbeIdleConnectionsYieldTheirSlots(t *testing.T) {
+	t.Parallel()
+	w := testbin.StartWorker(t, "DATABASE_URL="+testkit.DatabaseURL(t), "REDIS_URL="+testredis.URL(), "PERIODIC_JOBS=false",
+		"HTTP_MAX_CONNS=16")
+	for range 16 {
+		conn, err := net.Dial("tcp", w.Addr)
+		require.NoError(t, err)
+		t.Cleanup(func() { conn.Close() })
+		_, err = fmt.Fprintf(conn, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+		require.NoError(t, err)
+		resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+		require.NoError(t, err)
+		resp.Body.Close()
+		require.Equal(t, http.StatusOK, resp.StatusCode) // and now it idles, keeping its connection
+	}
+	hc := &http.Client{Timeout: 10 * time.Second}
+	for i := range 3 {
+		resp, err := hc.Get("http://" + w.Addr + "/healthz")
+		require.NoError(t, err, "request %d", i)
+		resp.Body.Close()
+		require.Equal(t, http.StatusOK, resp.StatusCode)
+	}
+}
+
+// Probe: a River UI action with its job ids given twice ("ids" and "IDS")
+// cancelled one job while its record named another. Now it is refused.
+func TestProbeRiverUIActionWithAmbiguousBody(t *testing.T) {
+	t.Parallel()
+	b := setupOps(t)
+	req, err := http.NewRequest(http.MethodPost, b.base+"/riverui/api/jobs/cancel", strings.NewReader(`{"ids":["1"],"IDS":["2"]}`))
+	require.NoError(t, err)
+	req.Header.Set("Authorization", "Bearer "+b.token)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	require.Equal(t, http.StatusBadRequest, resp.StatusCode, "%s", body)
+	require.Contains(t, string(body), `given twice`)
+	require.Zero(t, testkit.Count(t, b.pool, `SELECT count(*) FROM river_job WHERE state = 'cancelled'`))
+	require.Zero(t, testkit.Count(t, b.pool, `SELECT count(*) FROM operator_action`))
 }
