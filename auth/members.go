@@ -1,10 +1,8 @@
 package auth
 
 import (
-	"bytes"
 	"context"
 	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -194,56 +192,116 @@ func reason(err error) string {
 }
 
 // registered are the claims tidemark reads, by their one spelling.
-var registered = map[string]bool{"sub": true, "exp": true, "nbf": true, "iat": true, "iss": true, "aud": true}
+var registered = []string{"sub", "exp", "nbf", "iat", "iss", "aud"}
 
 // strictClaims holds a verified token's claims to RFC 7519 where
 // encoding/json, which golang-jwt decodes them with, is lenient: claim
 // names are case-sensitive ("Sub" is not sub, and must not stand in for
-// it), a name appears once, and the dates are numbers.
+// it), a registered name appears once, and the dates are numbers. It scans
+// the payload's top-level names without decoding it again (golang-jwt has
+// checked it is a JSON object); a name written with escapes is refused.
 func strictClaims(token string) error {
-	parts := strings.Split(token, ".")
-	if len(parts) != 3 {
+	first := strings.IndexByte(token, '.')
+	last := strings.LastIndexByte(token, '.')
+	if first < 0 || last <= first {
 		return &TokenError{"malformed"}
 	}
-	payload, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(parts[1], "="))
+	payload, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(token[first+1:last], "="))
 	if err != nil {
 		return &TokenError{"malformed"}
 	}
-	var claims map[string]json.RawMessage
-	dec := json.NewDecoder(bytes.NewReader(payload))
-	if err := dec.Decode(&claims); err != nil {
+	var seen [6]bool
+	i := skipSpace(payload, 0)
+	if i >= len(payload) || payload[i] != '{' {
 		return &TokenError{"malformed"}
 	}
-	seen := map[string]string{}
-	keys := json.NewDecoder(bytes.NewReader(payload))
-	if _, err := keys.Token(); err != nil { // {
-		return &TokenError{"malformed"}
-	}
-	for keys.More() {
-		tok, err := keys.Token()
-		if err != nil {
+	i = skipSpace(payload, i+1)
+	for i < len(payload) && payload[i] != '}' {
+		if payload[i] != '"' {
 			return &TokenError{"malformed"}
 		}
-		name, _ := tok.(string)
-		folded := strings.ToLower(strings.ToUpper(name))
-		if prev, dup := seen[folded]; dup {
-			return &TokenError{fmt.Sprintf("claim %q given twice (as %q)", name, prev)}
+		end := i + 1
+		for end < len(payload) && payload[end] != '"' {
+			if payload[end] == '\\' {
+				return &TokenError{"a claim name written with escapes"}
+			}
+			end++
 		}
-		seen[folded] = name
-		if registered[folded] && name != folded {
-			return &TokenError{fmt.Sprintf("claim %q: claim names are case-sensitive; want %q", name, folded)}
-		}
-		var skip json.RawMessage
-		if err := keys.Decode(&skip); err != nil {
+		if end >= len(payload) {
 			return &TokenError{"malformed"}
 		}
-	}
-	for _, d := range []string{"exp", "nbf", "iat"} {
-		if v, ok := claims[d]; ok && (len(v) == 0 || !(v[0] == '-' || (v[0] >= '0' && v[0] <= '9'))) {
-			return &TokenError{fmt.Sprintf("claim %q is not a number (a NumericDate)", d)}
+		name := string(payload[i+1 : end])
+		i = skipSpace(payload, end+1)
+		if i >= len(payload) || payload[i] != ':' {
+			return &TokenError{"malformed"}
+		}
+		i = skipSpace(payload, i+1)
+		for r, want := range registered {
+			if !strings.EqualFold(name, want) {
+				continue
+			}
+			switch {
+			case name != want:
+				return &TokenError{fmt.Sprintf("claim %q: claim names are case-sensitive; want %q", name, want)}
+			case seen[r]:
+				return &TokenError{fmt.Sprintf("claim %q given twice", name)}
+			case r >= 1 && r <= 3 && i < len(payload) && payload[i] != '-' && (payload[i] < '0' || payload[i] > '9'):
+				return &TokenError{fmt.Sprintf("claim %q is not a number (a NumericDate)", name)}
+			}
+			seen[r] = true
+		}
+		if i = skipValue(payload, i); i < 0 {
+			return &TokenError{"malformed"}
+		}
+		i = skipSpace(payload, i)
+		if i < len(payload) && payload[i] == ',' {
+			i = skipSpace(payload, i+1)
 		}
 	}
 	return nil
+}
+
+func skipSpace(b []byte, i int) int {
+	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
+		i++
+	}
+	return i
+}
+
+// skipValue returns the index after the JSON value starting at b[i], or -1.
+func skipValue(b []byte, i int) int {
+	depth := 0
+	for i < len(b) {
+		switch b[i] {
+		case '"':
+			i++
+			for i < len(b) && b[i] != '"' {
+				if b[i] == '\\' {
+					i++
+				}
+				i++
+			}
+			if i >= len(b) {
+				return -1
+			}
+		case '{', '[':
+			depth++
+		case '}', ']':
+			if depth == 0 {
+				return i
+			}
+			depth--
+		case ',':
+			if depth == 0 {
+				return i
+			}
+		}
+		i++
+		if depth == 0 && i < len(b) && (b[i] == ',' || b[i] == '}') {
+			return i
+		}
+	}
+	return -1
 }
 
 // keyError is why no key verifies a token, in words a caller may read.

@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -28,6 +29,9 @@ const (
 type failureThrottle struct {
 	mu sync.Mutex
 	m  map[string]*failures
+	// any is set once a failure was counted: until then (the usual case)
+	// over answers without taking the lock.
+	any atomic.Bool
 }
 
 type failures struct {
@@ -42,6 +46,9 @@ const overflowAddr = "(untracked addresses)"
 // over reports whether addr is throttled for kind now, and for how long
 // still.
 func (t *failureThrottle) over(kind, addr string) (time.Duration, bool) {
+	if !t.any.Load() {
+		return 0, false
+	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	f, ok := t.m[kind+" "+addr]
@@ -66,6 +73,7 @@ func (t *failureThrottle) fail(kind, addr string) (n int, crossed bool) {
 	defer t.mu.Unlock()
 	if t.m == nil {
 		t.m = map[string]*failures{}
+		t.any.Store(true)
 	}
 	key := kind + " " + addr
 	f, ok := t.m[key]
