@@ -47,7 +47,7 @@ chaos:
 
 FUZZ_TARGETS := FuzzParseOrderCSV:./cmd/enqueue FuzzParseIDs:./cmd/enqueue FuzzParseDate:./calendar \
 	FuzzParseYearMonth:./calendar FuzzDecodeBodies:./httpapi FuzzParseTime:./bulk FuzzCheck:./usertext \
-	FuzzRedactText:./redact FuzzParseOperators:./auth FuzzVerifyToken:./auth
+	FuzzRedactText:./redact FuzzParseOperators:./auth FuzzVerifyToken:./auth FuzzStrictClaims:./auth
 fuzz:
 	@$(SERVICES) && for t in $(FUZZ_TARGETS); do \
 	  go test -run '^$$' -fuzz "^$${t%%:*}$$" -fuzztime $${FUZZTIME:-30s} "$${t#*:}" || exit 1; done

@@ -546,3 +546,25 @@ func TestProbeRiverUIActionWithAmbiguousBody(t *testing.T) {
 	require.Zero(t, testkit.Count(t, b.pool, `SELECT count(*) FROM river_job WHERE state = 'cancelled'`))
 	require.Zero(t, testkit.Count(t, b.pool, `SELECT count(*) FROM operator_action`))
 }
+
+// With neither MEMBER_JWT_SECRET nor MEMBER_JWKS_URL the member endpoints
+// are closed with a reason, not open.
+func TestProbeMemberEndpointsClosedWithoutVerification(t *testing.T) {
+	t.Parallel()
+	w := testbin.StartWorker(t, "DATABASE_URL="+testkit.DatabaseURL(t), "REDIS_URL="+testredis.URL(), "PERIODIC_JOBS=false")
+	for _, c := range []struct{ method, path string }{
+		{http.MethodPost, "/v1/coupons/ANY/issue"},
+		{http.MethodGet, "/v1/therapy-statistics?therapyUserId=1&yearMonth=2026-11"},
+	} {
+		req, err := http.NewRequest(c.method, "http://"+w.Addr+c.path, nil)
+		require.NoError(t, err)
+		req.Header.Set("Authorization", "Bearer a.b.c")
+		resp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		require.Equal(t, http.StatusServiceUnavailable, resp.StatusCode, c.path)
+		require.Contains(t, string(body), "member sign-in is not configured: set MEMBER_JWT_SECRET or MEMBER_JWKS_URL")
+	}
+	require.Contains(t, w.Output(), "member endpoints answer 503")
+}
