@@ -53,6 +53,9 @@ type Config struct {
 	FetchCooldown time.Duration
 	// DBMaxConns is the size of this process's Postgres pool (DB_MAX_CONNS).
 	DBMaxConns int
+	// Session is what Postgres enforces on the worker's sessions
+	// (DB_IDLE_TX_TIMEOUT, DB_LOCK_TIMEOUT, DB_STATEMENT_TIMEOUT).
+	Session Session
 	// ShutdownGrace is how long a stopping worker lets running jobs finish
 	// before it cancels them, handing them back to be retried elsewhere
 	// (SHUTDOWN_GRACE).
@@ -174,6 +177,7 @@ func FromEnv(getenv func(string) string) (Config, error) {
 	cfg.FetchCooldown = dur("FETCH_COOLDOWN", 5*time.Millisecond)
 	cfg.ShutdownGrace = dur("SHUTDOWN_GRACE", 5*time.Second)
 	cfg.CouponReconcileGrace = dur("COUPON_RECONCILE_GRACE", 15*time.Second)
+	cfg.Session = sessionFromEnv(dur)
 	cfg.DBMaxConns = 20
 	if v := getenv("DB_MAX_CONNS"); v != "" {
 		n, err := strconv.Atoi(v)
@@ -233,6 +237,9 @@ func (c Config) Validate() error {
 	}
 	if c.RescueAfter <= 10*time.Second { // River: longer than the client's default job timeout
 		return fmt.Errorf("RESCUE_AFTER: more than 10s (the default job timeout), got %s", c.RescueAfter)
+	}
+	if err := c.validateSession(); err != nil {
+		return err
 	}
 	if c.ShutdownGrace > 60*time.Second {
 		return fmt.Errorf("SHUTDOWN_GRACE: at most 60s (a stopping worker cancels and hands back what is still running), got %s", c.ShutdownGrace)

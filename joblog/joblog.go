@@ -14,6 +14,7 @@ import (
 	"io"
 	"log/slog"
 	"slices"
+	"sync"
 
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/riverlog"
@@ -138,9 +139,65 @@ func (h *handler) Handle(ctx context.Context, r slog.Record) error {
 	}
 	if l, ok := riverlog.LoggerSafely(ctx); ok && r.Level >= slog.LevelInfo {
 		// The job's log is the job's: its kind, id and attempt go without saying.
-		_ = replay(l.Handler(), h.steps).Handle(ctx, r.Clone())
+		jh := replay(l.Handler(), h.steps)
+		if hb, held := ctx.Value(holdKey{}).(*holding); held {
+			hb.add(jh, r.Clone())
+		} else {
+			_ = jh.Handle(ctx, r)
+		}
 	}
 	return err
+}
+
+type holdKey struct{}
+
+// holding is an attempt's job-log lines kept back until the attempt knows
+// whether they may be written.
+type holding struct {
+	mu      sync.Mutex
+	recs    []heldRecord
+	dropped int
+}
+
+type heldRecord struct {
+	h slog.Handler
+	r slog.Record
+}
+
+// maxHeld bounds the lines an attempt holds back; River's log keeps at most
+// MaxAttemptBytes of them anyway.
+const maxHeld = 4096
+
+func (hb *holding) add(h slog.Handler, r slog.Record) {
+	hb.mu.Lock()
+	defer hb.mu.Unlock()
+	if len(hb.recs) >= maxHeld {
+		hb.dropped++
+		return
+	}
+	hb.recs = append(hb.recs, heldRecord{h: h, r: r})
+}
+
+// Hold keeps the job-log lines logged with the returned context back from the
+// job's log until release: release(true) writes them there, in order;
+// release(false) drops them. A stale attempt (another worker took its job
+// over) must not write its lines over the job's log, which River keeps on the
+// job row whatever the job's state; lines logged to the process's handler
+// are written at once either way.
+func Hold(ctx context.Context) (context.Context, func(keep bool)) {
+	hb := &holding{}
+	return context.WithValue(ctx, holdKey{}, hb), func(keep bool) {
+		hb.mu.Lock()
+		recs := hb.recs
+		hb.recs = nil
+		hb.mu.Unlock()
+		if !keep {
+			return
+		}
+		for _, rec := range recs {
+			_ = rec.h.Handle(ctx, rec.r)
+		}
+	}
 }
 
 func (h *handler) WithAttrs(attrs []slog.Attr) slog.Handler {

@@ -7,6 +7,7 @@ import (
 	"github.com/riverqueue/river"
 
 	"github.com/tidemark/tidemark/config"
+	"github.com/tidemark/tidemark/store"
 )
 
 // ArchiveMaintainArgs keeps job_archive's monthly partitions: the coming
@@ -42,8 +43,11 @@ func (w *ArchiveMaintainWorker) Work(ctx context.Context, job *river.Job[Archive
 	if err != nil {
 		return err
 	}
+	if out.LeasesDeleted, err = w.deps.Store.DeleteLeases(ctx, store.LeaseRetention); err != nil {
+		return err
+	}
 	if len(out.Created)+len(out.Dropped) > 0 {
 		w.deps.Logger.InfoContext(ctx, "archive_maintain", "created", out.Created, "dropped", out.Dropped)
 	}
-	return river.RecordOutput(ctx, out)
+	return recordOutput(ctx, w.deps.Store, job.ID, out)
 }

@@ -39,6 +39,9 @@ type Deps struct {
 	// AuditRetention is how long the job archive keeps a finished job
 	// (AUDIT_RETENTION; config.DefaultAuditRetention when 0).
 	AuditRetention time.Duration
+	// StaleAttempt, if set, counts an attempt that found a later attempt
+	// owning its job and ended without writing (see fence.go).
+	StaleAttempt func(kind string)
 }
 
 // ClientConfig is how a River client in this process is set up.
@@ -96,6 +99,9 @@ func NewClient(pool *pgxpool.Pool, cc ClientConfig, deps Deps) (*Client, error) 
 			}
 			cfg.Queues[name] = qc
 		}
+		// Inside joblog's: the fence holds an attempt's job-log lines back
+		// until it knows the attempt still owns its job (fence.go).
+		cfg.Middleware = append(append(joblog.Middleware(), newFence(deps)), cc.Middleware...)
 		workers := river.NewWorkers()
 		if err := Register(workers, deps); err != nil {
 			return nil, err

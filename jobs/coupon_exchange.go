@@ -150,15 +150,19 @@ func (w *CouponExchangeWorker) Work(ctx context.Context, job *river.Job[CouponEx
 	// no later step), so that no output is recorded for a failed attempt.
 	failed := false
 	check := func(err error) error {
-		failed = failed || err != nil
+		err = stepEnd(ctx, err)
+		failed = failed || err != nil || isStale(ctx)
 		return err
 	}
 
 	river.ResumableStep(ctx, StepCreateCoupon, nil, func(ctx context.Context) error {
+		if isStale(ctx) {
+			return nil
+		}
 		if _, err := st.CouponByID(ctx, a.ExpiredCouponID); err != nil {
 			return check(river.JobCancel(fmt.Errorf("coupon_exchange: expired coupon %d: %w", a.ExpiredCouponID, err)))
 		}
-		err := st.InTx(ctx, func(tx pgx.Tx) error {
+		err := fenced(ctx, st, func(tx pgx.Tx) error {
 			_, err := st.EnsureExchangeCouponTx(ctx, tx, store.NewCoupon{Code: out.CouponCode, Name: a.Name,
 				Description: a.Description, AmountType: a.AmountType, Amount: a.Amount}, a.ExpiredCouponID)
 			if err != nil {
@@ -175,6 +179,9 @@ func (w *CouponExchangeWorker) Work(ctx context.Context, job *river.Job[CouponEx
 	})
 
 	river.ResumableStepCursor(ctx, StepExchange, nil, func(ctx context.Context, cur exchangeCursor) error {
+		if isStale(ctx) {
+			return nil
+		}
 		c, err := st.CouponByCode(ctx, out.CouponCode)
 		if err != nil {
 			return check(err)
@@ -186,21 +193,29 @@ func (w *CouponExchangeWorker) Work(ctx context.Context, job *river.Job[CouponEx
 		prog := newProgressRecorder(job.ID, "issues", w.progressEvery, int64(cur.Exchanged), int64(cur.Exchanged)+remaining)
 		for {
 			var ch store.ExchangeChunk
-			err := st.InTx(ctx, func(tx pgx.Tx) error {
+			var next exchangeCursor
+			err := fenced(ctx, st, func(tx pgx.Tx) error {
 				var err error
 				if ch, err = st.ExchangeChunkTx(ctx, tx, a.ExpiredCouponID, c.ID, cur.LastIssueID, size); err != nil {
 					return err
 				}
-				next := exchangeCursor{LastIssueID: ch.LastIssueID, Exchanged: cur.Exchanged + ch.Exchanged, Chunks: cur.Chunks + 1}
+				next = exchangeCursor{LastIssueID: ch.LastIssueID, Exchanged: cur.Exchanged + ch.Exchanged, Chunks: cur.Chunks + 1}
 				if _, err := river.ResumableSetStepCursorTx[*riverpgxv5.Driver](ctx, tx, job, next); err != nil {
 					return err
 				}
-				cur = next
 				return prog.recordTx(ctx, tx, int64(next.Exchanged), map[string]int64{"chunks": int64(next.Chunks)})
 			})
+			if store.IsLockTimeout(err) && ctx.Err() == nil {
+				// Rolled back whole, the cursor where it was: the same chunk
+				// again, in the same attempt.
+				w.deps.Logger.WarnContext(ctx, "coupon_exchange: chunk waited too long for a lock; trying it again",
+					"coupon", out.CouponCode, "after_issue", cur.LastIssueID, "err", err)
+				continue
+			}
 			if err != nil {
 				return check(err)
 			}
+			cur = next
 			out.ChunksThisAttempt++
 			out.ExchangedThisAttempt += ch.Exchanged
 			if w.afterChunk != nil {
@@ -217,12 +232,15 @@ func (w *CouponExchangeWorker) Work(ctx context.Context, job *river.Job[CouponEx
 	})
 
 	river.ResumableStep(ctx, StepNotify, nil, func(ctx context.Context) error {
+		if isStale(ctx) {
+			return nil
+		}
 		c, err := st.CouponByCode(ctx, out.CouponCode)
 		if err != nil {
 			return check(err)
 		}
 		msg := fmt.Sprintf("Your coupon #%d has been exchanged for %q (%s).", a.ExpiredCouponID, a.Name, c.Code)
-		err = st.InTx(ctx, func(tx pgx.Tx) error {
+		err = fenced(ctx, st, func(tx pgx.Tx) error {
 			n, err := st.NotifyExchangedTx(ctx, tx, c.ID, msg)
 			if err != nil {
 				return err
@@ -239,8 +257,8 @@ func (w *CouponExchangeWorker) Work(ctx context.Context, job *river.Job[CouponEx
 	})
 
 	// Reached even when a step failed; River then fails the job with that
-	// step's error, so return nil and record nothing.
-	if failed {
+	// step's error, so return nil and record nothing. So is a stale attempt.
+	if failed || isStale(ctx) {
 		return nil
 	}
 	c, err := st.CouponByCode(ctx, out.CouponCode)
@@ -251,5 +269,5 @@ func (w *CouponExchangeWorker) Work(ctx context.Context, job *river.Job[CouponEx
 	if out.Issued, err = st.CouponIssueCount(ctx, c.ID); err != nil {
 		return err
 	}
-	return river.RecordOutput(ctx, out)
+	return recordOutput(ctx, st, job.ID, out)
 }

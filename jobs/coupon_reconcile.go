@@ -68,7 +68,7 @@ func (w *CouponReconcileAllWorker) Work(ctx context.Context, job *river.Job[Coup
 			}
 		}
 	}
-	return river.RecordOutput(ctx, map[string]int{"active_coupons": len(codes), "inserted": inserted})
+	return recordOutput(ctx, w.deps.Store, job.ID, map[string]int{"active_coupons": len(codes), "inserted": inserted})
 }
 
 // CouponReconcileArgs reconciles one coupon's gate with Postgres. Unique per
@@ -114,7 +114,7 @@ func (w *CouponReconcileWorker) Work(ctx context.Context, job *river.Job[CouponR
 	if err != nil {
 		return err
 	}
-	return river.RecordOutput(ctx, rep)
+	return recordOutput(ctx, w.deps.Store, job.ID, rep)
 }
 
 // CouponReport is what reconciling one coupon found and did. Member lists
@@ -256,6 +256,11 @@ func ReconcileCoupon(ctx context.Context, deps Deps, code string, dryRun bool) (
 		return rep, err
 	}
 
+	// Inside a job, a stale attempt (its worker froze, another took the job
+	// over) repairs nothing from its old reading.
+	if err := ownsNow(ctx); err != nil {
+		return rep, err
+	}
 	for _, m := range candidates {
 		reason := "reconcile: issued in Redis only; no unfinished persist job and no coupon_issue row"
 		if _, err := CompensateIssue(ctx, deps, code, m, reason); err != nil {

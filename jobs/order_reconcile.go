@@ -57,14 +57,14 @@ func (w *OrderReconcileWorker) Work(ctx context.Context, job *river.Job[OrderRec
 	// Loading both sides is the long part: record the orders read so far.
 	prog := newProgressRecorder(job.ID, "orders", DefaultProgressEvery, 0, 0)
 	report, err := checkOrders(ctx, w.deps, job.Args.DryRun, func(ours, theirs int) {
-		if err := prog.record(ctx, int64(ours+theirs), map[string]int64{"ours": int64(ours), "theirs": int64(theirs)}); err != nil {
+		if err := prog.record(ctx, w.deps.Store, int64(ours+theirs), map[string]int64{"ours": int64(ours), "theirs": int64(theirs)}); err != nil {
 			w.deps.Logger.WarnContext(ctx, "order_reconcile: progress not recorded", "error", err)
 		}
 	})
 	if err != nil {
 		return err
 	}
-	return river.RecordOutput(ctx, report)
+	return recordOutput(ctx, w.deps.Store, job.ID, report)
 }
 
 // OrderReconcileReport is what CheckOrders found and repaired. Id lists hold
@@ -194,7 +194,7 @@ func checkOrders(ctx context.Context, deps Deps, dryRun bool, read func(ours, th
 		case r.Status == store.OrderSending && ok:
 			repaired := true
 			if !dryRun {
-				err := deps.Store.InTx(ctx, func(tx pgx.Tx) (err error) {
+				err := fenced(ctx, deps.Store, func(tx pgx.Tx) (err error) {
 					repaired, err = deps.Store.MarkOrderAppliedTx(ctx, tx, r.ID, o.ID, o.CreatedAt)
 					return err
 				})

@@ -97,8 +97,8 @@ type SettlementCursor struct {
 	SettlementCounts
 }
 
-// SettlementOutput is what a run records on its job (river.RecordOutput);
-// batch_job_execution shows the counts.
+// SettlementOutput is what a run records on its job (its output, written in a
+// fenced transaction); batch_job_execution shows the counts.
 type SettlementOutput struct {
 	RunDate string `json:"run_date"`
 	Run     int    `json:"run"`
@@ -166,15 +166,27 @@ func (w *PointSettlementWorker) Work(ctx context.Context, job *river.Job[PointSe
 	river.ResumableStepCursor(ctx, "collect", nil, func(ctx context.Context, cur SettlementCursor) error {
 		start := time.Now()
 		cur, err := w.collect(ctx, job, cur, interval, skipLimit)
+		if isStale(ctx) {
+			return nil
+		}
 		out.SettlementCounts = cur.SettlementCounts
 		out.CollectMillis = time.Since(start).Milliseconds()
-		if rerr := river.RecordOutput(ctx, out); rerr != nil && err == nil {
+		// The step's counts, whether it finished or failed, in a fenced
+		// transaction of their own: a later attempt that only settles reads
+		// them here, and a stale attempt's counts never reach the job.
+		if errors.Is(err, store.ErrCommitUnknown) {
+			return stepEnd(ctx, err)
+		}
+		if rerr := recordOutput(ctx, w.deps.Store, job.ID, out); rerr != nil && err == nil {
 			err = rerr
 		}
-		return err
+		return stepEnd(ctx, err)
 	})
 	river.ResumableStep(ctx, "settle", nil, func(ctx context.Context) error {
-		return w.settle(ctx, job, &out)
+		if isStale(ctx) {
+			return nil
+		}
+		return stepEnd(ctx, w.settle(ctx, job, &out))
 	})
 	return nil
 }
@@ -214,7 +226,7 @@ func (w *PointSettlementWorker) collect(ctx context.Context, job *river.Job[Poin
 		}
 		var next SettlementCursor
 		done := false
-		err := w.deps.Store.InTx(ctx, func(tx pgx.Tx) error {
+		err := fenced(ctx, w.deps.Store, func(tx pgx.Tx) error {
 			rows, err := w.deps.Store.ReadDueChunk(ctx, tx, runDate, cur.After, cur.Bound, interval)
 			if err != nil {
 				return err
@@ -263,6 +275,17 @@ func (w *PointSettlementWorker) collect(ctx context.Context, job *river.Job[Poin
 			// chunk that rolled back.
 			return prog.recordTx(ctx, tx, next.Read, next.SettlementCounts.progressCounts())
 		})
+		if errors.Is(err, store.ErrStale) {
+			return cur, err // a later attempt owns the run; it resumes from the durable cursor
+		}
+		if store.IsLockTimeout(err) && ctx.Err() == nil {
+			// A lock held longer than DB_LOCK_TIMEOUT (the chunk rolled
+			// back whole, its rows and cursor as they were): the same chunk
+			// again, in the same attempt.
+			w.deps.Logger.WarnContext(ctx, "point_settlement: chunk waited too long for a lock; trying it again",
+				"run_date", runDate, "after", cur.After, "err", err)
+			continue
+		}
 		if errors.Is(err, store.ErrCommitUnknown) {
 			// The chunk may have committed with its cursor, or not. Record
 			// nothing: the next attempt resumes from whichever cursor is
@@ -303,7 +326,7 @@ func (w *PointSettlementWorker) collect(ctx context.Context, job *river.Job[Poin
 func (w *PointSettlementWorker) settle(ctx context.Context, job *river.Job[PointSettlementArgs], out *SettlementOutput) error {
 	a := job.Args
 	client := river.ClientFromContext[pgx.Tx](ctx)
-	return w.deps.Store.InTx(ctx, func(tx pgx.Tx) error {
+	return fenced(ctx, w.deps.Store, func(tx pgx.Tx) error {
 		if err := w.checkRecord(ctx, tx, job, out); err != nil {
 			return err
 		}
@@ -323,8 +346,9 @@ func (w *PointSettlementWorker) settle(ctx context.Context, job *river.Job[Point
 			}
 			out.NextRunDate = next
 		}
-		if err := river.RecordOutput(ctx, out); err != nil {
-			return err
+		// The run's record, with its completion: never a stale attempt's.
+		if _, err := client.JobUpdateTx(ctx, tx, job.ID, &river.JobUpdateParams{Output: out}); err != nil {
+			return fmt.Errorf("point_settlement: record output of job %d: %w", job.ID, err)
 		}
 		w.deps.Logger.InfoContext(ctx, "point_settlement settled", "run_date", a.RunDate, "run", a.Run, "job", job.ID,
 			"read", out.Read, "written", out.Written, "skipped", out.Skipped, "not_ready", out.NotReady,

@@ -71,7 +71,7 @@ func (w *PointSettlementDailyWorker) Work(ctx context.Context, job *river.Job[Po
 	}
 	client := river.ClientFromContext[pgx.Tx](ctx)
 	out, err := CatchUpSettlements(ctx, client, w.deps.Store, d)
-	if rerr := river.RecordOutput(ctx, out); rerr != nil && err == nil {
+	if rerr := recordOutput(ctx, w.deps.Store, job.ID, out); rerr != nil && err == nil {
 		err = rerr
 	}
 	if err != nil {
@@ -103,7 +103,7 @@ func CatchUpSettlements(ctx context.Context, client *Client, st *store.Store, bu
 	if from > businessDate {
 		return out, nil // already settled
 	}
-	err = st.InTx(ctx, func(tx pgx.Tx) error {
+	err = fenced(ctx, st, func(tx pgx.Tx) error {
 		dates, err := st.UnsettledDatesTx(ctx, tx, from, businessDate)
 		if err != nil || len(dates) == 0 {
 			return err

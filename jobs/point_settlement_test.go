@@ -17,6 +17,7 @@ import (
 
 	"github.com/tidemark/tidemark/calendar"
 	"github.com/tidemark/tidemark/internal/testkit"
+	"github.com/tidemark/tidemark/joblog"
 	"github.com/tidemark/tidemark/jobs"
 	"github.com/tidemark/tidemark/store"
 )
@@ -34,6 +35,10 @@ type settleOpts struct {
 	budget     time.Duration
 	afterChunk func(context.Context, jobs.SettlementCursor)
 	noStart    bool // an insert-only client: jobs stay queued
+	// fence installs the attempt fence (as jobs.NewClient does), its stale
+	// attempts waiting at most staleWait for their job to settle.
+	fence     bool
+	staleWait time.Duration
 }
 
 func setup(t *testing.T, o settleOpts) *settleBundle {
@@ -44,6 +49,9 @@ func setup(t *testing.T, o settleOpts) *settleBundle {
 	deps := jobs.Deps{Store: st, TZ: kst, Logger: testkit.Logger(t)}
 	cfg := &river.Config{Logger: deps.Logger, MaxAttempts: 5, TestOnly: true,
 		FetchCooldown: 10 * time.Millisecond, FetchPollInterval: 50 * time.Millisecond}
+	if o.fence {
+		cfg.Middleware = append(joblog.Middleware(), jobs.NewFenceForTest(deps, o.staleWait))
+	}
 	if !o.noStart {
 		workers := river.NewWorkers()
 		river.AddWorker(workers, jobs.NewPointSettlementWorkerForTest(deps, o.budget, o.afterChunk))
@@ -718,4 +726,40 @@ func TestPointSettlementDailyWorker(t *testing.T) {
 		b.RequireCancelled(t, jobs.PointSettlementDailyArgs{BusinessDate: "10/03/2026"}, `date "10/03/2026": want YYYY-MM-DD`)
 		rivertest.RequireNotInserted(ctx, t, b.Driver, &jobs.PointSettlementArgs{}, nil)
 	})
+}
+
+// An attempt whose job a later attempt took over (its worker froze past the
+// rescue, then woke) writes nothing more: the chunk after the takeover is
+// refused and rolled back, no output or settlement is written, and the
+// attempt ends without a trace.
+func TestSettlementStaleAttemptWritesNothing(t *testing.T) {
+	t.Parallel()
+	var st *store.Store
+	b := setup(t, settleOpts{fence: true, staleWait: time.Second, afterChunk: func(ctx context.Context, cur jobs.SettlementCursor) {
+		if cur.Chunks == 1 {
+			// The rescued job's next attempt claims it, as a worker that
+			// took it over would.
+			id, attempt := jobs.AttemptOfForTest(ctx)
+			owned, err := st.ClaimLeases(context.Background(), []store.Attempt{{JobID: id, Attempt: attempt + 1}})
+			if err != nil || !owned[id] {
+				panic(fmt.Sprint("claim: ", err))
+			}
+		}
+	}})
+	st = b.st
+	var entries []store.LedgerEntry
+	for i := range 9 {
+		entries = append(entries, entry(int64(i%3+1), "EARN", int64(i+1), "2026-03-09 10:00"))
+	}
+	ids := b.ledger(t, entries...)
+	job := b.run(t, "2026-03-10", jobs.SettlementRunOpts{CommitInterval: 3})
+
+	require.Equal(t, ids[:3], b.batchIDs(t, "2026-03-10"), "the chunk before the takeover, nothing after")
+	require.Equal(t, int64(6), b.count(t, `SELECT count(*) FROM point_ledger WHERE processed_on IS NULL`))
+	_, err := b.st.GetSettlement(context.Background(), "2026-03-10")
+	require.ErrorIs(t, err, store.ErrNotFound, "no settlement from the stale attempt")
+	out := output(t, job)
+	require.Zero(t, out.Read, "no counts recorded by the stale attempt")
+	require.Zero(t, b.count(t, `SELECT count(*) FROM river_job WHERE id = $1 AND cardinality(errors) > 0`, job.ID),
+		"no error recorded for it")
 }

@@ -10,6 +10,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/rivertype"
+
+	"github.com/tidemark/tidemark/store"
 )
 
 // ProgressKey is the key of a running job's output under which its progress
@@ -93,17 +95,22 @@ func (r *progressRecorder) recordTx(ctx context.Context, tx pgx.Tx, done int64, 
 	return nil
 }
 
-// record writes the progress outside a transaction if one is due.
-func (r *progressRecorder) record(ctx context.Context, done int64, counts map[string]int64) error {
+// record writes the progress in a fenced transaction of its own if one is
+// due: a stale attempt's progress never overwrites the job's output.
+func (r *progressRecorder) record(ctx context.Context, st *store.Store, done int64, counts map[string]int64) error {
 	now := time.Now()
 	if !r.due(now) {
 		return nil
 	}
 	client := river.ClientFromContext[pgx.Tx](ctx)
 	out := progressOutput{Progress: r.progress(now, done, counts)}
+	err := fenced(ctx, st, func(tx pgx.Tx) error {
+		_, err := client.JobUpdateTx(ctx, tx, r.jobID, &river.JobUpdateParams{Output: out})
+		return err
+	})
 	// A job this connection cannot see (deleted, or inserted in a test's
 	// uncommitted transaction) has no one to show its progress to.
-	if _, err := client.JobUpdate(ctx, r.jobID, &river.JobUpdateParams{Output: out}); err != nil && !errors.Is(err, rivertype.ErrNotFound) {
+	if err != nil && !errors.Is(err, rivertype.ErrNotFound) {
 		return fmt.Errorf("jobs: record progress of job %d: %w", r.jobID, err)
 	}
 	r.last = now

@@ -64,7 +64,7 @@ func enqueueRun(ctx context.Context, client *Client, st *store.Store, kind strin
 		lastCompleted = st.LastCompletedRun
 	}
 	var job *rivertype.JobRow
-	err := st.InTx(ctx, func(tx pgx.Tx) error {
+	err := fenced(ctx, st, func(tx pgx.Tx) error {
 		var err error
 		job, err = enqueueRunTx(ctx, client, st, tx, kind, identity, rerun, build, lastCompleted)
 		return err

@@ -123,7 +123,7 @@ func (w *TherapyDailyWorker) Work(ctx context.Context, job *river.Job[TherapyDai
 	// progress is their jobs' states, computed rather than recorded.
 	prog := newProgressRecorder(job.ID, "users", DefaultProgressEvery, 0, int64(len(targets)))
 	recordProgress := func(done int) {
-		if err := prog.record(ctx, int64(done), nil); err != nil {
+		if err := prog.record(ctx, w.deps.Store, int64(done), nil); err != nil {
 			w.deps.Logger.WarnContext(ctx, "therapy_daily: progress not recorded", "error", err)
 		}
 	}
@@ -137,5 +137,5 @@ func (w *TherapyDailyWorker) Work(ctx context.Context, job *river.Job[TherapyDai
 	out := TherapyDailyOutput{Year: year, Month: month, Targets: len(targets), Inserted: res.Inserted, Duplicates: res.Duplicates}
 	w.deps.Logger.InfoContext(ctx, "therapy_daily fan-out", "business_date", job.Args.BusinessDate,
 		"month", calendar.FormatYearMonth(year, month), "targets", out.Targets, "inserted", out.Inserted, "duplicates", out.Duplicates)
-	return river.RecordOutput(ctx, out)
+	return recordOutput(ctx, w.deps.Store, job.ID, out)
 }

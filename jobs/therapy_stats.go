@@ -154,16 +154,21 @@ func insertSkippingDuplicates(ctx context.Context, client *Client, pool *pgxpool
 		}
 		return n
 	}
+	// Fenced: inside a fan-out's attempt, a stale attempt inserts nothing.
+	st := store.New(pool)
 	var n int
-	err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+	err := fenced(ctx, st, func(tx pgx.Tx) error {
 		var err error
 		n, err = client.InsertManyFastTx(ctx, tx, params)
 		return err
 	})
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) && pgErr.Code == pgerrcode.UniqueViolation {
-		results, err := client.InsertMany(ctx, params)
-		return count(results), err
+		err = fenced(ctx, st, func(tx pgx.Tx) error {
+			results, err := client.InsertManyTx(ctx, tx, params)
+			n = count(results)
+			return err
+		})
 	}
 	return n, err
 }

@@ -67,7 +67,7 @@ func (w *TherapyStatsVerifyWorker) Work(ctx context.Context, job *river.Job[Ther
 	if err != nil {
 		return err
 	}
-	return river.RecordOutput(ctx, rep)
+	return recordOutput(ctx, w.deps.Store, job.ID, rep)
 }
 
 // TherapyVerifyReport is what one verification found and did.

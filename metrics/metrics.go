@@ -39,6 +39,7 @@ type Metrics struct {
 	runTime  *prometheus.HistogramVec
 	inserted *prometheus.CounterVec
 	dupes    *prometheus.CounterVec
+	stale    *prometheus.CounterVec
 }
 
 // New returns a registry holding the job counters and, when state is not
@@ -63,8 +64,12 @@ func New(state *Collector) *Metrics {
 			Name: "tidemark_jobs_insert_duplicates_total",
 			Help: "Inserts this process made that River skipped as duplicates of a unique job, by kind.",
 		}, []string{"kind"}),
+		stale: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tidemark_jobs_stale_attempts_total",
+			Help: "Attempts of this process that found a later attempt owning their job (their worker froze past the rescue) and ended without writing, by kind.",
+		}, []string{"kind"}),
 	}
-	m.reg.MustRegister(m.worked, m.runTime, m.inserted, m.dupes,
+	m.reg.MustRegister(m.worked, m.runTime, m.inserted, m.dupes, m.stale,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if state != nil {
 		m.reg.MustRegister(state)
@@ -76,6 +81,10 @@ func New(state *Collector) *Metrics {
 func (m *Metrics) Handler() http.Handler {
 	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg, Timeout: 10 * time.Second})
 }
+
+// StaleAttempt counts a stale attempt of kind; give it to
+// jobs.Deps.StaleAttempt.
+func (m *Metrics) StaleAttempt(kind string) { m.stale.WithLabelValues(kind).Inc() }
 
 // InsertMiddleware counts the jobs inserted through a River client; give
 // it to jobs.ClientConfig.Middleware.

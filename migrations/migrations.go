@@ -16,6 +16,7 @@ import (
 	_ "github.com/golang-migrate/migrate/v4/database/pgx/v5" // registers the pgx5:// scheme
 	"github.com/golang-migrate/migrate/v4/source/iofs"
 
+	"github.com/tidemark/tidemark/config"
 	"github.com/tidemark/tidemark/redact"
 )
 
@@ -72,6 +73,13 @@ func open(databaseURL string) (*migrate.Migrate, error) {
 	u.Scheme = "pgx5"
 	q := u.Query()
 	q.Set("x-migrations-table", "tidemark_schema_migrations")
+	// A migration waiting for a lock would queue every worker's query
+	// behind it: bounded, as every tidemark session is.
+	for k, v := range config.MigrateSession.RuntimeParams() {
+		if !q.Has(k) {
+			q.Set(k, v)
+		}
+	}
 	u.RawQuery = q.Encode()
 	m, err := migrate.NewWithSourceInstance("iofs", src, u.String())
 	if err != nil {

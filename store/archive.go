@@ -16,7 +16,14 @@ const ArchiveMonthsAhead = 2
 type ArchiveMaintenance struct {
 	Created []string `json:"created"`
 	Dropped []string `json:"dropped"`
+	// LeasesDeleted are job leases (job_lease) past LeaseRetention.
+	LeasesDeleted int64 `json:"leases_deleted"`
 }
+
+// LeaseRetention is how long a job's lease is kept after its last claim:
+// far longer than any attempt runs. A stale attempt finds its lease gone and
+// is fenced all the same.
+const LeaseRetention = 48 * time.Hour
 
 // MaintainArchive creates job_archive's monthly partitions from the current
 // month (at now, UTC) to ArchiveMonthsAhead ahead, and one for any month whose

@@ -209,6 +209,11 @@ func parseURLs(cfg config.Config) (*pgxpool.Config, *redis.Options, error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("DATABASE_URL: %w", err)
 	}
+	// An operator's command runs long statements, but bounds its lock
+	// waits and idle transactions like the workers (config.EnqueueSession).
+	for k, v := range config.EnqueueSession.RuntimeParams() {
+		pc.ConnConfig.RuntimeParams[k] = v
+	}
 	opt, err := redis.ParseURL(cfg.RedisURL)
 	if err != nil {
 		return nil, nil, fmt.Errorf("REDIS_URL: %w", err)

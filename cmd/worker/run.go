@@ -96,6 +96,11 @@ func parseURLs(cfg config.Config) (*pgxpool.Config, *redis.Options, error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("DATABASE_URL: %w", err)
 	}
+	// Every session bounds its idle transactions, lock waits and
+	// statements (config.Session), over what the URL says.
+	for k, v := range cfg.Session.RuntimeParams() {
+		pc.ConnConfig.RuntimeParams[k] = v
+	}
 	opt, err := redis.ParseURL(cfg.RedisURL)
 	if err != nil {
 		return nil, nil, fmt.Errorf("REDIS_URL: %w", err)
@@ -143,6 +148,7 @@ func run(ctx context.Context, cfg config.Config, ops *auth.Operators, pc *pgxpoo
 	queues := slices.Sorted(maps.Keys(cfg.Queues))
 	m := metrics.New(metrics.NewCollector(metrics.CollectorOpts{Store: st, Gate: gate, TZ: cfg.TZ, Queues: queues, Logger: logger,
 		PerCoupon: cfg.Callers.MetricsToken != ""}))
+	deps.StaleAttempt = m.StaleAttempt
 	client, err := jobs.NewClient(pool, jobs.ClientConfig{
 		Queues:      cfg.Queues,
 		Retention:   cfg.Retention,
@@ -192,6 +198,7 @@ func run(ctx context.Context, cfg config.Config, ops *auth.Operators, pc *pgxpoo
 		return fmt.Errorf("start river: %w", err)
 	}
 	logger.Info("worker started", "http", ln.Addr().String(), "queues", cfg.Queues, "periodic", cfg.Periodic, "tz", cfg.TZ.String(),
+		"postgres_session", cfg.Session.String(),
 		"operators", ops.Names(), "members", memberAuth(cfg.Callers))
 
 	select {
