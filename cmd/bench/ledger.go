@@ -4,7 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/tidemark/tidemark/store"
 
 	"github.com/tidemark/tidemark/jobs"
 )
@@ -103,5 +108,59 @@ func benchLedger(ctx context.Context, env *benchEnv) error {
 	for _, interval := range intervals {
 		fmt.Printf("  interval %6d: %6.0f rows/s = %5.1f%% of set-based\n", interval, best[interval], 100*best[interval]/best[0])
 	}
+	return benchFenceCheck(ctx, env, best[1000])
+}
+
+// benchFenceCheck prints what the fence costs a chunk: a writing transaction
+// that checks its attempt's lease (SELECT … FOR SHARE of job_lease, as every
+// chunk does first) against the same transaction without the check,
+// alternating, and the difference as a share of a chunk of 1,000 rows at
+// rate rowsPerS.
+func benchFenceCheck(ctx context.Context, env *benchEnv, rowsPerS float64) error {
+	const n, rounds = 2000, 3
+	a, scratch := store.Attempt{JobID: -1, Attempt: 1}, store.Attempt{JobID: -2, Attempt: 1}
+	if _, err := env.store.ClaimLeases(ctx, []store.Attempt{a, scratch}); err != nil {
+		return err
+	}
+	timeTx := func(fence bool) (time.Duration, error) {
+		t0 := time.Now()
+		for range n {
+			err := env.store.InTx(ctx, func(tx pgx.Tx) error {
+				if fence {
+					if err := env.store.CheckLeaseTx(ctx, tx, a); err != nil {
+						return err
+					}
+				}
+				// A transaction that writes, as a chunk's does: its COMMIT
+				// flushes WAL with or without the check.
+				_, err := tx.Exec(ctx, `UPDATE job_lease SET claimed_at = now() WHERE job_id = $1`, scratch.JobID)
+				return err
+			})
+			if err != nil {
+				return 0, err
+			}
+		}
+		return time.Since(t0) / n, nil
+	}
+	var without, with []time.Duration
+	for range rounds {
+		w, err := timeTx(false)
+		if err != nil {
+			return err
+		}
+		f, err := timeTx(true)
+		if err != nil {
+			return err
+		}
+		without, with = append(without, w), append(with, f)
+	}
+	slices.Sort(without)
+	slices.Sort(with)
+	cost := with[rounds/2] - without[rounds/2]
+	chunk := time.Duration(float64(time.Second) * 1000 / rowsPerS)
+	fmt.Printf("fencing check (SELECT … FOR SHARE of the attempt's lease, first in every chunk's transaction): %s a chunk "+
+		"(a transaction %s with it, %s without; medians of %d rounds of %d) = %.2f%% of a 1,000-row chunk (%s)\n",
+		cost.Round(time.Microsecond), with[rounds/2].Round(time.Microsecond), without[rounds/2].Round(time.Microsecond),
+		rounds, n, 100*float64(cost)/float64(chunk), chunk.Round(time.Microsecond))
 	return nil
 }
