@@ -195,8 +195,9 @@ type fixture struct {
 	workers []*testbin.Proc
 	// apps is each worker's application_name in Postgres, which tells its
 	// sessions apart in pg_stat_activity (all come through one proxy).
-	apps map[*testbin.Proc]string
-	rush *rushResult
+	apps   map[*testbin.Proc]string
+	rush   *rushResult
+	zombie *zombie // a frozen-worker fault's state
 	// faultNote is what the fault noted of where it struck, for the table.
 	faultNote string
 }

@@ -230,6 +230,11 @@ var faults = []fault{
 	slowed("partner link crawl 16KBps", usesPartner, ptLink, "both", "bandwidth", `{"rate": 16}`, 20, 5*time.Second),
 	cut("partner link reset", usesPartner, nil, ptLink, "both", "reset_peer", `{"timeout": 0}`,
 		jobsFailing("order_submit"), noWait),
+	// The coupon rush has no long job (its persist jobs are one idempotent
+	// INSERT each, 10 s at most) and its requests are answered by the
+	// process itself: a frozen one just leaves them hanging.
+	zombieFault("worker frozen (zombie)", false, []*batch{settlement, orders}),
+	zombieFault("worker frozen (zombie) inside a transaction", true, []*batch{therapy, exchange}),
 }
 
 // TestFaults injects every fault into the batches it is run against (the
