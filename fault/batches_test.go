@@ -266,8 +266,9 @@ var therapy = &batch{
 				ORDER BY 1 OFFSET $1 LIMIT 1`, last).Scan(&user))
 			client, err := jobs.NewClient(f.pool, jobs.ClientConfig{}, jobs.Deps{Logger: testkit.Logger(t)})
 			require.NoError(t, err)
-			_, err = client.InsertTx(f.ctx, tx, jobs.TherapyStatsArgs{TherapyUserID: user, Year: 2026, Month: 11, BusinessDate: "2026-12-01"}, nil)
+			res, err := client.InsertTx(f.ctx, tx, jobs.TherapyStatsArgs{TherapyUserID: user, Year: 2026, Month: 11, BusinessDate: "2026-12-01"}, nil)
 			require.NoError(t, err)
+			require.False(t, res.UniqueSkippedAsDuplicate, "user %d's job enqueued by the fan-out already", user)
 			return fmt.Sprintf("the unique key of user %d's therapy_stats job (target %d)", user, last+1)
 		},
 	},
