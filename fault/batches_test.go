@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
@@ -39,6 +41,34 @@ type batch struct {
 	// givenUp reports whether a discarded or cancelled job ended as the
 	// batch's protocol requires (nil: no job may be given up).
 	givenUp func(t *testing.T, f *fixture, kind string, args []byte, errs string) bool
+	// long is the work a worker can be frozen in (nil: the frozen-worker
+	// faults do not apply).
+	long *longJob
+	// record is the run's record as an auditor reads it, one entry a row:
+	// its jobs (f.jobRecord) and the rows it wrote. Once the run has
+	// finished, no attempt may change it.
+	record func(t *testing.T, f *fixture) map[string]string
+}
+
+// longJob is where a worker spends a batch's run: the job it runs for most
+// of it, or the kind of its many short jobs.
+type longJob struct {
+	kind string
+	// jobs is the condition on river_job of the run's jobs: its record and
+	// their attempts.
+	jobs string
+	// timeout is kind's timeout (jobs/*.go): River rescues an attempt only
+	// once it has run longer than that (and RESCUE_AFTER).
+	timeout time.Duration
+	// done, size and unit measure the job's progress where it is not the
+	// batch's (the therapy fan-out ends long before its jobs do).
+	done func(f *fixture) (int64, error)
+	size int64
+	unit string
+	// lockAhead locks, in tx, a row the job's transaction at unit at will
+	// wait for, and says which; nil where the job has no transaction of
+	// several statements that could be caught open.
+	lockAhead func(t *testing.T, f *fixture, tx pgx.Tx, at int64) string
 }
 
 func (f *fixture) defaultFinish(t *testing.T) { f.waitIdle(t, 120*time.Second) }
@@ -101,6 +131,72 @@ var settlement = &batch{
 		require.Equal(t, settleDue, out.ItemCount)
 		return lost, dups
 	},
+	long: &longJob{
+		kind: "point_settlement", jobs: `kind = 'point_settlement'`, timeout: time.Minute,
+		// A chunk's transaction reads its rows (no lock), marks them
+		// processed and copies them with one statement
+		// (store.WriteChunk), then saves the cursor: a lock on a due row
+		// makes that statement wait, its chunk's reads done.
+		lockAhead: func(t *testing.T, f *fixture, tx pgx.Tx, at int64) string {
+			// The row is found apart: FOR UPDATE with an OFFSET would lock
+			// every row it skips as well.
+			var id int64
+			require.NoError(t, tx.QueryRow(f.ctx, `
+				SELECT id FROM point_ledger WHERE id = (
+				    SELECT id FROM point_ledger
+				    WHERE process_on <= $1::date AND (processed_on IS NULL OR processed_on < process_on)
+				    ORDER BY id OFFSET $2 LIMIT 1)
+				FOR UPDATE`, settleDate, at).Scan(&id))
+			return fmt.Sprintf("point_ledger row %d", id)
+		},
+	},
+	record: func(t *testing.T, f *fixture) map[string]string {
+		r := f.jobRecord(t, `kind = 'point_settlement'`)
+		f.rows(t, f.pool, r, `SELECT 'point_daily_settlement ' || run_date, to_jsonb(p)::text FROM point_daily_settlement p`)
+		f.rows(t, f.pool, r, `SELECT 'daily_batch ' || run_date || ' ' || ledger_id, to_jsonb(d)::text FROM daily_batch d`)
+		f.rows(t, f.pool, r, `SELECT 'settlement_skip ' || run_date || ' ' || ledger_id, to_jsonb(s)::text FROM settlement_skip s`)
+		f.rows(t, f.pool, r, `SELECT 'point_ledger ' || id, to_jsonb(l)::text FROM point_ledger l`)
+		return r
+	},
+}
+
+// jobRecord is the record of the jobs river_job's condition jobs selects:
+// each job's state, attempts, errors and metadata (outputs, cursors), its
+// batch_job_execution row, and its log apart (see requireSameRecord).
+func (f *fixture) jobRecord(t *testing.T, jobs string) map[string]string {
+	t.Helper()
+	r := map[string]string{}
+	f.rows(t, f.pool, r, `
+		SELECT 'job ' || j.id, jsonb_build_object('state', j.state, 'attempt', j.attempt, 'attempted_by', j.attempted_by,
+		       'errors', j.errors, 'finalized_at', j.finalized_at, 'metadata', j.metadata - 'river:log')::text
+		FROM river_job j WHERE `+jobs)
+	f.rows(t, f.pool, r, `SELECT 'river:log ' || j.id, coalesce(j.metadata -> 'river:log', '[]')::text FROM river_job j WHERE `+jobs)
+	f.rows(t, f.pool, r, `
+		SELECT 'batch_job_execution ' || e.job_execution_id, to_jsonb(e)::text
+		FROM batch_job_execution e JOIN river_job j ON j.id = e.job_execution_id WHERE `+jobs)
+	return r
+}
+
+// rows adds to r each row of sql, a key and a value (a repeated key gets
+// a number).
+func (f *fixture) rows(t *testing.T, pool *pgxpool.Pool, r map[string]string, sql string) {
+	t.Helper()
+	rows, err := pool.Query(f.ctx, sql)
+	require.NoError(t, err, sql)
+	defer rows.Close()
+	for rows.Next() {
+		var k, v string
+		require.NoError(t, rows.Scan(&k, &v))
+		key := k
+		for n := 2; ; n++ {
+			if _, dup := r[key]; !dup {
+				break
+			}
+			key = fmt.Sprintf("%s #%d", k, n)
+		}
+		r[key] = v
+	}
+	require.NoError(t, rows.Err())
 }
 
 // therapyUsers is the daily run's size: every user is one job.
@@ -144,6 +240,44 @@ var therapy = &batch{
 		require.Equal(t, users, f.count(t, `SELECT count(*) FROM therapy_statistics WHERE year = 2026 AND month = 11`))
 		require.Equal(t, users, f.count(t, `SELECT count(*) FROM therapy_batch_log WHERE status = 'SUCCESS'`))
 		return lost, dups
+	},
+	long: &longJob{
+		kind: "therapy_daily", timeout: time.Minute,
+		jobs: `kind = 'therapy_stats' OR (kind = 'therapy_daily' AND args ->> 'business_date' = '2026-12-01')`,
+		done: func(f *fixture) (int64, error) {
+			return f.tryCount(`SELECT count(*) FROM river_job WHERE kind = 'therapy_stats'`)
+		},
+		size: therapyUsers(), unit: "jobs enqueued",
+		// The fan-out inserts its jobs 2,000 users at a time, each batch
+		// one COPY in a transaction of its own (jobs.EnqueueTherapyStats);
+		// a job with the same unique key that another transaction inserted
+		// and has not committed makes the COPY wait for that transaction.
+		// On the last user of a batch the COPY has sent every row when it
+		// waits: let go, it sits idle in its transaction, holding the
+		// batch's uncommitted unique keys.
+		lockAhead: func(t *testing.T, f *fixture, tx pgx.Tx, at int64) string {
+			const perCopy = 2000
+			last := min((at/perCopy+1)*perCopy, therapyUsers()) - 1
+			var user int64
+			require.NoError(t, tx.QueryRow(f.ctx, `
+				SELECT DISTINCT p.therapy_user_id FROM therapy_perform p
+				JOIN therapy_user u ON u.id = p.therapy_user_id AND u.status = 'ACTIVE'
+				WHERE p.performed_at >= '2026-11-01 00:00+09' AND p.performed_at < '2026-12-01 00:00+09'
+				ORDER BY 1 OFFSET $1 LIMIT 1`, last).Scan(&user))
+			client, err := jobs.NewClient(f.pool, jobs.ClientConfig{}, jobs.Deps{Logger: testkit.Logger(t)})
+			require.NoError(t, err)
+			res, err := client.InsertTx(f.ctx, tx, jobs.TherapyStatsArgs{TherapyUserID: user, Year: 2026, Month: 11, BusinessDate: "2026-12-01"}, nil)
+			require.NoError(t, err)
+			require.False(t, res.UniqueSkippedAsDuplicate, "user %d's job enqueued by the fan-out already", user)
+			return fmt.Sprintf("the unique key of user %d's therapy_stats job (target %d)", user, last+1)
+		},
+	},
+	record: func(t *testing.T, f *fixture) map[string]string {
+		r := f.jobRecord(t, `kind = 'therapy_stats' OR (kind = 'therapy_daily' AND args ->> 'business_date' = '2026-12-01')`)
+		f.rows(t, f.pool, r, `SELECT 'therapy_batch_log ' || job_id, to_jsonb(l)::text FROM therapy_batch_log l`)
+		f.rows(t, f.pool, r, `SELECT 'therapy_statistics ' || therapy_user_id || ' ' || year || '-' || month, to_jsonb(s)::text
+			FROM therapy_statistics s`)
+		return r
 	},
 }
 
@@ -199,6 +333,21 @@ var orders = &batch{
 		require.Zero(t, dups, "POSTs the partner refused as repeats")
 		return lost, dups
 	},
+	// Many short jobs, one per request. An attempt's statements are one
+	// each (claims and applies are a pipeline up to its Sync, an implicit
+	// transaction): no transaction stays open between two of them.
+	long: &longJob{kind: "order_submit", jobs: `kind = 'order_submit'`, timeout: jobs.OrderSubmitTimeout},
+	record: func(t *testing.T, f *fixture) map[string]string {
+		r := f.jobRecord(t, `kind = 'order_submit'`)
+		f.rows(t, f.pool, r, `SELECT 'order_request ' || id, to_jsonb(o)::text FROM order_request o`)
+		f.rows(t, f.partner.pool, r, `SELECT 'partner order ' || id, to_jsonb(o)::text FROM thirdparty.orders o`)
+		code, body := get(strings.TrimPrefix(f.partner.url, "http://"), "/_stats")
+		require.Equal(t, http.StatusOK, code, body)
+		var st struct{ Conflicts int64 }
+		require.NoError(t, json.Unmarshal([]byte(body), &st))
+		r["partner conflicts"] = fmt.Sprint(st.Conflicts)
+		return r
+	},
 }
 
 const exchangeMembers, exchangeUsed = 20000, 1000
@@ -240,6 +389,30 @@ var exchange = &batch{
 		require.Equal(t, int64(toExchange), f.count(t, `SELECT issued_quantity FROM coupon WHERE id = $1`, comp))
 		require.Equal(t, int64(exchangeUsed), f.count(t, `SELECT count(*) FROM coupon_issue WHERE coupon_id = $1 AND exchanged_at IS NULL`, expired))
 		return lost, 0
+	},
+	long: &longJob{
+		kind: "coupon_exchange", jobs: `kind = 'coupon_exchange'`, timeout: time.Minute,
+		// A chunk's transaction takes its issues FOR UPDATE, marks them,
+		// inserts the compensation issues and raises the coupon's count in
+		// one statement (store.ExchangeChunkTx), then saves the cursor: a
+		// lock on an issue makes that statement wait.
+		lockAhead: func(t *testing.T, f *fixture, tx pgx.Tx, at int64) string {
+			var id int64
+			require.NoError(t, tx.QueryRow(f.ctx, `
+				SELECT id FROM coupon_issue WHERE id = (
+				    SELECT i.id FROM coupon_issue i JOIN coupon c ON c.id = i.coupon_id
+				    WHERE c.code = 'EXPIRED' AND i.used_at IS NULL AND i.exchanged_at IS NULL
+				    ORDER BY i.id OFFSET $1 LIMIT 1)
+				FOR UPDATE`, at).Scan(&id))
+			return fmt.Sprintf("coupon_issue row %d", id)
+		},
+	},
+	record: func(t *testing.T, f *fixture) map[string]string {
+		r := f.jobRecord(t, `kind = 'coupon_exchange'`)
+		f.rows(t, f.pool, r, `SELECT 'coupon ' || id, to_jsonb(c)::text FROM coupon c`)
+		f.rows(t, f.pool, r, `SELECT 'coupon_issue ' || id, to_jsonb(i)::text FROM coupon_issue i`)
+		f.rows(t, f.pool, r, `SELECT 'coupon_notification ' || id, to_jsonb(n)::text FROM coupon_notification n`)
+		return r
 	},
 }
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -184,14 +185,21 @@ type fixture struct {
 	pool    *pgxpool.Pool
 	env     []string // the CLI's environment
 	wenv    []string // the workers' environment (through the proxies)
+	wdb     string   // the workers' DATABASE_URL (through the proxy)
 	pgLink  *link
 	redis   *testredis.Server
 	rdLink  *link
 	partner *partner
 	ptLink  *link
-	mu      sync.Mutex // guards workers
+	mu      sync.Mutex // guards workers and apps
 	workers []*testbin.Proc
-	rush    *rushResult
+	// apps is each worker's application_name in Postgres, which tells its
+	// sessions apart in pg_stat_activity (all come through one proxy).
+	apps   map[*testbin.Proc]string
+	rush   *rushResult
+	zombie *zombie // a frozen-worker fault's state
+	// faultNote is what the fault noted of where it struck, for the table.
+	faultNote string
 }
 
 func newFixture(t *testing.T, b *batch) *fixture {
@@ -209,7 +217,8 @@ func newFixture(t *testing.T, b *batch) *fixture {
 	common := []string{"BATCH_TZ=Asia/Seoul", "PERIODIC_JOBS=false", "ADMIN_TOKEN=" + faultAdminToken,
 		"MEMBER_JWT_SECRET=" + faultMemberSecret}
 	f.env = append(common, "DATABASE_URL="+pg.URL)
-	f.wenv = append(common, "DATABASE_URL="+via(t, pg.URL, f.pgLink), "ORDER_CALL_TIMEOUT=1s")
+	f.wdb = via(t, pg.URL, f.pgLink)
+	f.wenv = append(common, "DATABASE_URL="+f.wdb, "ORDER_CALL_TIMEOUT=1s")
 	if b.redis {
 		f.redis = testredis.Start(t)
 		f.rdLink = newLink(t, "redis", hostPort(t, f.redis.URL))
@@ -225,13 +234,25 @@ func newFixture(t *testing.T, b *batch) *fixture {
 	return f
 }
 
-// startWorkers starts n worker processes.
+// startWorkers starts n worker processes, each with an application_name of
+// its own (tidemark-worker-1, -2, … in start order).
 func (f *fixture) startWorkers(t *testing.T, n int) {
 	t.Helper()
 	for range n {
-		w := testbin.StartWorker(t, f.wenv...)
+		f.mu.Lock()
+		app := fmt.Sprintf("tidemark-worker-%d", len(f.apps)+1)
+		f.mu.Unlock()
+		sep := "?"
+		if strings.Contains(f.wdb, "?") {
+			sep = "&"
+		}
+		w := testbin.StartWorker(t, append(slices.Clip(f.wenv), "DATABASE_URL="+f.wdb+sep+"application_name="+app)...)
 		f.mu.Lock()
 		f.workers = append(f.workers, w)
+		if f.apps == nil {
+			f.apps = map[*testbin.Proc]string{}
+		}
+		f.apps[w] = app
 		f.mu.Unlock()
 	}
 }

@@ -24,6 +24,17 @@ type fault struct {
 	// chaos` injects it into every batch it applies to.
 	fast   []*batch
 	inject func(t *testing.T, f *fixture, b *batch) (ready time.Duration)
+	// workers is how many worker processes the case runs when the fault
+	// needs more than the batch has; env is their extra environment.
+	workers int
+	env     []string
+	// moment, if set, is called once the batch started and returns when
+	// the fault is to be injected, at about the fraction at of the run, with
+	// a note on where that is; nil: once the batch has done at of its work.
+	moment func(t *testing.T, f *fixture, b *batch, at float64) (note string)
+	// after, if set, runs once the batch has finished and its results were
+	// checked: what the fault still has to show.
+	after func(t *testing.T, f *fixture, b *batch, o *outcome)
 }
 
 func all(*batch) bool           { return true }
@@ -219,6 +230,11 @@ var faults = []fault{
 	slowed("partner link crawl 16KBps", usesPartner, ptLink, "both", "bandwidth", `{"rate": 16}`, 20, 5*time.Second),
 	cut("partner link reset", usesPartner, nil, ptLink, "both", "reset_peer", `{"timeout": 0}`,
 		jobsFailing("order_submit"), noWait),
+	// The coupon rush has no long job (its persist jobs are one idempotent
+	// INSERT each, 10 s at most) and its requests are answered by the
+	// process itself: a frozen one just leaves them hanging.
+	zombieFault("worker frozen (zombie)", false, []*batch{settlement, orders}),
+	zombieFault("worker frozen (zombie) inside a transaction", true, []*batch{therapy, exchange}),
 }
 
 // TestFaults injects every fault into the batches it is run against (the
@@ -251,19 +267,30 @@ func TestFaults(t *testing.T) {
 
 func runCase(t *testing.T, fl fault, b *batch, rep, n int) {
 	o := outcome{Fault: fl.name, Batch: b.name, Rep: rep}
-	defer func() { record(t, o) }()
-	f := newFixture(t, b)
+	var f *fixture
+	defer func() {
+		if f != nil && f.faultNote != "" {
+			o.Note += "; " + f.faultNote
+		}
+		record(t, o)
+	}()
+	f = newFixture(t, b)
 	if b.load != nil {
 		b.load(t, f)
 	}
-	f.startWorkers(t, b.workers)
+	f.wenv = append(f.wenv, fl.env...)
+	f.startWorkers(t, max(b.workers, fl.workers))
 	b.start(t, f)
-	at := int64(moment(rep, n) * float64(b.size))
-	testkit.WaitFor(t, 60*time.Second, "work done before the fault", func() (bool, error) {
-		n, err := b.done(f)
-		return n >= at, err
-	})
-	o.Note = fmt.Sprintf("%d of %d %s", at, b.size, b.unit)
+	if fl.moment != nil {
+		o.Note = fl.moment(t, f, b, moment(rep, n))
+	} else {
+		at := int64(moment(rep, n) * float64(b.size))
+		testkit.WaitFor(t, 60*time.Second, "work done before the fault", func() (bool, error) {
+			n, err := b.done(f)
+			return n >= at, err
+		})
+		o.Note = fmt.Sprintf("%d of %d %s", at, b.size, b.unit)
+	}
 	began := time.Now()
 	o.Ready = fl.inject(t, f, b)
 	if b.finish != nil {
@@ -274,4 +301,7 @@ func runCase(t *testing.T, fl fault, b *batch, rep, n int) {
 	o.Done = time.Since(began)
 	o.Lost, o.Dups = b.verify(t, f)
 	f.requireNoFailedJobs(t, b)
+	if fl.after != nil {
+		fl.after(t, f, b, &o)
+	}
 }

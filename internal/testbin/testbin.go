@@ -182,6 +182,47 @@ func (p *Proc) Kill() {
 	<-p.done
 }
 
+// Freeze stops the process with SIGSTOP, as a VM pause, a long GC pause or a
+// debugger would: it keeps its connections and its state and runs nothing
+// until Thaw. It returns once the kernel reports the process stopped.
+func (p *Proc) Freeze() error {
+	if err := p.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		return fmt.Errorf("testbin: SIGSTOP: %w", err)
+	}
+	return p.waitState(true)
+}
+
+// Thaw resumes a frozen process with SIGCONT and returns once the kernel
+// reports it running again.
+func (p *Proc) Thaw() error {
+	if err := p.cmd.Process.Signal(syscall.SIGCONT); err != nil {
+		return fmt.Errorf("testbin: SIGCONT: %w", err)
+	}
+	return p.waitState(false)
+}
+
+// waitState waits until the process is stopped (or no longer stopped), as
+// /proc/<pid>/stat says, for at most 5 s.
+func (p *Proc) waitState(stopped bool) error {
+	path := fmt.Sprintf("/proc/%d/stat", p.cmd.Process.Pid)
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return fmt.Errorf("testbin: process state: %w", err)
+		}
+		// The state follows the command name, which is in parentheses.
+		st := b[bytes.LastIndexByte(b, ')')+2]
+		if (st == 'T') == stopped {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("testbin: process %d in state %c after 5s", p.cmd.Process.Pid, st)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
 // Wait waits for the process to exit on its own.
 func (p *Proc) Wait(timeout time.Duration) error {
 	select {
