@@ -378,6 +378,8 @@ func (f *fixture) resume(t *testing.T, b *batch, o *outcome) {
 	// stale ones included, and written their completions.
 	require.NoError(t, z.w.Stop(30*time.Second), "the thawed worker's exit")
 	require.Contains(t, z.w.Output(), `msg="worker stopped"`)
+	// The fence caught the attempt it held: it ended without writing.
+	require.Contains(t, z.w.Output(), `msg="jobs: stale attempt: a later attempt owns the job; ending without writing"`)
 
 	requireSameRecord(t, before, b.record(t, f))
 	lost, dups := b.verify(t, f)
