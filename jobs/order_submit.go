@@ -202,6 +202,11 @@ func (w *OrderSubmitWorker) Work(ctx context.Context, job *river.Job[OrderSubmit
 		}
 		return w.retry(ctx, id, fmt.Errorf("409 conflict, then lookup: %w", lerr))
 	case orderapi.Permanent(err):
+		// A stale attempt (its worker froze, another took the job over)
+		// marks nothing on a row the live attempt is working on.
+		if serr := ownsNow(ctx); serr != nil {
+			return serr
+		}
 		if _, ferr := w.deps.Store.MarkOrderFailed(ctx, id, err.Error()); ferr != nil {
 			return ferr // retried: the row is still SENDING, so the retry looks up first
 		}
@@ -221,6 +226,9 @@ func (w *OrderSubmitWorker) applied(ctx context.Context, id int64, o orderapi.Or
 func (w *OrderSubmitWorker) retry(ctx context.Context, id int64, err error) error {
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
+	if ownsNow(rctx) != nil {
+		return err // stale: nothing recorded on the live attempt's row
+	}
 	if rerr := w.deps.Store.RecordOrderError(rctx, id, err.Error()); rerr != nil {
 		w.deps.Logger.WarnContext(ctx, "order_submit: could not record error", "order_request_id", id, "err", rerr)
 	}
