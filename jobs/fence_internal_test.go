@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/rivertest"
 	"github.com/stretchr/testify/require"
 
 	"github.com/tidemark/tidemark/internal/testkit"
@@ -108,4 +110,53 @@ func ids(t *testing.T, st *store.Store, sql string) []int64 {
 	out, err := pgx.CollectRows(rows, pgx.RowTo[int64])
 	require.NoError(t, err)
 	return out
+}
+
+// Each kind of write an attempt makes outside a chunk is refused for a stale
+// attempt, and leaves the job and the tables as they were.
+func TestEveryFencedWriteRefusesAStaleAttempt(t *testing.T) {
+	t.Parallel()
+	pool, _ := testkit.Pool(t)
+	st := store.New(pool)
+	deps := Deps{Store: st, TZ: testkit.TZ(), Logger: testkit.Logger(t)}
+	client, err := NewClient(pool, ClientConfig{}, deps)
+	require.NoError(t, err)
+	res, err := client.Insert(context.Background(), ArchiveMaintainArgs{}, nil)
+	require.NoError(t, err)
+	job := res.Job
+
+	actx, s := attemptCtx(job.ID, 1)
+	f := newFence(deps)
+	ctx := rivertest.WorkContext(context.WithValue(actx, fenceKey{}, f), client)
+	_, err = st.ClaimLeases(ctx, []store.Attempt{s.Attempt, {JobID: job.ID, Attempt: 2}})
+	require.NoError(t, err)
+	jobsBefore := testkit.Count(t, pool, `SELECT count(*) FROM river_job`)
+
+	for name, write := range map[string]func() error{
+		"output": func() error { return recordOutput(ctx, st, job.ID, map[string]int{"n": 1}) },
+		"progress": func() error {
+			return newProgressRecorder(job.ID, "rows", 0, 0, 10).record(ctx, st, 5, nil)
+		},
+		"fan-out inserts": func() error {
+			_, err := insertSkippingDuplicates(ctx, client, pool, []river.InsertManyParams{{Args: TherapyStatsArgs{
+				TherapyUserID: 1, Year: 2026, Month: 11, BusinessDate: "2026-12-01", Trigger: TriggerDaily}}})
+			return err
+		},
+		"a run it starts": func() error {
+			_, err := EnqueueTherapyDaily(ctx, client, st, "2026-12-01", false)
+			return err
+		},
+		"a settlement it starts": func() error {
+			_, err := CatchUpSettlements(ctx, client, st, "2026-12-01")
+			return err
+		},
+		"a write no transaction fences (Redis)": func() error { return ownsNow(ctx) },
+	} {
+		require.ErrorIs(t, write(), store.ErrStale, name)
+	}
+	require.True(t, isStale(ctx))
+	got, err := client.JobGet(context.Background(), job.ID)
+	require.NoError(t, err)
+	require.JSONEq(t, `{}`, string(got.Metadata), "no output or progress reached the job")
+	require.Equal(t, jobsBefore, testkit.Count(t, pool, `SELECT count(*) FROM river_job`), "no job inserted")
 }

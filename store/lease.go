@@ -27,7 +27,17 @@ var ErrStale = errors.New("stale attempt: a later attempt owns the job")
 // attempt's write) to end: nothing an earlier attempt writes commits after a
 // later one took over.
 func (s *Store) ClaimLeases(ctx context.Context, attempts []Attempt) (map[int64]bool, error) {
-	ids, nums := splitAttempts(attempts)
+	// One row per job, the latest attempt's: one statement cannot update a
+	// row twice.
+	latest := map[int64]int{}
+	for _, a := range attempts {
+		latest[a.JobID] = max(latest[a.JobID], a.Attempt)
+	}
+	unique := make([]Attempt, 0, len(latest))
+	for id, n := range latest {
+		unique = append(unique, Attempt{JobID: id, Attempt: n})
+	}
+	ids, nums := splitAttempts(unique)
 	rows, err := s.Pool.Query(ctx, `
 		INSERT INTO job_lease (job_id, attempt)
 		SELECT * FROM unnest($1::bigint[], $2::int[])
