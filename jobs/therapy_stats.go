@@ -59,14 +59,46 @@ func (TherapyStatsArgs) InsertOpts() river.InsertOpts {
 // job's failure alone, retried with River's backoff.
 type TherapyStatsWorker struct {
 	worker[TherapyStatsArgs]
-	combiner *combine.Combiner[store.TherapyKey]
+	combiner *combine.Combiner[therapyItem]
+}
+
+// therapyItem is one job's user-month to recompute, and its attempt (zero
+// outside a fenced attempt).
+type therapyItem struct {
+	key     store.TherapyKey
+	attempt store.Attempt
 }
 
 // NewTherapyStatsWorker returns the worker, with its batch combiner, one
 // aggregation bounded well inside the rescue window.
 func NewTherapyStatsWorker(deps Deps) *TherapyStatsWorker {
 	w := &TherapyStatsWorker{worker: worker[TherapyStatsArgs]{deps: deps, timeout: 30 * time.Second}}
-	w.combiner = combine.New(2, 500, func(ctx context.Context, keys []store.TherapyKey) error {
+	w.combiner = combine.New(2, 500, func(ctx context.Context, items []therapyItem) error {
+		// Right before the batch's statement: an attempt River no longer runs
+		// (its worker froze, another attempt recomputed the user-month)
+		// rewrites nothing, not even the row's aggregated_at.
+		var attempts []store.Attempt
+		for _, it := range items {
+			if it.attempt.JobID != 0 {
+				attempts = append(attempts, it.attempt)
+			}
+		}
+		if len(attempts) > 0 {
+			running, err := deps.Store.RunningAttempts(ctx, attempts)
+			if err != nil {
+				return err
+			}
+			for _, a := range attempts {
+				if !running[a.JobID] {
+					// The batch fails; each job is tried again on its own.
+					return fmt.Errorf("therapy_stats: job %d attempt %d: %w", a.JobID, a.Attempt, store.ErrStale)
+				}
+			}
+		}
+		keys := make([]store.TherapyKey, len(items))
+		for i, it := range items {
+			keys[i] = it.key
+		}
 		return deps.Store.AggregateTherapy(ctx, keys, deps.TZ)
 	})
 	return w
@@ -78,9 +110,19 @@ func (w *TherapyStatsWorker) Work(ctx context.Context, job *river.Job[TherapySta
 	if a.Month < 1 || a.Month > 12 || a.Year < 1 || a.Year > 9999 || a.TherapyUserID <= 0 {
 		return river.JobCancel(fmt.Errorf("therapy_stats: invalid args user %d %04d-%02d", a.TherapyUserID, a.Year, a.Month))
 	}
-	err := w.combiner.Do(ctx, store.NewTherapyKey(a.TherapyUserID, a.Year, a.Month, w.deps.TZ))
+	item := therapyItem{key: store.NewTherapyKey(a.TherapyUserID, a.Year, a.Month, w.deps.TZ)}
+	if s, ok := attemptOf(ctx); ok {
+		item.attempt = s.Attempt
+	}
+	err := w.combiner.Do(ctx, item)
 	if errors.Is(err, store.ErrUnknownTherapyUser) {
 		return river.JobCancel(err) // no retry can make the user exist
+	}
+	if errors.Is(err, store.ErrStale) {
+		if s, ok := attemptOf(ctx); ok {
+			s.stale.Store(true)
+		}
+		return nil
 	}
 	return err
 }
