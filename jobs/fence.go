@@ -36,10 +36,12 @@ import (
 //
 // Kinds whose writes are single statements that a stale attempt may make as
 // well as a fresh one claim no lease: therapy_stats recomputes a user-month
-// from the source rows in one statement; coupon_issue_persist writes its row
-// ON CONFLICT DO NOTHING; order_submit moves its row from status to status
-// with compare-and-set statements and looks its order up before any POST.
-// Their end checks that River still runs their attempt.
+// from the source rows in one statement (and checks, right before it, that
+// River still runs the attempt, so not even aggregated_at changes);
+// coupon_issue_persist writes its row ON CONFLICT DO NOTHING; order_submit
+// moves its row from status to status with compare-and-set statements and
+// looks its order up before any POST. Their end checks that River still
+// runs their attempt.
 
 // unleased are the kinds that claim no lease (see above).
 var unleased = map[string]bool{
