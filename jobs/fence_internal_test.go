@@ -151,6 +151,11 @@ func TestEveryFencedWriteRefusesAStaleAttempt(t *testing.T) {
 			return err
 		},
 		"a write no transaction fences (Redis)": func() error { return ownsNow(ctx) },
+		"a user-month recomputed": func() error {
+			_, err := pool.Exec(ctx, `INSERT INTO therapy_user (id, status) VALUES (1, 'ACTIVE')`)
+			require.NoError(t, err)
+			return st.AggregateTherapy(ctx, []store.TherapyKey{store.NewTherapyKey(1, 2026, 11, testkit.TZ())}, testkit.TZ(), s.Attempt)
+		},
 	} {
 		require.ErrorIs(t, write(), store.ErrStale, name)
 	}
@@ -159,4 +164,5 @@ func TestEveryFencedWriteRefusesAStaleAttempt(t *testing.T) {
 	require.NoError(t, err)
 	require.JSONEq(t, `{}`, string(got.Metadata), "no output or progress reached the job")
 	require.Equal(t, jobsBefore, testkit.Count(t, pool, `SELECT count(*) FROM river_job`), "no job inserted")
+	require.Zero(t, testkit.Count(t, pool, `SELECT count(*) FROM therapy_statistics`), "no statistics written")
 }

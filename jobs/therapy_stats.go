@@ -74,32 +74,20 @@ type therapyItem struct {
 func NewTherapyStatsWorker(deps Deps) *TherapyStatsWorker {
 	w := &TherapyStatsWorker{worker: worker[TherapyStatsArgs]{deps: deps, timeout: 30 * time.Second}}
 	w.combiner = combine.New(2, 500, func(ctx context.Context, items []therapyItem) error {
-		// Right before the batch's statement: an attempt River no longer runs
-		// (its worker froze, another attempt recomputed the user-month)
-		// rewrites nothing, not even the row's aggregated_at.
+		// An attempt River no longer runs (its worker froze, another attempt
+		// recomputed the user-month) rewrites nothing, not even the row's
+		// aggregated_at: the batch's transaction checks first
+		// (store.AggregateTherapy). A batch refused so is run again one job
+		// at a time, each getting its own answer.
+		keys := make([]store.TherapyKey, len(items))
 		var attempts []store.Attempt
-		for _, it := range items {
+		for i, it := range items {
+			keys[i] = it.key
 			if it.attempt.JobID != 0 {
 				attempts = append(attempts, it.attempt)
 			}
 		}
-		if len(attempts) > 0 {
-			running, err := deps.Store.RunningAttempts(ctx, attempts)
-			if err != nil {
-				return err
-			}
-			for _, a := range attempts {
-				if !running[a.JobID] {
-					// The batch fails; each job is tried again on its own.
-					return fmt.Errorf("therapy_stats: job %d attempt %d: %w", a.JobID, a.Attempt, store.ErrStale)
-				}
-			}
-		}
-		keys := make([]store.TherapyKey, len(items))
-		for i, it := range items {
-			keys[i] = it.key
-		}
-		return deps.Store.AggregateTherapy(ctx, keys, deps.TZ)
+		return deps.Store.AggregateTherapy(ctx, keys, deps.TZ, attempts...)
 	})
 	return w
 }

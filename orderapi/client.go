@@ -146,15 +146,17 @@ func (c *Client) List(ctx context.Context, afterID int64, limit int) ([]Order, e
 func (c *Client) do(ctx context.Context, method, path string, body []byte, dst any, wantStatus int) (int, string, error) {
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
-	var rd io.Reader
-	if body != nil {
-		rd = bytes.NewReader(body)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, c.base+path, rd)
+	req, err := http.NewRequestWithContext(ctx, method, c.base+path, nil)
 	if err != nil {
 		return 0, "", redact.Error(err)
 	}
 	if body != nil {
+		// The body is handed over only while ctx is live: a worker that
+		// froze with a POST on its way (its attempt past its deadline, its
+		// job taken over) sends nothing when it wakes, however far
+		// net/http's writer had got.
+		req.Body = io.NopCloser(&liveReader{ctx: ctx, r: bytes.NewReader(body)})
+		req.ContentLength = int64(len(body))
 		req.Header.Set("Content-Type", "application/json")
 	}
 	resp, err := c.http.Do(req)
@@ -186,4 +188,17 @@ func (c *Client) do(ctx context.Context, method, path string, body []byte, dst a
 	}
 	// The partner's answer may quote the request, URL and all.
 	return resp.StatusCode, redact.Text(e.Error), nil
+}
+
+// liveReader reads r while ctx is not done.
+type liveReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (l *liveReader) Read(p []byte) (int, error) {
+	if err := l.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return l.r.Read(p)
 }

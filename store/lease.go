@@ -156,3 +156,9 @@ func collectOwned(rows pgx.Rows, n int) (map[int64]bool, error) {
 	}
 	return owned, nil
 }
+
+// isStaleError reports whether err is tidemark_require_running's refusal.
+func isStaleError(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && pgErr.Code == "TMST1"
+}

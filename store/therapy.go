@@ -94,7 +94,13 @@ func (s *Store) TherapyTargets(ctx context.Context, year, month int, tz *time.Lo
 // same user-month never interleave and the aggregation's snapshot (taken by
 // the next statement) sees everything committed before the lock was granted.
 // Keys are locked in a fixed order, so concurrent batches cannot deadlock.
-func (s *Store) AggregateTherapy(ctx context.Context, keys []TherapyKey, tz *time.Location) error {
+//
+// With attempts, the transaction first checks that River still runs every
+// one of them (tidemark_require_running) and writes nothing, returning
+// ErrStale, if it does not: the fence of jobs' attempts whose worker froze
+// and another attempt took over. The check runs on the server with the rest,
+// so a worker frozen before the batch left it is checked when it is sent.
+func (s *Store) AggregateTherapy(ctx context.Context, keys []TherapyKey, tz *time.Location, attempts ...Attempt) error {
 	keys = uniqueKeys(keys)
 	if len(keys) == 0 {
 		return nil
@@ -115,6 +121,10 @@ func (s *Store) AggregateTherapy(ctx context.Context, keys []TherapyKey, tz *tim
 	// so an aggregation acknowledged here must already be durable
 	// (docs/design/commits.md).
 	batch := &pgx.Batch{}
+	if len(attempts) > 0 {
+		ids, nums := splitAttempts(attempts)
+		batch.Queue(`SELECT tidemark_require_running($1, $2)`, ids, nums)
+	}
 	batch.Queue(`
 		SELECT count(pg_advisory_xact_lock(h))
 		FROM (SELECT hashtextextended('therapy_stats:' || u || ':' || y || ':' || m, 0) AS h
@@ -137,7 +147,16 @@ func (s *Store) AggregateTherapy(ctx context.Context, keys []TherapyKey, tz *tim
 			GROUP BY k.u, k.y, k.m
 			`+therapyUpsertOnConflict, users, years, months, starts, ends, tz.String())
 	results := s.Pool.SendBatch(ctx, batch)
-	_, err := results.Exec()
+	var err error
+	if len(attempts) > 0 {
+		_, err = results.Exec()
+		if isStaleError(err) {
+			err = ErrStale
+		}
+	}
+	if err == nil {
+		_, err = results.Exec()
+	}
 	var written pgconn.CommandTag
 	if err == nil {
 		written, err = results.Exec()

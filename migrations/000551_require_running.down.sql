@@ -1,0 +1,1 @@
+DROP FUNCTION IF EXISTS tidemark_require_running(bigint[], int[]);
