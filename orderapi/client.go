@@ -13,6 +13,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptrace"
 	"net/url"
 	"strconv"
 	"strings"
@@ -146,15 +147,22 @@ func (c *Client) List(ctx context.Context, afterID int64, limit int) ([]Order, e
 func (c *Client) do(ctx context.Context, method, path string, body []byte, dst any, wantStatus int) (int, string, error) {
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
+	// A write to the connection fails once ctx's deadline is past, whatever
+	// it carries: a worker that froze with a request half-written (in
+	// net/http's buffer, not yet on the wire) sends none of it when it
+	// wakes, after its attempt's deadline, its job possibly taken over.
+	if dl, ok := ctx.Deadline(); ok {
+		ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{GotConn: func(info httptrace.GotConnInfo) {
+			_ = info.Conn.SetWriteDeadline(dl)
+		}})
+	}
 	req, err := http.NewRequestWithContext(ctx, method, c.base+path, nil)
 	if err != nil {
 		return 0, "", redact.Error(err)
 	}
 	if body != nil {
-		// The body is handed over only while ctx is live: a worker that
-		// froze with a POST on its way (its attempt past its deadline, its
-		// job taken over) sends nothing when it wakes, however far
-		// net/http's writer had got.
+		// The body is handed over only while ctx is live, as the
+		// connection is written only before its deadline (above).
 		req.Body = io.NopCloser(&liveReader{ctx: ctx, r: bytes.NewReader(body)})
 		req.ContentLength = int64(len(body))
 		req.Header.Set("Content-Type", "application/json")
