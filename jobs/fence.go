@@ -63,6 +63,10 @@ type attemptState struct {
 	store.Attempt
 	leased bool
 	stale  atomic.Bool
+	// proven is set by a kind whose last write committed in a transaction
+	// that found River still running the attempt: an end without error then
+	// needs no check of its own (see owns).
+	proven atomic.Bool
 }
 
 type attemptKey struct{}
@@ -202,7 +206,7 @@ func (f *fence) Work(ctx context.Context, job *rivertype.JobRow, doInner func(co
 	if !s.stale.Load() {
 		err = doInner(ctx)
 	}
-	if !s.stale.Load() && f.owns(ctx, s) {
+	if !s.stale.Load() && (err == nil && s.proven.Load() || f.owns(ctx, s)) {
 		release(true)
 		return err
 	}
@@ -211,7 +215,14 @@ func (f *fence) Work(ctx context.Context, job *rivertype.JobRow, doInner func(co
 	return nil
 }
 
-// owns reports whether s still owns its job. When that cannot be read
+// owns reports whether s still owns its job. An attempt that proved it
+// (proven: therapy_stats, whose one statement checks that River still runs
+// the attempt) and ends without error is not asked again: only a rescue in
+// the moment between that commit and River's completion could make it
+// stale, and its completion then marks done a job whose later attempt would
+// recompute the same user-month from the same rows (commits.md).
+//
+// When ownership cannot be read
 // (Postgres away), it answers true: the attempt's end is then what River
 // would write without the fence.
 func (f *fence) owns(ctx context.Context, s *attemptState) bool {

@@ -112,6 +112,9 @@ func (w *TherapyStatsWorker) Work(ctx context.Context, job *river.Job[TherapySta
 		}
 		return nil
 	}
+	if s, ok := attemptOf(ctx); ok && err == nil {
+		s.proven.Store(true) // the aggregation checked the attempt as it committed
+	}
 	return err
 }
 
