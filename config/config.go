@@ -26,9 +26,13 @@ type Config struct {
 	// Callers is who may call the worker's HTTP listener and how hard.
 	Callers Callers
 
-	// Queues maps each River queue to its worker count in this process
-	// (TIDEMARK_QUEUES, "default=10,therapy=20").
+	// Queues maps each River queue this process works to its worker count
+	// (TIDEMARK_QUEUES, "default=10,therapy=20"): exactly those queues. Empty
+	// only in an API-only process (APIOnly).
 	Queues map[string]int
+	// APIOnly is a process that serves the HTTP API and works no queue
+	// (API_ONLY=true).
+	APIOnly bool
 	// Retention is how long completed, cancelled and discarded jobs stay in
 	// river_job before River's cleaner moves them to the audit archive
 	// (JOB_RETENTION, a Go duration).
@@ -141,14 +145,8 @@ func FromEnv(getenv func(string) string) (Config, error) {
 		errs = append(errs, fmt.Errorf("BATCH_TZ: %w", err))
 	}
 	cfg.TZ = tz
-	if v := getenv("TIDEMARK_QUEUES"); v != "" {
-		q, err := ParseQueues(v)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("TIDEMARK_QUEUES: %w", err))
-		}
-		for k, n := range q {
-			cfg.Queues[k] = n
-		}
+	if err := cfg.queuesFromEnv(getenv); err != nil {
+		errs = append(errs, err)
 	}
 	dur := func(k string, def time.Duration) time.Duration {
 		v := getenv(k)
@@ -303,18 +301,4 @@ func ParseDays(s string) (time.Duration, error) {
 		return 0, fmt.Errorf("want a number of days like 400d or a Go duration, got %q", s)
 	}
 	return d, nil
-}
-
-// ParseQueues parses "name=workers,name=workers".
-func ParseQueues(s string) (map[string]int, error) {
-	out := map[string]int{}
-	for _, part := range strings.Split(s, ",") {
-		name, n, ok := strings.Cut(strings.TrimSpace(part), "=")
-		workers, err := strconv.Atoi(n)
-		if !ok || name == "" || err != nil || workers < 1 || workers > 10000 {
-			return nil, fmt.Errorf("want name=workers (1..10000) separated by commas, got %q", part)
-		}
-		out[name] = workers
-	}
-	return out, nil
 }

@@ -39,17 +39,42 @@ func TestLogFormatAndLevel(t *testing.T) {
 func TestOverridesAndQueues(t *testing.T) {
 	t.Parallel()
 	cfg, err := config.FromEnv(env(map[string]string{
-		"BATCH_TZ": "UTC", "TIDEMARK_QUEUES": "therapy=8,extra=2", "PERIODIC_JOBS": "false", "JOB_RETENTION": "2160h",
+		"BATCH_TZ": "UTC", "TIDEMARK_QUEUES": " therapy=8, outbound = 2", "PERIODIC_JOBS": "false", "JOB_RETENTION": "2160h",
 		"AUDIT_RETENTION": "730d",
 	}))
 	require.NoError(t, err)
 	require.Equal(t, "UTC", cfg.TZ.String())
-	require.Equal(t, 8, cfg.Queues["therapy"])
-	require.Equal(t, 2, cfg.Queues["extra"])
-	require.Equal(t, 10, cfg.Queues["default"], "queues not named keep their defaults")
+	require.Equal(t, map[string]int{"therapy": 8, "outbound": 2}, cfg.Queues, "exactly the queues named")
+	require.False(t, cfg.APIOnly)
 	require.False(t, cfg.Periodic)
 	require.Equal(t, 90*24*time.Hour, cfg.Retention)
 	require.Equal(t, 730*24*time.Hour, cfg.AuditRetention)
+}
+
+// TIDEMARK_QUEUES names exactly the known queues a process works; a
+// process that works none says so with API_ONLY=true.
+func TestQueueSets(t *testing.T) {
+	t.Parallel()
+	cfg, err := config.FromEnv(env(map[string]string{"API_ONLY": "true"}))
+	require.NoError(t, err)
+	require.True(t, cfg.APIOnly)
+	require.Empty(t, cfg.Queues)
+	cfg, err = config.FromEnv(env(map[string]string{"API_ONLY": "false", "TIDEMARK_QUEUES": "member=3"}))
+	require.NoError(t, err)
+	require.Equal(t, map[string]int{"member": 3}, cfg.Queues)
+	for _, tc := range []struct{ queues, apiOnly, want string }{
+		{"default=10,extra=2", "", `TIDEMARK_QUEUES: unknown queue "extra"; the queues are default, member, outbound, therapy`},
+		{"Default=10", "", `TIDEMARK_QUEUES: unknown queue "Default"; the queues are default, member, outbound, therapy`},
+		{"default=1,default=2", "", `TIDEMARK_QUEUES: queue "default" named twice`},
+		{" ", "", `TIDEMARK_QUEUES: no queue named (a process that works none is API_ONLY=true), got " "`},
+		{",", "", `TIDEMARK_QUEUES: want name=workers (1..10000) separated by commas, got ""`},
+		{"default", "", `TIDEMARK_QUEUES: want name=workers (1..10000) separated by commas, got "default"`},
+		{"outbound=4", "true", `TIDEMARK_QUEUES: an API-only process (API_ONLY=true) works no queue; unset one of them, got "outbound=4"`},
+		{"", "yes please", `API_ONLY: want true or false, got "yes please"`},
+	} {
+		_, err := config.FromEnv(env(map[string]string{"TIDEMARK_QUEUES": tc.queues, "API_ONLY": tc.apiOnly}))
+		require.EqualError(t, err, tc.want, "TIDEMARK_QUEUES=%q API_ONLY=%q", tc.queues, tc.apiOnly)
+	}
 }
 
 func TestBadValuesNameTheVariable(t *testing.T) {

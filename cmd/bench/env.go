@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"io"
@@ -150,4 +151,10 @@ func waitIdle(ctx context.Context, e *benchEnv) error {
 		}
 	}
 	return fmt.Errorf("jobs still outstanding after 30 minutes")
+}
+
+// therapyWorkers is the therapy queue's workers of TIDEMARK_QUEUES, or its
+// default when the set leaves the therapy queue out.
+func (e *benchEnv) therapyWorkers() int {
+	return cmp.Or(e.cfg.Queues[config.QueueTherapy], config.DefaultQueues()[config.QueueTherapy])
 }

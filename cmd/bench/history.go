@@ -42,7 +42,7 @@ func benchHistory(ctx context.Context, e *benchEnv) error {
 	archived := envInt("BENCH_HISTORY_ARCHIVED", 3_000_000)
 	recent := envInt("BENCH_HISTORY_RECENT", 100_000)
 	const auditSet = 10_000
-	workers := e.cfg.Queues[config.QueueTherapy]
+	workers := e.therapyWorkers()
 
 	if _, _, err := e.store.GenerateTherapyData(ctx, store.TherapyDemo{FirstUserID: 1, Users: users, PerformsPerUser: 30,
 		Year: 2026, Month: 11}, e.cfg.TZ); err != nil {

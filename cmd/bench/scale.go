@@ -51,7 +51,7 @@ func benchScale(ctx context.Context, e *benchEnv) error {
 		}
 	}
 	freshUsers := envInt("BENCH_SCALE_FRESH_USERS", 30_000)
-	workers := e.cfg.Queues[config.QueueTherapy]
+	workers := e.therapyWorkers()
 
 	if err := scaleStatistics(ctx, e, freshUsers, workers); err != nil {
 		return err

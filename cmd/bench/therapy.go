@@ -40,7 +40,7 @@ func benchTherapy(ctx context.Context, e *benchEnv) error {
 	users := envInt("BENCH_THERAPY_USERS", 100_000)
 	performs := envInt("BENCH_THERAPY_PERFORMS", 30)
 	loopUsers := envInt("BENCH_THERAPY_LOOP_USERS", 20_000)
-	workers := e.cfg.Queues[config.QueueTherapy]
+	workers := e.therapyWorkers()
 	const year, month = 2026, 11
 
 	t0 := time.Now()

@@ -6,10 +6,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"maps"
 	"net"
 	"net/http"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -145,8 +143,9 @@ func run(ctx context.Context, cfg config.Config, ops *auth.Operators, pc *pgxpoo
 	deps := jobs.Deps{Store: st, TZ: cfg.TZ, Logger: logger, Gate: gate, ReconcileGrace: cfg.CouponReconcileGrace,
 		AuditRetention: cfg.AuditRetention,
 		OrderAPI:       orderapi.New(cfg.OrderAPIURL, cfg.OrderCallTimeout, cfg.Queues[config.QueueOutbound])}
-	queues := slices.Sorted(maps.Keys(cfg.Queues))
-	m := metrics.New(metrics.NewCollector(metrics.CollectorOpts{Store: st, Gate: gate, TZ: cfg.TZ, Queues: queues, Logger: logger,
+	// Every queue's depth and lag, whichever this process works: they are
+	// the database's, and any process's /metrics may be the one scraped.
+	m := metrics.New(metrics.NewCollector(metrics.CollectorOpts{Store: st, Gate: gate, TZ: cfg.TZ, Queues: config.KnownQueues(), Logger: logger,
 		PerCoupon: cfg.Callers.MetricsToken != ""}))
 	deps.StaleAttempt = m.StaleAttempt
 	client, err := jobs.NewClient(pool, jobs.ClientConfig{
@@ -161,8 +160,10 @@ func run(ctx context.Context, cfg config.Config, ops *auth.Operators, pc *pgxpoo
 	if err != nil {
 		return err
 	}
-	stopCounting := m.CountWorked(client)
-	defer stopCounting()
+	if !cfg.APIOnly {
+		stopCounting := m.CountWorked(client)
+		defer stopCounting()
+	}
 
 	// River UI's caches and the member key set's refreshes stop when run
 	// returns, after the HTTP listener drained.
@@ -192,12 +193,16 @@ func run(ctx context.Context, cfg config.Config, ops *auth.Operators, pc *pgxpoo
 	go func() { httpErr <- srv.Serve(limited) }()
 
 	// Not ctx: River cancels every running job the moment its Start context
-	// is done. A signal must stop the client gracefully (below) instead.
-	if err := client.Start(context.WithoutCancel(ctx)); err != nil {
-		_ = srv.Close()
-		return fmt.Errorf("start river: %w", err)
+	// is done. A signal must stop the client gracefully (below) instead. An
+	// API-only process only inserts: its client is never started.
+	if !cfg.APIOnly {
+		if err := client.Start(context.WithoutCancel(ctx)); err != nil {
+			_ = srv.Close()
+			return fmt.Errorf("start river: %w", err)
+		}
 	}
-	logger.Info("worker started", "http", ln.Addr().String(), "queues", cfg.Queues, "periodic", cfg.Periodic, "tz", cfg.TZ.String(),
+	logger.Info("worker started", "http", ln.Addr().String(), "queues", cfg.Queues, "api_only", cfg.APIOnly, "river_client", client.ID(),
+		"periodic", cfg.Periodic && !cfg.APIOnly, "tz", cfg.TZ.String(),
 		"postgres_session", cfg.Session.String(),
 		"operators", ops.Names(), "members", memberAuth(cfg.Callers))
 
@@ -214,6 +219,10 @@ func run(ctx context.Context, cfg config.Config, ops *auth.Operators, pc *pgxpoo
 	httpDone := make(chan struct{})
 	go func() { defer close(httpDone); _ = srv.Shutdown(shutdownCtx) }()
 	defer func() { <-httpDone }()
+	if cfg.APIOnly {
+		logger.Info("worker stopped")
+		return err
+	}
 	if stopErr := client.Stop(shutdownCtx); stopErr != nil {
 		logger.Warn("running jobs did not finish in time; cancelling them so they are retried", "err", stopErr)
 		hardCtx, hardCancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
