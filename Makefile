@@ -4,7 +4,7 @@ SHELL := /bin/bash
 SERVICES := eval "$$(scripts/services.sh)"
 BIN := bin
 
-.PHONY: help build run serve test bench chaos fuzz lint migrate services
+.PHONY: help build run serve test bench chaos fuzz lint migrate services image
 
 help:
 	@echo "make run    start services, migrate, load demo data, run each of the five batches once, print a summary of each"
@@ -14,9 +14,15 @@ help:
 	@echo "make serve  run the worker in the foreground (Ctrl-C stops it gracefully), ADMIN_TOKEN and MEMBER_JWT_SECRET as make run's"
 	@echo "make fuzz   each parser's fuzz target for FUZZTIME (default 30s); make test runs their seed corpora"
 	@echo "make lint   gofmt + go vet"
+	@echo "make image  bin/tidemark-image.tar, an OCI image archive built without a container daemon"
 
 build:
-	go build -o $(BIN)/ ./cmd/...
+	go build -buildvcs=auto -o $(BIN)/ ./cmd/...
+
+# The image: static worker and enqueue, time zones built in, CA certificates,
+# user 65532; reproducible (tools/image says how).
+image:
+	go run ./tools/image -o $(BIN)/tidemark-image.tar
 
 services:
 	@scripts/services.sh >/dev/null
