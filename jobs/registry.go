@@ -35,6 +35,16 @@ func Kinds() []string {
 	return kinds
 }
 
+// KindQueues maps every kind Kinds lists to the queue its jobs are inserted
+// on, so that gauges can report each kind at zero before any job exists.
+func KindQueues() map[string]string {
+	m := make(map[string]string, len(registrations))
+	for _, r := range registrations {
+		m[r.kind] = r.queue
+	}
+	return m
+}
+
 // registrations is every kind with its worker, one list for Register and
 // Kinds, so the kinds an operator may name are exactly those a worker runs.
 var registrations = []registration{
@@ -54,13 +64,17 @@ var registrations = []registration{
 
 // registration is one kind and how its worker is built and added.
 type registration struct {
-	kind string
-	add  func(*river.Workers, Deps) error
+	kind, queue string
+	add         func(*river.Workers, Deps) error
 }
 
 func registered[T river.JobArgs, W river.Worker[T]](newWorker func(Deps) W) registration {
 	var args T
-	return registration{kind: args.Kind(), add: func(workers *river.Workers, deps Deps) error {
+	queue := river.QueueDefault
+	if o, ok := any(args).(river.JobArgsWithInsertOpts); ok && o.InsertOpts().Queue != "" {
+		queue = o.InsertOpts().Queue
+	}
+	return registration{kind: args.Kind(), queue: queue, add: func(workers *river.Workers, deps Deps) error {
 		return river.AddWorkerSafely[T](workers, newWorker(deps))
 	}}
 }

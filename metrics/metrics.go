@@ -69,6 +69,17 @@ func New(state *Collector) *Metrics {
 			Help: "Attempts of this process that found a later attempt owning their job (their worker froze past the rescue) and ended without writing, by kind.",
 		}, []string{"kind"}),
 	}
+	// Every kind's series exist from the start, at zero, so that rate(),
+	// increase() and an alert on the first discarded job see it.
+	for _, kind := range jobs.Kinds() {
+		for _, o := range outcomes {
+			m.worked.WithLabelValues(kind, o)
+		}
+		m.runTime.WithLabelValues(kind)
+		m.inserted.WithLabelValues(kind)
+		m.dupes.WithLabelValues(kind)
+		m.stale.WithLabelValues(kind)
+	}
 	m.reg.MustRegister(m.worked, m.runTime, m.inserted, m.dupes, m.stale,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if state != nil {
@@ -76,6 +87,9 @@ func New(state *Collector) *Metrics {
 	}
 	return m
 }
+
+// outcomes are the values of tidemark_jobs_worked_total's outcome label.
+var outcomes = []string{"completed", "retried", "discarded", "cancelled", "snoozed"}
 
 // Handler serves the registry in Prometheus' text format.
 func (m *Metrics) Handler() http.Handler {

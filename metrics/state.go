@@ -124,7 +124,7 @@ func NewCollector(opts CollectorOpts) *Collector {
 		"therapy_failed": d("tidemark_therapy_run_failed", "therapy_stats jobs of today's run discarded or cancelled."),
 		"recon_found":    d("tidemark_reconcile_mismatches_found", "Mismatches the latest run of a reconciliation check found (coupon: summed over ACTIVE coupons).", "check"),
 		"recon_repaired": d("tidemark_reconcile_mismatches_repaired", "Mismatches the latest run of a reconciliation check repaired.", "check"),
-		"recon_at":       d("tidemark_reconcile_last_run_timestamp_seconds", "When the latest run of a reconciliation check finished, as Unix time.", "check"),
+		"recon_at":       d("tidemark_reconcile_last_run_timestamp_seconds", "When the latest run of a reconciliation check finished, as Unix time; 0 until it has run.", "check"),
 	}}
 }
 
@@ -207,10 +207,21 @@ func (c *Collector) liveJobs(ctx context.Context, r *reading) error {
 	for _, q := range c.opts.Queues {
 		age[q] = 0
 	}
+	// Every kind on its queue in every live state, zero when it has none.
+	type qks struct{ queue, kind, state string }
+	perKind := map[qks]int64{}
+	for kind, q := range jobs.KindQueues() {
+		for _, s := range liveStates {
+			perKind[qks{q, kind, s}] = 0
+		}
+	}
 	for _, j := range live {
-		r.gauge("jobs", float64(j.Count), j.Queue, j.Kind, j.State)
+		perKind[qks{j.Queue, j.Kind, j.State}] += j.Count
 		perQueue[qs{j.Queue, j.State}] += j.Count
 		age[j.Queue] = max(age[j.Queue], j.OldestAvailable)
+	}
+	for k, n := range perKind {
+		r.gauge("jobs", float64(n), k.queue, k.kind, k.state)
 	}
 	for q, a := range age {
 		for _, s := range liveStates {
@@ -317,7 +328,12 @@ func (c *Collector) reconcile(ctx context.Context, r *reading) error {
 		found, repaired int
 		at              time.Time
 	}
+	// Every check is reported, at zero (and a last run at the epoch) until
+	// it has run once.
 	checks := map[string]*tally{}
+	for _, check := range checkOfKind {
+		checks[check] = &tally{at: time.Unix(0, 0)}
+	}
 	for _, o := range outs {
 		check := checkOfKind[o.Kind]
 		found, repaired, err := mismatches(o.Kind, o.Output)

@@ -252,3 +252,27 @@ func TestMetricsMatchTheTables(t *testing.T) {
 		}
 	}
 }
+
+// A worker that has worked nothing yet reports every kind's counters and
+// live-job gauges, and every reconciliation check, at zero: an alert on the
+// first discarded job, or rate() over a counter, sees the series from the
+// start.
+func TestMetricsExistAtZero(t *testing.T) {
+	t.Parallel()
+	b := setupOps(t)
+	m := b.scrape(t)
+	for kind, queue := range jobs.KindQueues() {
+		for _, outcome := range []string{"completed", "retried", "discarded", "cancelled", "snoozed"} {
+			require.Zero(t, m.require(t, "tidemark_jobs_worked_total", "kind", kind, "outcome", outcome), kind)
+		}
+		require.Zero(t, m.require(t, "tidemark_jobs_inserted_total", "kind", kind))
+		require.Zero(t, m.require(t, "tidemark_jobs_stale_attempts_total", "kind", kind))
+		if queue != parkedQueue {
+			require.Zero(t, m.require(t, "tidemark_jobs", "queue", queue, "kind", kind, "state", "retryable"), kind)
+		}
+	}
+	for _, check := range []string{"coupon", "orders", "therapy"} {
+		require.Zero(t, m.require(t, "tidemark_reconcile_mismatches_found", "check", check))
+		require.Zero(t, m.require(t, "tidemark_reconcile_last_run_timestamp_seconds", "check", check))
+	}
+}
