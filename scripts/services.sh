@@ -13,7 +13,8 @@
 #
 # The server binaries (initdb/pg_ctl, redis-server) are installed even when
 # servers answer: the fault suite starts private instances it crashes. So is
-# Debian's chromium, which the browser tests drive (/usr/bin/chromium).
+# Debian's chromium, which the browser tests drive (/usr/bin/chromium), and
+# promtool (Debian's prometheus), which checks the alert rules.
 #
 # Everything but the final assignments goes to stderr. SERVICES_OWN=1 skips
 # the machine's shared servers and uses (or starts) our own, to test that path.
@@ -128,6 +129,13 @@ fi
 # The River UI test drives a real browser and fails without one.
 if [ ! -x /usr/bin/chromium ]; then
   apt_install chromium
+fi
+
+# --- promtool -----------------------------------------------------------------
+# The alert rules' tests (deploy/kubernetes) run promtool, from Debian's
+# prometheus package; the server it also installs is not started.
+if ! command -v promtool >/dev/null 2>&1; then
+  apt_install prometheus
 fi
 
 printf 'export DATABASE_URL=%q\nexport REDIS_URL=%q\n' "$DATABASE_URL" "$REDIS_URL"
