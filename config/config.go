@@ -55,6 +55,10 @@ type Config struct {
 	// (FETCH_COOLDOWN). A queue works at most workers ÷ cooldown jobs per
 	// second, so River's 100 ms default caps 50 workers at 500 jobs/s.
 	FetchCooldown time.Duration
+	// Deadlines are the times of day by which the daily batches' runs must
+	// have completed (BATCH_DEADLINES); a late run shows on /ui/ and in
+	// /metrics.
+	Deadlines Deadlines
 	// DBMaxConns is the size of this process's Postgres pool (DB_MAX_CONNS).
 	DBMaxConns int
 	// Session is what Postgres enforces on the worker's sessions
@@ -197,6 +201,9 @@ func FromEnv(getenv func(string) string) (Config, error) {
 		errs = append(errs, err)
 	}
 	cfg.Callers = callers
+	if cfg.Deadlines, err = ParseDeadlines(getenv("BATCH_DEADLINES")); err != nil {
+		errs = append(errs, err)
+	}
 	if err := errors.Join(errs...); err != nil {
 		return cfg, err
 	}

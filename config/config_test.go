@@ -132,3 +132,38 @@ func TestBadURLsHideTheirSecrets(t *testing.T) {
 		require.NotContains(t, err.Error(), "S3cret")
 	}
 }
+
+func TestBatchDeadlines(t *testing.T) {
+	env := func(v string) func(string) string {
+		return func(k string) string {
+			if k == "BATCH_DEADLINES" {
+				return v
+			}
+			return ""
+		}
+	}
+	cfg, err := config.FromEnv(env(""))
+	require.NoError(t, err)
+	require.Empty(t, cfg.Deadlines, "no deadline unless set")
+
+	cfg, err = config.FromEnv(env(" settlement=06:00, therapy=03:30 "))
+	require.NoError(t, err)
+	require.Equal(t, config.Deadlines{"settlement": 6 * time.Hour, "therapy": 3*time.Hour + 30*time.Minute}, cfg.Deadlines)
+	require.Equal(t, "therapy=03:30,settlement=06:00", cfg.Deadlines.String())
+	seoul, err := time.LoadLocation("Asia/Seoul")
+	require.NoError(t, err)
+	due, ok := cfg.Deadlines.Due("settlement", time.Date(2026, 12, 6, 20, 0, 0, 0, time.UTC), seoul)
+	require.True(t, ok)
+	require.Equal(t, time.Date(2026, 12, 7, 6, 0, 0, 0, seoul), due, "the day is the day in BATCH_TZ")
+
+	for v, msg := range map[string]string{
+		"orders=06:00":                `BATCH_DEADLINES: "orders" has no daily run; deadlines apply to therapy, settlement`,
+		"settlement=6":                `BATCH_DEADLINES: settlement: want a time of day HH:MM (00:00–23:59), got "6"`,
+		"settlement=24:00":            `BATCH_DEADLINES: settlement: want a time of day HH:MM (00:00–23:59), got "24:00"`,
+		"settlement":                  `BATCH_DEADLINES: want batch=HH:MM, comma-separated (settlement=06:00,therapy=03:00), got "settlement"`,
+		"therapy=03:00,therapy=04:00": `BATCH_DEADLINES: therapy named twice`,
+	} {
+		_, err := config.FromEnv(env(v))
+		require.EqualError(t, err, msg, v)
+	}
+}

@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/tidemark/tidemark/calendar"
+	"github.com/tidemark/tidemark/config"
 	"github.com/tidemark/tidemark/coupongate"
 	"github.com/tidemark/tidemark/jobs"
 	"github.com/tidemark/tidemark/store"
@@ -25,6 +26,7 @@ type Store interface {
 	LastSettledDate(ctx context.Context, onOrBefore string) (string, error)
 	TherapyRunOf(ctx context.Context, businessDate string) (store.TherapyRun, error)
 	LatestReconcileOutputs(ctx context.Context) ([]store.ReconcileOutput, error)
+	BatchRuns(ctx context.Context, from, to string, tz *time.Location) ([]store.BatchRun, error)
 }
 
 // Gate is what the coupon gauges read from Redis.
@@ -52,6 +54,11 @@ type CollectorOpts struct {
 	// Timeout bounds one read (DefaultTimeout when 0).
 	TTL, Timeout time.Duration
 	Logger       *slog.Logger
+	// Deadlines are BATCH_DEADLINES: each named batch's run is reported late
+	// once its deadline passed without the run completed.
+	Deadlines config.Deadlines
+	// Now is the clock (time.Now when nil).
+	Now func() time.Time
 	// PerCoupon labels the coupon gauges with each ACTIVE coupon's code.
 	// Without it they are sums over the ACTIVE coupons, so a /metrics open
 	// to anyone names no coupon (a code is what a member needs to claim it).
@@ -96,6 +103,9 @@ func NewCollector(opts CollectorOpts) *Collector {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
 	d := func(name, help string, labels ...string) *prometheus.Desc {
 		return prometheus.NewDesc(name, help, labels, nil)
 	}
@@ -124,6 +134,8 @@ func NewCollector(opts CollectorOpts) *Collector {
 		"therapy_failed": d("tidemark_therapy_run_failed", "therapy_stats jobs of today's run discarded or cancelled."),
 		"recon_found":    d("tidemark_reconcile_mismatches_found", "Mismatches the latest run of a reconciliation check found (coupon: summed over ACTIVE coupons).", "check"),
 		"recon_repaired": d("tidemark_reconcile_mismatches_repaired", "Mismatches the latest run of a reconciliation check repaired.", "check"),
+		"batch_due":      d("tidemark_batch_deadline_timestamp_seconds", "Today's deadline of a batch with one (BATCH_DEADLINES), as Unix time.", "batch"),
+		"batch_late":     d("tidemark_batch_late", "1 if a batch's run due by today's deadline (BATCH_DEADLINES) has not completed and the deadline has passed, else 0.", "batch"),
 		"recon_at":       d("tidemark_reconcile_last_run_timestamp_seconds", "When the latest run of a reconciliation check finished, as Unix time; 0 until it has run.", "check"),
 	}}
 }
@@ -150,7 +162,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 }
 
 func (c *Collector) read() []prometheus.Metric {
-	start := time.Now()
+	start := c.opts.Now()
 	ctx, cancel := context.WithTimeout(context.Background(), c.opts.Timeout)
 	defer cancel()
 	r := &reading{c: c}
@@ -168,6 +180,9 @@ func (c *Collector) read() []prometheus.Metric {
 	r.source(ctx, "settlement", func(ctx context.Context, r *reading) error { return c.settlement(ctx, r, today) })
 	r.source(ctx, "therapy", func(ctx context.Context, r *reading) error { return c.therapy(ctx, r, today) })
 	r.source(ctx, "reconcile", c.reconcile)
+	if len(c.opts.Deadlines) > 0 {
+		r.source(ctx, "deadlines", func(ctx context.Context, r *reading) error { return c.deadlines(ctx, r, start) })
+	}
 	r.gauge("read_seconds", time.Since(start).Seconds())
 	return r.out
 }
@@ -316,6 +331,38 @@ func (c *Collector) therapy(ctx context.Context, r *reading, today string) error
 	r.gauge("therapy_target", float64(run.Targets))
 	r.gauge("therapy_done", float64(run.Completed))
 	r.gauge("therapy_failed", float64(run.Failed))
+	return nil
+}
+
+// deadlines reports each batch with a deadline: today's deadline and
+// whether the run due by it is late. The run due by a deadline is the one
+// the batch's periodic job starts for the business date of that moment.
+func (c *Collector) deadlines(ctx context.Context, r *reading, now time.Time) error {
+	for _, batch := range config.DeadlineBatches {
+		due, ok := c.opts.Deadlines.Due(batch, now, c.opts.TZ)
+		if !ok {
+			continue
+		}
+		late := 0.0
+		if !now.Before(due) {
+			date := calendar.BusinessDate(due, c.opts.TZ)
+			if batch == store.BatchSettlement {
+				date = jobs.SettlementBusinessDate(due, c.opts.TZ)
+			}
+			runs, err := c.opts.Store.BatchRuns(ctx, date, date, c.opts.TZ)
+			if err != nil {
+				return err
+			}
+			late = 1
+			for _, run := range runs {
+				if run.Kind == batch && run.State == store.RunCompleted {
+					late = 0
+				}
+			}
+		}
+		r.gauge("batch_due", float64(due.Unix()), batch)
+		r.gauge("batch_late", late, batch)
+	}
 	return nil
 }
 

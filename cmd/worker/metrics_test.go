@@ -229,18 +229,25 @@ func TestMetricsMatchTheTables(t *testing.T) {
 	require.Equal(t, 3.0, m.require(t, "tidemark_therapy_run_done"))
 	require.Equal(t, 0.0, m.require(t, "tidemark_therapy_run_failed"))
 
+	// Today's therapy run completed; yesterday's settlement never ran.
+	require.Equal(t, 0.0, m.require(t, "tidemark_batch_late", "batch", "therapy"))
+	require.Equal(t, 1.0, m.require(t, "tidemark_batch_late", "batch", "settlement"))
+	todayMidnight, err := time.ParseInLocation(time.DateOnly, today, seoul)
+	require.NoError(t, err)
+	require.Equal(t, float64(todayMidnight.Unix()), m.require(t, "tidemark_batch_deadline_timestamp_seconds", "batch", "therapy"))
+
 	// What this worker did: counted from River's events and inserts.
 	require.Equal(t, 3.0, m.require(t, "tidemark_jobs_worked_total", "kind", "therapy_stats", "outcome", "completed"))
 	require.Equal(t, 3.0, m.require(t, "tidemark_job_run_duration_seconds", "kind", "therapy_stats"))
 	require.Equal(t, 1.0, m.require(t, "tidemark_jobs_worked_total", "kind", "coupon_reconcile", "outcome", "completed"))
 	require.Equal(t, 3.0, m.require(t, "tidemark_jobs_inserted_total", "kind", "therapy_stats"), "the fan-out's inserts")
-	for _, src := range []string{"river_job", "order_request", "coupon", "redis", "settlement", "therapy", "reconcile"} {
+	for _, src := range []string{"river_job", "order_request", "coupon", "redis", "settlement", "therapy", "reconcile", "deadlines"} {
 		require.Equal(t, 1.0, m.require(t, "tidemark_metrics_source_up", "source", src), src)
 	}
 
 	// Numbers only: tidemark's labels are from a closed set.
 	allowed := map[string]bool{"queue": true, "kind": true, "state": true, "status": true, "coupon": true,
-		"check": true, "outcome": true, "source": true}
+		"check": true, "outcome": true, "source": true, "batch": true}
 	for name, fam := range m {
 		if !strings.HasPrefix(name, "tidemark_") {
 			continue
@@ -275,4 +282,7 @@ func TestMetricsExistAtZero(t *testing.T) {
 		require.Zero(t, m.require(t, "tidemark_reconcile_mismatches_found", "check", check))
 		require.Zero(t, m.require(t, "tidemark_reconcile_last_run_timestamp_seconds", "check", check))
 	}
+	// Past midnight's deadlines, with no run at all: both late.
+	require.Equal(t, 1.0, m.require(t, "tidemark_batch_late", "batch", "therapy"))
+	require.Equal(t, 1.0, m.require(t, "tidemark_batch_late", "batch", "settlement"))
 }

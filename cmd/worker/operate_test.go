@@ -55,7 +55,10 @@ func setupOps(t *testing.T) *opsBundle {
 	b := &opsBundle{dbURL: dbURL, pool: pool, token: "op-" + time.Now().Format("150405.000000"),
 		viewer: "viewer-" + time.Now().Format("150405.000000"), metrics: "metrics-" + time.Now().Format("150405.000000"),
 		parkedAt: time.Now().Add(-10 * time.Minute).Truncate(time.Second)}
-	b.env = []string{"DATABASE_URL=" + dbURL, "REDIS_URL=" + testredis.URL(), "PERIODIC_JOBS=false"}
+	// Both batches due by midnight: today's therapy run is late until it
+	// completes; the settlement due by it is yesterday's (00:30's run).
+	b.env = []string{"DATABASE_URL=" + dbURL, "REDIS_URL=" + testredis.URL(), "PERIODIC_JOBS=false",
+		"BATCH_DEADLINES=therapy=00:00,settlement=00:00"}
 	b.parkJobs(t)
 	b.worker = testbin.StartWorker(t, append(b.env, "ADMIN_TOKEN="+b.token, "METRICS_TOKEN="+b.metrics,
 		"OPERATORS_FILE="+operatorsFile(t, "vera:viewer:"+sha256Hex(b.viewer)))...)

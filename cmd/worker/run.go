@@ -145,7 +145,7 @@ func run(ctx context.Context, cfg config.Config, ops *auth.Operators, pc *pgxpoo
 		OrderAPI:       orderapi.New(cfg.OrderAPIURL, cfg.OrderCallTimeout, cfg.Queues[config.QueueOutbound])}
 	// Every queue's depth and lag, whichever this process works: they are
 	// the database's, and any process's /metrics may be the one scraped.
-	m := metrics.New(metrics.NewCollector(metrics.CollectorOpts{Store: st, Gate: gate, TZ: cfg.TZ, Queues: config.KnownQueues(), Logger: logger,
+	m := metrics.New(metrics.NewCollector(metrics.CollectorOpts{Store: st, Gate: gate, TZ: cfg.TZ, Queues: config.KnownQueues(), Logger: logger, Deadlines: cfg.Deadlines,
 		PerCoupon: cfg.Callers.MetricsToken != ""}))
 	deps.StaleAttempt = m.StaleAttempt
 	client, err := jobs.NewClient(pool, jobs.ClientConfig{

@@ -272,7 +272,9 @@ func TestManifestsMatchTheProgram(t *testing.T) {
 	configOf(t, "Job "+job.Name, env, names)
 
 	// A worker to ask which paths it serves and which metrics it exposes.
-	w := testbin.StartWorker(t, "DATABASE_URL="+testkit.DatabaseURL(t), "REDIS_URL="+testredis.URL(), "PERIODIC_JOBS=false")
+	// It runs with the ConfigMap's deadlines, which its gauges follow.
+	w := testbin.StartWorker(t, "DATABASE_URL="+testkit.DatabaseURL(t), "REDIS_URL="+testredis.URL(), "PERIODIC_JOBS=false",
+		"BATCH_DEADLINES="+m.configMaps[0].Data["BATCH_DEADLINES"])
 	exposed := exposedMetrics(t, w.Addr)
 
 	deployments := map[string]config.Config{}
@@ -404,7 +406,7 @@ func TestManifestsMatchTheProgram(t *testing.T) {
 		}
 	}
 	for _, want := range []string{"TidemarkWorkerDown", "TidemarkQueueLagging", "TidemarkJobsDiscarded",
-		"TidemarkOrderStuckSending", "TidemarkReconciliationMismatches", "TidemarkMetricsSourceDown"} {
+		"TidemarkOrderStuckSending", "TidemarkReconciliationMismatches", "TidemarkMetricsSourceDown", "TidemarkBatchLate"} {
 		require.Contains(t, alerts, want)
 	}
 }

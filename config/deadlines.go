@@ -1,0 +1,67 @@
+package config
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+)
+
+// DeadlineBatches are the batches with a daily run, which a deadline can
+// name: the therapy run (00:00 BATCH_TZ) and the settlement (00:30).
+var DeadlineBatches = []string{"therapy", "settlement"}
+
+// Deadlines maps a batch to the time of day, in BATCH_TZ, by which its run
+// for that day must have completed (BATCH_DEADLINES,
+// "settlement=06:00,therapy=03:00"), as the offset from midnight. A batch it
+// does not name has no deadline.
+type Deadlines map[string]time.Duration
+
+// ParseDeadlines reads BATCH_DEADLINES; blank is no deadline.
+func ParseDeadlines(s string) (Deadlines, error) {
+	d := Deadlines{}
+	if strings.TrimSpace(s) == "" {
+		return d, nil
+	}
+	for _, part := range strings.Split(s, ",") {
+		batch, at, ok := strings.Cut(strings.TrimSpace(part), "=")
+		batch, at = strings.TrimSpace(batch), strings.TrimSpace(at)
+		if !ok || batch == "" || at == "" {
+			return nil, fmt.Errorf("BATCH_DEADLINES: want batch=HH:MM, comma-separated (settlement=06:00,therapy=03:00), got %q", part)
+		}
+		if !slices.Contains(DeadlineBatches, batch) {
+			return nil, fmt.Errorf("BATCH_DEADLINES: %q has no daily run; deadlines apply to %s", batch, strings.Join(DeadlineBatches, ", "))
+		}
+		if _, dup := d[batch]; dup {
+			return nil, fmt.Errorf("BATCH_DEADLINES: %s named twice", batch)
+		}
+		t, err := time.Parse("15:04", at)
+		if err != nil || len(at) != 5 {
+			return nil, fmt.Errorf("BATCH_DEADLINES: %s: want a time of day HH:MM (00:00–23:59), got %q", batch, at)
+		}
+		d[batch] = time.Duration(t.Hour())*time.Hour + time.Duration(t.Minute())*time.Minute
+	}
+	return d, nil
+}
+
+// String is d as BATCH_DEADLINES writes it, batches in DeadlineBatches order.
+func (d Deadlines) String() string {
+	var parts []string
+	for _, b := range DeadlineBatches {
+		if at, ok := d[b]; ok {
+			parts = append(parts, fmt.Sprintf("%s=%02d:%02d", b, int(at.Hours()), int(at.Minutes())%60))
+		}
+	}
+	return strings.Join(parts, ",")
+}
+
+// Due is the moment of day's deadline of batch in tz, and whether it has one.
+// day is any time on the calendar day in tz.
+func (d Deadlines) Due(batch string, day time.Time, tz *time.Location) (time.Time, bool) {
+	at, ok := d[batch]
+	if !ok {
+		return time.Time{}, false
+	}
+	y, m, dd := day.In(tz).Date()
+	return time.Date(y, m, dd, 0, 0, 0, 0, tz).Add(at), true
+}
