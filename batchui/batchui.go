@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/tidemark/tidemark/calendar"
+	"github.com/tidemark/tidemark/config"
 	"github.com/tidemark/tidemark/redact"
 	"github.com/tidemark/tidemark/store"
 )
@@ -60,6 +61,9 @@ type Opts struct {
 	StuckAfter time.Duration
 	// Now is the clock (time.Now when nil).
 	Now func() time.Time
+	// Deadlines are BATCH_DEADLINES: a run not completed by its deadline is
+	// shown late.
+	Deadlines config.Deadlines
 }
 
 //go:embed page.html
@@ -120,6 +124,10 @@ type runRow struct {
 	// FirstOfDate starts a date's group of rows.
 	FirstOfDate           bool
 	Started, Finished     string
+	// Late is a run not completed by its deadline (BATCH_DEADLINES), Due
+	// that deadline.
+	Late bool
+	Due  string
 	JobLinks, FailedLinks []jobLink
 }
 
@@ -156,9 +164,14 @@ func (o Opts) read(ctx context.Context) (view, error) {
 	}
 	for i, r := range runs {
 		r.LastError = redact.Text(r.LastError) // a job's error, stored as the job returned it
-		v.Runs = append(v.Runs, runRow{BatchRun: r, FirstOfDate: i == 0 || runs[i-1].BusinessDate != r.BusinessDate,
+		row := runRow{BatchRun: r, FirstOfDate: i == 0 || runs[i-1].BusinessDate != r.BusinessDate,
 			Started: o.clock(r.StartedAt), Finished: o.clock(r.FinishedAt),
-			JobLinks: o.links(r.JobIDs), FailedLinks: o.links(r.FailedJobIDs)})
+			JobLinks: o.links(r.JobIDs), FailedLinks: o.links(r.FailedJobIDs)}
+		if due, ok := o.Deadlines.DueFor(r.Kind, r.BusinessDate, o.TZ); ok {
+			row.Due = o.clock(due)
+			row.Late = r.State != store.RunCompleted && !now.Before(due)
+		}
+		v.Runs = append(v.Runs, row)
 	}
 	reports, err := o.Store.LatestReconcileOutputs(ctx)
 	if err != nil {

@@ -65,3 +65,18 @@ func (d Deadlines) Due(batch string, day time.Time, tz *time.Location) (time.Tim
 	y, m, dd := day.In(tz).Date()
 	return time.Date(y, m, dd, 0, 0, 0, 0, tz).Add(at), true
 }
+
+// DueFor is when the run of batch for businessDate (YYYY-MM-DD in tz) is
+// due, and whether batch has a deadline. A settlement runs at 00:30 for its
+// date, so a settlement deadline before 00:30 is the next day's.
+func (d Deadlines) DueFor(batch, businessDate string, tz *time.Location) (time.Time, bool) {
+	day, err := time.ParseInLocation(time.DateOnly, businessDate, tz)
+	if err != nil {
+		return time.Time{}, false
+	}
+	due, ok := d.Due(batch, day, tz)
+	if ok && batch == "settlement" && d[batch] < 30*time.Minute {
+		due = due.AddDate(0, 0, 1)
+	}
+	return due, ok
+}

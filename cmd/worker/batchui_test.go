@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"regexp"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -65,6 +66,14 @@ var (
 	stateAttr = regexp.MustCompile(`data-state="(\w*)"`)
 )
 
+// runRowHTML is the batch page's row of batch on date.
+func runRowHTML(t *testing.T, page []byte, date, batch string) string {
+	t.Helper()
+	row := regexp.MustCompile(`(?s)<tr class="run[^"]*" data-date="` + date + `" data-batch="` + batch + `"[^>]*>.*?</tr>`).Find(page)
+	require.NotNil(t, row, "no %s row for %s", batch, date)
+	return string(row)
+}
+
 // runRow returns the batch page's row of batch on date: its state and counts.
 func runRow(t *testing.T, page []byte, date, batch string) (string, map[string]int64) {
 	t.Helper()
@@ -104,6 +113,22 @@ func TestBatchPageShowsASettledDate(t *testing.T) {
 	require.Equal(t, store.RunCompleted, state)
 	require.Equal(t, s.counts, counts)
 	require.Contains(t, string(page), fmt.Sprintf(`<a href="/riverui/jobs/%d">#%d</a>`, s.jobID, s.jobID))
+	// BATCH_DEADLINES=therapy=00:00,settlement=00:00: today's therapy run
+	// (none) and yesterday's settlement (none) are late; today's settlement
+	// is due at midnight tonight, and done.
+	tz, err := time.LoadLocation("Asia/Seoul")
+	require.NoError(t, err)
+	yesterday := calendar.BusinessDate(time.Now().In(tz).AddDate(0, 0, -1), tz)
+	for _, r := range []struct {
+		date, batch string
+		late        bool
+	}{{s.date, store.BatchTherapy, true}, {yesterday, store.BatchSettlement, true}, {s.date, store.BatchSettlement, false},
+		{s.date, store.BatchOrders, false}} {
+		row := runRowHTML(t, page, r.date, r.batch)
+		require.Equal(t, r.late, strings.Contains(row, `data-late="true"`), "%s %s late", r.date, r.batch)
+		require.Equal(t, r.late, strings.Contains(row, `state-late">late</span>`), "%s %s shows late", r.date, r.batch)
+	}
+	require.Contains(t, runRowHTML(t, page, s.date, store.BatchSettlement), "due "+calendar.NextBusinessDate(time.Now(), tz)+" 00:00:00")
 	require.Len(t, regexp.MustCompile(`<tr class="run`).FindAll(page, -1), 14*len(store.BatchKinds))
 	orders := regexp.MustCompile(`<tr data-order="(\d+)"><td>\d+</td><td>(\w+)</td>`).FindAllSubmatch(page, -1)
 	require.Len(t, orders, 1, "only the stuck request is listed")

@@ -179,7 +179,7 @@ func run(ctx context.Context, cfg config.Config, ops *auth.Operators, pc *pgxpoo
 	if err != nil {
 		return err
 	}
-	batchUI := batchui.Handler(batchui.Opts{Store: st, TZ: cfg.TZ, Logger: logger, RiverUIPrefix: riverUIPrefix})
+	batchUI := batchui.Handler(batchui.Opts{Store: st, TZ: cfg.TZ, Logger: logger, RiverUIPrefix: riverUIPrefix, Deadlines: cfg.Deadlines})
 	ln, err := net.Listen("tcp", cfg.HTTPAddr)
 	if err != nil {
 		return fmt.Errorf("http listen %s: %w", cfg.HTTPAddr, err)
