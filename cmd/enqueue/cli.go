@@ -127,6 +127,9 @@ func Main(ctx context.Context, args []string, getenv func(string) string, stdout
 	switch {
 	case err == nil, errors.Is(err, errHelp):
 		return 0
+	case alreadyRan(err):
+		fmt.Fprintf(stderr, "enqueue %s: %s\n", args[0], oneLine(err))
+		return exitAlreadyRan
 	case errors.As(err, &ue):
 		fmt.Fprintf(stderr, "enqueue %s: %s\n", args[0], oneLine(err))
 		return 2
@@ -135,6 +138,29 @@ func Main(ctx context.Context, args []string, getenv func(string) string, stdout
 		return 1
 	}
 }
+
+// exitAlreadyRan is the exit status of every command that refuses to start
+// a run that exists (queued, running or completed), so a script tells
+// "nothing to do" from a failure the same way for each.
+const exitAlreadyRan = 3
+
+// alreadyRan reports whether err refuses a run that exists.
+func alreadyRan(err error) bool {
+	var (
+		active     *jobs.RunActiveError
+		done       *jobs.RunCompletedError
+		settling   *jobs.SettlementActiveError
+		settled    *jobs.SettlementCompletedError
+		identified ranError
+	)
+	return errors.As(err, &active) || errors.As(err, &done) || errors.As(err, &settling) || errors.As(err, &settled) ||
+		errors.As(err, &identified)
+}
+
+// ranError is a command's own message for a run that exists.
+type ranError struct{ msg string }
+
+func (e ranError) Error() string { return e.msg }
 
 func printUsage(w io.Writer) {
 	fmt.Fprintln(w, "usage: enqueue <command> [flags]   (enqueue <command> --help for its flags)")
@@ -147,7 +173,7 @@ func printUsage(w io.Writer) {
 	for _, n := range names {
 		fmt.Fprintf(w, "  %-16s %s\n", n, commands[n].summary)
 	}
-	fmt.Fprintln(w, "\nexit status: 0 success, 1 runtime error, 2 usage error")
+	fmt.Fprintln(w, "\nexit status: 0 success, 1 runtime error, 2 usage error, 3 already ran (the run exists, queued, running or\ncompleted: nothing enqueued; --rerun runs a completed one again)")
 }
 
 // parseFlags parses args with fs, turning flag errors into usage errors and

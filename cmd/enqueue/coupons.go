@@ -224,10 +224,10 @@ func cmdCouponExchange(ctx context.Context, e *env, args []string) error {
 	)
 	switch {
 	case errors.As(err, &done):
-		return fmt.Errorf("a coupon_exchange with these identifying parameters already completed (job %d at %s); use --rerun to run it again",
-			done.JobID, done.FinalizedAt.UTC().Format(time.RFC3339))
+		return ranError{fmt.Sprintf("a coupon_exchange with these identifying parameters already completed (job %d at %s); use --rerun to run it again",
+			done.JobID, done.FinalizedAt.In(e.cfg.TZ).Format(time.RFC3339))}
 	case errors.As(err, &active):
-		return fmt.Errorf("a coupon_exchange with these identifying parameters is already %s (job %d); not enqueued again", active.State, active.JobID)
+		return ranError{fmt.Sprintf("a coupon_exchange with these identifying parameters is already %s (job %d); not enqueued again", active.State, active.JobID)}
 	case err != nil:
 		return err
 	}

@@ -260,7 +260,7 @@ func TestCouponExchangeCommand(t *testing.T) {
 	require.Contains(t, stdout, "enqueued")
 	// A concurrent duplicate (the first is still queued) is refused.
 	exit, _, stderr = b.run(t, good...)
-	require.Equal(t, 1, exit)
+	require.Equal(t, 3, exit, "already ran")
 	require.Contains(t, stderr, "already available")
 
 	client, err := jobs.NewClient(b.pool, jobs.ClientConfig{Queues: map[string]int{"default": 2}, Retention: 24 * time.Hour,
@@ -276,10 +276,10 @@ func TestCouponExchangeCommand(t *testing.T) {
 	// The same identifying parameters after a completed run: refused, nothing
 	// changed. A different chunk size is not identifying: still refused.
 	exit, _, stderr = b.run(t, good...)
-	require.Equal(t, 1, exit)
+	require.Equal(t, 3, exit, "already ran")
 	require.Contains(t, stderr, "already completed")
 	exit, _, _ = b.run(t, append(good, "--chunk-size", "7")...)
-	require.Equal(t, 1, exit)
+	require.Equal(t, 3, exit)
 	require.Equal(t, 1, b.count(t, `SELECT count(*) FROM river_job WHERE kind = 'coupon_exchange'`))
 	require.Equal(t, 1, b.count(t, `SELECT count(*) FROM coupon WHERE code LIKE 'EXCH-%'`))
 
@@ -289,7 +289,7 @@ func TestCouponExchangeCommand(t *testing.T) {
 	require.Equal(t, int64(1), testkit.RunCleaner(t, b.pool))
 	require.Equal(t, 0, b.count(t, `SELECT count(*) FROM river_job WHERE kind = 'coupon_exchange'`))
 	exit, _, stderr = b.run(t, good...)
-	require.Equal(t, 1, exit)
+	require.Equal(t, 3, exit)
 	require.Contains(t, stderr, "a coupon_exchange with these identifying parameters already completed (job ")
 	require.Contains(t, stderr, "use --rerun to run it again")
 	require.Equal(t, 0, b.count(t, `SELECT count(*) FROM river_job WHERE kind = 'coupon_exchange'`))
@@ -306,7 +306,7 @@ func TestCouponExchangeCommand(t *testing.T) {
 	require.Equal(t, 10, b.count(t, `SELECT count(*) FROM coupon_issue i JOIN coupon c ON c.id = i.coupon_id WHERE c.code LIKE 'EXCH-%'`))
 	// The rerun is refused in its turn.
 	exit, _, stderr = b.run(t, good...)
-	require.Equal(t, 1, exit)
+	require.Equal(t, 3, exit, "already ran")
 	require.Contains(t, stderr, "already completed")
 
 	// Change an identifying parameter and it runs (nothing left to exchange).

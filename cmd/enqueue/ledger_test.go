@@ -133,14 +133,14 @@ func TestSettlementCommandIdentity(t *testing.T) {
 	require.Equal(t, 0, results[0].code, results[0].stderr)
 	id := jobIDFrom(t, results[0].stdout)
 	require.Equal(t, "point_settlement 2026-11-20: run 1 enqueued as job "+fmt.Sprint(id)+"\n", results[0].stdout)
-	require.Equal(t, 1, results[1].code)
+	require.Equal(t, 3, results[1].code, "already ran")
 	require.Equal(t, fmt.Sprintf("enqueue settlement: already queued for 2026-11-20 (job %d, available); wait for it to finish\n", id), results[1].stderr)
 	require.Equal(t, int64(1), b.count(t, `SELECT count(*) FROM river_job WHERE kind = 'point_settlement'`))
 
 	b.startWorker(t)
 	b.waitState(t, id, "completed")
 	code, _, stderr := b.enqueue("settlement", "--date", "2026-11-20")
-	require.Equal(t, 1, code)
+	require.Equal(t, 3, code, "already ran")
 	require.Equal(t, fmt.Sprintf("enqueue settlement: already completed for 2026-11-20 (job %d); use --rerun to run it again\n", id), stderr)
 
 	code, stdout, stderr := b.enqueue("settlement", "--date", "2026-11-20", "--rerun")
@@ -156,7 +156,7 @@ func TestSettlementCommandIdentity(t *testing.T) {
 	// refused with the same message, and a rerun is numbered after both.
 	require.Equal(t, int64(2), testkit.RunCleaner(t, b.pool))
 	code, _, stderr = b.enqueue("settlement", "--date", "2026-11-20")
-	require.Equal(t, 1, code)
+	require.Equal(t, 3, code, "already ran")
 	require.Equal(t, fmt.Sprintf("enqueue settlement: already completed for 2026-11-20 (job %d); use --rerun to run it again\n", rerun), stderr)
 	require.Equal(t, int64(0), b.count(t, `SELECT count(*) FROM river_job WHERE kind = 'point_settlement'`))
 	code, stdout, stderr = b.enqueue("settlement", "--date", "2026-11-20", "--rerun")

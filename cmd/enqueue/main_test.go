@@ -95,13 +95,15 @@ func TestTherapyStatsBackfillCountsDuplicates(t *testing.T) {
 	require.Equal(t, 2, b.jobs(t))
 
 	require.Contains(t, b.ok(t, "therapy-daily", "--date", "2026-12-01"), "it aggregates 2026-11")
-	require.Contains(t, b.ok(t, "therapy-daily", "--date", "2026-12-01"), "already enqueued")
+	code, _, stderr := b.run(t, "therapy-daily", "--date", "2026-12-01")
+	require.Equal(t, 3, code, "already ran: the exit status settlement and coupon-exchange give too")
+	require.Contains(t, stderr, "already enqueued")
 	require.Equal(t, 3, b.jobs(t))
 
 	require.Contains(t, b.ok(t, "status"), "therapy_stats  available  2")
 
 	// Nothing works these jobs here: wait gives up, exit 1, saying how many.
-	code, _, stderr := b.run(t, "wait", "--timeout", "300ms")
+	code, _, stderr = b.run(t, "wait", "--timeout", "300ms")
 	require.Equal(t, 1, code)
 	require.Contains(t, stderr, "3 job(s) still outstanding")
 }

@@ -99,11 +99,9 @@ func cmdTherapyDaily(ctx context.Context, e *env, args []string) error {
 	)
 	switch {
 	case errors.As(err, &active):
-		fmt.Fprintf(e.stdout, "therapy_daily %s: already enqueued as job %d (%s); not run again\n", *date, active.JobID, active.State)
-		return nil
+		return ranError{fmt.Sprintf("therapy_daily %s: already enqueued as job %d (%s); not run again", *date, active.JobID, active.State)}
 	case errors.As(err, &done):
-		fmt.Fprintf(e.stdout, "therapy_daily %s: already enqueued as job %d (completed); not run again (--rerun runs it again)\n", *date, done.JobID)
-		return nil
+		return ranError{fmt.Sprintf("therapy_daily %s: already completed as job %d; not run again (--rerun runs it again)", *date, done.JobID)}
 	case err != nil:
 		return err
 	}
