@@ -395,7 +395,6 @@ func newToken() string {
 	return hex.EncodeToString(b)
 }
 
-
 func sleep(ctx context.Context, d time.Duration) error {
 	t := time.NewTimer(d)
 	defer t.Stop()
