@@ -297,3 +297,29 @@ func TestOverloadedAndFailing(t *testing.T) {
 	_, err = dead.Lookup(ctx, "u", "2025-02")
 	require.True(t, orderapi.Failing(ctx, err), "a refused connection: %v", err)
 }
+
+// The simulated partner's rate limit answers 429 past its calls a second,
+// and its maintenance window 503 with the time left as Retry-After.
+func TestPartnerRateLimitAndMaintenance(t *testing.T) {
+	t.Parallel()
+	api, _ := setup(t, thirdparty.Faults{RateLimit: 5})
+	ctx := context.Background()
+	var tooMany int
+	for i := range 8 {
+		_, err := api.Lookup(ctx, fmt.Sprintf("u%d", i), "2025-02")
+		if ra, ok := orderapi.Overloaded(err); ok {
+			tooMany++
+			require.Equal(t, time.Second, ra)
+			continue
+		}
+		require.ErrorIs(t, err, orderapi.ErrNotFound)
+	}
+	require.Equal(t, 3, tooMany, "5 a second let through")
+
+	api, _ = setup(t, thirdparty.Faults{Maintenance: thirdparty.Duration(time.Hour)})
+	_, err := api.Create(ctx, orderapi.OrderRequest{Username: "u", TotalPrice: 1, AppliedYearMonth: "2025-02"})
+	var se *orderapi.StatusError
+	require.ErrorAs(t, err, &se)
+	require.Equal(t, http.StatusServiceUnavailable, se.Status)
+	require.Equal(t, time.Hour, se.RetryAfter)
+}
