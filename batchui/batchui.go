@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/tidemark/tidemark/calendar"
+	"github.com/tidemark/tidemark/partnerbudget"
 	"github.com/tidemark/tidemark/redact"
 	"github.com/tidemark/tidemark/store"
 )
@@ -60,6 +61,15 @@ type Opts struct {
 	StuckAfter time.Duration
 	// Now is the clock (time.Now when nil).
 	Now func() time.Time
+	// Partner reads the shared budget toward the order partner (its
+	// breaker and pause); nil leaves the partner out of the page.
+	Partner PartnerStatus
+}
+
+// PartnerStatus is what the page reads of the budget toward the partner
+// (*partnerbudget.Budget provides it).
+type PartnerStatus interface {
+	Status(ctx context.Context) (partnerbudget.Status, error)
 }
 
 //go:embed page.html
@@ -113,6 +123,15 @@ type view struct {
 	Actions       []actionRow
 	MaxActions    int
 	RiverUIPrefix string
+	// Partner is the budget's state; nil when the page has no budget to read.
+	Partner *partnerRow
+}
+
+type partnerRow struct {
+	Breaker           string // closed, open, half_open; "unknown" when Redis does not answer
+	Open              bool   // open or half-open: calls are held back
+	OpenUntil, Paused string
+	InFlight          int64
 }
 
 type runRow struct {
@@ -184,6 +203,17 @@ func (o Opts) read(ctx context.Context) (view, error) {
 		}
 		v.Stuck = append(v.Stuck, stuckRow{OrderRequest: s, Updated: o.clock(s.UpdatedAt),
 			Age: o.Now().Sub(s.UpdatedAt).Round(time.Second).String()})
+	}
+	if o.Partner != nil {
+		pctx, cancel := context.WithTimeout(ctx, time.Second)
+		st, err := o.Partner.Status(pctx)
+		cancel()
+		pr := &partnerRow{Breaker: "unknown (Redis does not answer)"}
+		if err == nil {
+			pr = &partnerRow{Breaker: string(st.Breaker), Open: st.Breaker != partnerbudget.BreakerClosed,
+				OpenUntil: o.clock(st.OpenUntil), Paused: o.clock(st.PausedUntil), InFlight: st.InFlight}
+		}
+		v.Partner = pr
 	}
 	actions, err := o.Store.OperatorActions(ctx, maxActions)
 	if err != nil {

@@ -157,7 +157,7 @@ func (b *Budget) Acquire(ctx context.Context) (*Permit, error) {
 	start := time.Now()
 	halfOpen := true // unknown unless the rate step says
 	if b.s.Rate > 0 {
-		v, err := reserveScript.Run(ctx, b.rdb, []string{b.keys.pause, b.keys.open, b.keys.tat},
+		v, err := b.run(ctx, reserveScript, []string{b.keys.pause, b.keys.open, b.keys.tat},
 			strconv.FormatFloat(b.s.Rate, 'f', -1, 64), Horizon.Seconds()).Slice()
 		if err != nil {
 			return b.redisDown(ctx, err)
@@ -181,7 +181,7 @@ func (b *Budget) Acquire(ctx context.Context) (*Permit, error) {
 	}
 	token := newToken()
 	for {
-		v, err := admitScript.Run(ctx, b.rdb, []string{b.keys.pause, b.keys.open, b.keys.probe, b.keys.slots},
+		v, err := b.run(ctx, admitScript, []string{b.keys.pause, b.keys.open, b.keys.probe, b.keys.slots},
 			b.s.Concurrency, token, (b.s.CallTimeout + 5*time.Second).Seconds(), (b.s.CallTimeout + time.Second).Milliseconds()).Slice()
 		if err != nil {
 			return b.redisDown(ctx, err)
@@ -201,6 +201,14 @@ func (b *Budget) Acquire(ctx context.Context) (*Permit, error) {
 	}
 }
 
+// run runs script within a second: a Redis that is slow to answer counts
+// as one that is away.
+func (b *Budget) run(ctx context.Context, script *redis.Script, keys []string, args ...any) *redis.Cmd {
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	return script.Run(ctx, b.rdb, keys, args...)
+}
+
 func (b *Budget) redisDown(ctx context.Context, err error) (*Permit, error) {
 	if ctx.Err() != nil {
 		return nil, ctx.Err()
@@ -211,18 +219,20 @@ func (b *Budget) redisDown(ctx context.Context, err error) (*Permit, error) {
 	return nil, b.noBudget(ReasonRedis, RedisDownWait)
 }
 
-// noBudget is a NoBudget for d, jittered by up to a fifth and 250 ms so
-// that jobs turned away together do not come back together.
+// noBudget is a NoBudget for d, jittered (Jitter) so that jobs turned
+// away together do not come back together.
 func (b *Budget) noBudget(r Reason, d time.Duration) *NoBudget {
 	b.obs.Snoozed(r)
 	return &NoBudget{Reason: r, Wait: Jitter(d)}
 }
 
-// Jitter bounds d to [50ms, MaxRetryAfter] and adds up to a fifth of it
-// and 250 ms.
+// Jitter bounds d to [50ms, MaxRetryAfter] and adds up to a tenth of it
+// (at most 2 s) and 250 ms: enough to spread a crowd over the shared rate,
+// short enough that a backlog starts to drain within seconds of the
+// partner's return.
 func Jitter(d time.Duration) time.Duration {
 	d = min(max(d, 50*time.Millisecond), MaxRetryAfter)
-	return d + time.Duration(rand.Int64N(int64(d)/5+int64(250*time.Millisecond)))
+	return d + time.Duration(rand.Int64N(int64(min(d/10, 2*time.Second)+250*time.Millisecond)))
 }
 
 // Done reports the outcome of the call made with p (err is the call's

@@ -71,7 +71,7 @@ end
 return {'ok', probe}`)
 
 // doneScript records a call's outcome: it frees the call's slot and moves
-// the pause and the breaker. It returns 'opened', 'closed' or ”.
+// the pause and the breaker. It returns 'opened', 'closed' or an empty string.
 // KEYS: pause, open, probe, slots, fails. ARGV: token, outcome (ok,
 // unused, overloaded, failing), retry-after (s), probe 0|1, failures that
 // open the breaker, open time (s).
