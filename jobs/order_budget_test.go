@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/tidemark/tidemark/internal/testbin"
 	"github.com/tidemark/tidemark/internal/testkit"
 	"github.com/tidemark/tidemark/thirdparty"
 )
@@ -122,4 +124,62 @@ func TestOrderSubmit_MaintenanceWindow(t *testing.T) {
 	// Each 503 paused every process for its Retry-After: the partner saw
 	// a few calls every 5 s, not every job's.
 	require.Less(t, s.Unavailable, int64(n), "%d calls answered 503", s.Unavailable)
+}
+
+// A partner that does not answer at all (its process gone) opens the
+// shared breaker: the jobs snooze while it is open, probe one lookup at a
+// time, and once the partner is back every order is applied once, no job
+// having spent more than one attempt; the batch page shows the breaker
+// while it is open.
+func TestOrderSubmit_BreakerWhilePartnerDown(t *testing.T) {
+	t.Parallel()
+	const n = 100
+	b := setupOrders(t)
+	addr := strings.TrimPrefix(b.tpURL, "http://")
+	b.tp.Kill()
+	const token = "breaker-test-admin-token-0123456789"
+	w := b.startWorker(t, "ADMIN_TOKEN="+token)
+	b.insertRequests(t, n)
+
+	open := `tidemark_partner_breaker_state{state="open"} 1`
+	testkit.WaitFor(t, 30*time.Second, "the breaker opens", func() (bool, error) {
+		return len(scrape(t, w.Addr, open)) == 1, nil
+	})
+	req, err := http.NewRequest(http.MethodGet, "http://"+w.Addr+"/ui/", nil)
+	require.NoError(t, err)
+	req.SetBasicAuth("admin", token)
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	page, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	require.Contains(t, string(page), `id="partner-breaker">Circuit breaker open`)
+
+	// Down for two more probe periods: the jobs wait without an attempt.
+	_, errorsAtOpen, _ := b.jobAttempts(t)
+	snoozes := func() int {
+		lines := scrape(t, w.Addr, `tidemark_partner_budget_snoozes_total{reason="breaker"}`)
+		if len(lines) != 1 {
+			return 0
+		}
+		var v float64
+		_, _ = fmt.Sscan(strings.Fields(lines[0])[1], &v)
+		return int(v)
+	}
+	testkit.WaitFor(t, 30*time.Second, "jobs snoozed by the breaker for two periods", func() (bool, error) {
+		return snoozes() >= 2*n, nil
+	})
+	_, maxErrors, _ := b.jobAttempts(t)
+	require.Equal(t, errorsAtOpen, maxErrors, "no attempt spent while the breaker is open")
+
+	b.tp, _ = testbin.StartThirdParty(t, b.dbURL, "--addr", addr)
+	back := time.Now()
+	b.requireAllApplied(t, n, time.Minute)
+	t.Logf("all %d applied %s after the partner came back", n, time.Since(back).Round(time.Millisecond))
+	b.requireAgreement(t)
+	maxAttempt, maxErrors, discarded := b.jobAttempts(t)
+	require.LessOrEqual(t, maxAttempt, 2, "no job past attempt 2")
+	require.LessOrEqual(t, maxErrors, 1)
+	require.Zero(t, discarded)
+	require.Len(t, scrape(t, w.Addr, `tidemark_partner_breaker_state{state="closed"} 1`), 1)
 }
