@@ -155,7 +155,6 @@ func (b *Budget) Acquire(ctx context.Context) (*Permit, error) {
 		return &Permit{}, nil
 	}
 	start := time.Now()
-	halfOpen := true // unknown unless the rate step says
 	if b.s.Rate > 0 {
 		v, err := b.run(ctx, reserveScript, []string{b.keys.pause, b.keys.open, b.keys.tat},
 			strconv.FormatFloat(b.s.Rate, 'f', -1, 64), Horizon.Seconds()).Slice()
@@ -166,7 +165,7 @@ func (b *Budget) Acquire(ctx context.Context) (*Permit, error) {
 		if reason != "" {
 			return nil, b.noBudget(reason, d)
 		}
-		halfOpen = len(v) > 2 && toInt(v[2]) == 1
+		halfOpen := len(v) > 2 && toInt(v[2]) == 1
 		if d > 0 {
 			b.obs.Waited(ReasonRate)
 			if err := sleep(ctx, d); err != nil {
