@@ -15,6 +15,7 @@ import (
 
 	"github.com/tidemark/tidemark/internal/testbin"
 	"github.com/tidemark/tidemark/internal/testkit"
+	"github.com/tidemark/tidemark/internal/testredis"
 	"github.com/tidemark/tidemark/thirdparty"
 )
 
@@ -182,4 +183,31 @@ func TestOrderSubmit_BreakerWhilePartnerDown(t *testing.T) {
 	require.LessOrEqual(t, maxErrors, 1)
 	require.Zero(t, discarded)
 	require.Len(t, scrape(t, w.Addr, `tidemark_partner_breaker_state{state="closed"} 1`), 1)
+}
+
+// Redis lost with a budget set: no call is made beyond a budget nobody can
+// check; the jobs snooze, spend no attempt, and every order is applied once
+// Redis is back (empty, as a lost Redis comes back).
+func TestOrderSubmit_BudgetWhileRedisDown(t *testing.T) {
+	t.Parallel()
+	const n = 50
+	b := setupOrders(t)
+	rd := testredis.Start(t)
+	w := b.startWorker(t, "REDIS_URL="+rd.URL, "ORDER_API_RATE=200")
+	rd.Kill()
+	b.insertRequests(t, n)
+	testkit.WaitFor(t, 30*time.Second, "jobs snoozed for Redis", func() (bool, error) {
+		lines := scrape(t, w.Addr, `tidemark_partner_budget_snoozes_total{reason="redis"}`)
+		return len(lines) == 1 && !strings.HasSuffix(lines[0], " 0"), nil
+	})
+	s := b.stats(t)
+	require.Zero(t, s.Posts+s.Gets, "no call without the budget")
+	require.NoError(t, rd.Start())
+	back := time.Now()
+	b.requireAllApplied(t, n, time.Minute)
+	t.Logf("all %d applied %s after Redis came back", n, time.Since(back).Round(time.Millisecond))
+	maxAttempt, maxErrors, discarded := b.jobAttempts(t)
+	require.Equal(t, 1, maxAttempt)
+	require.Zero(t, maxErrors)
+	require.Zero(t, discarded)
 }
