@@ -24,6 +24,7 @@ import (
 
 	"github.com/tidemark/tidemark/calendar"
 	"github.com/tidemark/tidemark/config"
+	"github.com/tidemark/tidemark/partnerbudget"
 	"github.com/tidemark/tidemark/redact"
 	"github.com/tidemark/tidemark/store"
 )
@@ -64,6 +65,15 @@ type Opts struct {
 	// Deadlines are BATCH_DEADLINES: a run not completed by its deadline is
 	// shown late.
 	Deadlines config.Deadlines
+	// Partner reads the shared budget toward the order partner (its
+	// breaker and pause); nil leaves the partner out of the page.
+	Partner PartnerStatus
+}
+
+// PartnerStatus is what the page reads of the budget toward the partner
+// (*partnerbudget.Budget provides it).
+type PartnerStatus interface {
+	Status(ctx context.Context) (partnerbudget.Status, error)
 }
 
 //go:embed page.html
@@ -117,6 +127,15 @@ type view struct {
 	Actions       []actionRow
 	MaxActions    int
 	RiverUIPrefix string
+	// Partner is the budget's state; nil when the page has no budget to read.
+	Partner *partnerRow
+}
+
+type partnerRow struct {
+	Breaker           string // closed, open, half_open; "unknown" when Redis does not answer
+	Open              bool   // open or half-open: calls are held back
+	OpenUntil, Paused string
+	InFlight          int64
 }
 
 type runRow struct {
@@ -197,6 +216,17 @@ func (o Opts) read(ctx context.Context) (view, error) {
 		}
 		v.Stuck = append(v.Stuck, stuckRow{OrderRequest: s, Updated: o.clock(s.UpdatedAt),
 			Age: o.Now().Sub(s.UpdatedAt).Round(time.Second).String()})
+	}
+	if o.Partner != nil {
+		pctx, cancel := context.WithTimeout(ctx, time.Second)
+		st, err := o.Partner.Status(pctx)
+		cancel()
+		pr := &partnerRow{Breaker: "unknown (Redis does not answer)"}
+		if err == nil {
+			pr = &partnerRow{Breaker: string(st.Breaker), Open: st.Breaker != partnerbudget.BreakerClosed,
+				OpenUntil: o.clock(st.OpenUntil), Paused: o.clock(st.PausedUntil), InFlight: st.InFlight}
+		}
+		v.Partner = pr
 	}
 	actions, err := o.Store.OperatorActions(ctx, maxActions)
 	if err != nil {

@@ -78,6 +78,10 @@ type Config struct {
 	LogFormat string
 	// LogLevel is the least level logged (LOG_LEVEL).
 	LogLevel slog.Level
+	// Partner is the call budget toward the order partner shared by every
+	// worker process (ORDER_API_RATE, ORDER_API_CONCURRENCY,
+	// ORDER_API_BUDGET_KEY).
+	Partner Partner
 }
 
 // Log formats of LOG_FORMAT.
@@ -195,6 +199,9 @@ func FromEnv(getenv func(string) string) (Config, error) {
 			errs = append(errs, fmt.Errorf("PERIODIC_JOBS: want true or false, got %q", v))
 		}
 		cfg.Periodic = b
+	}
+	if cfg.Partner, err = partnerFromEnv(getenv); err != nil {
+		errs = append(errs, err)
 	}
 	callers, err := callersFromEnv(getenv)
 	if err != nil {

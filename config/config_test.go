@@ -134,7 +134,7 @@ func TestBadURLsHideTheirSecrets(t *testing.T) {
 }
 
 func TestBatchDeadlines(t *testing.T) {
-	env := func(v string) func(string) string {
+	env := func(v string) func(string) string { // this test's own, over the package's
 		return func(k string) string {
 			if k == "BATCH_DEADLINES" {
 				return v
@@ -165,5 +165,35 @@ func TestBatchDeadlines(t *testing.T) {
 	} {
 		_, err := config.FromEnv(env(v))
 		require.EqualError(t, err, msg, v)
+	}
+}
+
+// The partner budget: unset is unlimited; bad values name the setting.
+func TestPartnerBudget(t *testing.T) {
+	t.Parallel()
+	cfg, err := config.FromEnv(env(nil))
+	require.NoError(t, err)
+	require.Equal(t, config.Partner{KeyPrefix: "tidemark:partner"}, cfg.Partner)
+
+	cfg, err = config.FromEnv(env(map[string]string{"ORDER_API_RATE": "90", "ORDER_API_CONCURRENCY": " 32 ", "ORDER_API_BUDGET_KEY": "eu:partner"}))
+	require.NoError(t, err)
+	require.Equal(t, config.Partner{Rate: 90, Concurrency: 32, KeyPrefix: "eu:partner"}, cfg.Partner)
+	cfg, err = config.FromEnv(env(map[string]string{"ORDER_API_RATE": "0.5"}))
+	require.NoError(t, err)
+	require.Equal(t, 0.5, cfg.Partner.Rate)
+
+	for _, tc := range []struct{ k, v, want string }{
+		{"ORDER_API_RATE", "fast", `ORDER_API_RATE: want calls per second across all workers, 0 (no limit) to 100000, like 90 or 0.5, got "fast"`},
+		{"ORDER_API_RATE", "-1", `ORDER_API_RATE: want calls per second`},
+		{"ORDER_API_RATE", "NaN", `ORDER_API_RATE: want calls per second`},
+		{"ORDER_API_RATE", "1e9", `ORDER_API_RATE: want calls per second`},
+		{"ORDER_API_RATE", "0.001", `ORDER_API_RATE: at least 0.01 calls per second`},
+		{"ORDER_API_CONCURRENCY", "1.5", `ORDER_API_CONCURRENCY: want calls in flight across all workers, 0 (no limit) to 100000, got "1.5"`},
+		{"ORDER_API_CONCURRENCY", "-3", `ORDER_API_CONCURRENCY: want calls in flight`},
+		{"ORDER_API_BUDGET_KEY", "a b", `ORDER_API_BUDGET_KEY: no spaces or control characters, got "a b"`},
+		{"ORDER_API_BUDGET_KEY", " a", `ORDER_API_BUDGET_KEY: no spaces or control characters`},
+	} {
+		_, err := config.FromEnv(env(map[string]string{tc.k: tc.v}))
+		require.ErrorContains(t, err, tc.want, "%s=%q", tc.k, tc.v)
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/tidemark/tidemark/config"
 	"github.com/tidemark/tidemark/coupongate"
 	"github.com/tidemark/tidemark/joblog"
+	"github.com/tidemark/tidemark/partnerbudget"
 	"github.com/tidemark/tidemark/store"
 )
 
@@ -36,6 +37,10 @@ type Deps struct {
 	// OrderAPI is the third-party order API (ORDER_API_URL); order jobs
 	// retry until it is set.
 	OrderAPI OrderAPI
+	// PartnerBudget is the call budget toward the order partner shared by
+	// every process (ORDER_API_RATE, ORDER_API_CONCURRENCY); nil limits
+	// nothing.
+	PartnerBudget *partnerbudget.Budget
 	// AuditRetention is how long the job archive keeps a finished job
 	// (AUDIT_RETENTION; config.DefaultAuditRetention when 0).
 	AuditRetention time.Duration

@@ -14,6 +14,7 @@ import (
 	"github.com/tidemark/tidemark/config"
 	"github.com/tidemark/tidemark/internal/combine"
 	"github.com/tidemark/tidemark/orderapi"
+	"github.com/tidemark/tidemark/partnerbudget"
 	"github.com/tidemark/tidemark/store"
 )
 
@@ -157,29 +158,55 @@ func orderRetryDelay(attempt int) time.Duration {
 	return d + time.Duration((rand.Float64()*0.2-0.1)*float64(d))
 }
 
-// Work runs one attempt of the protocol.
+// Work runs one attempt of the protocol. Every call to the partner first
+// takes a permit from the shared budget (deps.PartnerBudget); without one
+// the job snoozes, which spends no attempt, and makes no call. The first
+// permit is taken before the claim, so a job turned away leaves its row
+// as it was. A snooze ends an attempt only where no call of it may have
+// stored an order that its row does not record: before any call, after a
+// lookup, or after a 429 or 503 (the partner did nothing with the call);
+// a timeout or another unknown outcome is retried as before, and the next
+// attempt looks the order up first.
 func (w *OrderSubmitWorker) Work(ctx context.Context, job *river.Job[OrderSubmitArgs]) error {
 	id := job.Args.OrderRequestID
+	budget := w.deps.PartnerBudget
+	permit, err := budget.Acquire(ctx)
+	if err != nil {
+		return snoozeOr(err)
+	}
 	cr := &orderClaimReq{id: id}
 	if err := w.claims.Do(ctx, cr); err != nil {
+		permit.Release(ctx)
 		return err
 	}
 	if !cr.found {
+		permit.Release(ctx)
 		return river.JobCancel(fmt.Errorf("order_submit: order request %d does not exist", id))
 	}
 	row, prev := cr.claim.Row, cr.claim.PrevStatus
 	if prev == store.OrderApplied {
+		permit.Release(ctx)
 		return nil // settled by an earlier attempt or by reconciliation
 	}
 	api := w.deps.OrderAPI
 	if api == nil {
+		permit.Release(ctx)
 		return w.retry(ctx, id, errors.New("order_submit: no order API configured (ORDER_API_URL)"))
 	}
 	// SENDING: an earlier attempt's outcome is unknown. FAILED: an operator
 	// re-queued a refused request (enqueue retry --state cancelled); the
-	// refusal stored nothing, but looking first costs one GET.
-	if prev == store.OrderSending || prev == store.OrderFailed {
+	// refusal stored nothing, but looking first costs one GET. A probe of
+	// the half-open breaker is a lookup too: it changes nothing at the
+	// partner, so when it fails the job can snooze instead of spending an
+	// attempt.
+	if prev == store.OrderSending || prev == store.OrderFailed || permit.Probe() {
 		o, err := api.Lookup(ctx, row.Username, row.AppliedYearMonth)
+		if d, wait := permit.Done(ctx, err); wait {
+			return river.JobSnooze(d)
+		}
+		if permit.Probe() && orderapi.Failing(ctx, err) {
+			return river.JobSnooze(partnerbudget.Jitter(partnerbudget.BreakerOpenFor))
+		}
 		switch {
 		case err == nil:
 			return w.applied(ctx, id, o)
@@ -187,16 +214,32 @@ func (w *OrderSubmitWorker) Work(ctx context.Context, job *river.Job[OrderSubmit
 			return w.retry(ctx, id, err)
 		}
 		// The third party has no such order: the earlier attempt did not
-		// store it, so posting now cannot make a second one.
+		// store it, so posting now cannot make a second one. This attempt
+		// has posted nothing: turned away, it snoozes.
+		if permit, err = budget.Acquire(ctx); err != nil {
+			return snoozeOr(err)
+		}
 	}
 	o, err := api.Create(ctx, orderapi.OrderRequest{
 		Username: row.Username, TotalPrice: row.TotalPrice, AppliedYearMonth: row.AppliedYearMonth,
 	})
+	if d, wait := permit.Done(ctx, err); wait {
+		// A 429 or 503: the partner stored nothing.
+		return river.JobSnooze(d)
+	}
 	switch {
 	case err == nil:
 		return w.applied(ctx, id, o)
 	case errors.Is(err, orderapi.ErrConflict):
+		// The partner holds an order for this user-month and the row stays
+		// SENDING: a job turned away here looks it up first next time.
+		if permit, err = budget.Acquire(ctx); err != nil {
+			return snoozeOr(err)
+		}
 		o, lerr := api.Lookup(ctx, row.Username, row.AppliedYearMonth)
+		if d, wait := permit.Done(ctx, lerr); wait {
+			return river.JobSnooze(d)
+		}
 		if lerr == nil {
 			return w.applied(ctx, id, o)
 		}
@@ -214,6 +257,16 @@ func (w *OrderSubmitWorker) Work(ctx context.Context, job *river.Job[OrderSubmit
 	default:
 		return w.retry(ctx, id, err)
 	}
+}
+
+// snoozeOr turns the budget's NoBudget into a snooze; any other error (the
+// attempt's context ended while it waited) is returned as it is.
+func snoozeOr(err error) error {
+	var nb *partnerbudget.NoBudget
+	if errors.As(err, &nb) {
+		return river.JobSnooze(nb.Wait)
+	}
+	return err
 }
 
 // applied commits APPLIED with the third party's id and time; the job

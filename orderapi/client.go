@@ -33,6 +33,9 @@ type StatusError struct {
 	Op      string
 	Status  int
 	Message string
+	// RetryAfter is the answer's Retry-After (seconds or an HTTP date),
+	// 0 when it has none or one that does not parse.
+	RetryAfter time.Duration
 }
 
 func (e *StatusError) Error() string {
@@ -51,6 +54,52 @@ func Permanent(err error) bool {
 		return false
 	}
 	return se.Status >= 400 && se.Status < 500
+}
+
+// Overloaded reports whether err is a 429 or a 503: the partner refused the
+// call before doing anything, and says (RetryAfter, 0 if not) when to come
+// back.
+func Overloaded(err error) (retryAfter time.Duration, ok bool) {
+	var se *StatusError
+	if !errors.As(err, &se) {
+		return 0, false
+	}
+	if se.Status == http.StatusTooManyRequests || se.Status == http.StatusServiceUnavailable {
+		return se.RetryAfter, true
+	}
+	return 0, false
+}
+
+// Failing reports whether err says the partner is not working: no answer
+// (a timeout, a refused or reset connection) or a 5xx other than 503. The
+// caller's own cancellation is not the partner's failure.
+func Failing(ctx context.Context, err error) bool {
+	if err == nil || ctx.Err() != nil || errors.Is(err, ErrConflict) || errors.Is(err, ErrNotFound) {
+		return false
+	}
+	var se *StatusError
+	if errors.As(err, &se) {
+		return se.Status >= 500 && se.Status != http.StatusServiceUnavailable
+	}
+	return true
+}
+
+// parseRetryAfter reads a Retry-After header: delay-seconds or an HTTP date.
+func parseRetryAfter(v string, now time.Time) time.Duration {
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return 0
+	}
+	if n, err := strconv.ParseInt(v, 10, 64); err == nil {
+		if n <= 0 {
+			return 0
+		}
+		return time.Duration(min(n, 86400)) * time.Second
+	}
+	if t, err := http.ParseTime(v); err == nil && t.After(now) {
+		return min(t.Sub(now), 24*time.Hour)
+	}
+	return 0
 }
 
 // OrderRequest is the body of POST /orders.
@@ -96,7 +145,7 @@ func (c *Client) Create(ctx context.Context, req OrderRequest) (Order, error) {
 		return Order{}, fmt.Errorf("orderapi: create: %w", err)
 	}
 	var o Order
-	status, msg, err := c.do(ctx, http.MethodPost, "/orders", body, &o, http.StatusCreated)
+	status, msg, ra, err := c.doRA(ctx, http.MethodPost, "/orders", body, &o, http.StatusCreated)
 	switch {
 	case err != nil:
 		return Order{}, fmt.Errorf("orderapi: create %s/%s: %w", req.Username, req.AppliedYearMonth, err)
@@ -105,7 +154,7 @@ func (c *Client) Create(ctx context.Context, req OrderRequest) (Order, error) {
 	case status == http.StatusConflict:
 		return Order{}, ErrConflict
 	default:
-		return Order{}, &StatusError{Op: "create " + req.Username + "/" + req.AppliedYearMonth, Status: status, Message: msg}
+		return Order{}, &StatusError{Op: "create " + req.Username + "/" + req.AppliedYearMonth, Status: status, Message: msg, RetryAfter: ra}
 	}
 }
 
@@ -113,7 +162,7 @@ func (c *Client) Create(ctx context.Context, req OrderRequest) (Order, error) {
 func (c *Client) Lookup(ctx context.Context, username, yearMonth string) (Order, error) {
 	q := url.Values{"username": {username}, "appliedYearMonth": {yearMonth}}
 	var o Order
-	status, msg, err := c.do(ctx, http.MethodGet, "/orders?"+q.Encode(), nil, &o, http.StatusOK)
+	status, msg, ra, err := c.doRA(ctx, http.MethodGet, "/orders?"+q.Encode(), nil, &o, http.StatusOK)
 	switch {
 	case err != nil:
 		return Order{}, fmt.Errorf("orderapi: lookup %s/%s: %w", username, yearMonth, err)
@@ -122,7 +171,7 @@ func (c *Client) Lookup(ctx context.Context, username, yearMonth string) (Order,
 	case status == http.StatusNotFound:
 		return Order{}, ErrNotFound
 	default:
-		return Order{}, &StatusError{Op: "lookup " + username + "/" + yearMonth, Status: status, Message: msg}
+		return Order{}, &StatusError{Op: "lookup " + username + "/" + yearMonth, Status: status, Message: msg, RetryAfter: ra}
 	}
 }
 
@@ -145,6 +194,12 @@ func (c *Client) List(ctx context.Context, afterID int64, limit int) ([]Order, e
 // do sends one request with the client's timeout, decoding a wantStatus
 // answer into dst and returning any other answer's error text.
 func (c *Client) do(ctx context.Context, method, path string, body []byte, dst any, wantStatus int) (int, string, error) {
+	status, msg, _, err := c.doRA(ctx, method, path, body, dst, wantStatus)
+	return status, msg, err
+}
+
+// doRA is do that also returns the answer's Retry-After.
+func (c *Client) doRA(ctx context.Context, method, path string, body []byte, dst any, wantStatus int) (int, string, time.Duration, error) {
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
 	// A write to the connection fails once ctx's deadline is past, whatever
@@ -158,7 +213,7 @@ func (c *Client) do(ctx context.Context, method, path string, body []byte, dst a
 	}
 	req, err := http.NewRequestWithContext(ctx, method, c.base+path, nil)
 	if err != nil {
-		return 0, "", redact.Error(err)
+		return 0, "", 0, redact.Error(err)
 	}
 	if body != nil {
 		// The body is handed over only while ctx is live, as the
@@ -173,20 +228,20 @@ func (c *Client) do(ctx context.Context, method, path string, body []byte, dst a
 		// credentials and the query.
 		err = redact.Error(err)
 		if errors.Is(err, context.DeadlineExceeded) && ctx.Err() != nil {
-			return 0, "", fmt.Errorf("no answer within %s: %w", c.timeout, err)
+			return 0, "", 0, fmt.Errorf("no answer within %s: %w", c.timeout, err)
 		}
-		return 0, "", err
+		return 0, "", 0, err
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	if err != nil {
-		return 0, "", fmt.Errorf("read answer: %w", err)
+		return 0, "", 0, fmt.Errorf("read answer: %w", err)
 	}
 	if resp.StatusCode == wantStatus {
 		if err := json.Unmarshal(b, dst); err != nil {
-			return 0, "", fmt.Errorf("malformed %d answer: %w", resp.StatusCode, err)
+			return 0, "", 0, fmt.Errorf("malformed %d answer: %w", resp.StatusCode, err)
 		}
-		return resp.StatusCode, "", nil
+		return resp.StatusCode, "", 0, nil
 	}
 	var e struct {
 		Error string `json:"error"`
@@ -195,7 +250,7 @@ func (c *Client) do(ctx context.Context, method, path string, body []byte, dst a
 		e.Error = strings.TrimSpace(string(b))
 	}
 	// The partner's answer may quote the request, URL and all.
-	return resp.StatusCode, redact.Text(e.Error), nil
+	return resp.StatusCode, redact.Text(e.Error), parseRetryAfter(resp.Header.Get("Retry-After"), time.Now()), nil
 }
 
 // liveReader reads r while ctx is not done.

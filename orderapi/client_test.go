@@ -240,3 +240,86 @@ func TestErrorsHideTheURLsSecrets(t *testing.T) {
 	require.ErrorContains(t, err, "refused "+hs.URL+"/orders?api_key=xxxxx")
 	require.NotContains(t, err.Error(), "S3cret")
 }
+
+// A 429 or a 503 is "overloaded" with its Retry-After, in seconds or as an
+// HTTP date; a 500 or no answer is "failing"; a 404, 409 or 400 is neither.
+func TestOverloadedAndFailing(t *testing.T) {
+	t.Parallel()
+	var status, retryAfter string
+	var mu sync.Mutex
+	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		defer mu.Unlock()
+		if retryAfter != "" {
+			w.Header().Set("Retry-After", retryAfter)
+		}
+		code := 0
+		_, _ = fmt.Sscan(status, &code)
+		w.WriteHeader(code)
+		_, _ = io.WriteString(w, `{"error":"busy"}`)
+	}))
+	t.Cleanup(hs.Close)
+	api := orderapi.New(hs.URL, time.Second, 2)
+	ctx := context.Background()
+	call := func(s, ra string) error {
+		mu.Lock()
+		status, retryAfter = s, ra
+		mu.Unlock()
+		_, err := api.Create(ctx, orderapi.OrderRequest{Username: "u", TotalPrice: 1, AppliedYearMonth: "2025-02"})
+		return err
+	}
+	err := call("429", "3")
+	ra, ok := orderapi.Overloaded(err)
+	require.True(t, ok)
+	require.Equal(t, 3*time.Second, ra)
+	require.False(t, orderapi.Failing(ctx, err))
+	require.False(t, orderapi.Permanent(err))
+
+	err = call("503", time.Now().Add(10*time.Second).UTC().Format(http.TimeFormat))
+	ra, ok = orderapi.Overloaded(err)
+	require.True(t, ok)
+	require.InDelta(t, 10*time.Second, ra, float64(1500*time.Millisecond))
+	require.False(t, orderapi.Failing(ctx, err))
+
+	err = call("503", "soon")
+	ra, ok = orderapi.Overloaded(err)
+	require.True(t, ok)
+	require.Zero(t, ra, "an unreadable Retry-After is none")
+
+	err = call("500", "")
+	_, ok = orderapi.Overloaded(err)
+	require.False(t, ok)
+	require.True(t, orderapi.Failing(ctx, err))
+	require.False(t, orderapi.Failing(ctx, call("409", "")))
+	require.False(t, orderapi.Failing(ctx, call("400", "")))
+
+	dead := orderapi.New("http://127.0.0.1:1", time.Second, 1)
+	_, err = dead.Lookup(ctx, "u", "2025-02")
+	require.True(t, orderapi.Failing(ctx, err), "a refused connection: %v", err)
+}
+
+// The simulated partner's rate limit answers 429 past its calls a second,
+// and its maintenance window 503 with the time left as Retry-After.
+func TestPartnerRateLimitAndMaintenance(t *testing.T) {
+	t.Parallel()
+	api, _ := setup(t, thirdparty.Faults{RateLimit: 5})
+	ctx := context.Background()
+	var tooMany int
+	for i := range 8 {
+		_, err := api.Lookup(ctx, fmt.Sprintf("u%d", i), "2025-02")
+		if ra, ok := orderapi.Overloaded(err); ok {
+			tooMany++
+			require.Equal(t, time.Second, ra)
+			continue
+		}
+		require.ErrorIs(t, err, orderapi.ErrNotFound)
+	}
+	require.Equal(t, 3, tooMany, "5 a second let through")
+
+	api, _ = setup(t, thirdparty.Faults{Maintenance: thirdparty.Duration(time.Hour)})
+	_, err := api.Create(ctx, orderapi.OrderRequest{Username: "u", TotalPrice: 1, AppliedYearMonth: "2025-02"})
+	var se *orderapi.StatusError
+	require.ErrorAs(t, err, &se)
+	require.Equal(t, http.StatusServiceUnavailable, se.Status)
+	require.Equal(t, time.Hour, se.RetryAfter)
+}

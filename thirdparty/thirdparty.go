@@ -80,6 +80,16 @@ type Faults struct {
 	// RejectUsernames answer 400 to a POST for these users, as a partner
 	// refusing a request no retry can fix.
 	RejectUsernames []string `json:"rejectUsernames"`
+	// RateLimit answers 429 (with Retry-After) to an /orders request when
+	// RateLimit requests were already let through in the last second; 0 is
+	// no limit.
+	RateLimit float64 `json:"rateLimit"`
+	// Maintenance answers 503 (with Retry-After) to every /orders request
+	// for this long from when the faults are set (at start for flags).
+	Maintenance Duration `json:"maintenance"`
+	// RetryAfter is the Retry-After of a 429, and of a 503 when set (else
+	// a 503's is the time left of the maintenance); whole seconds, at least 1.
+	RetryAfter Duration `json:"retryAfter"`
 }
 
 // Validate reports the first thing wrong with f.
@@ -91,6 +101,10 @@ func (f Faults) Validate() error {
 		return fmt.Errorf("errorRate must be in 0..1, got %v", f.ErrorRate)
 	case f.Latency < 0:
 		return errors.New("latency must not be negative")
+	case f.RateLimit < 0:
+		return fmt.Errorf("rateLimit must be 0 (off) or positive, got %v", f.RateLimit)
+	case f.Maintenance < 0 || f.RetryAfter < 0:
+		return errors.New("maintenance and retryAfter must not be negative")
 	}
 	return nil
 }
@@ -109,6 +123,12 @@ type Stats struct {
 	// waits for at least, and what the benchmark's bound assumes.
 	Answered     int64 `json:"answered"`
 	AnswerMicros int64 `json:"answerMicros"`
+	// TooMany and Unavailable count the 429s (rate limit) and 503s
+	// (maintenance) answered.
+	TooMany     int64 `json:"tooMany"`
+	Unavailable int64 `json:"unavailable"`
+	// MaintenanceUntil is the end of the current maintenance window.
+	MaintenanceUntil time.Time `json:"maintenanceUntil,omitzero"`
 }
 
 // Order is a stored order.
@@ -129,9 +149,14 @@ type Server struct {
 	mu     sync.Mutex
 	faults Faults
 	rng    *rand.Rand
+	// maintUntil ends the maintenance window; admitted holds the times of
+	// the requests let through in the last second (RateLimit).
+	maintUntil time.Time
+	admitted   []time.Time
 
 	posts, created, conflicts, bad, injected, gets atomic.Int64
 	answered, answerMicros                         atomic.Int64 // /orders answers, and their total time
+	tooMany, unavailable                           atomic.Int64
 
 	closeOnce sync.Once
 	closing   chan struct{}
@@ -185,6 +210,52 @@ func (s *Server) setFaults(f Faults) {
 	defer s.mu.Unlock()
 	s.faults = f
 	s.rng = rand.New(rand.NewPCG(f.Seed, f.Seed^0x9e3779b97f4a7c15))
+	s.maintUntil = time.Time{}
+	if f.Maintenance > 0 {
+		s.maintUntil = time.Now().Add(time.Duration(f.Maintenance))
+	}
+	s.admitted = s.admitted[:0]
+}
+
+// refuse answers 503 during maintenance and 429 above the rate limit,
+// before the request does anything, and reports whether it did.
+func (s *Server) refuse(w http.ResponseWriter) bool {
+	now := time.Now()
+	s.mu.Lock()
+	f := s.faults
+	status, wait := 0, time.Duration(f.RetryAfter)
+	switch {
+	case now.Before(s.maintUntil):
+		status = http.StatusServiceUnavailable
+		if wait == 0 {
+			wait = s.maintUntil.Sub(now)
+		}
+	case f.RateLimit > 0:
+		cut := 0
+		for cut < len(s.admitted) && now.Sub(s.admitted[cut]) >= time.Second {
+			cut++
+		}
+		s.admitted = append(s.admitted[:0], s.admitted[cut:]...)
+		if float64(len(s.admitted)) >= f.RateLimit {
+			status = http.StatusTooManyRequests
+		} else {
+			s.admitted = append(s.admitted, now)
+		}
+	}
+	s.mu.Unlock()
+	if status == 0 {
+		return false
+	}
+	secs := max(int64((wait+time.Second-1)/time.Second), 1)
+	w.Header().Set("Retry-After", strconv.FormatInt(secs, 10))
+	if status == http.StatusTooManyRequests {
+		s.tooMany.Add(1)
+		writeJSON(w, status, map[string]string{"error": "too many requests"})
+	} else {
+		s.unavailable.Add(1)
+		writeJSON(w, status, map[string]string{"error": "down for maintenance"})
+	}
+	return true
 }
 
 func (s *Server) currentFaults() Faults {
@@ -263,6 +334,9 @@ func (d *delayedWriter) Write(b []byte) (int, error) {
 }
 
 func (s *Server) postOrder(w http.ResponseWriter, r *http.Request) {
+	if s.refuse(w) {
+		return
+	}
 	n := s.posts.Add(1)
 	f := s.currentFaults()
 	w = s.answerAfter(w, r, time.Duration(f.Latency))
@@ -345,6 +419,9 @@ func (s *Server) badRequest(w http.ResponseWriter, msg string) {
 // ?appliedYearMonth=M (optional) &afterId=N &limit=N (default 1000, at most
 // 10000) → {"orders":[…]}.
 func (s *Server) getOrders(w http.ResponseWriter, r *http.Request) {
+	if s.refuse(w) {
+		return
+	}
 	s.gets.Add(1)
 	w = s.answerAfter(w, r, time.Duration(s.currentFaults().Latency))
 	q := r.URL.Query()
@@ -439,7 +516,13 @@ func (s *Server) getStats(w http.ResponseWriter, r *http.Request) {
 		Posts: s.posts.Load(), Created: s.created.Load(), Conflicts: s.conflicts.Load(),
 		BadRequests: s.bad.Load(), Injected: s.injected.Load(), Gets: s.gets.Load(),
 		Answered: s.answered.Load(), AnswerMicros: s.answerMicros.Load(),
+		TooMany: s.tooMany.Load(), Unavailable: s.unavailable.Load(),
 	}
+	s.mu.Lock()
+	if time.Now().Before(s.maintUntil) {
+		st.MaintenanceUntil = s.maintUntil.UTC()
+	}
+	s.mu.Unlock()
 	if err := s.pool.QueryRow(r.Context(), `SELECT count(*) FROM thirdparty.orders`).Scan(&st.Orders); err != nil {
 		writeJSON(w, http.StatusInternalServerError, map[string]string{"error": "database error"})
 		return

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"net/http"
 	"os"
 	"os/exec"
@@ -18,12 +19,15 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/redis/go-redis/v9"
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/rivertype"
 
 	"github.com/tidemark/tidemark/config"
+	"github.com/tidemark/tidemark/coupongate"
 	"github.com/tidemark/tidemark/jobs"
 	"github.com/tidemark/tidemark/orderapi"
+	"github.com/tidemark/tidemark/partnerbudget"
 	"github.com/tidemark/tidemark/store"
 	"github.com/tidemark/tidemark/thirdparty"
 )
@@ -74,6 +78,10 @@ func benchOrders(ctx context.Context, env *benchEnv) error {
 	total := perCall(0) + perCall(1) + perCall(2)
 	fmt.Printf("  CPU per call: worker %.2f ms + partner %.2f ms + postgres backends %.2f ms = %.2f ms; %d CPUs allow at most %.0f calls/s on an idle machine\n",
 		perCall(0), perCall(1), perCall(2), total, runtime.NumCPU(), float64(runtime.NumCPU())*1000/total)
+
+	if err := benchOrdersLimited(ctx, env, deps, tpURL, tpPID, rate(calls, elapsed)); err != nil {
+		return err
+	}
 
 	// The same run with no latency: what this machine can do right now, so
 	// the ratio above can be read as "latency-bound" or "CPU-bound".
@@ -360,4 +368,27 @@ func thirdPartyStats(ctx context.Context, base string) (thirdparty.Stats, error)
 func fileExists(p string) bool {
 	st, err := os.Stat(p)
 	return err == nil && !st.IsDir()
+}
+
+// benchOrdersLimited runs half as many requests again with ORDER_API_RATE
+// set to half the rate the unlimited run reached, through the shared
+// budget in Redis, and prints the rate reached against the rate set.
+func benchOrdersLimited(ctx context.Context, env *benchEnv, deps jobs.Deps, tpURL string, tpPID int, unlimited float64) error {
+	opt, err := redis.ParseURL(env.cfg.RedisURL)
+	if err != nil {
+		return fmt.Errorf("REDIS_URL: %w", err)
+	}
+	rdb := coupongate.NewRedis(opt)
+	defer rdb.Close()
+	set := math.Floor(unlimited / 2)
+	deps.PartnerBudget = partnerbudget.New(rdb, partnerbudget.Settings{Rate: set,
+		Prefix: "bench:partner:" + env.dbName, CallTimeout: 10 * time.Second}, nil)
+	run, err := runOrderBatch(ctx, env, deps, tpURL, tpPID, "2025-05", benchOrderRequests/2)
+	if err != nil {
+		return err
+	}
+	got := rate(run.calls, run.elapsed)
+	fmt.Printf("  ORDER_API_RATE=%.0f (half the unlimited %.0f calls/s), shared budget in Redis: %d POSTs in %s = %.0f calls/s = %.1f%% of the rate set\n",
+		set, unlimited, run.calls, run.elapsed.Round(time.Millisecond), got, 100*got/set)
+	return nil
 }

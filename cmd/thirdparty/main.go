@@ -50,6 +50,9 @@ func Main(ctx context.Context, args []string, getenv func(string) string, stderr
 	fs.Uint64Var(&f.Seed, "seed", 1, "seed of the error-rate generator")
 	latency := fs.Duration("latency", 0, "how long every /orders request takes to answer, its work done meanwhile, e.g. 20ms")
 	reject := fs.String("reject-usernames", "", "comma-separated users whose POSTs answer 400")
+	fs.Float64Var(&f.RateLimit, "rate-limit", 0, "answer 429 with Retry-After to /orders requests above this many a second (0: no limit)")
+	maintenance := fs.Duration("maintenance", 0, "answer 503 with Retry-After to every /orders request for this long from start")
+	retryAfter := fs.Duration("retry-after", 0, "Retry-After of a 429 (default 1s) and of a 503 (default the maintenance time left), whole seconds")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
@@ -64,6 +67,8 @@ func Main(ctx context.Context, args []string, getenv func(string) string, stderr
 		*dbURL = cmp.Or(getenv("DATABASE_URL"), config.DefaultDatabase)
 	}
 	f.Latency = thirdparty.Duration(*latency)
+	f.Maintenance = thirdparty.Duration(*maintenance)
+	f.RetryAfter = thirdparty.Duration(*retryAfter)
 	if *reject != "" {
 		f.RejectUsernames = strings.Split(*reject, ",")
 	}

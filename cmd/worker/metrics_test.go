@@ -245,9 +245,13 @@ func TestMetricsMatchTheTables(t *testing.T) {
 		require.Equal(t, 1.0, m.require(t, "tidemark_metrics_source_up", "source", src), src)
 	}
 
+	// The budget toward the partner: nothing waited, the breaker closed.
+	require.Equal(t, 0.0, m.require(t, "tidemark_partner_budget_snoozes_total", "reason", "breaker"))
+	require.Equal(t, 1.0, m.require(t, "tidemark_partner_breaker_state", "state", "closed"))
+
 	// Numbers only: tidemark's labels are from a closed set.
 	allowed := map[string]bool{"queue": true, "kind": true, "state": true, "status": true, "coupon": true,
-		"check": true, "outcome": true, "source": true, "batch": true}
+		"check": true, "outcome": true, "source": true, "batch": true, "reason": true}
 	for name, fam := range m {
 		if !strings.HasPrefix(name, "tidemark_") {
 			continue

@@ -26,6 +26,7 @@ import (
 	"github.com/tidemark/tidemark/metrics"
 	"github.com/tidemark/tidemark/migrations"
 	"github.com/tidemark/tidemark/orderapi"
+	"github.com/tidemark/tidemark/partnerbudget"
 	"github.com/tidemark/tidemark/redact"
 	"github.com/tidemark/tidemark/store"
 )
@@ -148,6 +149,11 @@ func run(ctx context.Context, cfg config.Config, ops *auth.Operators, pc *pgxpoo
 	m := metrics.New(metrics.NewCollector(metrics.CollectorOpts{Store: st, Gate: gate, TZ: cfg.TZ, Queues: config.KnownQueues(), Logger: logger, Deadlines: cfg.Deadlines,
 		PerCoupon: cfg.Callers.MetricsToken != ""}))
 	deps.StaleAttempt = m.StaleAttempt
+	// One budget toward the partner for every process on this Redis and
+	// key prefix; its pause and breaker hold even with no rate set.
+	deps.PartnerBudget = partnerbudget.New(rdb, partnerbudget.Settings{Rate: cfg.Partner.Rate, Concurrency: cfg.Partner.Concurrency,
+		Prefix: cfg.Partner.KeyPrefix, CallTimeout: cfg.OrderCallTimeout}, m.Partner())
+	m.WatchBreaker(deps.PartnerBudget)
 	client, err := jobs.NewClient(pool, jobs.ClientConfig{
 		Queues:      cfg.Queues,
 		Retention:   cfg.Retention,
@@ -179,7 +185,8 @@ func run(ctx context.Context, cfg config.Config, ops *auth.Operators, pc *pgxpoo
 	if err != nil {
 		return err
 	}
-	batchUI := batchui.Handler(batchui.Opts{Store: st, TZ: cfg.TZ, Logger: logger, RiverUIPrefix: riverUIPrefix, Deadlines: cfg.Deadlines})
+	batchUI := batchui.Handler(batchui.Opts{Store: st, TZ: cfg.TZ, Logger: logger, RiverUIPrefix: riverUIPrefix, Deadlines: cfg.Deadlines,
+		Partner: deps.PartnerBudget})
 	ln, err := net.Listen("tcp", cfg.HTTPAddr)
 	if err != nil {
 		return fmt.Errorf("http listen %s: %w", cfg.HTTPAddr, err)
@@ -204,6 +211,7 @@ func run(ctx context.Context, cfg config.Config, ops *auth.Operators, pc *pgxpoo
 	logger.Info("worker started", "http", ln.Addr().String(), "queues", cfg.Queues, "api_only", cfg.APIOnly, "river_client", client.ID(),
 		"periodic", cfg.Periodic && !cfg.APIOnly, "tz", cfg.TZ.String(),
 		"postgres_session", cfg.Session.String(),
+		"order_api_rate", cfg.Partner.Rate, "order_api_concurrency", cfg.Partner.Concurrency,
 		"operators", ops.Names(), "members", memberAuth(cfg.Callers))
 
 	select {

@@ -406,7 +406,7 @@ func TestManifestsMatchTheProgram(t *testing.T) {
 		}
 	}
 	for _, want := range []string{"TidemarkWorkerDown", "TidemarkQueueLagging", "TidemarkJobsDiscarded",
-		"TidemarkOrderStuckSending", "TidemarkReconciliationMismatches", "TidemarkMetricsSourceDown", "TidemarkBatchLate"} {
+		"TidemarkOrderStuckSending", "TidemarkReconciliationMismatches", "TidemarkMetricsSourceDown", "TidemarkBatchLate", "TidemarkPartnerBreakerOpen"} {
 		require.Contains(t, alerts, want)
 	}
 }

@@ -132,12 +132,22 @@ var httpAddrRE = regexp.MustCompile(`msg="worker started" http=(\S+)`)
 // port) and waits until it serves /readyz.
 func StartWorker(t testing.TB, env ...string) *Proc {
 	t.Helper()
-	hasAddr := false
+	hasAddr, hasBudgetKey, partner := false, false, ""
 	for _, e := range env {
 		hasAddr = hasAddr || strings.HasPrefix(e, "HTTP_ADDR=")
+		hasBudgetKey = hasBudgetKey || strings.HasPrefix(e, "ORDER_API_BUDGET_KEY=")
+		if v, ok := strings.CutPrefix(e, "ORDER_API_URL="); ok {
+			partner = v
+		}
 	}
 	if !hasAddr {
 		env = append(env, "HTTP_ADDR=127.0.0.1:0")
+	}
+	// The budget toward a partner is shared by the workers that call it,
+	// in the one Redis all tests use: one key prefix per simulated partner,
+	// so that one test's 429s or open breaker hold back no other test.
+	if !hasBudgetKey {
+		env = append(env, "ORDER_API_BUDGET_KEY=test:partner:"+strings.NewReplacer("http://", "", "https://", "", "/", "_").Replace(partner))
 	}
 	p := Start(t, Build(t, "worker"), env)
 	deadline := time.Now().Add(30 * time.Second)
