@@ -141,12 +141,12 @@ type partnerRow struct {
 type runRow struct {
 	store.BatchRun
 	// FirstOfDate starts a date's group of rows.
-	FirstOfDate           bool
-	Started, Finished     string
+	FirstOfDate       bool
+	Started, Finished string
 	// Late is a run not completed by its deadline (BATCH_DEADLINES), Due
 	// that deadline.
-	Late bool
-	Due  string
+	Late                  bool
+	Due                   string
 	JobLinks, FailedLinks []jobLink
 }
 
