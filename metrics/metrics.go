@@ -29,6 +29,7 @@ import (
 	"github.com/riverqueue/river/rivertype"
 
 	"github.com/tidemark/tidemark/jobs"
+	"github.com/tidemark/tidemark/version"
 )
 
 // Metrics is a registry with tidemark's metrics, the Go runtime's and the
@@ -80,6 +81,14 @@ func New(state *Collector) *Metrics {
 		m.dupes.WithLabelValues(kind)
 		m.stale.WithLabelValues(kind)
 	}
+	// Which build this process runs, for dashboards and a rollout's progress.
+	v := version.Read()
+	build := prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "tidemark_build_info",
+		Help: "1, labelled with the version, commit and Go version of this process's binary.",
+	}, []string{"version", "revision", "goversion"})
+	build.WithLabelValues(v.Version, v.Revision, v.Go).Set(1)
+	m.reg.MustRegister(build)
 	m.reg.MustRegister(m.worked, m.runTime, m.inserted, m.dupes, m.stale,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if state != nil {

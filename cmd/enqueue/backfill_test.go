@@ -353,7 +353,7 @@ func TestBackfillRefusesBadRanges(t *testing.T) {
 	}
 	require.Zero(t, b.count(t, `SELECT count(*) FROM river_job`))
 
-	code, _, stderr := b.enqueue("backfill", "--help")
+	code, stdout, _ := b.enqueue("backfill", "--help")
 	require.Equal(t, 0, code)
-	require.Contains(t, stderr, "usage of enqueue backfill <settlement|therapy-daily|therapy-verify>:")
+	require.Contains(t, stdout, "usage of enqueue backfill <settlement|therapy-daily|therapy-verify>:")
 }

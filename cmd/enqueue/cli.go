@@ -19,6 +19,7 @@ import (
 	"github.com/tidemark/tidemark/jobs"
 	"github.com/tidemark/tidemark/redact"
 	"github.com/tidemark/tidemark/store"
+	"github.com/tidemark/tidemark/version"
 )
 
 // command is one enqueue subcommand.
@@ -92,11 +93,16 @@ func (e *env) open(ctx context.Context) error {
 
 // Main runs enqueue with args and returns its exit code.
 func Main(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+	if len(args) == 0 {
 		printUsage(stderr)
-		if len(args) == 0 {
-			return 2
-		}
+		return 2
+	}
+	switch args[0] {
+	case "-h", "--help", "help":
+		printUsage(stdout)
+		return 0
+	case "--version", "-version", "version":
+		fmt.Fprintln(stdout, "enqueue", version.Read())
 		return 0
 	}
 	cmd, ok := commands[args[0]]
@@ -163,7 +169,7 @@ type ranError struct{ msg string }
 func (e ranError) Error() string { return e.msg }
 
 func printUsage(w io.Writer) {
-	fmt.Fprintln(w, "usage: enqueue <command> [flags]   (enqueue <command> --help for its flags)")
+	fmt.Fprintln(w, "usage: enqueue <command> [flags]   (enqueue <command> --help for its flags; enqueue --version)")
 	fmt.Fprintln(w, "\ncommands:")
 	names := make([]string, 0, len(commands))
 	for n := range commands {
@@ -185,7 +191,7 @@ func parseFlags(fs *flag.FlagSet, args []string) error {
 		if errors.Is(err, flag.ErrHelp) {
 			fs.SetOutput(out)
 			fmt.Fprintf(out, "usage of enqueue %s:\n", fs.Name())
-			fs.PrintDefaults()
+			printFlags(out, fs)
 			return errHelp
 		}
 		return usageError{err.Error()}
@@ -196,11 +202,30 @@ func parseFlags(fs *flag.FlagSet, args []string) error {
 	return nil
 }
 
-// newFlagSet returns a flag set for command name whose help goes to e.stderr.
+// newFlagSet returns a flag set for command name whose help goes to
+// e.stdout (its errors are returned, and printed on stderr by Main).
 func (e *env) newFlagSet(name string) *flag.FlagSet {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(e.stderr)
+	fs.SetOutput(e.stdout)
 	return fs
+}
+
+// printFlags lists fs's flags as flag.PrintDefaults does, but shows a
+// default only where it means something: not for a required flag (its
+// default is a sentinel), nor for an empty or zero one.
+func printFlags(w io.Writer, fs *flag.FlagSet) {
+	fs.VisitAll(func(f *flag.Flag) {
+		name, usage := flag.UnquoteUsage(f)
+		line := "  --" + f.Name
+		if name != "" {
+			line += " " + name
+		}
+		fmt.Fprintf(w, "%s\n    \t%s", line, strings.ReplaceAll(usage, "\n", "\n    \t"))
+		if def := f.DefValue; !strings.Contains(usage, "(required)") && def != "" && def != "0" && def != "false" {
+			fmt.Fprintf(w, " (default %s)", def)
+		}
+		fmt.Fprintln(w)
+	})
 }
 
 // parseIDs parses "1,2,3" into distinct positive ids, in the order given.

@@ -80,9 +80,9 @@ func cmdCoupon(ctx context.Context, e *env, args []string) error {
 	case "expire":
 		return cmdCouponExpire(ctx, e, args[1:])
 	case "-h", "--help", "help":
-		fmt.Fprintln(e.stderr, "usage: enqueue coupon create --code X --name N --amount-type FIX|RATE --amount N --total N [--description D] [--expires-at RFC3339] [--inactive]")
-		fmt.Fprintln(e.stderr, "       enqueue coupon load-redis --code X")
-		fmt.Fprintln(e.stderr, "       enqueue coupon expire --code X")
+		fmt.Fprintln(e.stdout, "usage: enqueue coupon create --code X --name N --amount-type FIX|RATE --amount N --total N [--description D] [--expires-at RFC3339] [--inactive]")
+		fmt.Fprintln(e.stdout, "       enqueue coupon load-redis --code X")
+		fmt.Fprintln(e.stdout, "       enqueue coupon expire --code X")
 		return errHelp
 	}
 	return usagef("unknown subcommand %q: want create, load-redis or expire", args[0])

@@ -2,6 +2,7 @@ package main_test
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -131,12 +132,26 @@ func TestRetryRequeuesCancelledJobs(t *testing.T) {
 func TestHelp(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
-	code, _, stderr := b.run(t, "--help")
+	// Help on stdout, exit 0; a usage error on stderr, exit 2.
+	code, stdout, stderr := b.run(t, "--help")
 	require.Equal(t, 0, code)
-	require.Contains(t, stderr, "therapy-stats")
-	code, _, stderr = b.run(t, "therapy-stats", "--help")
+	require.Contains(t, stdout, "therapy-stats")
+	require.Empty(t, stderr)
+	code, stdout, _ = b.run(t, "therapy-stats", "--help")
 	require.Equal(t, 0, code)
-	require.Contains(t, stderr, "-all-active")
-	code, _, _ = b.run(t)
+	require.Contains(t, stdout, "--all-active")
+	code, stdout, _ = b.run(t, "coupon", "create", "--help")
+	require.Equal(t, 0, code)
+	require.Contains(t, stdout, "can be issued (required)\n", "a required flag's sentinel default is not shown")
+	require.NotContains(t, stdout, "(default -1)")
+	code, stdout, _ = b.run(t, "settlement", "--help")
+	require.Equal(t, 0, code)
+	require.Contains(t, stdout, fmt.Sprintf("(default %d)", jobs.DefaultCommitInterval), "a default that means something is shown")
+	code, stdout, stderr = b.run(t)
 	require.Equal(t, 2, code)
+	require.Empty(t, stdout)
+	require.Contains(t, stderr, "usage: enqueue")
+	code, stdout, _ = b.run(t, "--version")
+	require.Equal(t, 0, code)
+	require.Regexp(t, `^enqueue \S+ \(commit \S+, committed \S+, go\S+\)\n$`, stdout)
 }

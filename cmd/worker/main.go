@@ -3,6 +3,7 @@
 //
 //	worker            run until SIGINT/SIGTERM, then stop gracefully
 //	worker migrate    bring the database to the current schema (a no-op when it is)
+//	worker --version  print the version, commit and commit time
 package main
 
 import (
@@ -17,7 +18,7 @@ import (
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	code := Main(ctx, os.Args[1:], os.Getenv, os.Stderr)
+	code := Main(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr)
 	stop()
 	os.Exit(code)
 }

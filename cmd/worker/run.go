@@ -29,20 +29,28 @@ import (
 	"github.com/tidemark/tidemark/partnerbudget"
 	"github.com/tidemark/tidemark/redact"
 	"github.com/tidemark/tidemark/store"
+	"github.com/tidemark/tidemark/version"
 )
 
 const usage = `usage: worker [migrate]
 
   worker           run the River worker, periodic jobs and the HTTP API until SIGINT/SIGTERM
   worker migrate   bring DATABASE_URL to the current schema (River's tables included)
+  worker --version print the version, commit and commit time of this binary
 
 Configuration comes from the environment; see README.md.`
 
 // Main runs the worker command and returns its exit code.
-func Main(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) int {
+// Help and the version go to stdout with exit 0; a usage error to stderr
+// with exit 2.
+func Main(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
 	if len(args) > 1 || (len(args) == 1 && args[0] != "migrate") {
 		if len(args) == 1 && (args[0] == "-h" || args[0] == "--help" || args[0] == "help") {
-			fmt.Fprintln(stderr, usage)
+			fmt.Fprintln(stdout, usage)
+			return 0
+		}
+		if len(args) == 1 && (args[0] == "--version" || args[0] == "-version" || args[0] == "version") {
+			fmt.Fprintln(stdout, "worker", version.Read())
 			return 0
 		}
 		fmt.Fprintf(stderr, "worker: unknown arguments %s\n%s\n", redact.Text(strconv.Quote(strings.Join(args, " "))), usage)

@@ -3,7 +3,9 @@ package main_test
 import (
 	"context"
 	"fmt"
+	"io"
 	"net/http"
+	"regexp"
 	"testing"
 	"time"
 
@@ -59,6 +61,33 @@ func TestMigrateEmptyDatabaseThenNoOp(t *testing.T) {
 	require.Contains(t, stderr, "DATABASE_URL")
 	code, _, _ = testbin.Run(t, bin, nil, "frobnicate")
 	require.Equal(t, 2, code)
+}
+
+// Help and the version on stdout with exit 0; a usage error on stderr,
+// exit 2. The version is the one /metrics reports.
+func TestWorkerHelpAndVersion(t *testing.T) {
+	t.Parallel()
+	bin := testbin.Build(t, "worker")
+	code, stdout, stderr := testbin.Run(t, bin, nil, "--help")
+	require.Equal(t, 0, code)
+	require.Contains(t, stdout, "worker migrate")
+	require.Empty(t, stderr)
+	code, stdout, _ = testbin.Run(t, bin, nil, "--version")
+	require.Equal(t, 0, code)
+	m := regexp.MustCompile(`^worker (\S+) \(commit (\S+?)(, modified)?, committed \S+, (go\S+)\)\n$`).FindStringSubmatch(stdout)
+	require.NotNil(t, m, stdout)
+	code, stdout, stderr = testbin.Run(t, bin, nil, "--verison")
+	require.Equal(t, 2, code)
+	require.Empty(t, stdout)
+	require.Contains(t, stderr, "unknown arguments")
+
+	w := testbin.StartWorker(t, "DATABASE_URL="+testkit.DatabaseURL(t), "PERIODIC_JOBS=false")
+	resp, err := http.Get("http://" + w.Addr + "/metrics")
+	require.NoError(t, err)
+	body, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	require.NoError(t, err)
+	require.Contains(t, string(body), fmt.Sprintf(`tidemark_build_info{goversion=%q,revision=%q,version=%q} 1`, m[4], m[2], m[1]))
 }
 
 func TestWorkerStopsGracefullyOnSIGTERM(t *testing.T) {
