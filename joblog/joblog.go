@@ -61,7 +61,11 @@ func Middleware() []rivertype.Middleware {
 // string, an error or a Stringer. It runs for every attribute of every
 // line, so text without "://" or a password keyword costs three substring
 // searches (see redact.Text) and leaves the value as it was.
-func redactAttr(_ []string, a slog.Attr) slog.Attr {
+func redactAttr(groups []string, a slog.Attr) slog.Attr {
+	// River's own lines name a job's kind job_kind; tidemark's say kind.
+	if len(groups) == 0 && a.Key == "job_kind" {
+		a.Key = "kind"
+	}
 	switch a.Value.Kind() {
 	case slog.KindString:
 		s := a.Value.String()

@@ -172,3 +172,16 @@ func itoa(n int64) string {
 	b, _ := json.Marshal(n)
 	return string(b)
 }
+
+// River's own lines name a job's kind job_kind; through tidemark's logger
+// they say kind, as tidemark's lines do.
+func TestRiverKindIsNamedKind(t *testing.T) {
+	t.Parallel()
+	var out bytes.Buffer
+	logger := joblog.NewLogger(&out, true, slog.LevelInfo)
+	logger.Error("jobexecutor.JobExecutor.execute: Job errored", "job_id", 7, "job_kind", "order_submit")
+	var rec map[string]any
+	require.NoError(t, json.Unmarshal(out.Bytes(), &rec), out.String())
+	require.Equal(t, "order_submit", rec["kind"])
+	require.NotContains(t, rec, "job_kind")
+}

@@ -19,6 +19,7 @@ package metrics
 
 import (
 	"context"
+	"log/slog"
 	"net/http"
 	"time"
 
@@ -140,7 +141,11 @@ func (c *countInserts) InsertMany(ctx context.Context, params []*rivertype.JobIn
 // called or the client stops. River drops events a slow subscriber has no
 // room for; counting is a few map lookups, and the buffer holds seconds of
 // the fastest kind.
-func (m *Metrics) CountWorked(client *jobs.Client) (stop func()) {
+//
+// Each outcome is also logged, with River's job_id and tidemark's kind and
+// attempt: a cancelled or discarded job at warn and error, a retried one at
+// info, a completed or snoozed one at debug.
+func (m *Metrics) CountWorked(client *jobs.Client, logger *slog.Logger) (stop func()) {
 	events, cancel := client.SubscribeConfig(&river.SubscribeConfig{ChanSize: 20_000, Kinds: []river.EventKind{
 		river.EventKindJobCompleted, river.EventKindJobFailed, river.EventKindJobCancelled, river.EventKindJobSnoozed,
 	}})
@@ -148,15 +153,17 @@ func (m *Metrics) CountWorked(client *jobs.Client) (stop func()) {
 	go func() {
 		defer close(done)
 		for ev := range events {
-			m.observe(ev)
+			if outcome := m.observe(ev); outcome != "" && logger != nil {
+				logOutcome(logger, ev, outcome)
+			}
 		}
 	}()
 	return func() { cancel(); <-done }
 }
 
-func (m *Metrics) observe(ev *river.Event) {
+func (m *Metrics) observe(ev *river.Event) string {
 	if ev.Job == nil {
-		return
+		return ""
 	}
 	outcome := ""
 	switch ev.Kind {
@@ -172,10 +179,28 @@ func (m *Metrics) observe(ev *river.Event) {
 	case river.EventKindJobSnoozed:
 		outcome = "snoozed"
 	default:
-		return
+		return ""
 	}
 	m.worked.WithLabelValues(ev.Job.Kind, outcome).Inc()
 	if ev.JobStats != nil {
 		m.runTime.WithLabelValues(ev.Job.Kind).Observe(ev.JobStats.RunDuration.Seconds())
 	}
+	return outcome
+}
+
+// outcomeLevel is the level an outcome is logged at.
+var outcomeLevel = map[string]slog.Level{"completed": slog.LevelDebug, "snoozed": slog.LevelDebug,
+	"retried": slog.LevelInfo, "cancelled": slog.LevelWarn, "discarded": slog.LevelError}
+
+func logOutcome(logger *slog.Logger, ev *river.Event, outcome string) {
+	j := ev.Job
+	attrs := []slog.Attr{slog.String("kind", j.Kind), slog.Int64("job_id", j.ID), slog.Int("attempt", j.Attempt),
+		slog.String("queue", j.Queue), slog.String("outcome", outcome)}
+	if ev.JobStats != nil {
+		attrs = append(attrs, slog.Duration("run", ev.JobStats.RunDuration))
+	}
+	if outcome != "completed" && outcome != "snoozed" && len(j.Errors) > 0 {
+		attrs = append(attrs, slog.String("err", j.Errors[len(j.Errors)-1].Error))
+	}
+	logger.LogAttrs(context.Background(), outcomeLevel[outcome], "job "+outcome, attrs...)
 }

@@ -2,6 +2,7 @@ package main_test
 
 import (
 	"bytes"
+	"fmt"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -289,4 +290,25 @@ func TestMetricsExistAtZero(t *testing.T) {
 	// Past midnight's deadlines, with no run at all: both late.
 	require.Equal(t, 1.0, m.require(t, "tidemark_batch_late", "batch", "therapy"))
 	require.Equal(t, 1.0, m.require(t, "tidemark_batch_late", "batch", "settlement"))
+}
+
+// Every outcome is logged with the job's kind and attempt, a cancelled job
+// too, and River's own lines name the kind as tidemark's do.
+func TestJobOutcomesAreLogged(t *testing.T) {
+	t.Parallel()
+	b := setupOps(t)
+	ctx := context.Background()
+	seoul, err := time.LoadLocation("Asia/Seoul")
+	require.NoError(t, err)
+	client, err := jobs.NewClient(b.pool, jobs.ClientConfig{}, jobs.Deps{Store: store.New(b.pool), TZ: seoul, Logger: testkit.Logger(t)})
+	require.NoError(t, err)
+	// An order job whose row does not exist is cancelled on its first attempt.
+	res, err := client.Insert(ctx, jobs.OrderSubmitArgs{OrderRequestID: 987654321}, nil)
+	require.NoError(t, err)
+	line := fmt.Sprintf(`level=WARN msg="job cancelled" kind=order_submit job_id=%d attempt=1 queue=outbound outcome=cancelled`, res.Job.ID)
+	testkit.WaitFor(t, 30*time.Second, "the cancelled job's log line", func() (bool, error) {
+		return strings.Contains(b.worker.Output(), line), nil
+	})
+	require.Contains(t, b.worker.Output(), "does not exist")
+	require.NotContains(t, b.worker.Output(), "job_kind=", "River's lines say kind=")
 }

@@ -175,7 +175,7 @@ func run(ctx context.Context, cfg config.Config, ops *auth.Operators, pc *pgxpoo
 		return err
 	}
 	if !cfg.APIOnly {
-		stopCounting := m.CountWorked(client)
+		stopCounting := m.CountWorked(client, logger)
 		defer stopCounting()
 	}
 
