@@ -105,10 +105,22 @@ func Main(ctx context.Context, args []string, getenv func(string) string, stdout
 		fmt.Fprintln(stdout, "enqueue", version.Read())
 		return 0
 	}
+	// Errors go to stderr as text, or under LOG_FORMAT=json as one JSON
+	// object a line, as the worker's; the exit status says which kind.
+	jsonLines := strings.TrimSpace(getenv("LOG_FORMAT")) == config.LogJSON
+	fail := func(code int, command, msg string) int {
+		if jsonLines {
+			joblog.NewLogger(stderr, true, slog.LevelError).Error(msg, "command", command, "exit", code)
+		} else if command == "" {
+			fmt.Fprintf(stderr, "enqueue: %s\n", msg)
+		} else {
+			fmt.Fprintf(stderr, "enqueue %s: %s\n", command, msg)
+		}
+		return code
+	}
 	cmd, ok := commands[args[0]]
 	if !ok {
-		fmt.Fprintf(stderr, "enqueue: unknown command %s; run enqueue --help for the list\n", redact.Text(strconv.Quote(args[0])))
-		return 2
+		return fail(2, "", fmt.Sprintf("unknown command %s; run enqueue --help for the list", redact.Text(strconv.Quote(args[0]))))
 	}
 	cfg, err := config.FromEnv(getenv)
 	var pc *pgxpool.Config
@@ -117,8 +129,7 @@ func Main(ctx context.Context, args []string, getenv func(string) string, stdout
 		pc, redisOpt, err = parseURLs(cfg)
 	}
 	if err != nil {
-		fmt.Fprintf(stderr, "enqueue: configuration: %s\n", oneLine(err))
-		return 2
+		return fail(2, "", "configuration: "+oneLine(err))
 	}
 	// Warnings and errors only: a command's own output is its report.
 	e := &env{cfg: cfg, pgConfig: pc, redisOpt: redisOpt, stdout: stdout, stderr: stderr, operator: operatorName(getenv),
@@ -134,14 +145,11 @@ func Main(ctx context.Context, args []string, getenv func(string) string, stdout
 	case err == nil, errors.Is(err, errHelp):
 		return 0
 	case alreadyRan(err):
-		fmt.Fprintf(stderr, "enqueue %s: %s\n", args[0], oneLine(err))
-		return exitAlreadyRan
+		return fail(exitAlreadyRan, args[0], oneLine(err))
 	case errors.As(err, &ue):
-		fmt.Fprintf(stderr, "enqueue %s: %s\n", args[0], oneLine(err))
-		return 2
+		return fail(2, args[0], oneLine(err))
 	default:
-		fmt.Fprintf(stderr, "enqueue %s: %s\n", args[0], oneLine(err))
-		return 1
+		return fail(1, args[0], oneLine(err))
 	}
 }
 

@@ -2,6 +2,7 @@ package main_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"strings"
 	"testing"
@@ -154,4 +155,37 @@ func TestHelp(t *testing.T) {
 	code, stdout, _ = b.run(t, "--version")
 	require.Equal(t, 0, code)
 	require.Regexp(t, `^enqueue \S+ \(commit \S+, committed \S+, go\S+\)\n$`, stdout)
+}
+
+// Under LOG_FORMAT=json an error is one JSON object on stderr, naming the
+// command and the exit status, as the worker's lines are JSON.
+func TestErrorsAsJSONLines(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	env := append(append([]string{}, b.env...), "LOG_FORMAT=json")
+	for _, tc := range []struct {
+		args    []string
+		code    int
+		command string
+		msg     string
+	}{
+		{[]string{"settlement"}, 2, "settlement", "--date is required (YYYY-MM-DD)"},
+		{[]string{"frobnicate"}, 2, "", `unknown command "frobnicate"; run enqueue --help for the list`},
+		{[]string{"wait", "--timeout", "-1s"}, 2, "wait", "--timeout: want a positive duration, got -1s"},
+	} {
+		code, stdout, stderr := testbin.Run(t, b.bin, env, tc.args...)
+		require.Equal(t, tc.code, code, stderr)
+		require.Empty(t, stdout)
+		var rec map[string]any
+		require.NoError(t, json.Unmarshal([]byte(stderr), &rec), "one JSON object: %q", stderr)
+		require.Equal(t, "ERROR", rec["level"])
+		require.Equal(t, tc.msg, rec["msg"])
+		require.Equal(t, float64(tc.code), rec["exit"])
+		if tc.command != "" {
+			require.Equal(t, tc.command, rec["command"])
+		}
+	}
+	code, _, stderr := testbin.Run(t, b.bin, append(env, "LOG_FORMAT=xml"), "status")
+	require.Equal(t, 2, code)
+	require.Equal(t, "enqueue: configuration: LOG_FORMAT: want text or json, got \"xml\"\n", stderr, "a bad LOG_FORMAT is reported as text")
 }

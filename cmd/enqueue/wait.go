@@ -66,6 +66,12 @@ func cmdWait(ctx context.Context, e *env, args []string) error {
 			if err != nil {
 				return err
 			}
+			for i, r := range running { // shown in BATCH_TZ, as every time is
+				if r.ETA != nil {
+					eta := r.ETA.In(e.cfg.TZ)
+					running[i].ETA = &eta
+				}
+			}
 			show.show(time.Now(), n, running)
 		}
 		select {
@@ -185,7 +191,7 @@ func describeRunning(running []jobs.RunningProgress) string {
 }
 
 // formatProgress is "point_settlement #12 400/1000 rows (40%), 512 rows/s,
-// done ~05:43:10 UTC".
+// done ~14:43:10 KST", the time in the ETA's zone (BATCH_TZ).
 func formatProgress(r jobs.RunningProgress) string {
 	s := fmt.Sprintf("%s #%d %d", r.Kind, r.JobID, r.Done)
 	if r.Total > 0 {
@@ -197,7 +203,7 @@ func formatProgress(r jobs.RunningProgress) string {
 		s += fmt.Sprintf(", %.0f %s/s", r.RatePerS, r.Unit)
 	}
 	if r.ETA != nil {
-		s += ", done ~" + r.ETA.UTC().Format("15:04:05") + " UTC"
+		s += ", done ~" + r.ETA.Format("15:04:05 MST")
 	}
 	return s
 }

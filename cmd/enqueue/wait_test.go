@@ -27,7 +27,7 @@ func TestWaitPrintsProgressLinesWhenNotATerminal(t *testing.T) {
 	require.Equal(t, 1, code, "nothing works these jobs: wait gives up")
 	require.Contains(t, stderr, "2 job(s) still outstanding")
 	require.Contains(t, stdout, fmt.Sprintf(
-		"waiting: 2 job(s) outstanding; therapy_stats #%d 40/100 rows (40%%), 5 rows/s, done ~05:43:10 UTC\n", id))
+		"waiting: 2 job(s) outstanding; therapy_stats #%d 40/100 rows (40%%), 5 rows/s, done ~14:43:10 KST\n", id), "05:43:10Z in BATCH_TZ, Asia/Seoul")
 	require.NotContains(t, stdout, "\r", "no bar drawn into a pipe")
 }
 
