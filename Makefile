@@ -13,7 +13,7 @@ help:
 	@echo "make chaos  the whole fault suite, CHAOS_REPS (default 3) times per case; prints fault × batch → result"
 	@echo "make serve  run the worker in the foreground (Ctrl-C stops it gracefully), ADMIN_TOKEN and MEMBER_JWT_SECRET as make run's"
 	@echo "make fuzz   each parser's fuzz target for FUZZTIME (default 30s); make test runs their seed corpora"
-	@echo "make lint   gofmt + go vet"
+	@echo "make lint   gofmt, go vet, staticcheck, govulncheck (when its database answers)"
 	@echo "make image  bin/tidemark-image.tar, an OCI image archive built without a container daemon"
 
 build:
@@ -58,6 +58,14 @@ fuzz:
 	@$(SERVICES) && for t in $(FUZZ_TARGETS); do \
 	  go test -run '^$$' -fuzz "^$${t%%:*}$$" -fuzztime $${FUZZTIME:-30s} "$${t#*:}" || exit 1; done
 
+# staticcheck and govulncheck at pinned versions through the module proxy;
+# govulncheck needs its database (vuln.go.dev) and says so when it is away.
+STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
+GOVULNCHECK := golang.org/x/vuln/cmd/govulncheck@v1.9.0
 lint:
 	@test -z "$$(gofmt -l .)" || (gofmt -l .; exit 1)
 	go vet ./...
+	go run $(STATICCHECK) ./...
+	@if curl -sfI --max-time 5 https://vuln.go.dev/index/db.json >/dev/null 2>&1; then \
+	  go run $(GOVULNCHECK) ./...; \
+	else echo "govulncheck skipped: its database, vuln.go.dev, does not answer from this machine"; fi

@@ -39,7 +39,7 @@ func TestValidateTerms(t *testing.T) {
 		{name: "n", amountType: coupon.AmountRate, amount: -5, err: "amount: want a positive integer, got -5"},
 		{name: "n", amountType: coupon.AmountRate, amount: 101, err: "amount: a RATE is a percentage, 1 to 100, got 101"},
 		{name: "보상 쿠폰 🎁", description: "배송 오류로 인한 쿠폰 교환 (50% 할인)", amountType: coupon.AmountRate, amount: 50},
-		{name: "‮evil", amountType: coupon.AmountFix, amount: 1, err: "name: contains a right-to-left override U+202E at character 1"},
+		{name: "\u202eevil", amountType: coupon.AmountFix, amount: 1, err: "name: contains a right-to-left override U+202E at character 1"},
 		{name: "=HYPERLINK(\"http://evil.example\")", amountType: coupon.AmountFix, amount: 1, err: "name: starts with '=' (a spreadsheet formula)"},
 		{name: "n", description: "-50% for members", amountType: coupon.AmountFix, amount: 1, err: "description: starts with '-' (a spreadsheet formula)"},
 		{name: "n", description: "line one\nline two", amountType: coupon.AmountFix, amount: 1, err: "description: contains a line feed U+000A at character 9"},

@@ -35,13 +35,6 @@ func newLink(t *testing.T, name, upstream string) *link {
 // Addr is the proxy's "host:port".
 func (l *link) Addr() string { return l.proxy.Listen }
 
-// toxic adds a toxic to both directions of the link (toxiproxy's JSON form:
-// type and attributes) and returns a function that removes it.
-func (l *link) toxic(t *testing.T, typ, attributes string) (remove func()) {
-	t.Helper()
-	return l.toxicOn(t, "both", typ, attributes)
-}
-
 // toxicOn adds a toxic to one direction of the link — "upstream" (to the
 // dependency), "downstream" (its answers) or "both" — and returns a
 // function that removes it.

@@ -340,10 +340,6 @@ var httpClient = &http.Client{Timeout: 5 * time.Second}
 
 func get(addr, path string) (int, string) { return request(http.MethodGet, addr, path, "", "") }
 
-func post(addr, path, body string) (int, string) {
-	return request(http.MethodPost, addr, path, body, "")
-}
-
 // The workers' operator token and the secret their members' tokens are
 // signed with.
 const (

@@ -73,8 +73,7 @@ func (s *syncBuffer) String() string {
 }
 
 type testBundle struct {
-	out    *syncBuffer
-	worker *rivertest.Worker[chattyArgs, *riverpgxv5.Driver]
+	out *syncBuffer
 }
 
 func setup(t *testing.T, jsonLines bool) (*testBundle, func(args chattyArgs) (jobID int64, jobLog string)) {

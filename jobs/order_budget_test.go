@@ -108,7 +108,7 @@ func TestOrderSubmit_MaintenanceWindow(t *testing.T) {
 	// spent, a pause in force for every process.
 	testkit.WaitFor(t, 30*time.Second, "the workers met the 503s", func() (bool, error) { return b.stats(t).Unavailable > 0, nil })
 	require.NotEmpty(t, scrape(t, w1.Addr, `tidemark_partner_paused_seconds`))
-	s := b.requireAllApplied(t, n, maintUntil.Sub(time.Now())+time.Minute)
+	s := b.requireAllApplied(t, n, time.Until(maintUntil)+time.Minute)
 	b.requireAgreement(t)
 
 	var first, last time.Time
