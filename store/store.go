@@ -135,3 +135,13 @@ func notFound(err error) error {
 	}
 	return err
 }
+
+// jsonText is a JSON value as a query parameter for a `$n::jsonb`: text,
+// which Postgres parses in any pgx exec mode (a []byte would be sent as
+// bytea where no statement description tells pgx the type), or NULL.
+func jsonText(b []byte) any {
+	if b == nil {
+		return nil
+	}
+	return string(b)
+}

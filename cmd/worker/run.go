@@ -166,7 +166,7 @@ func run(ctx context.Context, cfg config.Config, ops *auth.Operators, pc *pgxpoo
 	// Every queue's depth and lag, whichever this process works: they are
 	// the database's, and any process's /metrics may be the one scraped.
 	m := metrics.New(metrics.NewCollector(metrics.CollectorOpts{Store: st, Gate: gate, TZ: cfg.TZ, Queues: config.KnownQueues(), Logger: logger,
-		PerCoupon: cfg.Callers.MetricsToken != ""}))
+		PerCoupon: cfg.Callers.MetricsToken != ""})).WithPool(pool.Stat)
 	deps.StaleAttempt = m.StaleAttempt
 	client, err := jobs.NewClient(pool, jobs.ClientConfig{
 		Queues:      cfg.Queues,
