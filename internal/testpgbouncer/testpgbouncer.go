@@ -1,5 +1,5 @@
-// Package testpgbouncer starts a private PgBouncer for tests that run
-// tidemark through a pooler: Debian's pgbouncer (scripts/services.sh installs
+// Package testpgbouncer starts a private PgBouncer for tests (and the
+// benchmarks) that run tidemark through a pooler: Debian's pgbouncer (scripts/services.sh installs
 // it) in transaction mode, on a free loopback port, in front of a Postgres
 // server the test names, run as a non-root OS user (pgbouncer refuses to run
 // as root), stopped when the test ends.
@@ -48,25 +48,40 @@ type Server struct {
 // name), and stops it when the test ends.
 func Start(t testing.TB, upstream string) *Server {
 	t.Helper()
+	s, err := Launch(upstream, t.TempDir())
+	if err != nil {
+		t.Fatalf("testpgbouncer: %v", err)
+	}
+	t.Cleanup(func() {
+		s.Stop()
+		if t.Failed() {
+			t.Logf("testpgbouncer: log:\n%s", s.Log())
+		}
+	})
+	return s
+}
+
+// Launch is Start for a program (cmd/bench): pgbouncer keeps its files in
+// dir, and the caller stops it with Stop.
+func Launch(upstream, dir string) (*Server, error) {
 	bin, err := exec.LookPath("pgbouncer")
 	if err != nil {
 		bin = "/usr/sbin/pgbouncer"
 		if _, err := os.Stat(bin); err != nil {
-			t.Fatalf("testpgbouncer: no pgbouncer (scripts/services.sh installs Debian's pgbouncer)")
+			return nil, errors.New("no pgbouncer (scripts/services.sh installs Debian's pgbouncer)")
 		}
 	}
 	u, err := url.Parse(upstream)
 	if err != nil {
-		t.Fatalf("testpgbouncer: upstream URL: %v", err)
+		return nil, fmt.Errorf("upstream URL: %w", err)
 	}
 	host, port := u.Hostname(), u.Port()
 	if port == "" {
 		port = "5432"
 	}
-	dir := t.TempDir()
 	s := &Server{done: make(chan struct{})}
 	if s.port, err = freePort(); err != nil {
-		t.Fatalf("testpgbouncer: %v", err)
+		return nil, err
 	}
 	ini := fmt.Sprintf(`[databases]
 * = host=%s port=%s
@@ -90,54 +105,53 @@ log_disconnections = 0
 `, host, port, s.port, filepath.Join(dir, "userlist.txt"), PoolSize)
 	// auth_type = trust still needs the user in auth_file.
 	if err := os.WriteFile(filepath.Join(dir, "userlist.txt"), []byte(`"postgres" ""`+"\n"), 0o644); err != nil {
-		t.Fatalf("testpgbouncer: %v", err)
+		return nil, err
 	}
 	if err := os.WriteFile(filepath.Join(dir, "pgbouncer.ini"), []byte(ini), 0o644); err != nil {
-		t.Fatalf("testpgbouncer: %v", err)
+		return nil, err
 	}
 	args := []string{filepath.Join(dir, "pgbouncer.ini")}
 	if os.Geteuid() == 0 {
 		if _, err := user.Lookup("postgres"); err != nil {
 			if out, err := exec.Command("useradd", "--system", "--no-create-home", "postgres").CombinedOutput(); err != nil {
-				t.Fatalf("testpgbouncer: useradd postgres: %v\n%s", err, out)
+				return nil, fmt.Errorf("useradd postgres: %v\n%s", err, out)
 			}
 		}
 		if err := os.Chmod(dir, 0o755); err != nil {
-			t.Fatalf("testpgbouncer: %v", err)
+			return nil, err
 		}
 		args = append([]string{"-u", "postgres"}, args...)
 	}
 	s.cmd = exec.Command(bin, args...)
 	s.cmd.Stdout, s.cmd.Stderr = &lockedWriter{s}, &lockedWriter{s}
 	if err := s.cmd.Start(); err != nil {
-		t.Fatalf("testpgbouncer: start: %v", err)
+		return nil, fmt.Errorf("start: %w", err)
 	}
 	go func() { _ = s.cmd.Wait(); close(s.done) }()
-	t.Cleanup(func() {
-		_ = s.cmd.Process.Kill()
-		<-s.done
-		if t.Failed() {
-			t.Logf("testpgbouncer: log:\n%s", s.Log())
-		}
-	})
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		c, err := net.DialTimeout("tcp", s.Addr(), time.Second)
 		if err == nil {
 			c.Close()
-			break
+			return s, nil
 		}
 		select {
 		case <-s.done:
-			t.Fatalf("testpgbouncer: pgbouncer exited:\n%s", s.Log())
+			return nil, fmt.Errorf("pgbouncer exited:\n%s", s.Log())
 		default:
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("testpgbouncer: not listening on %s after 10s:\n%s", s.Addr(), s.Log())
+			s.Stop()
+			return nil, fmt.Errorf("not listening on %s after 10s:\n%s", s.Addr(), s.Log())
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	return s
+}
+
+// Stop kills pgbouncer and waits for it to exit.
+func (s *Server) Stop() {
+	_ = s.cmd.Process.Kill()
+	<-s.done
 }
 
 // Addr is the pooler's host:port.
@@ -175,12 +189,13 @@ func (w *lockedWriter) Write(p []byte) (int, error) {
 // start.
 func SetSession(t testing.TB, direct string, sess config.Session) {
 	t.Helper()
-	if err := setSession(direct, sess); err != nil {
+	if err := ApplySession(direct, sess); err != nil {
 		t.Fatalf("testpgbouncer: %v", err)
 	}
 }
 
-func setSession(direct string, sess config.Session) error {
+// ApplySession is SetSession for a program (cmd/bench).
+func ApplySession(direct string, sess config.Session) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	c, err := pgx.Connect(ctx, direct)
