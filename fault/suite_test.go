@@ -287,6 +287,12 @@ func runCase(t *testing.T, fl fault, b *batch, rep, n int) {
 	}
 	f.wenv = append(f.wenv, fl.env...)
 	f.startWorkers(t, max(b.workers, fl.workers))
+	if fl.pooler {
+		// Each worker started through the pooler, its timeouts checked.
+		for _, w := range f.workers {
+			require.Contains(t, w.Output(), "database_pooler=transaction")
+		}
+	}
 	b.start(t, f)
 	if fl.moment != nil {
 		o.Note = fl.moment(t, f, b, moment(rep, n))
