@@ -48,7 +48,7 @@ type Server struct {
 // name), and stops it when the test ends.
 func Start(t testing.TB, upstream string) *Server {
 	t.Helper()
-	s, err := Launch(upstream, t.TempDir())
+	s, err := Launch(upstream, t.TempDir(), PoolSize)
 	if err != nil {
 		t.Fatalf("testpgbouncer: %v", err)
 	}
@@ -62,8 +62,9 @@ func Start(t testing.TB, upstream string) *Server {
 }
 
 // Launch is Start for a program (cmd/bench): pgbouncer keeps its files in
-// dir, and the caller stops it with Stop.
-func Launch(upstream, dir string) (*Server, error) {
+// dir, opens at most poolSize server connections per database and user,
+// and the caller stops it with Stop.
+func Launch(upstream, dir string, poolSize int) (*Server, error) {
 	bin, err := exec.LookPath("pgbouncer")
 	if err != nil {
 		bin = "/usr/sbin/pgbouncer"
@@ -102,7 +103,7 @@ query_wait_timeout = 60
 ignore_startup_parameters = extra_float_digits
 log_connections = 0
 log_disconnections = 0
-`, host, port, s.port, filepath.Join(dir, "userlist.txt"), PoolSize)
+`, host, port, s.port, filepath.Join(dir, "userlist.txt"), poolSize)
 	// auth_type = trust still needs the user in auth_file.
 	if err := os.WriteFile(filepath.Join(dir, "userlist.txt"), []byte(`"postgres" ""`+"\n"), 0o644); err != nil {
 		return nil, err
