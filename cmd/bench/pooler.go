@@ -21,14 +21,17 @@ func init() { register("pooler", benchPooler) }
 // three ways: over a direct pool as the worker builds it without a pooler;
 // over a direct pool built as for DATABASE_POOLER=transaction (pgx's exec
 // mode, River poll-only), which is the pooled client's own cost; and
-// through a private PgBouncer in transaction mode (BENCH_POOLER_POOL_SIZE
-// server connections, default testpgbouncer.PoolSize) with that same pool.
-// It prints them side by side with the ratio pgbouncer / direct.
+// through a private PgBouncer in transaction mode with that same pool. The
+// pooler opens BENCH_POOLER_POOL_SIZE server connections (default_pool_size),
+// by default as many as the pool has client connections, so that the ratio
+// is the pooler's own cost; fewer make the run wait for server connections
+// (design/pooler.md). It prints them side by side with the ratio
+// pgbouncer / direct.
 func benchPooler(ctx context.Context, e *benchEnv) error {
 	users := envInt("BENCH_POOLER_USERS", 20_000)
 	performs := envInt("BENCH_THERAPY_PERFORMS", 30)
 	orders := envInt("BENCH_POOLER_ORDERS", benchOrderRequests)
-	poolSize := envInt("BENCH_POOLER_POOL_SIZE", testpgbouncer.PoolSize)
+	poolSize := envInt("BENCH_POOLER_POOL_SIZE", int(e.pool.Config().MaxConns))
 	workers := e.therapyWorkers()
 
 	dir, err := os.MkdirTemp("", "tidemark-bench-pgbouncer-")
