@@ -17,11 +17,21 @@ import (
 
 // Config is everything a tidemark process can be told from outside.
 type Config struct {
-	DatabaseURL string         // DATABASE_URL
-	RedisURL    string         // REDIS_URL
-	OrderAPIURL string         // ORDER_API_URL
-	HTTPAddr    string         // HTTP_ADDR
-	TZ          *time.Location // BATCH_TZ
+	DatabaseURL string // DATABASE_URL
+	// Pooler is what stands between this process and Postgres
+	// (DATABASE_POOLER): PoolerNone, a direct connection, or
+	// PoolerTransaction, a pooler such as PgBouncer in transaction mode,
+	// which keeps no session state between transactions.
+	Pooler string
+	// MigrateDatabaseURL is a direct connection to the same database
+	// (MIGRATE_DATABASE_URL), for what needs a session of its own: worker
+	// migrate (golang-migrate holds a session advisory lock). Empty:
+	// DatabaseURL.
+	MigrateDatabaseURL string
+	RedisURL           string         // REDIS_URL
+	OrderAPIURL        string         // ORDER_API_URL
+	HTTPAddr           string         // HTTP_ADDR
+	TZ                 *time.Location // BATCH_TZ
 
 	// Callers is who may call the worker's HTTP listener and how hard.
 	Callers Callers
@@ -110,6 +120,16 @@ const (
 	QueueMember = "member"
 )
 
+// Poolers of DATABASE_POOLER.
+const (
+	// PoolerNone is a direct connection to Postgres: every session is the
+	// worker's own.
+	PoolerNone = "none"
+	// PoolerTransaction is a pooler that lends a server connection for one
+	// transaction at a time (PgBouncer's pool_mode = transaction).
+	PoolerTransaction = "transaction"
+)
+
 // Defaults for values not given.
 const (
 	DefaultHTTPAddr = "127.0.0.1:8080"
@@ -136,12 +156,15 @@ func FromEnv(getenv func(string) string) (Config, error) {
 	var errs []error
 	cfg := Config{
 		DatabaseURL: or("DATABASE_URL", DefaultDatabase),
-		RedisURL:    or("REDIS_URL", DefaultRedis),
-		OrderAPIURL: or("ORDER_API_URL", DefaultOrderAPI),
-		HTTPAddr:    or("HTTP_ADDR", DefaultHTTPAddr),
-		Queues:      DefaultQueues(),
-		Periodic:    true,
-		LogFormat:   strings.ToLower(or("LOG_FORMAT", LogText)),
+		Pooler:      strings.ToLower(or("DATABASE_POOLER", PoolerNone)),
+
+		MigrateDatabaseURL: strings.TrimSpace(getenv("MIGRATE_DATABASE_URL")),
+		RedisURL:           or("REDIS_URL", DefaultRedis),
+		OrderAPIURL:        or("ORDER_API_URL", DefaultOrderAPI),
+		HTTPAddr:           or("HTTP_ADDR", DefaultHTTPAddr),
+		Queues:             DefaultQueues(),
+		Periodic:           true,
+		LogFormat:          strings.ToLower(or("LOG_FORMAT", LogText)),
 	}
 	if v := strings.TrimSpace(getenv("LOG_LEVEL")); v != "" {
 		if err := cfg.LogLevel.UnmarshalText([]byte(v)); err != nil {
@@ -224,6 +247,14 @@ func (c Config) Validate() error {
 	if err := checkURL("DATABASE_URL", c.DatabaseURL, "postgres://…", false, "postgres", "postgresql"); err != nil {
 		return err
 	}
+	if c.Pooler != PoolerNone && c.Pooler != PoolerTransaction {
+		return fmt.Errorf("DATABASE_POOLER: want %s or %s, got %q", PoolerNone, PoolerTransaction, c.Pooler)
+	}
+	if c.MigrateDatabaseURL != "" {
+		if err := checkURL("MIGRATE_DATABASE_URL", c.MigrateDatabaseURL, "postgres://…", false, "postgres", "postgresql"); err != nil {
+			return err
+		}
+	}
 	if err := checkURL("REDIS_URL", c.RedisURL, "redis://…", false, "redis", "rediss"); err != nil {
 		return err
 	}
@@ -267,6 +298,15 @@ func (c Config) Validate() error {
 		return fmt.Errorf("ORDER_CALL_TIMEOUT: at most 20s (an order_submit attempt makes up to two calls within 50s), got %s", c.OrderCallTimeout)
 	}
 	return nil
+}
+
+// MigrateURL is the URL for what needs a session of its own (worker
+// migrate): MIGRATE_DATABASE_URL when set, else DATABASE_URL.
+func (c Config) MigrateURL() string {
+	if c.MigrateDatabaseURL != "" {
+		return c.MigrateDatabaseURL
+	}
+	return c.DatabaseURL
 }
 
 // checkURL refuses raw, the value of variable name, unless it is a

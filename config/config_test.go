@@ -197,3 +197,26 @@ func TestPartnerBudget(t *testing.T) {
 		require.ErrorContains(t, err, tc.want, "%s=%q", tc.k, tc.v)
 	}
 }
+
+// DATABASE_POOLER says what stands in front of Postgres; MIGRATE_DATABASE_URL
+// is the direct connection for what needs a session.
+func TestPooler(t *testing.T) {
+	t.Parallel()
+	cfg, err := config.FromEnv(env(nil))
+	require.NoError(t, err)
+	require.Equal(t, config.PoolerNone, cfg.Pooler)
+	require.Equal(t, cfg.DatabaseURL, cfg.MigrateURL(), "no MIGRATE_DATABASE_URL: DATABASE_URL")
+
+	cfg, err = config.FromEnv(env(map[string]string{
+		"DATABASE_URL": "postgres://app@pgbouncer:6432/tidemark", "DATABASE_POOLER": " Transaction ",
+		"MIGRATE_DATABASE_URL": "postgres://owner@db:5432/tidemark",
+	}))
+	require.NoError(t, err)
+	require.Equal(t, config.PoolerTransaction, cfg.Pooler)
+	require.Equal(t, "postgres://owner@db:5432/tidemark", cfg.MigrateURL())
+
+	_, err = config.FromEnv(env(map[string]string{"DATABASE_POOLER": "session"}))
+	require.EqualError(t, err, `DATABASE_POOLER: want none or transaction, got "session"`)
+	_, err = config.FromEnv(env(map[string]string{"MIGRATE_DATABASE_URL": "mysql://u:S3cretPW@db/x"}))
+	require.EqualError(t, err, `MIGRATE_DATABASE_URL: want postgres://…, got scheme "mysql" in mysql://u:xxxxx@db/x`)
+}

@@ -18,9 +18,11 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/tidemark/tidemark/auth"
+	"github.com/tidemark/tidemark/config"
 	"github.com/tidemark/tidemark/internal/testbin"
 	"github.com/tidemark/tidemark/internal/testkit"
 	"github.com/tidemark/tidemark/internal/testpg"
+	"github.com/tidemark/tidemark/internal/testpgbouncer"
 	"github.com/tidemark/tidemark/internal/testredis"
 )
 
@@ -202,7 +204,7 @@ type fixture struct {
 	faultNote string
 }
 
-func newFixture(t *testing.T, b *batch) *fixture {
+func newFixture(t *testing.T, b *batch, pooler bool) *fixture {
 	t.Helper()
 	pg := testpg.Start(t)
 	ctx := context.Background()
@@ -218,7 +220,17 @@ func newFixture(t *testing.T, b *batch) *fixture {
 		"MEMBER_JWT_SECRET=" + faultMemberSecret}
 	f.env = append(common, "DATABASE_URL="+pg.URL)
 	f.wdb = via(t, pg.URL, f.pgLink)
-	f.wenv = append(common, "DATABASE_URL="+f.wdb, "ORDER_CALL_TIMEOUT=1s")
+	if pooler {
+		// PgBouncer in front of the link, as production runs it: the
+		// server connections carry the workers' timeouts as the database's
+		// settings, which each worker checks at start.
+		testpgbouncer.SetSession(t, pg.URL, config.DefaultWorkerSession)
+		bouncer := testpgbouncer.Start(t, f.wdb)
+		f.wdb = bouncer.URL(f.wdb)
+		common = append(common, "DATABASE_POOLER=transaction", "MIGRATE_DATABASE_URL="+pg.URL)
+		f.env = append(slices.Clip(common), "DATABASE_URL="+f.wdb)
+	}
+	f.wenv = append(slices.Clip(common), "DATABASE_URL="+f.wdb, "ORDER_CALL_TIMEOUT=1s")
 	if b.redis {
 		f.redis = testredis.Start(t)
 		f.rdLink = newLink(t, "redis", hostPort(t, f.redis.URL))

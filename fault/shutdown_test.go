@@ -16,7 +16,7 @@ import (
 // finishes the run with exact results.
 func TestSIGTERMWhileJobWaitsOnRowLock(t *testing.T) {
 	t.Parallel()
-	f := newFixture(t, settlement)
+	f := newFixture(t, settlement, false)
 	settlement.load(t, f)
 	f.wenv = append(f.wenv, "SHUTDOWN_GRACE=1s")
 	// Hold the lock of a due row half way through the run.

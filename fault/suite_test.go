@@ -28,6 +28,9 @@ type fault struct {
 	// needs more than the batch has; env is their extra environment.
 	workers int
 	env     []string
+	// pooler puts a private PgBouncer in transaction mode between the
+	// workers (and the CLI) and Postgres' link, with DATABASE_POOLER=transaction.
+	pooler bool
 	// moment, if set, is called once the batch started and returns when
 	// the fault is to be injected, at about the fraction at of the run, with
 	// a note on where that is; nil: once the batch has done at of its work.
@@ -149,20 +152,24 @@ func jobsErrored(t *testing.T, f *fixture, kind string, limit time.Duration) {
 	})
 }
 
+// pgCrash crashes Postgres while the batch runs, checks that the workers
+// say so, and starts it again.
+func pgCrash(t *testing.T, f *fixture, b *batch) time.Duration {
+	require.NoError(t, f.pg.Crash())
+	f.allReady(t, http.StatusServiceUnavailable, 10*time.Second, "worker /readyz 503 while Postgres is down")
+	// A request during the outage is refused with a reason, not a 500.
+	code, body := postAdmin(f.liveAddr(), "/v1/order-requests", `{"username": "outage", "totalPrice": 1, "appliedYearMonth": "2026-11"}`)
+	require.Equal(t, http.StatusServiceUnavailable, code, body)
+	require.Contains(t, body, "postgres unavailable")
+	require.NoError(t, f.pg.Start())
+	return readyAgain(t, f)
+}
+
 var faults = []fault{
-	{
-		name: "postgres crash", applies: all, fast: allBatches,
-		inject: func(t *testing.T, f *fixture, b *batch) time.Duration {
-			require.NoError(t, f.pg.Crash())
-			f.allReady(t, http.StatusServiceUnavailable, 10*time.Second, "worker /readyz 503 while Postgres is down")
-			// A request during the outage is refused with a reason, not a 500.
-			code, body := postAdmin(f.liveAddr(), "/v1/order-requests", `{"username": "outage", "totalPrice": 1, "appliedYearMonth": "2026-11"}`)
-			require.Equal(t, http.StatusServiceUnavailable, code, body)
-			require.Contains(t, body, "postgres unavailable")
-			require.NoError(t, f.pg.Start())
-			return readyAgain(t, f)
-		},
-	},
+	{name: "postgres crash", applies: all, fast: allBatches, inject: pgCrash},
+	// The same crash with PgBouncer in front: the pooler's server connections
+	// die with the server and are opened again once it is back.
+	{name: "postgres crash through pgbouncer", applies: all, fast: allBatches, pooler: true, inject: pgCrash},
 	cut("postgres link reset", all, []*batch{settlement}, pgLink, "both", "reset_peer", `{"timeout": 0}`,
 		readyz503("every connection is reset"), readyAgain),
 	// Nothing gets through; connections are closed after 2 s, as when a
@@ -274,12 +281,18 @@ func runCase(t *testing.T, fl fault, b *batch, rep, n int) {
 		}
 		record(t, o)
 	}()
-	f = newFixture(t, b)
+	f = newFixture(t, b, fl.pooler)
 	if b.load != nil {
 		b.load(t, f)
 	}
 	f.wenv = append(f.wenv, fl.env...)
 	f.startWorkers(t, max(b.workers, fl.workers))
+	if fl.pooler {
+		// Each worker started through the pooler, its timeouts checked.
+		for _, w := range f.workers {
+			require.Contains(t, w.Output(), "database_pooler=transaction")
+		}
+	}
 	b.start(t, f)
 	if fl.moment != nil {
 		o.Note = fl.moment(t, f, b, moment(rep, n))

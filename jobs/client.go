@@ -65,10 +65,21 @@ type ClientConfig struct {
 	Periodic bool
 	// FetchCooldown and FetchPollInterval tune fetching; zero keeps River's.
 	FetchCooldown, FetchPollInterval time.Duration
+	// PollOnly makes the client listen for nothing (no LISTEN/NOTIFY), as a
+	// transaction pooler requires: it fetches every FetchPollInterval
+	// (PollOnlyFetchPollInterval when zero) and elects its leader by polling.
+	PollOnly bool
 	// Middleware wraps job inserts and work (River's Config.Middleware),
 	// inside joblog's, which every client installs.
 	Middleware []rivertype.Middleware
 }
+
+// PollOnlyFetchPollInterval is how often a poll-only client's queues look
+// for new jobs when ClientConfig sets no FetchPollInterval. River's 1 s
+// default would add up to a second to every hop of a fan-out (therapy_daily
+// → therapy_stats) that LISTEN/NOTIFY wakes at once; a fetch of an empty
+// queue is one indexed query.
+const PollOnlyFetchPollInterval = 100 * time.Millisecond
 
 // DefaultJobTimeout bounds an attempt of a kind that sets no Timeout of its
 // own (every kind sets one); River requires the rescue window to be longer.
@@ -90,9 +101,13 @@ func NewClient(pool *pgxpool.Pool, cc ClientConfig, deps Deps) (*Client, error) 
 		FetchCooldown:               cc.FetchCooldown,
 		FetchPollInterval:           cc.FetchPollInterval,
 		MaxAttempts:                 5,
+		PollOnly:                    cc.PollOnly,
 		// Each job's log lines carry its kind, id and attempt and are kept
 		// on the job, bounded, for River UI.
 		Middleware: append(joblog.Middleware(), cc.Middleware...),
+	}
+	if cc.PollOnly && cfg.FetchPollInterval == 0 {
+		cfg.FetchPollInterval = PollOnlyFetchPollInterval
 	}
 	if len(cc.Queues) > 0 {
 		cfg.Queues = make(map[string]river.QueueConfig, len(cc.Queues))

@@ -13,8 +13,9 @@
 #
 # The server binaries (initdb/pg_ctl, redis-server) are installed even when
 # servers answer: the fault suite starts private instances it crashes. So is
-# Debian's chromium, which the browser tests drive (/usr/bin/chromium), and
-# promtool (Debian's prometheus), which checks the alert rules.
+# Debian's chromium, which the browser tests drive (/usr/bin/chromium),
+# promtool (Debian's prometheus), which checks the alert rules, and Debian's
+# pgbouncer, which the pooler tests run privately in transaction mode.
 #
 # Everything but the final assignments goes to stderr. SERVICES_OWN=1 skips
 # the machine's shared servers and uses (or starts) our own, to test that path.
@@ -123,6 +124,13 @@ else
   REDIS_URL="redis://127.0.0.1:6389/0"
   for _ in $(seq 50); do redis_answers "$REDIS_URL" && break; sleep 0.1; done
   redis_answers "$REDIS_URL" || { log "Redis does not answer at $REDIS_URL"; exit 1; }
+fi
+
+# --- PgBouncer ---------------------------------------------------------------
+# The pooler tests start a private pgbouncer (internal/testpgbouncer) in
+# transaction mode in front of Postgres; only the binary is needed here.
+if ! command -v pgbouncer >/dev/null 2>&1 && [ ! -x /usr/sbin/pgbouncer ]; then
+  apt_install pgbouncer
 fi
 
 # --- Browser -----------------------------------------------------------------

@@ -58,10 +58,12 @@ func (s *Store) CreateCoupon(ctx context.Context, c NewCoupon) (Coupon, error) {
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
 		RETURNING `+couponColumns,
 		c.Code, c.Name, c.Description, c.AmountType, c.Amount, c.TotalQuantity, c.Status, c.ExpiresAt)
-	if err != nil {
-		return Coupon{}, fmt.Errorf("store: create coupon %s: %w", c.Code, err)
+	var out Coupon
+	if err == nil {
+		// The statement's error comes with its rows, or at once in the
+		// simple protocol.
+		out, err = pgx.CollectExactlyOneRow(row, pgx.RowToStructByPos[Coupon])
 	}
-	out, err := pgx.CollectExactlyOneRow(row, pgx.RowToStructByPos[Coupon])
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) && pgErr.Code == pgerrcode.UniqueViolation {
 		return Coupon{}, fmt.Errorf("store: create coupon %s: %w", c.Code, ErrDuplicate)

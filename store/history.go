@@ -40,7 +40,7 @@ func (s *Store) LastCompletedRun(ctx context.Context, q DBTX, kind string, ident
 			WHERE kind = $1 AND state = 'completed' AND args @> $2::jsonb
 			UNION ALL
 			SELECT job_id, finalized_at FROM completed_run WHERE kind = $1 AND identity = $2::jsonb
-		) r ORDER BY finalized_at DESC LIMIT 1`, kind, id).Scan(&r.JobID, &r.FinalizedAt)
+		) r ORDER BY finalized_at DESC LIMIT 1`, kind, string(id)).Scan(&r.JobID, &r.FinalizedAt)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return r, ErrNotFound
 	}
@@ -65,7 +65,7 @@ func (s *Store) NextRerun(ctx context.Context, q DBTX, kind string, identity map
 			SELECT coalesce((args ->> '`+argRerun+`')::int, 0) AS n FROM job_history WHERE kind = $1 AND args @> $2::jsonb
 			UNION ALL
 			SELECT coalesce((args ->> '`+argRerun+`')::int, 0) FROM completed_run WHERE kind = $1 AND identity = $2::jsonb
-		) r`, kind, id).Scan(&n)
+		) r`, kind, string(id)).Scan(&n)
 	if err != nil {
 		return 0, fmt.Errorf("store: next %s rerun: %w", kind, err)
 	}
@@ -80,7 +80,7 @@ func (s *Store) LockRunTx(ctx context.Context, tx pgx.Tx, kind string, identity 
 	if err != nil {
 		return fmt.Errorf("store: %s identity: %w", kind, err)
 	}
-	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtextextended($1 || ':' || $2::jsonb::text, 0))`, kind, id); err != nil {
+	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtextextended($1 || ':' || $2::jsonb::text, 0))`, kind, string(id)); err != nil {
 		return fmt.Errorf("store: lock %s run: %w", kind, err)
 	}
 	return nil

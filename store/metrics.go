@@ -146,7 +146,7 @@ func (s *Store) TherapyRunOf(ctx context.Context, businessDate string) (TherapyR
 		       count(*), count(*) FILTER (WHERE state = 'completed'),
 		       count(*) FILTER (WHERE state IN ('discarded', 'cancelled'))
 		FROM job_history
-		WHERE kind = 'therapy_stats' AND args @> $1::jsonb AND NOT args ? $2`, date, argTrigger).
+		WHERE kind = 'therapy_stats' AND args @> $1::jsonb AND NOT args ? $2`, string(date), argTrigger).
 		Scan(&found, &targets, &r.Jobs, &r.Completed, &r.Failed)
 	if err != nil {
 		return r, fmt.Errorf("store: therapy run %s: %w", businessDate, err)

@@ -43,8 +43,8 @@ type OperatorAction struct {
 func (s *Store) StartOperatorAction(ctx context.Context, action string, filter json.RawMessage, by string) (int64, error) {
 	var id int64
 	err := s.Pool.QueryRow(ctx, `
-		INSERT INTO operator_action (action, filter, by) VALUES ($1, $2, nullif($3, '')) RETURNING id`,
-		action, filter, by).Scan(&id)
+		INSERT INTO operator_action (action, filter, by) VALUES ($1, $2::jsonb, nullif($3, '')) RETURNING id`,
+		action, jsonText(filter), by).Scan(&id)
 	if err != nil {
 		return 0, fmt.Errorf("store: start operator action %s: %w", action, err)
 	}
@@ -118,8 +118,8 @@ type OperatorRequest struct {
 func (s *Store) StartOperatorRequest(ctx context.Context, r OperatorRequest) (int64, error) {
 	var id int64
 	err := s.Pool.QueryRow(ctx, `
-		INSERT INTO operator_action (action, via, filter, by, addr) VALUES ($1, $2, $3, $4, nullif($5, '')) RETURNING id`,
-		r.Action, r.Via, r.Target, r.By, r.Addr).Scan(&id)
+		INSERT INTO operator_action (action, via, filter, by, addr) VALUES ($1, $2, $3::jsonb, $4, nullif($5, '')) RETURNING id`,
+		r.Action, r.Via, jsonText(r.Target), r.By, r.Addr).Scan(&id)
 	if err != nil {
 		return 0, fmt.Errorf("store: start operator request %s: %w", r.Action, err)
 	}

@@ -135,10 +135,12 @@ func (s *Store) InsertOrderRequestsTx(ctx context.Context, tx pgx.Tx, in []Order
 		FROM unnest($1::text[], $2::bigint[], $3::text[]) WITH ORDINALITY AS i(username, price, month, ord)
 		ORDER BY ord
 		RETURNING id`, names, prices, months)
-	if err != nil {
-		return nil, fmt.Errorf("store: insert order requests: %w", err)
+	var ids []int64
+	if err == nil {
+		// The statement's error comes with its rows, or at once in the
+		// simple protocol.
+		ids, err = pgx.CollectRows(rows, pgx.RowTo[int64])
 	}
-	ids, err := pgx.CollectRows(rows, pgx.RowTo[int64])
 	if err != nil {
 		var pgErr *pgconn.PgError
 		if errors.As(err, &pgErr) && pgErr.Code == pgerrcode.UniqueViolation { // a concurrent insert won the user-month

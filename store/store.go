@@ -97,8 +97,18 @@ var ErrCommitUnknown = errors.New("commit outcome unknown")
 // COMMIT was sent and when the COMMIT was sent and reading its answer
 // failed (the failed read closes the connection and is not returned; the
 // next read finds the connection closed), and the error does not say which.
+//
+// An error answer about the connection rather than the transaction is
+// unknown too: PgBouncer answers a COMMIT whose server connection died with
+// an error of its own (08P01, "server conn crashed?"), whatever the server
+// did with it, and a backend ended by a shutdown or a crash (57P01, 57P02)
+// may say so after its commit record was written.
 func commitErr(err error) error {
 	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && (pgerrcode.IsConnectionException(pgErr.Code) ||
+		pgErr.Code == pgerrcode.AdminShutdown || pgErr.Code == pgerrcode.CrashShutdown) {
+		return fmt.Errorf("store: commit: %w: %w", ErrCommitUnknown, err)
+	}
 	if errors.As(err, &pgErr) || errors.Is(err, pgx.ErrTxCommitRollback) || errors.Is(err, pgx.ErrTxClosed) ||
 		(pgconn.SafeToRetry(err) && !errors.Is(err, pgconn.ErrConnClosed)) {
 		return fmt.Errorf("store: commit: %w", err)
@@ -134,4 +144,14 @@ func notFound(err error) error {
 		return ErrNotFound
 	}
 	return err
+}
+
+// jsonText is a JSON value as a query parameter for a `$n::jsonb`: text,
+// which Postgres parses in any pgx exec mode (a []byte would be sent as
+// bytea where no statement description tells pgx the type), or NULL.
+func jsonText(b []byte) any {
+	if b == nil {
+		return nil
+	}
+	return string(b)
 }

@@ -60,6 +60,11 @@ func TestCommitErr(t *testing.T) {
 	require.ErrorIs(t, commitErr(lost), ErrCommitUnknown)
 	require.ErrorIs(t, commitErr(io.ErrUnexpectedEOF), ErrCommitUnknown)
 	require.NotErrorIs(t, commitErr(&pgconn.PgError{Code: pgerrcode.SerializationFailure}), ErrCommitUnknown, "the server answered: rolled back")
+	// PgBouncer's answer when the server connection died under the COMMIT,
+	// and a backend's when a shutdown or a crash ended it: not a rollback.
+	require.ErrorIs(t, commitErr(&pgconn.PgError{Severity: "FATAL", Code: pgerrcode.ProtocolViolation, Message: "server conn crashed?"}), ErrCommitUnknown)
+	require.ErrorIs(t, commitErr(&pgconn.PgError{Code: pgerrcode.CrashShutdown}), ErrCommitUnknown)
+	require.ErrorIs(t, commitErr(&pgconn.PgError{Code: pgerrcode.AdminShutdown}), ErrCommitUnknown)
 	require.NotErrorIs(t, commitErr(pgx.ErrTxCommitRollback), ErrCommitUnknown, "the server answered: rolled back")
 	require.NotErrorIs(t, commitErr(pgx.ErrTxClosed), ErrCommitUnknown, "nothing was sent")
 

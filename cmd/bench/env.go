@@ -28,6 +28,9 @@ type benchEnv struct {
 	pool   *pgxpool.Pool
 	store  *store.Store
 	logger *slog.Logger
+	// pollOnly: the pool goes through a transaction pooler, and River
+	// clients run as the worker's do there (ClientConfig.PollOnly).
+	pollOnly bool
 }
 
 func newBenchEnv(ctx context.Context, name string) (*benchEnv, error) {

@@ -168,7 +168,7 @@ func roundMS(d time.Duration) string {
 // binary's outbound queue, and returns the POSTs made and the time from
 // start to the last row settled.
 func runOrderBatch(ctx context.Context, env *benchEnv, deps jobs.Deps, tpURL string, tpPID int, month string, n int) (orderRun, error) {
-	inserter, err := jobs.NewClient(env.pool, jobs.ClientConfig{Retention: 24 * time.Hour, RescueAfter: 90 * time.Second}, deps)
+	inserter, err := jobs.NewClient(env.pool, jobs.ClientConfig{Retention: 24 * time.Hour, RescueAfter: 90 * time.Second, PollOnly: env.pollOnly}, deps)
 	if err != nil {
 		return orderRun{}, err
 	}
@@ -190,6 +190,7 @@ func runOrderBatch(ctx context.Context, env *benchEnv, deps jobs.Deps, tpURL str
 		Retention:     24 * time.Hour,
 		RescueAfter:   90 * time.Second,
 		FetchCooldown: env.cfg.FetchCooldown,
+		PollOnly:      env.pollOnly,
 		Middleware:    []rivertype.Middleware{stages},
 	}, deps)
 	if err != nil {

@@ -176,6 +176,7 @@ func benchClientConfig(e *benchEnv, workers int) jobs.ClientConfig {
 		Retention:     e.cfg.Retention,
 		RescueAfter:   e.cfg.RescueAfter,
 		FetchCooldown: e.cfg.FetchCooldown,
+		PollOnly:      e.pollOnly,
 	}
 }
 

@@ -15,6 +15,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/tidemark/tidemark/config"
+	"github.com/tidemark/tidemark/dbpool"
 	"github.com/tidemark/tidemark/joblog"
 	"github.com/tidemark/tidemark/jobs"
 	"github.com/tidemark/tidemark/redact"
@@ -86,7 +87,8 @@ func (e *env) open(ctx context.Context) error {
 	if err := e.store.Ping(ctx); err != nil {
 		return fmt.Errorf("DATABASE_URL: %w", err)
 	}
-	e.client, err = jobs.NewClient(pool, jobs.ClientConfig{Retention: e.cfg.Retention, RescueAfter: e.cfg.RescueAfter},
+	e.client, err = jobs.NewClient(pool, jobs.ClientConfig{Retention: e.cfg.Retention, RescueAfter: e.cfg.RescueAfter,
+		PollOnly: e.cfg.Pooler == config.PoolerTransaction},
 		jobs.Deps{Store: e.store, TZ: e.cfg.TZ, Logger: e.logger})
 	return err
 }
@@ -264,14 +266,13 @@ func oneLine(err error) string {
 // them, so that a value they refuse is a configuration error (exit 2) before
 // any command runs.
 func parseURLs(cfg config.Config) (*pgxpool.Config, *redis.Options, error) {
-	pc, err := pgxpool.ParseConfig(cfg.DatabaseURL)
-	if err != nil {
-		return nil, nil, fmt.Errorf("DATABASE_URL: %w", err)
-	}
 	// An operator's command runs long statements, but bounds its lock
 	// waits and idle transactions like the workers (config.EnqueueSession).
-	for k, v := range config.EnqueueSession.RuntimeParams() {
-		pc.ConnConfig.RuntimeParams[k] = v
+	// Through a transaction pooler the sessions are the role's: run enqueue
+	// as a role whose settings fit it (docs/design/pooler.md).
+	pc, err := dbpool.Config(cfg.DatabaseURL, cfg.Pooler, config.EnqueueSession)
+	if err != nil {
+		return nil, nil, fmt.Errorf("DATABASE_URL: %w", err)
 	}
 	opt, err := redis.ParseURL(cfg.RedisURL)
 	if err != nil {

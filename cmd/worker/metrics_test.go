@@ -159,6 +159,16 @@ func TestMetricsMatchTheTables(t *testing.T) {
 
 	m := b.scrape(t)
 
+	// The process's own pool: the order_submit waiting for its row holds a
+	// connection; the pool is DB_MAX_CONNS (20) at most.
+	require.Equal(t, 20.0, m.require(t, "tidemark_db_pool_max_conns"))
+	acquired, idle := m.require(t, "tidemark_db_pool_acquired_conns"), m.require(t, "tidemark_db_pool_idle_conns")
+	require.GreaterOrEqual(t, acquired, 1.0)
+	require.GreaterOrEqual(t, m.require(t, "tidemark_db_pool_total_conns"), acquired+idle)
+	require.Greater(t, m.require(t, "tidemark_db_pool_acquires_total"), 0.0)
+	m.require(t, "tidemark_db_pool_empty_acquire_waits_total")
+	m.require(t, "tidemark_db_pool_empty_acquire_wait_seconds_total")
+
 	// River's live jobs, per queue, equal to SQL over river_job.
 	rows, err := b.pool.Query(ctx, `
 		SELECT q.queue, s.state, count(j.id),

@@ -20,6 +20,7 @@ import (
 	"github.com/tidemark/tidemark/batchui"
 	"github.com/tidemark/tidemark/config"
 	"github.com/tidemark/tidemark/coupongate"
+	"github.com/tidemark/tidemark/dbpool"
 	"github.com/tidemark/tidemark/httpapi"
 	"github.com/tidemark/tidemark/joblog"
 	"github.com/tidemark/tidemark/jobs"
@@ -35,7 +36,8 @@ import (
 const usage = `usage: worker [migrate]
 
   worker           run the River worker, periodic jobs and the HTTP API until SIGINT/SIGTERM
-  worker migrate   bring DATABASE_URL to the current schema (River's tables included)
+  worker migrate   bring the database to the current schema (River's tables included),
+                   through MIGRATE_DATABASE_URL when set, else DATABASE_URL
   worker --version print the version, commit and commit time of this binary
 
 Configuration comes from the environment; see README.md.`
@@ -75,15 +77,26 @@ func Main(ctx context.Context, args []string, getenv func(string) string, stdout
 		}
 	}
 	if len(args) == 1 {
-		err = migrations.Up(cfg.DatabaseURL)
+		// golang-migrate holds a session advisory lock while it migrates,
+		// which a transaction pooler would hand to someone else's
+		// transaction: migrations need a direct connection.
+		if cfg.Pooler == config.PoolerTransaction && cfg.MigrateDatabaseURL == "" {
+			fmt.Fprintf(stderr, "worker: configuration: MIGRATE_DATABASE_URL: required with DATABASE_POOLER=%s (worker migrate needs a direct connection to Postgres: golang-migrate holds a session advisory lock)\n", cfg.Pooler)
+			return 2
+		}
+		name := "DATABASE_URL"
+		if cfg.MigrateDatabaseURL != "" {
+			name = "MIGRATE_DATABASE_URL"
+		}
+		err = migrations.Up(cfg.MigrateURL())
 		if err == nil {
 			var v uint
-			if v, _, err = migrations.Version(cfg.DatabaseURL); err == nil {
+			if v, _, err = migrations.Version(cfg.MigrateURL()); err == nil {
 				logger.Info("schema is up to date", "version", v)
 			}
 		}
 		if err != nil {
-			err = fmt.Errorf("DATABASE_URL: %w", err)
+			err = fmt.Errorf("%s: %w", name, err)
 		}
 	} else {
 		err = run(ctx, cfg, ops, pc, redisOpt, logger)
@@ -99,14 +112,13 @@ func Main(ctx context.Context, args []string, getenv func(string) string, stdout
 // them, so that a value they refuse is a configuration error (exit 2) before
 // anything starts.
 func parseURLs(cfg config.Config) (*pgxpool.Config, *redis.Options, error) {
-	pc, err := pgxpool.ParseConfig(cfg.DatabaseURL)
+	// Every session bounds its idle transactions, lock waits and
+	// statements (config.Session), over what the URL says: directly as
+	// startup parameters, through a transaction pooler by the server's own
+	// settings, which run checks.
+	pc, err := dbpool.Config(cfg.DatabaseURL, cfg.Pooler, cfg.Session)
 	if err != nil {
 		return nil, nil, fmt.Errorf("DATABASE_URL: %w", err)
-	}
-	// Every session bounds its idle transactions, lock waits and
-	// statements (config.Session), over what the URL says.
-	for k, v := range cfg.Session.RuntimeParams() {
-		pc.ConnConfig.RuntimeParams[k] = v
 	}
 	opt, err := redis.ParseURL(cfg.RedisURL)
 	if err != nil {
@@ -138,6 +150,14 @@ func run(ctx context.Context, cfg config.Config, ops *auth.Operators, pc *pgxpoo
 	if err := st.Ping(ctx); err != nil {
 		return fmt.Errorf("DATABASE_URL: %w", err)
 	}
+	if cfg.Pooler == config.PoolerTransaction {
+		// The pooler's server connections carry the timeouts that keep a
+		// frozen worker from holding the others back, or this process does
+		// not start: a warning would leave the fence's premise unchecked.
+		if err := dbpool.CheckSession(ctx, pool, cfg.Session); err != nil {
+			return fmt.Errorf("DATABASE_URL through DATABASE_POOLER=%s: %w", cfg.Pooler, err)
+		}
+	}
 	rdb := newRedis(redisOpt)
 	defer rdb.Close()
 	pingCtx, cancelPing := context.WithTimeout(ctx, 3*time.Second)
@@ -155,7 +175,7 @@ func run(ctx context.Context, cfg config.Config, ops *auth.Operators, pc *pgxpoo
 	// Every queue's depth and lag, whichever this process works: they are
 	// the database's, and any process's /metrics may be the one scraped.
 	m := metrics.New(metrics.NewCollector(metrics.CollectorOpts{Store: st, Gate: gate, TZ: cfg.TZ, Queues: config.KnownQueues(), Logger: logger, Deadlines: cfg.Deadlines,
-		PerCoupon: cfg.Callers.MetricsToken != ""}))
+		PerCoupon: cfg.Callers.MetricsToken != ""})).WithPool(pool.Stat)
 	deps.StaleAttempt = m.StaleAttempt
 	// One budget toward the partner for every process on this Redis and
 	// key prefix; its pause and breaker hold even with no rate set.
@@ -170,6 +190,7 @@ func run(ctx context.Context, cfg config.Config, ops *auth.Operators, pc *pgxpoo
 		Middleware:  []rivertype.Middleware{m.InsertMiddleware()},
 
 		FetchCooldown: cfg.FetchCooldown,
+		PollOnly:      cfg.Pooler == config.PoolerTransaction,
 	}, deps)
 	if err != nil {
 		return err
@@ -218,7 +239,7 @@ func run(ctx context.Context, cfg config.Config, ops *auth.Operators, pc *pgxpoo
 	}
 	logger.Info("worker started", "http", ln.Addr().String(), "queues", cfg.Queues, "api_only", cfg.APIOnly, "river_client", client.ID(),
 		"periodic", cfg.Periodic && !cfg.APIOnly, "tz", cfg.TZ.String(),
-		"postgres_session", cfg.Session.String(),
+		"postgres_session", cfg.Session.String(), "database_pooler", cfg.Pooler,
 		"order_api_rate", cfg.Partner.Rate, "order_api_concurrency", cfg.Partner.Concurrency,
 		"operators", ops.Names(), "members", memberAuth(cfg.Callers))
 
