@@ -28,19 +28,39 @@ var Files embed.FS
 // Up brings the database at databaseURL (a postgres:// URL) to the current
 // schema. It is a no-op on an up-to-date database and safe to run from several
 // processes at once (golang-migrate holds an advisory lock while migrating).
-func Up(databaseURL string) (err error) {
+func Up(databaseURL string) error {
+	_, _, err := Migrate(databaseURL)
+	return err
+}
+
+// Migrate is Up, saying what it did: the schema version before and after
+// (equal when there was nothing to do; 0 is an empty database).
+func Migrate(databaseURL string) (from, to uint, err error) {
 	m, err := open(databaseURL)
 	if err != nil {
-		return err
+		return 0, 0, err
 	}
 	defer func() {
 		srcErr, dbErr := m.Close()
 		err = errors.Join(err, srcErr, dbErr)
 	}()
-	if err := m.Up(); err != nil && !errors.Is(err, migrate.ErrNoChange) {
-		return fmt.Errorf("migrations: up: %w", err)
+	version := func() (uint, error) {
+		v, _, err := m.Version()
+		if errors.Is(err, migrate.ErrNilVersion) {
+			return 0, nil
+		}
+		return v, err
 	}
-	return nil
+	if from, err = version(); err != nil {
+		return 0, 0, fmt.Errorf("migrations: version: %w", err)
+	}
+	if err := m.Up(); err != nil && !errors.Is(err, migrate.ErrNoChange) {
+		return from, from, fmt.Errorf("migrations: up: %w", err)
+	}
+	if to, err = version(); err != nil {
+		return from, 0, fmt.Errorf("migrations: version: %w", err)
+	}
+	return from, to, nil
 }
 
 // Version reports the schema version the database is at, and whether a failed

@@ -88,12 +88,14 @@ func Main(ctx context.Context, args []string, getenv func(string) string, stdout
 		if cfg.MigrateDatabaseURL != "" {
 			name = "MIGRATE_DATABASE_URL"
 		}
-		err = migrations.Up(cfg.MigrateURL())
-		if err == nil {
-			var v uint
-			if v, _, err = migrations.Version(cfg.MigrateURL()); err == nil {
-				logger.Info("schema is up to date", "version", v)
-			}
+		var from, to uint
+		from, to, err = migrations.Migrate(cfg.MigrateURL())
+		switch {
+		case err != nil:
+		case from == to:
+			logger.Info(fmt.Sprintf("nothing to migrate: the schema is at version %d", to), "version", to)
+		default:
+			logger.Info(fmt.Sprintf("migrated %d → %d", from, to), "from", from, "to", to)
 		}
 		if err != nil {
 			err = fmt.Errorf("%s: %w", name, err)
