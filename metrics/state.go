@@ -27,6 +27,7 @@ type Store interface {
 	TherapyRunOf(ctx context.Context, businessDate string) (store.TherapyRun, error)
 	LatestReconcileOutputs(ctx context.Context) ([]store.ReconcileOutput, error)
 	BatchRuns(ctx context.Context, from, to string, tz *time.Location) ([]store.BatchRun, error)
+	EnqueueInserts(ctx context.Context) (map[string]int64, error)
 }
 
 // Gate is what the coupon gauges read from Redis.
@@ -134,6 +135,7 @@ func NewCollector(opts CollectorOpts) *Collector {
 		"therapy_failed": d("tidemark_therapy_run_failed", "therapy_stats jobs of today's run discarded or cancelled."),
 		"recon_found":    d("tidemark_reconcile_mismatches_found", "Mismatches the latest run of a reconciliation check found (coupon: summed over ACTIVE coupons).", "check"),
 		"recon_repaired": d("tidemark_reconcile_mismatches_repaired", "Mismatches the latest run of a reconciliation check repaired.", "check"),
+		"enqueue_ins":    d("tidemark_enqueue_jobs_inserted_total", "Jobs the enqueue CLI inserted, by kind, from Postgres: every process reports the same count (take max, not sum).", "kind"),
 		"batch_due":      d("tidemark_batch_deadline_timestamp_seconds", "Today's deadline of a batch with one (BATCH_DEADLINES), as Unix time.", "batch"),
 		"batch_late":     d("tidemark_batch_late", "1 if a batch's run due by today's deadline (BATCH_DEADLINES) has not completed and the deadline has passed, else 0.", "batch"),
 		"recon_at":       d("tidemark_reconcile_last_run_timestamp_seconds", "When the latest run of a reconciliation check finished, as Unix time; 0 until it has run.", "check"),
@@ -180,6 +182,7 @@ func (c *Collector) read() []prometheus.Metric {
 	r.source(ctx, "settlement", func(ctx context.Context, r *reading) error { return c.settlement(ctx, r, today) })
 	r.source(ctx, "therapy", func(ctx context.Context, r *reading) error { return c.therapy(ctx, r, today) })
 	r.source(ctx, "reconcile", c.reconcile)
+	r.source(ctx, "enqueue_inserts", c.enqueueInserts)
 	if len(c.opts.Deadlines) > 0 {
 		r.source(ctx, "deadlines", func(ctx context.Context, r *reading) error { return c.deadlines(ctx, r, start) })
 	}
@@ -191,6 +194,10 @@ func (c *Collector) read() []prometheus.Metric {
 type reading struct {
 	c   *Collector
 	out []prometheus.Metric
+}
+
+func (r *reading) counter(desc string, v float64, labels ...string) {
+	r.out = append(r.out, prometheus.MustNewConstMetric(r.c.descs[desc], prometheus.CounterValue, v, labels...))
 }
 
 func (r *reading) gauge(desc string, v float64, labels ...string) {
@@ -331,6 +338,18 @@ func (c *Collector) therapy(ctx context.Context, r *reading, today string) error
 	r.gauge("therapy_target", float64(run.Targets))
 	r.gauge("therapy_done", float64(run.Completed))
 	r.gauge("therapy_failed", float64(run.Failed))
+	return nil
+}
+
+// enqueueInserts reports the jobs enqueue inserted, every kind from zero.
+func (c *Collector) enqueueInserts(ctx context.Context, r *reading) error {
+	n, err := c.opts.Store.EnqueueInserts(ctx)
+	if err != nil {
+		return err
+	}
+	for _, kind := range jobs.Kinds() {
+		r.counter("enqueue_ins", float64(n[kind]), kind)
+	}
 	return nil
 }
 

@@ -194,3 +194,38 @@ func (s *Store) LatestReconcileOutputs(ctx context.Context) ([]ReconcileOutput, 
 			  AND NOT coalesce((args ->> $1)::boolean, false)
 			ORDER BY finalized_at DESC LIMIT 1) r`, argDryRun, MaxReportedCoupons)
 }
+
+// AddEnqueueInserts adds n jobs of each kind to what the enqueue CLI has
+// inserted.
+func (s *Store) AddEnqueueInserts(ctx context.Context, n map[string]int64) error {
+	kinds := make([]string, 0, len(n))
+	counts := make([]int64, 0, len(n))
+	for k, c := range n {
+		kinds, counts = append(kinds, k), append(counts, c)
+	}
+	_, err := s.Pool.Exec(ctx, `
+		INSERT INTO enqueue_job_inserts (kind, inserted)
+		SELECT * FROM unnest($1::text[], $2::bigint[])
+		ON CONFLICT (kind) DO UPDATE SET inserted = enqueue_job_inserts.inserted + EXCLUDED.inserted, updated_at = now()`,
+		kinds, counts)
+	if err != nil {
+		return fmt.Errorf("store: add enqueue inserts: %w", err)
+	}
+	return nil
+}
+
+// EnqueueInserts is how many jobs of each kind the enqueue CLI has inserted.
+func (s *Store) EnqueueInserts(ctx context.Context) (map[string]int64, error) {
+	rows, err := s.Pool.Query(ctx, `SELECT kind, inserted FROM enqueue_job_inserts`)
+	if err != nil {
+		return nil, fmt.Errorf("store: enqueue inserts: %w", err)
+	}
+	out := map[string]int64{}
+	var kind string
+	var n int64
+	_, err = pgx.ForEachRow(rows, []any{&kind, &n}, func() error { out[kind] = n; return nil })
+	if err != nil {
+		return nil, fmt.Errorf("store: enqueue inserts: %w", err)
+	}
+	return out, nil
+}

@@ -13,11 +13,13 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/redis/go-redis/v9"
+	"github.com/riverqueue/river/rivertype"
 
 	"github.com/tidemark/tidemark/config"
 	"github.com/tidemark/tidemark/dbpool"
 	"github.com/tidemark/tidemark/joblog"
 	"github.com/tidemark/tidemark/jobs"
+	"github.com/tidemark/tidemark/metrics"
 	"github.com/tidemark/tidemark/redact"
 	"github.com/tidemark/tidemark/store"
 	"github.com/tidemark/tidemark/version"
@@ -87,8 +89,10 @@ func (e *env) open(ctx context.Context) error {
 	if err := e.store.Ping(ctx); err != nil {
 		return fmt.Errorf("DATABASE_URL: %w", err)
 	}
+	// Its inserts are counted in Postgres, where every worker's /metrics
+	// reads them.
 	e.client, err = jobs.NewClient(pool, jobs.ClientConfig{Retention: e.cfg.Retention, RescueAfter: e.cfg.RescueAfter,
-		PollOnly: e.cfg.Pooler == config.PoolerTransaction},
+		PollOnly: e.cfg.Pooler == config.PoolerTransaction, Middleware: []rivertype.Middleware{metrics.EnqueueInsertMiddleware(e.store, e.logger)}},
 		jobs.Deps{Store: e.store, TZ: e.cfg.TZ, Logger: e.logger})
 	return err
 }

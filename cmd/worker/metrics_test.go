@@ -18,6 +18,7 @@ import (
 
 	"github.com/tidemark/tidemark/calendar"
 	"github.com/tidemark/tidemark/coupongate"
+	"github.com/tidemark/tidemark/internal/testbin"
 	"github.com/tidemark/tidemark/internal/testkit"
 	"github.com/tidemark/tidemark/internal/testredis"
 	"github.com/tidemark/tidemark/jobs"
@@ -322,4 +323,20 @@ func TestJobOutcomesAreLogged(t *testing.T) {
 	})
 	require.Contains(t, b.worker.Output(), "does not exist")
 	require.NotContains(t, b.worker.Output(), "job_kind=", "River's lines say kind=")
+}
+
+// The jobs the enqueue CLI inserts are counted too: a CLI process has no
+// /metrics, so every worker's reports them from Postgres.
+func TestEnqueueInsertsAreCounted(t *testing.T) {
+	t.Parallel()
+	b := setupOps(t)
+	_, err := b.pool.Exec(context.Background(), `INSERT INTO therapy_user (id, status) VALUES (1, 'ACTIVE'), (2, 'ACTIVE')`)
+	require.NoError(t, err)
+	enqueue := testbin.Build(t, "enqueue")
+	code, stdout, stderr := testbin.Run(t, enqueue, b.env, "therapy-stats", "--month", "2026-11", "--user", "1,2,2")
+	require.Equal(t, 0, code, stderr)
+	require.Contains(t, stdout, "inserted 2, skipped 0")
+	m := b.scrape(t)
+	require.Equal(t, 2.0, m.require(t, "tidemark_enqueue_jobs_inserted_total", "kind", "therapy_stats"))
+	require.Zero(t, m.require(t, "tidemark_enqueue_jobs_inserted_total", "kind", "point_settlement"))
 }
