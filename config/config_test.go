@@ -220,3 +220,21 @@ func TestPooler(t *testing.T) {
 	_, err = config.FromEnv(env(map[string]string{"MIGRATE_DATABASE_URL": "mysql://u:S3cretPW@db/x"}))
 	require.EqualError(t, err, `MIGRATE_DATABASE_URL: want postgres://…, got scheme "mysql" in mysql://u:xxxxx@db/x`)
 }
+
+// A deadline is a wall-clock time on its day, even on a day whose clocks
+// change; before today's deadline, the latest passed is yesterday's.
+func TestDeadlineDueOnWallClock(t *testing.T) {
+	ny, err := time.LoadLocation("America/New_York")
+	require.NoError(t, err)
+	d, err := config.ParseDeadlines("therapy=03:00")
+	require.NoError(t, err)
+	// 2026-03-08: clocks go from 02:00 to 03:00 in New York.
+	due, ok := d.Due("therapy", time.Date(2026, 3, 8, 12, 0, 0, 0, ny), ny)
+	require.True(t, ok)
+	require.Equal(t, "2026-03-08 03:00", due.In(ny).Format("2006-01-02 15:04"))
+	last, ok := d.LastDue("therapy", time.Date(2026, 3, 9, 1, 0, 0, 0, ny), ny)
+	require.True(t, ok)
+	require.Equal(t, "2026-03-08 03:00", last.In(ny).Format("2006-01-02 15:04"), "before 03:00, yesterday's")
+	last, _ = d.LastDue("therapy", time.Date(2026, 3, 9, 3, 0, 0, 0, ny), ny)
+	require.Equal(t, "2026-03-09 03:00", last.In(ny).Format("2006-01-02 15:04"))
+}

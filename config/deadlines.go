@@ -62,8 +62,10 @@ func (d Deadlines) Due(batch string, day time.Time, tz *time.Location) (time.Tim
 	if !ok {
 		return time.Time{}, false
 	}
+	// The wall-clock time on that day, so a day that changes its clocks
+	// keeps 03:00 at 03:00.
 	y, m, dd := day.In(tz).Date()
-	return time.Date(y, m, dd, 0, 0, 0, 0, tz).Add(at), true
+	return time.Date(y, m, dd, int(at/time.Hour), int(at%time.Hour/time.Minute), 0, 0, tz), true
 }
 
 // DueFor is when the run of batch for businessDate (YYYY-MM-DD in tz) is
@@ -77,6 +79,18 @@ func (d Deadlines) DueFor(batch, businessDate string, tz *time.Location) (time.T
 	due, ok := d.Due(batch, day, tz)
 	if ok && batch == "settlement" && d[batch] < 30*time.Minute {
 		due = due.AddDate(0, 0, 1)
+	}
+	return due, ok
+}
+
+// LastDue is the latest deadline of batch at or before now: today's once it
+// has passed, else yesterday's. A run late at its deadline stays late past
+// midnight, until it completes.
+func (d Deadlines) LastDue(batch string, now time.Time, tz *time.Location) (time.Time, bool) {
+	due, ok := d.Due(batch, now, tz)
+	if ok && now.Before(due) {
+		y, m, dd := now.In(tz).Date()
+		due, _ = d.Due(batch, time.Date(y, m, dd-1, 12, 0, 0, 0, tz), tz)
 	}
 	return due, ok
 }

@@ -219,6 +219,12 @@ func (w *OrderSubmitWorker) Work(ctx context.Context, job *river.Job[OrderSubmit
 		if permit, err = budget.Acquire(ctx); err != nil {
 			return snoozeOr(err)
 		}
+		if permit.Probe() {
+			// The breaker opened during the lookup: its probe is a lookup,
+			// never a POST. Nothing was posted, so the job waits.
+			permit.Release(ctx)
+			return river.JobSnooze(partnerbudget.Jitter(partnerbudget.BreakerOpenFor))
+		}
 	}
 	o, err := api.Create(ctx, orderapi.OrderRequest{
 		Username: row.Username, TotalPrice: row.TotalPrice, AppliedYearMonth: row.AppliedYearMonth,
@@ -239,6 +245,11 @@ func (w *OrderSubmitWorker) Work(ctx context.Context, job *river.Job[OrderSubmit
 		o, lerr := api.Lookup(ctx, row.Username, row.AppliedYearMonth)
 		if d, wait := permit.Done(ctx, lerr); wait {
 			return river.JobSnooze(d)
+		}
+		if permit.Probe() && orderapi.Failing(ctx, lerr) {
+			// A failed probe: the row stays SENDING and the next attempt
+			// looks up first; waiting spends no attempt.
+			return river.JobSnooze(partnerbudget.Jitter(partnerbudget.BreakerOpenFor))
 		}
 		if lerr == nil {
 			return w.applied(ctx, id, o)

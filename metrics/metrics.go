@@ -166,7 +166,12 @@ func (r *recordInserts) InsertMany(ctx context.Context, params []*rivertype.JobI
 		}
 	}
 	if len(n) > 0 {
-		if err := r.st.AddEnqueueInserts(context.WithoutCancel(ctx), n); err != nil {
+		// On a connection of its own, bounded: the insert's transaction may
+		// hold the only one. Like tidemark_jobs_inserted_total, an insert
+		// whose transaction later rolls back is counted.
+		wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+		defer cancel()
+		if err := r.st.AddEnqueueInserts(wctx, n); err != nil {
 			r.logger.WarnContext(ctx, "metrics: enqueue's inserts not counted", "err", err)
 		}
 	}

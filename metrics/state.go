@@ -136,8 +136,8 @@ func NewCollector(opts CollectorOpts) *Collector {
 		"recon_found":    d("tidemark_reconcile_mismatches_found", "Mismatches the latest run of a reconciliation check found (coupon: summed over ACTIVE coupons).", "check"),
 		"recon_repaired": d("tidemark_reconcile_mismatches_repaired", "Mismatches the latest run of a reconciliation check repaired.", "check"),
 		"enqueue_ins":    d("tidemark_enqueue_jobs_inserted_total", "Jobs the enqueue CLI inserted, by kind, from Postgres: every process reports the same count (take max, not sum).", "kind"),
-		"batch_due":      d("tidemark_batch_deadline_timestamp_seconds", "Today's deadline of a batch with one (BATCH_DEADLINES), as Unix time.", "batch"),
-		"batch_late":     d("tidemark_batch_late", "1 if a batch's run due by today's deadline (BATCH_DEADLINES) has not completed and the deadline has passed, else 0.", "batch"),
+		"batch_due":      d("tidemark_batch_deadline_timestamp_seconds", "The latest deadline passed of a batch with one (BATCH_DEADLINES: today's, or yesterday's before today's), as Unix time.", "batch"),
+		"batch_late":     d("tidemark_batch_late", "1 if the run due by a batch's latest deadline passed (BATCH_DEADLINES) has not completed, else 0.", "batch"),
 		"recon_at":       d("tidemark_reconcile_last_run_timestamp_seconds", "When the latest run of a reconciliation check finished, as Unix time; 0 until it has run.", "check"),
 	}}
 }
@@ -353,30 +353,29 @@ func (c *Collector) enqueueInserts(ctx context.Context, r *reading) error {
 	return nil
 }
 
-// deadlines reports each batch with a deadline: today's deadline and
-// whether the run due by it is late. The run due by a deadline is the one
-// the batch's periodic job starts for the business date of that moment.
+// deadlines reports each batch with a deadline: its latest deadline passed
+// (today's, or yesterday's before today's comes) and whether the run due by
+// it is late. The run due by a deadline is the one the batch's periodic job
+// starts for the business date of that moment; it stays late, past
+// midnight, until it completes.
 func (c *Collector) deadlines(ctx context.Context, r *reading, now time.Time) error {
 	for _, batch := range config.DeadlineBatches {
-		due, ok := c.opts.Deadlines.Due(batch, now, c.opts.TZ)
+		due, ok := c.opts.Deadlines.LastDue(batch, now, c.opts.TZ)
 		if !ok {
 			continue
 		}
-		late := 0.0
-		if !now.Before(due) {
-			date := calendar.BusinessDate(due, c.opts.TZ)
-			if batch == store.BatchSettlement {
-				date = jobs.SettlementBusinessDate(due, c.opts.TZ)
-			}
-			runs, err := c.opts.Store.BatchRuns(ctx, date, date, c.opts.TZ)
-			if err != nil {
-				return err
-			}
-			late = 1
-			for _, run := range runs {
-				if run.Kind == batch && run.State == store.RunCompleted {
-					late = 0
-				}
+		date := calendar.BusinessDate(due, c.opts.TZ)
+		if batch == store.BatchSettlement {
+			date = jobs.SettlementBusinessDate(due, c.opts.TZ)
+		}
+		runs, err := c.opts.Store.BatchRuns(ctx, date, date, c.opts.TZ)
+		if err != nil {
+			return err
+		}
+		late := 1.0
+		for _, run := range runs {
+			if run.Kind == batch && run.State == store.RunCompleted {
+				late = 0
 			}
 		}
 		r.gauge("batch_due", float64(due.Unix()), batch)

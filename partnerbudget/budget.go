@@ -265,6 +265,11 @@ func (p *Permit) Done(ctx context.Context, callErr error) (snooze time.Duration,
 		snooze, retry = Jitter(ra), true
 	} else if orderapi.Failing(ctx, callErr) {
 		outcome = "failing"
+	} else if callErr != nil && ctx.Err() != nil {
+		// Cut off by the job's own context (a stopping worker, a cancel):
+		// the partner said nothing, so the call neither closes the breaker
+		// nor ends a run of failures; its slot and probe are freed.
+		outcome = "unused"
 	}
 	if b == nil {
 		return snooze, retry

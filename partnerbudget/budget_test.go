@@ -233,7 +233,19 @@ func TestBreaker(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, partnerbudget.BreakerOpen, st.Breaker, "a failed probe opens it again")
 
+	// A probe cut off by its own job's context (a stopping worker) learned
+	// nothing: the breaker stays as it was, and the next probe may go.
 	halfOpen()
+	probe, err = a.Acquire(ctx)
+	require.NoError(t, err)
+	require.True(t, probe.Probe())
+	cut, cancel := context.WithCancel(ctx)
+	cancel()
+	probe.Done(cut, context.Canceled)
+	st, err = b.Status(ctx)
+	require.NoError(t, err)
+	require.NotEqual(t, partnerbudget.BreakerClosed, st.Breaker, "a cancelled probe does not close the breaker")
+
 	probe, err = b.Acquire(ctx)
 	require.NoError(t, err)
 	require.True(t, probe.Probe())

@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"syscall"
 	"testing"
@@ -65,6 +66,7 @@ func TestImageBuildsReproduciblyAndRuns(t *testing.T) {
 	require.Equal(t, []string{"/usr/local/bin/worker"}, cf.Config.Entrypoint)
 	require.Equal(t, ra.Version, cf.Config.Labels["org.opencontainers.image.version"])
 	require.Equal(t, "Apache-2.0", cf.Config.Labels["org.opencontainers.image.licenses"])
+	require.Equal(t, runtime.GOARCH, cf.Architecture, "the binaries' architecture")
 
 	rootfs := filepath.Join(dir, "rootfs")
 	rc := mutate.Extract(img)

@@ -137,7 +137,7 @@ func Build(root, out string) (Result, error) {
 		return Result{}, err
 	}
 	cf = cf.DeepCopy()
-	cf.Architecture, cf.OS = "amd64", "linux"
+	cf.Architecture, cf.OS = meta.arch, "linux"
 	cf.Created = v1.Time{Time: meta.created}
 	cf.Config = v1.Config{
 		User:       fmt.Sprintf("%d:%d", uid, uid),
@@ -154,7 +154,7 @@ func Build(root, out string) (Result, error) {
 		return Result{}, err
 	}
 	ref := "tidemark:" + tagOf(meta.version)
-	digest, err := writeArchive(out, img, ref, meta.created)
+	digest, err := writeArchive(out, img, ref, meta.arch, meta.created)
 	if err != nil {
 		return Result{}, err
 	}
@@ -162,17 +162,19 @@ func Build(root, out string) (Result, error) {
 }
 
 type buildMeta struct {
-	version, revision string
-	created           time.Time
+	version, revision, arch string
+	created                 time.Time
 }
 
 // stamp reads the version, commit and commit time the go command stamped into
 // a binary. A build outside a repository has neither: its time is the epoch,
 // so that it is still reproducible.
 func stamp(info *buildinfo.BuildInfo) buildMeta {
-	m := buildMeta{version: info.Main.Version, revision: "unknown", created: time.Unix(0, 0).UTC()}
+	m := buildMeta{version: info.Main.Version, revision: "unknown", arch: "amd64", created: time.Unix(0, 0).UTC()}
 	for _, s := range info.Settings {
 		switch s.Key {
+		case "GOARCH": // the architecture the binaries were built for
+			m.arch = s.Value
 		case "vcs.revision":
 			m.revision = s.Value
 		case "vcs.time":
@@ -259,7 +261,7 @@ func rootfs(mtime time.Time, bins map[string][]byte, ca, license []byte) ([]byte
 
 // writeArchive writes img as an OCI image layout in a tar: oci-layout,
 // index.json naming the image ref, and the blobs.
-func writeArchive(out string, img v1.Image, ref string, mtime time.Time) (v1.Hash, error) {
+func writeArchive(out string, img v1.Image, ref, arch string, mtime time.Time) (v1.Hash, error) {
 	manifest, err := img.RawManifest()
 	if err != nil {
 		return v1.Hash{}, err
@@ -304,7 +306,7 @@ func writeArchive(out string, img v1.Image, ref string, mtime time.Time) (v1.Has
 			MediaType:   types.OCIManifestSchema1,
 			Digest:      digest,
 			Size:        int64(len(manifest)),
-			Platform:    &v1.Platform{Architecture: "amd64", OS: "linux"},
+			Platform:    &v1.Platform{Architecture: arch, OS: "linux"},
 			Annotations: map[string]string{"org.opencontainers.image.ref.name": ref},
 		}},
 	}
