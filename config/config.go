@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/tidemark/tidemark/jobs"
 	"github.com/tidemark/tidemark/redact"
 )
 
@@ -100,26 +101,6 @@ const (
 	LogJSON = "json"
 )
 
-// Queue names. Jobs are split by who waits for them, so that a burst of one
-// kind of work cannot hold back another.
-const (
-	// QueueDefault carries the batches' starters and the periodic checks
-	// (therapy_daily, the settlements, the exchange, the reconciliations,
-	// archive_maintain): few jobs, each of which must start when it is due.
-	QueueDefault = "default"
-	// QueueTherapy carries the therapy run's fan-out, one job per user.
-	QueueTherapy = "therapy"
-	// QueueOutbound carries the calls to the order partner.
-	QueueOutbound = "outbound"
-	// QueueMember carries the jobs a member's request creates
-	// (coupon_issue_persist, one per accepted coupon request). Their number
-	// follows user traffic, not the calendar: a rush inserts thousands a
-	// second, faster than any worker count drains them, and on the default
-	// queue the nightly batches would wait behind that backlog. On a queue
-	// of their own, with their own workers, they delay nothing else.
-	QueueMember = "member"
-)
-
 // Poolers of DATABASE_POOLER.
 const (
 	// PoolerNone is a direct connection to Postgres: every session is the
@@ -141,7 +122,7 @@ const (
 
 // DefaultQueues is the queue layout when TIDEMARK_QUEUES is not set.
 func DefaultQueues() map[string]int {
-	return map[string]int{QueueDefault: 10, QueueTherapy: 200, QueueOutbound: 64, QueueMember: 10}
+	return map[string]int{jobs.QueueDefault: 10, jobs.QueueTherapy: 200, jobs.QueueOutbound: 64, jobs.QueueMember: 10}
 }
 
 // FromEnv builds a Config from getenv (os.Getenv in cmd/), applying defaults,
@@ -333,8 +314,9 @@ func checkURL(name, raw, want string, needHost bool, schemes ...string) error {
 	return nil
 }
 
-// DefaultAuditRetention is AUDIT_RETENTION's default: 400 days.
-const DefaultAuditRetention = 400 * 24 * time.Hour
+// DefaultAuditRetention is AUDIT_RETENTION's default: 400 days, the jobs'
+// own.
+const DefaultAuditRetention = jobs.DefaultAuditRetention
 
 // MinAuditRetention is the least AUDIT_RETENTION: the archive drops whole
 // months, so a shorter one would keep less than the month it is in.

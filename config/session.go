@@ -30,10 +30,11 @@ var (
 	// EnqueueSession is the operator CLI's: its loads and backfills run
 	// long statements, but it must not block the workers for long either.
 	EnqueueSession = Session{IdleInTransaction: time.Minute, Lock: 10 * time.Second, Statement: 10 * time.Minute}
-	// MigrateSession is worker migrate's: a migration may rewrite a table,
-	// but one waiting for a lock would queue every worker's query behind it.
-	MigrateSession = Session{IdleInTransaction: time.Minute, Lock: 30 * time.Second, Statement: 30 * time.Minute}
 )
+
+// worker migrate's session is the migrations package's own (idle in
+// transaction 1 min, lock 30 s, statement 30 min): migrations.Up is called by
+// tests and tools that have no configuration.
 
 // RuntimeParams are s as the startup parameters of a Postgres connection
 // (pgx's ConnConfig.RuntimeParams, or the query parameters of a URL).

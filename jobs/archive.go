@@ -6,7 +6,6 @@ import (
 
 	"github.com/riverqueue/river"
 
-	"github.com/tidemark/tidemark/config"
 	"github.com/tidemark/tidemark/store"
 )
 
@@ -20,7 +19,7 @@ func (ArchiveMaintainArgs) Kind() string { return "archive_maintain" }
 
 // InsertOpts makes the maintenance unique per hour.
 func (ArchiveMaintainArgs) InsertOpts() river.InsertOpts {
-	return river.InsertOpts{Queue: config.QueueDefault, MaxAttempts: 5,
+	return river.InsertOpts{Queue: QueueDefault, MaxAttempts: 5,
 		UniqueOpts: river.UniqueOpts{ByPeriod: time.Hour}}
 }
 
@@ -37,7 +36,7 @@ func NewArchiveMaintainWorker(deps Deps) *ArchiveMaintainWorker {
 func (w *ArchiveMaintainWorker) Work(ctx context.Context, job *river.Job[ArchiveMaintainArgs]) error {
 	retention := w.deps.AuditRetention
 	if retention == 0 {
-		retention = config.DefaultAuditRetention
+		retention = DefaultAuditRetention
 	}
 	out, err := w.deps.Store.MaintainArchive(ctx, retention, time.Now())
 	if err != nil {

@@ -11,7 +11,6 @@ import (
 	"github.com/riverqueue/river/riverdriver/riverpgxv5"
 	"github.com/riverqueue/river/rivertype"
 
-	"github.com/tidemark/tidemark/config"
 	"github.com/tidemark/tidemark/coupongate"
 	"github.com/tidemark/tidemark/joblog"
 	"github.com/tidemark/tidemark/partnerbudget"
@@ -42,7 +41,7 @@ type Deps struct {
 	// nothing.
 	PartnerBudget *partnerbudget.Budget
 	// AuditRetention is how long the job archive keeps a finished job
-	// (AUDIT_RETENTION; config.DefaultAuditRetention when 0).
+	// (AUDIT_RETENTION; DefaultAuditRetention when 0).
 	AuditRetention time.Duration
 	// StaleAttempt, if set, counts an attempt that found a later attempt
 	// owning its job and ended without writing (see fence.go).
@@ -113,7 +112,7 @@ func NewClient(pool *pgxpool.Pool, cc ClientConfig, deps Deps) (*Client, error) 
 		cfg.Queues = make(map[string]river.QueueConfig, len(cc.Queues))
 		for name, n := range cc.Queues {
 			qc := river.QueueConfig{MaxWorkers: n}
-			if name == config.QueueOutbound {
+			if name == QueueOutbound {
 				qc.FetchCooldown = OutboundFetchCooldown
 				qc.FetchPollInterval = OutboundFetchPollInterval
 			}

@@ -10,7 +10,6 @@ import (
 	"github.com/riverqueue/river/riverdriver/riverpgxv5"
 	"github.com/riverqueue/river/rivertype"
 
-	"github.com/tidemark/tidemark/config"
 	"github.com/tidemark/tidemark/coupon"
 	"github.com/tidemark/tidemark/store"
 )
@@ -59,7 +58,7 @@ func (CouponExchangeArgs) Kind() string { return "coupon_exchange" }
 
 // InsertOpts makes the job unique on its identifying parameters.
 func (CouponExchangeArgs) InsertOpts() river.InsertOpts {
-	return uniqueByArgs(config.QueueDefault, 10)
+	return uniqueByArgs(QueueDefault, 10)
 }
 
 // Validate checks the arguments.

@@ -9,7 +9,6 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/riverqueue/river"
 
-	"github.com/tidemark/tidemark/config"
 	"github.com/tidemark/tidemark/coupongate"
 	"github.com/tidemark/tidemark/internal/combine"
 	"github.com/tidemark/tidemark/store"
@@ -33,7 +32,7 @@ func (CouponIssuePersistArgs) Kind() string { return "coupon_issue_persist" }
 // the reconciliation leaves the member alone). Jobs of this kind inserted in
 // the default queue by an older release are worked there all the same.
 func (CouponIssuePersistArgs) InsertOpts() river.InsertOpts {
-	return river.InsertOpts{Queue: config.QueueMember, MaxAttempts: 5}
+	return river.InsertOpts{Queue: QueueMember, MaxAttempts: 5}
 }
 
 // CouponIssuePersistWorker writes the row. On the job's final failure — its

@@ -10,7 +10,6 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/riverqueue/river"
 
-	"github.com/tidemark/tidemark/config"
 	"github.com/tidemark/tidemark/store"
 )
 
@@ -32,7 +31,7 @@ func (CouponReconcileAllArgs) Kind() string { return "coupon_reconcile_all" }
 
 // InsertOpts makes the fan-out unique per period.
 func (CouponReconcileAllArgs) InsertOpts() river.InsertOpts {
-	return river.InsertOpts{Queue: config.QueueDefault, MaxAttempts: 3,
+	return river.InsertOpts{Queue: QueueDefault, MaxAttempts: 3,
 		UniqueOpts: river.UniqueOpts{ByPeriod: ReconcilePeriod}}
 }
 
@@ -83,7 +82,7 @@ func (CouponReconcileArgs) Kind() string { return "coupon_reconcile" }
 
 // InsertOpts makes the job unique per coupon (and dry-run flag) per period.
 func (CouponReconcileArgs) InsertOpts() river.InsertOpts {
-	return river.InsertOpts{Queue: config.QueueDefault, MaxAttempts: 3,
+	return river.InsertOpts{Queue: QueueDefault, MaxAttempts: 3,
 		UniqueOpts: river.UniqueOpts{ByArgs: true, ByPeriod: ReconcilePeriod}}
 }
 

@@ -17,7 +17,6 @@ import (
 	"github.com/riverqueue/river/rivertype"
 	"github.com/stretchr/testify/require"
 
-	"github.com/tidemark/tidemark/config"
 	"github.com/tidemark/tidemark/coupongate"
 	"github.com/tidemark/tidemark/internal/testkit"
 	"github.com/tidemark/tidemark/internal/testredis"
@@ -47,7 +46,7 @@ func (b *testBundle) startClient(t *testing.T, workers *river.Workers) *Client {
 	t.Helper()
 	client, err := river.NewClient(riverpgxv5.New(b.pool), &river.Config{
 		Logger:            b.deps.Logger,
-		Queues:            map[string]river.QueueConfig{river.QueueDefault: {MaxWorkers: 10}, config.QueueMember: {MaxWorkers: 10}},
+		Queues:            map[string]river.QueueConfig{river.QueueDefault: {MaxWorkers: 10}, QueueMember: {MaxWorkers: 10}},
 		Workers:           workers,
 		FetchCooldown:     20 * time.Millisecond,
 		FetchPollInterval: 50 * time.Millisecond,
@@ -127,11 +126,11 @@ func TestPersistJobLeftOnDefaultQueueIsWorked(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	b.coupon(t, "LEGACY", 10)
-	client, err := NewClient(b.pool, ClientConfig{Queues: map[string]int{config.QueueDefault: 2}, Retention: 24 * time.Hour,
+	client, err := NewClient(b.pool, ClientConfig{Queues: map[string]int{QueueDefault: 2}, Retention: 24 * time.Hour,
 		RescueAfter: time.Minute, FetchCooldown: 20 * time.Millisecond, FetchPollInterval: 50 * time.Millisecond}, b.deps)
 	require.NoError(t, err)
-	job := b.issue(t, client, "LEGACY", 7, &river.InsertOpts{Queue: config.QueueDefault})
-	require.Equal(t, config.QueueDefault, job.Queue)
+	job := b.issue(t, client, "LEGACY", 7, &river.InsertOpts{Queue: QueueDefault})
+	require.Equal(t, QueueDefault, job.Queue)
 	testkit.StartClient(t, client)
 	testkit.WaitFor(t, 10*time.Second, "the persist job on the default queue completed", func() (bool, error) {
 		return b.jobState(t, job.ID) == "completed", nil

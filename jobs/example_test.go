@@ -12,7 +12,6 @@ import (
 	"github.com/riverqueue/river/riverdriver/riverpgxv5"
 	"github.com/stretchr/testify/require"
 
-	"github.com/tidemark/tidemark/config"
 	"github.com/tidemark/tidemark/internal/testkit"
 	"github.com/tidemark/tidemark/jobs"
 	"github.com/tidemark/tidemark/store"
@@ -30,7 +29,7 @@ func (IssueNoticeArgs) Kind() string { return "issue_notice" }
 
 // InsertOpts: a queue, a bounded retry, the unique key.
 func (IssueNoticeArgs) InsertOpts() river.InsertOpts {
-	return river.InsertOpts{Queue: config.QueueDefault, MaxAttempts: 5, UniqueOpts: river.UniqueOpts{ByArgs: true}}
+	return river.InsertOpts{Queue: jobs.QueueDefault, MaxAttempts: 5, UniqueOpts: river.UniqueOpts{ByArgs: true}}
 }
 
 // IssueNoticeWorker records the notice, with the failure's reason, as its output.

@@ -26,7 +26,7 @@ func (a namedKind) Kind() string { return a.kind }
 func TestKindsAreTheKindsWorkersRun(t *testing.T) {
 	t.Parallel()
 	pool, _ := testkit.Pool(t)
-	client, err := jobs.NewClient(pool, jobs.ClientConfig{Queues: map[string]int{config.QueueDefault: 1},
+	client, err := jobs.NewClient(pool, jobs.ClientConfig{Queues: map[string]int{jobs.QueueDefault: 1},
 		Retention: 24 * time.Hour, RescueAfter: time.Minute},
 		jobs.Deps{Store: store.New(pool), TZ: testkit.TZ(), Logger: testkit.Logger(t)})
 	require.NoError(t, err)
@@ -68,18 +68,18 @@ func TestQueueOfEachKind(t *testing.T) {
 		require.Contains(t, config.DefaultQueues(), got[args.Kind()], args.Kind())
 	}
 	require.Equal(t, map[string]string{
-		"archive_maintain":       config.QueueDefault,
-		"coupon_exchange":        config.QueueDefault,
-		"coupon_issue_persist":   config.QueueMember,
-		"coupon_reconcile":       config.QueueDefault,
-		"coupon_reconcile_all":   config.QueueDefault,
-		"order_reconcile":        config.QueueDefault,
-		"order_submit":           config.QueueOutbound,
-		"point_settlement":       config.QueueDefault,
-		"point_settlement_daily": config.QueueDefault,
-		"therapy_daily":          config.QueueDefault,
-		"therapy_stats":          config.QueueTherapy,
-		"therapy_stats_verify":   config.QueueDefault,
+		"archive_maintain":       jobs.QueueDefault,
+		"coupon_exchange":        jobs.QueueDefault,
+		"coupon_issue_persist":   jobs.QueueMember,
+		"coupon_reconcile":       jobs.QueueDefault,
+		"coupon_reconcile_all":   jobs.QueueDefault,
+		"order_reconcile":        jobs.QueueDefault,
+		"order_submit":           jobs.QueueOutbound,
+		"point_settlement":       jobs.QueueDefault,
+		"point_settlement_daily": jobs.QueueDefault,
+		"therapy_daily":          jobs.QueueDefault,
+		"therapy_stats":          jobs.QueueTherapy,
+		"therapy_stats_verify":   jobs.QueueDefault,
 	}, got)
 	require.ElementsMatch(t, jobs.Kinds(), slices.Collect(maps.Keys(got)), "every kind is listed")
 }

@@ -10,7 +10,6 @@ import (
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/rivertype"
 
-	"github.com/tidemark/tidemark/config"
 	"github.com/tidemark/tidemark/orderapi"
 	"github.com/tidemark/tidemark/store"
 )
@@ -33,7 +32,7 @@ func (OrderReconcileArgs) Kind() string { return "order_reconcile" }
 // InsertOpts: default queue, at most one per dry_run value queued or running.
 func (OrderReconcileArgs) InsertOpts() river.InsertOpts {
 	return river.InsertOpts{
-		Queue:       config.QueueDefault,
+		Queue:       QueueDefault,
 		MaxAttempts: 3,
 		UniqueOpts: river.UniqueOpts{ByArgs: true, ByState: []rivertype.JobState{
 			rivertype.JobStateAvailable, rivertype.JobStatePending, rivertype.JobStateRunning,

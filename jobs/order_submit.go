@@ -11,7 +11,6 @@ import (
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/rivertype"
 
-	"github.com/tidemark/tidemark/config"
 	"github.com/tidemark/tidemark/internal/combine"
 	"github.com/tidemark/tidemark/orderapi"
 	"github.com/tidemark/tidemark/partnerbudget"
@@ -65,7 +64,7 @@ func (OrderSubmitArgs) Kind() string { return "order_submit" }
 
 // InsertOpts puts the job on the outbound queue, unique by row.
 func (OrderSubmitArgs) InsertOpts() river.InsertOpts {
-	return uniqueByArgs(config.QueueOutbound, OrderSubmitMaxAttempts)
+	return uniqueByArgs(QueueOutbound, OrderSubmitMaxAttempts)
 }
 
 // OrderSubmitWorker runs the at-most-once protocol for one row:

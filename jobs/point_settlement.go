@@ -13,7 +13,6 @@ import (
 	"github.com/riverqueue/river/rivertype"
 
 	"github.com/tidemark/tidemark/calendar"
-	"github.com/tidemark/tidemark/config"
 	"github.com/tidemark/tidemark/store"
 )
 
@@ -67,7 +66,7 @@ func (PointSettlementArgs) Kind() string { return "point_settlement" }
 // discarded: a second insert of the same run is a no-op even if it got past
 // the advisory lock.
 func (PointSettlementArgs) InsertOpts() river.InsertOpts {
-	return uniqueByArgs(config.QueueDefault, 5)
+	return uniqueByArgs(QueueDefault, 5)
 }
 
 // SettlementCounts are a run's Spring Batch step counts. read = written +

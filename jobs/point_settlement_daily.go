@@ -10,7 +10,6 @@ import (
 	"github.com/riverqueue/river"
 
 	"github.com/tidemark/tidemark/calendar"
-	"github.com/tidemark/tidemark/config"
 	"github.com/tidemark/tidemark/store"
 )
 
@@ -28,7 +27,7 @@ func (PointSettlementDailyArgs) Kind() string { return "point_settlement_daily" 
 
 // InsertOpts makes the trigger unique per business date.
 func (PointSettlementDailyArgs) InsertOpts() river.InsertOpts {
-	return uniqueByArgs(config.QueueDefault, 5)
+	return uniqueByArgs(QueueDefault, 5)
 }
 
 // SettlementDailyOutput is what the trigger records on its job.

@@ -7,7 +7,6 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/tidemark/tidemark/calendar"
-	"github.com/tidemark/tidemark/config"
 	"github.com/tidemark/tidemark/internal/testkit"
 	"github.com/tidemark/tidemark/store"
 )
@@ -39,7 +38,7 @@ func TestPeriodicJobsListEveryScheduledKind(t *testing.T) {
 	t.Parallel()
 	pool, _ := testkit.Pool(t)
 	deps := Deps{Store: store.New(pool), TZ: testkit.TZ(), Logger: testkit.Logger(t)}
-	client, err := NewClient(pool, ClientConfig{Queues: map[string]int{config.QueueDefault: 1}, Periodic: true,
+	client, err := NewClient(pool, ClientConfig{Queues: map[string]int{QueueDefault: 1}, Periodic: true,
 		Retention: 24 * time.Hour, RescueAfter: time.Minute}, deps)
 	require.NoError(t, err)
 	for _, id := range []string{"therapy_daily", "point_settlement_daily", "coupon_reconcile_all", "therapy_stats_verify", "order_reconcile", "archive_maintain"} {

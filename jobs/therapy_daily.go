@@ -11,7 +11,6 @@ import (
 	"github.com/riverqueue/river/rivertype"
 
 	"github.com/tidemark/tidemark/calendar"
-	"github.com/tidemark/tidemark/config"
 	"github.com/tidemark/tidemark/store"
 )
 
@@ -32,7 +31,7 @@ func (TherapyDailyArgs) Kind() string { return "therapy_daily" }
 // InsertOpts makes the job unique per business date, in every state but
 // cancelled and discarded (a failed run may be run again).
 func (TherapyDailyArgs) InsertOpts() river.InsertOpts {
-	return uniqueByArgs(config.QueueDefault, 5)
+	return uniqueByArgs(QueueDefault, 5)
 }
 
 // therapyDailyDateKey is TherapyDailyArgs.BusinessDate's JSON key, the

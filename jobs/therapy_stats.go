@@ -13,7 +13,6 @@ import (
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/rivertype"
 
-	"github.com/tidemark/tidemark/config"
 	"github.com/tidemark/tidemark/internal/combine"
 	"github.com/tidemark/tidemark/store"
 )
@@ -50,7 +49,7 @@ func (TherapyStatsArgs) Kind() string { return "therapy_stats" }
 
 // InsertOpts puts the job on the therapy queue, unique by its tagged args.
 func (TherapyStatsArgs) InsertOpts() river.InsertOpts {
-	return uniqueByArgs(config.QueueTherapy, 5)
+	return uniqueByArgs(QueueTherapy, 5)
 }
 
 // TherapyStatsWorker recomputes one user-month. Jobs running at the same time

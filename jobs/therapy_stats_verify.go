@@ -9,7 +9,6 @@ import (
 	"github.com/riverqueue/river"
 
 	"github.com/tidemark/tidemark/calendar"
-	"github.com/tidemark/tidemark/config"
 	"github.com/tidemark/tidemark/store"
 )
 
@@ -44,7 +43,7 @@ func (TherapyStatsVerifyArgs) Kind() string { return "therapy_stats_verify" }
 
 // InsertOpts makes the check unique per period.
 func (TherapyStatsVerifyArgs) InsertOpts() river.InsertOpts {
-	return river.InsertOpts{Queue: config.QueueDefault, MaxAttempts: 3,
+	return river.InsertOpts{Queue: QueueDefault, MaxAttempts: 3,
 		UniqueOpts: river.UniqueOpts{ByArgs: true, ByPeriod: VerifyPeriod}}
 }
 

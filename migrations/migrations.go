@@ -16,7 +16,6 @@ import (
 	_ "github.com/golang-migrate/migrate/v4/database/pgx/v5" // registers the pgx5:// scheme
 	"github.com/golang-migrate/migrate/v4/source/iofs"
 
-	"github.com/tidemark/tidemark/config"
 	"github.com/tidemark/tidemark/redact"
 )
 
@@ -78,6 +77,16 @@ func Version(databaseURL string) (version uint, dirty bool, err error) {
 	return version, dirty, err
 }
 
+// sessionParams bound a migration's session: it may rewrite a table (a
+// statement runs up to 30 min, a transaction idles up to 1 min), but it
+// waits for a lock at most 30 s, so that it does not queue every worker's
+// query behind it for long. Milliseconds; a URL's own values win.
+var sessionParams = map[string]string{
+	"idle_in_transaction_session_timeout": "60000",
+	"lock_timeout":                        "30000",
+	"statement_timeout":                   "1800000",
+}
+
 func open(databaseURL string) (*migrate.Migrate, error) {
 	src, err := iofs.New(Files, ".")
 	if err != nil {
@@ -95,7 +104,7 @@ func open(databaseURL string) (*migrate.Migrate, error) {
 	q.Set("x-migrations-table", "tidemark_schema_migrations")
 	// A migration waiting for a lock would queue every worker's query
 	// behind it: bounded, as every tidemark session is.
-	for k, v := range config.MigrateSession.RuntimeParams() {
+	for k, v := range sessionParams {
 		if !q.Has(k) {
 			q.Set(k, v)
 		}

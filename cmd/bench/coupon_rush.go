@@ -13,7 +13,6 @@ import (
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/rivertype"
 
-	"github.com/tidemark/tidemark/config"
 	"github.com/tidemark/tidemark/coupongate"
 	"github.com/tidemark/tidemark/httpapi"
 	"github.com/tidemark/tidemark/jobs"
@@ -84,7 +83,7 @@ func benchCouponRush(ctx context.Context, env *benchEnv) error {
 	split := rushLayout{name: "member queue", queues: env.cfg.Queues}
 	shared := rushLayout{name: "persist on default", queues: maps.Clone(env.cfg.Queues),
 		middleware: []rivertype.Middleware{&persistOnDefault{}}}
-	delete(shared.queues, config.QueueMember)
+	delete(shared.queues, jobs.QueueMember)
 	fmt.Printf("settlement during a rush: %d accepted requests from %d keep-alive clients; a point_settlement (%d due rows) enqueued once half were answered\n",
 		rushRequests, couponConcurrency, rushLedgerRows/10)
 	fmt.Printf("  worker: pool of %d (DB_MAX_CONNS), FETCH_COOLDOWN %s; %s: %s; %s: %s\n", env.cfg.DBMaxConns, env.cfg.FetchCooldown,
@@ -122,7 +121,7 @@ type persistOnDefault struct{ river.MiddlewareDefaults }
 func (*persistOnDefault) InsertMany(ctx context.Context, params []*rivertype.JobInsertParams, doInner func(context.Context) ([]*rivertype.JobInsertResult, error)) ([]*rivertype.JobInsertResult, error) {
 	for _, p := range params {
 		if p.Kind == (jobs.CouponIssuePersistArgs{}).Kind() {
-			p.Queue = config.QueueDefault
+			p.Queue = jobs.QueueDefault
 		}
 	}
 	return doInner(ctx)

@@ -159,5 +159,5 @@ func waitIdle(ctx context.Context, e *benchEnv) error {
 // therapyWorkers is the therapy queue's workers of TIDEMARK_QUEUES, or its
 // default when the set leaves the therapy queue out.
 func (e *benchEnv) therapyWorkers() int {
-	return cmp.Or(e.cfg.Queues[config.QueueTherapy], config.DefaultQueues()[config.QueueTherapy])
+	return cmp.Or(e.cfg.Queues[jobs.QueueTherapy], config.DefaultQueues()[jobs.QueueTherapy])
 }

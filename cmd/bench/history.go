@@ -9,7 +9,6 @@ import (
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/riverdriver/riverpgxv5"
 
-	"github.com/tidemark/tidemark/config"
 	"github.com/tidemark/tidemark/jobs"
 	"github.com/tidemark/tidemark/store"
 )
@@ -191,7 +190,7 @@ func workRecentHistory(ctx context.Context, e *benchEnv, n int) error {
 	river.AddWorker(workers, noopReconcileWorker{})
 	client, err := river.NewClient(riverpgxv5.New(e.pool), &river.Config{Workers: workers, Logger: e.logger,
 		FetchCooldown: e.cfg.FetchCooldown, JobTimeout: time.Minute,
-		Queues: map[string]river.QueueConfig{config.QueueTherapy: {MaxWorkers: 200}, config.QueueDefault: {MaxWorkers: 50}}})
+		Queues: map[string]river.QueueConfig{jobs.QueueTherapy: {MaxWorkers: 200}, jobs.QueueDefault: {MaxWorkers: 50}}})
 	if err != nil {
 		return err
 	}

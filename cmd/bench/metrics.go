@@ -137,7 +137,7 @@ func fillMetricsHistory(ctx context.Context, env *benchEnv) error {
 	river.AddWorker(workers, noopReconcileWorker{})
 	client, err := river.NewClient(riverpgxv5.New(env.pool), &river.Config{Workers: workers, Logger: env.logger,
 		FetchCooldown: env.cfg.FetchCooldown, JobTimeout: time.Minute,
-		Queues: map[string]river.QueueConfig{config.QueueTherapy: {MaxWorkers: 200}, config.QueueDefault: {MaxWorkers: 50}}})
+		Queues: map[string]river.QueueConfig{jobs.QueueTherapy: {MaxWorkers: 200}, jobs.QueueDefault: {MaxWorkers: 50}}})
 	if err != nil {
 		return err
 	}

@@ -23,7 +23,6 @@ import (
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/rivertype"
 
-	"github.com/tidemark/tidemark/config"
 	"github.com/tidemark/tidemark/coupongate"
 	"github.com/tidemark/tidemark/jobs"
 	"github.com/tidemark/tidemark/orderapi"
@@ -186,7 +185,7 @@ func runOrderBatch(ctx context.Context, env *benchEnv, deps jobs.Deps, tpURL str
 	stages := &orderStageTimes{}
 	deps.OrderAPI = timedOrderAPI{api: deps.OrderAPI, stages: stages}
 	client, err := jobs.NewClient(env.pool, jobs.ClientConfig{
-		Queues:        map[string]int{config.QueueOutbound: benchOrderWorkers},
+		Queues:        map[string]int{jobs.QueueOutbound: benchOrderWorkers},
 		Retention:     24 * time.Hour,
 		RescueAfter:   90 * time.Second,
 		FetchCooldown: env.cfg.FetchCooldown,

@@ -206,7 +206,7 @@ func runChildWorker(ctx context.Context, dbURL string) error {
 	}
 	defer pool.Close()
 	e := &benchEnv{cfg: cfg, dbURL: dbURL, pool: pool, store: store.New(pool), logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
-	client, err := jobs.NewClient(pool, benchClientConfig(e, cfg.Queues[config.QueueTherapy]), e.deps())
+	client, err := jobs.NewClient(pool, benchClientConfig(e, cfg.Queues[jobs.QueueTherapy]), e.deps())
 	if err != nil {
 		return err
 	}

@@ -12,7 +12,6 @@ import (
 	"github.com/riverqueue/river/riverdriver/riverpgxv5"
 
 	"github.com/tidemark/tidemark/calendar"
-	"github.com/tidemark/tidemark/config"
 	"github.com/tidemark/tidemark/jobs"
 	"github.com/tidemark/tidemark/store"
 )
@@ -117,7 +116,7 @@ func benchNoop(ctx context.Context, e *benchEnv, n, workers int, unique bool) (t
 	river.AddWorker(w, &noopWorker{})
 	client, err := river.NewClient(riverpgxv5.New(e.pool), &river.Config{
 		Logger:        e.logger,
-		Queues:        map[string]river.QueueConfig{config.QueueTherapy: {MaxWorkers: workers}},
+		Queues:        map[string]river.QueueConfig{jobs.QueueTherapy: {MaxWorkers: workers}},
 		Workers:       w,
 		FetchCooldown: e.cfg.FetchCooldown,
 	})
@@ -129,7 +128,7 @@ func benchNoop(ctx context.Context, e *benchEnv, n, workers int, unique bool) (t
 			params := make([]river.InsertManyParams, 0, 5000)
 			for j := i; j < min(i+5000, n); j++ {
 				params = append(params, river.InsertManyParams{Args: noopArgs{N: j}, InsertOpts: &river.InsertOpts{
-					Queue: config.QueueTherapy, UniqueOpts: river.UniqueOpts{ByArgs: unique},
+					Queue: jobs.QueueTherapy, UniqueOpts: river.UniqueOpts{ByArgs: unique},
 				}})
 			}
 			if _, err := client.InsertManyFast(ctx, params); err != nil {
@@ -172,7 +171,7 @@ func benchDaily(ctx context.Context, e *benchEnv, date string, users, workers in
 // therapy queue.
 func benchClientConfig(e *benchEnv, workers int) jobs.ClientConfig {
 	return jobs.ClientConfig{
-		Queues:        map[string]int{config.QueueDefault: 2, config.QueueTherapy: workers},
+		Queues:        map[string]int{jobs.QueueDefault: 2, jobs.QueueTherapy: workers},
 		Retention:     e.cfg.Retention,
 		RescueAfter:   e.cfg.RescueAfter,
 		FetchCooldown: e.cfg.FetchCooldown,

@@ -173,7 +173,7 @@ func run(ctx context.Context, cfg config.Config, ops *auth.Operators, pc *pgxpoo
 	gate := coupongate.New(rdb, "")
 	deps := jobs.Deps{Store: st, TZ: cfg.TZ, Logger: logger, Gate: gate, ReconcileGrace: cfg.CouponReconcileGrace,
 		AuditRetention: cfg.AuditRetention,
-		OrderAPI:       orderapi.New(cfg.OrderAPIURL, cfg.OrderCallTimeout, cfg.Queues[config.QueueOutbound])}
+		OrderAPI:       orderapi.New(cfg.OrderAPIURL, cfg.OrderCallTimeout, cfg.Queues[jobs.QueueOutbound])}
 	// Every queue's depth and lag, whichever this process works: they are
 	// the database's, and any process's /metrics may be the one scraped.
 	m := metrics.New(metrics.NewCollector(metrics.CollectorOpts{Store: st, Gate: gate, TZ: cfg.TZ, Queues: config.KnownQueues(), Logger: logger, Deadlines: cfg.Deadlines,
