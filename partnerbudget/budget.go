@@ -172,11 +172,14 @@ func (b *Budget) Acquire(ctx context.Context) (*Permit, error) {
 				return nil, err
 			}
 		}
-		if b.s.Concurrency == 0 && !halfOpen {
-			// The gate passed as the slot was reserved; a pause begun
-			// since is met by the calls after this one.
+		if b.s.Concurrency == 0 && !halfOpen && d == 0 {
+			// The gate passed as the slot was reserved, just now.
 			return &Permit{b: b}, nil
 		}
+		// A call that waited for its slot passes the gate again: a pause
+		// or an open breaker begun while it waited holds it too. Without
+		// this, the calls reserved up to Horizon ahead went on into a
+		// partner that had just answered 429, each drawing another.
 	}
 	token := newToken()
 	for {
