@@ -19,7 +19,6 @@ import (
 	"github.com/tidemark/tidemark/dbpool"
 	"github.com/tidemark/tidemark/joblog"
 	"github.com/tidemark/tidemark/jobs"
-	"github.com/tidemark/tidemark/metrics"
 	"github.com/tidemark/tidemark/redact"
 	"github.com/tidemark/tidemark/store"
 	"github.com/tidemark/tidemark/version"
@@ -92,7 +91,7 @@ func (e *env) open(ctx context.Context) error {
 	// Its inserts are counted in Postgres, where every worker's /metrics
 	// reads them.
 	e.client, err = jobs.NewClient(pool, jobs.ClientConfig{Retention: e.cfg.Retention, RescueAfter: e.cfg.RescueAfter,
-		PollOnly: e.cfg.Pooler == config.PoolerTransaction, Middleware: []rivertype.Middleware{metrics.EnqueueInsertMiddleware(e.store, e.logger)}},
+		PollOnly: e.cfg.Pooler == config.PoolerTransaction, Middleware: []rivertype.Middleware{jobs.EnqueueInsertMiddleware(e.store, e.logger)}},
 		jobs.Deps{Store: e.store, TZ: e.cfg.TZ, Logger: e.logger})
 	return err
 }
