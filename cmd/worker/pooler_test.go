@@ -26,7 +26,7 @@ func TestThroughPgBouncer(t *testing.T) {
 	bouncer := testpgbouncer.Start(t, testkit.AdminURL())
 	worker, enqueue := testbin.Build(t, "worker"), testbin.Build(t, "enqueue")
 
-	direct := emptyDB(t)
+	direct := testkit.EmptyDatabaseURL(t)
 	pooled := []string{"DATABASE_URL=" + bouncer.URL(direct), "DATABASE_POOLER=transaction", "PERIODIC_JOBS=false"}
 	code, _, stderr := testbin.Run(t, worker, pooled, "migrate")
 	require.Equal(t, 2, code, stderr)

@@ -16,29 +16,9 @@ import (
 	"github.com/tidemark/tidemark/internal/testkit"
 )
 
-// emptyDB creates a database with no schema at all, dropped after the test.
-func emptyDB(t *testing.T) string {
-	t.Helper()
-	ctx := context.Background()
-	c, err := pgx.Connect(ctx, testkit.AdminURL())
-	require.NoError(t, err)
-	defer c.Close(ctx)
-	name := fmt.Sprintf("tm_test_empty_%d", time.Now().UnixNano())
-	_, err = c.Exec(ctx, "CREATE DATABASE "+name)
-	require.NoError(t, err)
-	t.Cleanup(func() {
-		c, err := pgx.Connect(ctx, testkit.AdminURL())
-		if err == nil {
-			_, _ = c.Exec(ctx, "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)")
-			c.Close(ctx)
-		}
-	})
-	return testkit.WithDatabase(testkit.AdminURL(), name)
-}
-
 func TestMigrateEmptyDatabaseThenNoOp(t *testing.T) {
 	t.Parallel()
-	url := emptyDB(t)
+	url := testkit.EmptyDatabaseURL(t)
 	bin := testbin.Build(t, "worker")
 	code, _, stderr := testbin.Run(t, bin, []string{"DATABASE_URL=" + url}, "migrate")
 	require.Equal(t, 0, code, stderr)

@@ -90,6 +90,31 @@ func NewDatabase() (dbURL string, drop func() error, err error) {
 	return WithDatabase(AdminURL(), name), drop, nil
 }
 
+// EmptyDatabaseURL creates a database with no schema at all (for a
+// migration to start from nothing), dropped when the test ends, and returns
+// its URL.
+func EmptyDatabaseURL(t testing.TB) string {
+	t.Helper()
+	ctx := context.Background()
+	c, err := pgx.Connect(ctx, AdminURL())
+	if err != nil {
+		t.Fatalf("testkit: %v", err)
+	}
+	defer c.Close(ctx)
+	name := "tm_test_empty_" + randomHex(6)
+	if _, err := c.Exec(ctx, "CREATE DATABASE "+name); err != nil {
+		t.Fatalf("testkit: create database: %v", err)
+	}
+	t.Cleanup(func() {
+		c, err := pgx.Connect(ctx, AdminURL())
+		if err == nil {
+			_, _ = c.Exec(ctx, "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)")
+			c.Close(ctx)
+		}
+	})
+	return WithDatabase(AdminURL(), name)
+}
+
 // Pool returns a pool on a new test database (see DatabaseURL) and the
 // database's URL; the pool is closed when the test ends.
 func Pool(t testing.TB) (*pgxpool.Pool, string) {

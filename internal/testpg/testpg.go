@@ -62,7 +62,7 @@ func Start(t testing.TB) *Server {
 	if out, err := s.run("initdb", "-D", s.data(), "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync"); err != nil {
 		t.Fatalf("testpg: initdb: %v\n%s", err, out)
 	}
-	s.port, err = freePort()
+	s.port, err = FreePort()
 	if err != nil {
 		t.Fatalf("testpg: %v", err)
 	}
@@ -158,7 +158,8 @@ func fileExists(p string) bool {
 	return err == nil
 }
 
-func freePort() (int, error) {
+// FreePort is a loopback TCP port nothing listens on now.
+func FreePort() (int, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return 0, err

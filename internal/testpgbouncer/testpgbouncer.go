@@ -28,6 +28,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/tidemark/tidemark/config"
+	"github.com/tidemark/tidemark/internal/testpg"
 )
 
 // PoolSize is the pooler's server connections per database and user
@@ -81,7 +82,7 @@ func Launch(upstream, dir string, poolSize int) (*Server, error) {
 		port = "5432"
 	}
 	s := &Server{done: make(chan struct{})}
-	if s.port, err = freePort(); err != nil {
+	if s.port, err = testpg.FreePort(); err != nil {
 		return nil, err
 	}
 	ini := fmt.Sprintf(`[databases]
@@ -214,13 +215,4 @@ func ApplySession(direct string, sess config.Session) error {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
-}
-
-func freePort() (int, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port, nil
 }

@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -24,6 +23,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/tidemark/tidemark/internal/testkit"
+	"github.com/tidemark/tidemark/internal/testredis"
 )
 
 // The image, built twice from this checkout, is the same to the byte; its
@@ -82,8 +82,8 @@ func TestImageBuildsReproduciblyAndRuns(t *testing.T) {
 		require.NoError(t, err, p)
 	}
 
-	dbURL := emptyDatabase(t)
-	env := []string{"DATABASE_URL=" + dbURL, "BATCH_TZ=Asia/Seoul", "REDIS_URL=" + redisURL(), "PERIODIC_JOBS=false"}
+	dbURL := testkit.EmptyDatabaseURL(t)
+	env := []string{"DATABASE_URL=" + dbURL, "BATCH_TZ=Asia/Seoul", "REDIS_URL=" + testredis.URL(), "PERIODIC_JOBS=false"}
 
 	out, err := inImage(rootfs, env, "/usr/local/bin/worker", "migrate").CombinedOutput()
 	require.NoError(t, err, "worker migrate in the image:\n%s", out)
@@ -184,31 +184,6 @@ func modeBits(m int64) os.FileMode {
 		fm |= os.ModeSticky
 	}
 	return fm
-}
-
-func emptyDatabase(t *testing.T) string {
-	ctx := context.Background()
-	c, err := pgx.Connect(ctx, testkit.AdminURL())
-	require.NoError(t, err)
-	defer c.Close(ctx)
-	name := fmt.Sprintf("tm_test_image_%d", time.Now().UnixNano())
-	_, err = c.Exec(ctx, "CREATE DATABASE "+name)
-	require.NoError(t, err)
-	t.Cleanup(func() {
-		c, err := pgx.Connect(ctx, testkit.AdminURL())
-		if err == nil {
-			_, _ = c.Exec(ctx, "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)")
-			c.Close(ctx)
-		}
-	})
-	return testkit.WithDatabase(testkit.AdminURL(), name)
-}
-
-func redisURL() string {
-	if v := os.Getenv("REDIS_URL"); v != "" {
-		return v
-	}
-	return "redis://127.0.0.1:6379/0"
 }
 
 func freeAddr(t *testing.T) string {
