@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"github.com/tidemark/tidemark/jobs"
 	"slices"
 	"strings"
 	"time"
@@ -77,7 +78,7 @@ func (d Deadlines) DueFor(batch, businessDate string, tz *time.Location) (time.T
 		return time.Time{}, false
 	}
 	due, ok := d.Due(batch, day, tz)
-	if ok && batch == "settlement" && d[batch] < 30*time.Minute {
+	if ok && batch == "settlement" && d[batch] < jobs.SettlementStart {
 		due = due.AddDate(0, 0, 1)
 	}
 	return due, ok
