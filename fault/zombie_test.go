@@ -73,6 +73,9 @@ type zombie struct {
 	// frozen are the jobs it was running: their attempts are the stale ones.
 	frozen []frozenJob
 	note   string // where it was frozen, for the table
+	// thawed is when it was let go: nothing it wrote before then was sent
+	// after the freeze.
+	thawed time.Time
 }
 
 type frozenJob struct {
@@ -302,11 +305,12 @@ func (f *fixture) requireCleanAttempts(t *testing.T, final bool) {
 	}
 	rows, err := f.pool.Query(f.ctx, `
 		SELECT j.id, j.kind, j.state::text, j.attempt, fz.attempt, j.attempted_by[cardinality(j.attempted_by)],
+		       j.finalized_at,
 		       coalesce(jsonb_agg(e ORDER BY e ->> 'at') FILTER (WHERE (e ->> 'attempt')::int >= fz.attempt), '[]')::text
 		FROM unnest($1::bigint[], $2::int[]) AS fz(id, attempt)
 		JOIN river_job j ON j.id = fz.id
 		LEFT JOIN LATERAL unnest(j.errors) AS e ON true
-		GROUP BY j.id, j.kind, j.state, j.attempt, fz.attempt, j.attempted_by
+		GROUP BY j.id, j.kind, j.state, j.attempt, fz.attempt, j.attempted_by, j.finalized_at
 		ORDER BY j.id`, ids, attempts)
 	require.NoError(t, err)
 	defer rows.Close()
@@ -316,8 +320,9 @@ func (f *fixture) requireCleanAttempts(t *testing.T, final bool) {
 			kind, state, last string
 			attempt, frozenAt int
 			errsJSON          string
+			finalized         *time.Time
 		)
-		require.NoError(t, rows.Scan(&id, &kind, &state, &attempt, &frozenAt, &last, &errsJSON))
+		require.NoError(t, rows.Scan(&id, &kind, &state, &attempt, &frozenAt, &last, &finalized, &errsJSON))
 		var errs []struct {
 			Attempt int    `json:"attempt"`
 			Error   string `json:"error"`
@@ -332,6 +337,13 @@ func (f *fixture) requireCleanAttempts(t *testing.T, final bool) {
 			id, kind, frozenAt, attempt, errsJSON)
 		if final {
 			require.Equalf(t, "completed", state, "job %d (%s)", id, kind)
+			if len(errs) == 0 && attempt == frozenAt && last == z.client && finalized != nil && finalized.Before(z.thawed) {
+				// Its completion was in Postgres's hands at the freeze (a
+				// statement waiting for a lock then, granted while the
+				// process was stopped): the attempt finished its work
+				// before the freeze, once, and was never rescued.
+				continue
+			}
 			require.Lenf(t, errs, 1, "job %d (%s), frozen in attempt %d, not rescued", id, kind, frozenAt)
 			require.Equalf(t, frozenAt+1, attempt, "job %d (%s)", id, kind)
 			require.NotEqualf(t, z.client, last, "job %d (%s) finished by the frozen worker", id, kind)
@@ -359,6 +371,7 @@ func (f *fixture) resume(t *testing.T, b *batch, o *outcome) {
 		require.NoError(t, w.Stop(30*time.Second), "the other worker's exit")
 	}
 
+	z.thawed = time.Now()
 	require.NoError(t, z.w.Thaw())
 	thawed := time.Now()
 	f.allReady(t, http.StatusOK, 30*time.Second, "the thawed worker's /readyz 200")
