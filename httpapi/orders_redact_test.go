@@ -24,7 +24,7 @@ func TestOrderRequestLastErrorIsRedacted(t *testing.T) {
 		ids, err = b.store.InsertOrderRequestsTx(ctx, tx, []store.OrderRequestInput{{Username: "tester", TotalPrice: 1, AppliedYearMonth: "2025-02"}})
 		return err
 	}))
-	_, err := b.store.Pool.Exec(ctx, `UPDATE order_request SET last_error = $2 WHERE id = $1`, ids[0],
+	_, err := b.pool.Exec(ctx, `UPDATE order_request SET last_error = $2 WHERE id = $1`, ids[0],
 		`orderapi: create tester/2025-02: Post "https://order:S3cretPW@partner.example/orders?api_key=S3cretKey": connection refused`)
 	require.NoError(t, err)
 

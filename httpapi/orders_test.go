@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
 
 	"github.com/tidemark/tidemark/httpapi"
@@ -22,6 +23,7 @@ import (
 type apiBundle struct {
 	srv   *httptest.Server
 	store *store.Store
+	pool  *pgxpool.Pool // the test database's pool, for the test's own SQL
 }
 
 func setupAPI(t *testing.T) *apiBundle {
@@ -35,7 +37,7 @@ func setupAPI(t *testing.T) *apiBundle {
 	s := &httpapi.Server{Store: st, River: client, TZ: time.UTC, Callers: testCallers(t), Logger: logger}
 	srv := httptest.NewServer(s.Handler())
 	t.Cleanup(srv.Close)
-	return &apiBundle{srv: srv, store: st}
+	return &apiBundle{srv: srv, store: st, pool: pool}
 }
 
 func (b *apiBundle) do(t *testing.T, method, path, token, contentType, body string) (int, map[string]any) {

@@ -34,11 +34,18 @@ type CouponExchangeArgs struct {
 	Rerun int `json:"rerun,omitempty" river:"unique"`
 }
 
-// identity is the exchange's identifying parameters, as
+// run is the exchange's run identity: its five identifying parameters, as
 // tidemark_run_identity keeps them.
-func (a CouponExchangeArgs) identity() map[string]any {
-	return map[string]any{"name": a.Name, "description": a.Description, "amount_type": a.AmountType,
-		"amount": a.Amount, "expired_coupon_id": a.ExpiredCouponID}
+func (a CouponExchangeArgs) run() runIdentity {
+	return runIdentity{
+		kind: a.Kind(),
+		identity: map[string]any{"name": a.Name, "description": a.Description, "amount_type": a.AmountType,
+			"amount": a.Amount, "expired_coupon_id": a.ExpiredCouponID},
+		build: func(n int) river.JobArgs {
+			a.Rerun = n
+			return a
+		},
+	}
 }
 
 // EnqueueCouponExchange starts the exchange a describes, or refuses it with
@@ -47,10 +54,7 @@ func EnqueueCouponExchange(ctx context.Context, client *Client, st *store.Store,
 	if err := a.Validate(); err != nil {
 		return nil, err
 	}
-	return enqueueRun(ctx, client, st, a.Kind(), a.identity(), rerun, func(n int) river.JobArgs {
-		a.Rerun = n
-		return a
-	}, nil)
+	return enqueueRun(ctx, client, st, a.run(), rerun)
 }
 
 // Kind is coupon_exchange.
@@ -136,7 +140,7 @@ func (w *CouponExchangeWorker) Work(ctx context.Context, job *river.Job[CouponEx
 	if err := a.Validate(); err != nil {
 		return river.JobCancel(fmt.Errorf("coupon_exchange: %w", err))
 	}
-	if err := refuseCompletedRun(ctx, w.deps.Store, job.Kind, a.identity(), job.ID, a.Rerun); err != nil {
+	if err := refuseCompletedRun(ctx, w.deps.Store, a.run(), job.ID, a.Rerun); err != nil {
 		return err
 	}
 	size := a.ChunkSize

@@ -587,7 +587,7 @@ func TestCouponExchangeWorker(t *testing.T) {
 		b.RequireCancelled(t, tc.args, tc.want)
 	}
 	var coupons int
-	require.NoError(t, b.Store.Pool.QueryRow(context.Background(), `SELECT count(*) FROM coupon`).Scan(&coupons))
+	require.NoError(t, b.Pool.QueryRow(context.Background(), `SELECT count(*) FROM coupon`).Scan(&coupons))
 	require.Zero(t, coupons)
 }
 
@@ -615,7 +615,7 @@ func TestCouponIssuePersistWorker(t *testing.T) {
 
 		b.Work(t, CouponIssuePersistArgs{CouponCode: "ONE", MemberID: 42, IssuedAt: issuedAt}, river.EventKindJobCompleted)
 		var at time.Time
-		require.NoError(t, b.Store.Pool.QueryRow(ctx, `SELECT i.issued_at FROM coupon_issue i JOIN coupon c ON c.id = i.coupon_id
+		require.NoError(t, b.Pool.QueryRow(ctx, `SELECT i.issued_at FROM coupon_issue i JOIN coupon c ON c.id = i.coupon_id
 			WHERE c.code = 'ONE' AND i.member_id = 42`).Scan(&at))
 		require.True(t, at.Equal(issuedAt), "issued at %s", at)
 		st, err := b.Deps.Gate.State(ctx, "ONE")
@@ -640,7 +640,7 @@ func TestCouponIssuePersistWorker(t *testing.T) {
 
 		b.RequireCancelled(t, CouponIssuePersistArgs{CouponCode: "ONE", MemberID: 42, IssuedAt: issuedAt}, "the coupon sold out meanwhile")
 		var issues, failed int
-		require.NoError(t, b.Store.Pool.QueryRow(ctx, `SELECT (SELECT count(*) FROM coupon_issue),
+		require.NoError(t, b.Pool.QueryRow(ctx, `SELECT (SELECT count(*) FROM coupon_issue),
 			(SELECT count(*) FROM failed_coupon_issue WHERE coupon_code = 'ONE' AND member_id = 42)`).Scan(&issues, &failed))
 		require.Equal(t, []int{0, 1}, []int{issues, failed})
 	})

@@ -105,10 +105,14 @@ func TestClaimWaitsForTheEarlierAttemptsTransaction(t *testing.T) {
 
 func ids(t *testing.T, st *store.Store, sql string) []int64 {
 	t.Helper()
-	rows, err := st.Pool.Query(context.Background(), sql)
-	require.NoError(t, err)
-	out, err := pgx.CollectRows(rows, pgx.RowTo[int64])
-	require.NoError(t, err)
+	var out []int64
+	require.NoError(t, st.InTx(context.Background(), func(tx pgx.Tx) error {
+		rows, err := tx.Query(context.Background(), sql)
+		if err == nil {
+			out, err = pgx.CollectRows(rows, pgx.RowTo[int64])
+		}
+		return err
+	}))
 	return out
 }
 
@@ -138,7 +142,7 @@ func TestEveryFencedWriteRefusesAStaleAttempt(t *testing.T) {
 			return newProgressRecorder(job.ID, "rows", 0, 0, 10).record(ctx, st, 5, nil)
 		},
 		"fan-out inserts": func() error {
-			_, err := insertSkippingDuplicates(ctx, client, pool, []river.InsertManyParams{{Args: TherapyStatsArgs{
+			_, err := insertSkippingDuplicates(ctx, client, st, []river.InsertManyParams{{Args: TherapyStatsArgs{
 				TherapyUserID: 1, Year: 2026, Month: 11, BusinessDate: "2026-12-01", Trigger: TriggerDaily}}})
 			return err
 		},

@@ -74,7 +74,7 @@ func TestCleanedJobsStayInEveryAuditView(t *testing.T) {
 	var done *jobs.RunCompletedError
 	require.ErrorAs(t, err, &done)
 	require.Equal(t, job.ID, done.JobID)
-	require.ErrorContains(t, err, "therapy_daily: already completed as job")
+	require.ErrorContains(t, err, "therapy_daily 2026-11-15: already completed as job")
 	require.ErrorContains(t, err, "use --rerun to run it again")
 }
 

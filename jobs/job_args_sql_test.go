@@ -31,7 +31,7 @@ func TestSQLReadsJobArgKeys(t *testing.T) {
 	first, err := jobs.EnqueueSettlement(ctx, client, st, "2026-11-20", jobs.SettlementRunOpts{})
 	require.NoError(t, err)
 	_, err = jobs.EnqueueSettlement(ctx, client, st, "2026-11-20", jobs.SettlementRunOpts{})
-	var active *jobs.SettlementActiveError
+	var active *jobs.RunActiveError
 	require.ErrorAs(t, err, &active)
 	require.Equal(t, first.ID, active.JobID)
 	require.NoError(t, st.InTx(ctx, func(tx pgx.Tx) error {

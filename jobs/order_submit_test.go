@@ -36,10 +36,12 @@ func newPartner(url string) partner {
 }
 
 // inProcess is a SetupWorker option: it runs the simulated third party
-// in-process on the worker's database, as its order API, and sets p to it.
+// in-process, on a database of its own as a partner has, as the worker's
+// order API, and sets p to it.
 func (p *partner) inProcess(t *testing.T) func(*jobs.Deps) {
 	return func(d *jobs.Deps) {
-		tp, err := thirdparty.New(context.Background(), d.Store.Pool, thirdparty.Faults{}, d.Logger)
+		pool, _ := testkit.Pool(t)
+		tp, err := thirdparty.New(context.Background(), pool, thirdparty.Faults{}, d.Logger)
 		require.NoError(t, err)
 		srv := httptest.NewServer(tp.Handler())
 		t.Cleanup(func() { tp.Close(); srv.Close() })
@@ -204,7 +206,7 @@ func (b *orderBundle) requireAgreement(t *testing.T) {
 	// its row still unsettled.
 	var notCompleted, completedUnsettled int
 	testkit.WaitFor(t, 10*time.Second, "every APPLIED row's job completed", func() (bool, error) {
-		if err := b.store.Pool.QueryRow(context.Background(), `
+		if err := b.pool.QueryRow(context.Background(), `
 			SELECT count(*) FILTER (WHERE o.status = 'APPLIED' AND j.state <> 'completed'),
 			       count(*) FILTER (WHERE o.status <> 'APPLIED' AND j.state = 'completed')
 			FROM order_request o
@@ -573,7 +575,7 @@ func TestOrderReconcile(t *testing.T) {
 		}
 		claim(1)
 		lost := post("user001", 1000) // 1: SENDING, order exists, attempt long dead → repaired
-		_, err := b.Store.Pool.Exec(ctx, `UPDATE order_request SET updated_at = now() - interval '2 minutes' WHERE id = $1`, id(1))
+		_, err := b.Pool.Exec(ctx, `UPDATE order_request SET updated_at = now() - interval '2 minutes' WHERE id = $1`, id(1))
 		require.NoError(t, err)
 		claim(2)
 		apply(2, post("user002", 2000).ID) // 2: APPLIED, matches

@@ -389,7 +389,7 @@ func continueCatchUp(ctx context.Context, client *Client, st *store.Store, tx pg
 		return "", err
 	}
 	_, err = EnqueueSettlementTx(ctx, client, st, tx, dates[0], SettlementRunOpts{Until: until, Trigger: SettlementTriggerCatchUp})
-	var active *SettlementActiveError
+	var active *RunActiveError
 	if errors.As(err, &active) {
 		return "", nil
 	}
@@ -408,32 +408,6 @@ type SettlementRunOpts struct {
 	SkipLimit      *int
 }
 
-// SettlementCompletedError refuses a run for a date already settled
-// (Spring Batch's JobInstanceAlreadyCompleteException).
-type SettlementCompletedError struct {
-	RunDate string
-	JobID   int64
-}
-
-func (e *SettlementCompletedError) Error() string {
-	return fmt.Sprintf("already completed for %s (job %d); use --rerun to run it again", e.RunDate, e.JobID)
-}
-
-// SettlementActiveError refuses a run for a date that has one queued or
-// running (Spring Batch's JobExecutionAlreadyRunningException).
-type SettlementActiveError struct {
-	RunDate string
-	JobID   int64
-	State   string
-}
-
-func (e *SettlementActiveError) Error() string {
-	if e.State == string(rivertype.JobStateRunning) {
-		return fmt.Sprintf("already running for %s (job %d); wait for it to finish", e.RunDate, e.JobID)
-	}
-	return fmt.Sprintf("already queued for %s (job %d, %s); wait for it to finish", e.RunDate, e.JobID, e.State)
-}
-
 // EnqueueSettlement starts a run for runDate in a transaction of its own; see
 // EnqueueSettlementTx.
 func EnqueueSettlement(ctx context.Context, client *Client, st *store.Store, runDate string, opts SettlementRunOpts) (*rivertype.JobRow, error) {
@@ -446,62 +420,35 @@ func EnqueueSettlement(ctx context.Context, client *Client, st *store.Store, run
 	return job, err
 }
 
-// EnqueueSettlementTx starts a run for runDate in tx, or refuses: with a
-// *SettlementActiveError when a run for the date is queued, running or
-// waiting to retry, and with a *SettlementCompletedError when the date is
-// settled and opts.Rerun is false. The decision and the insert happen under a
-// transaction-scoped advisory lock on the date, so two callers at once (two
-// CLIs, the CLI and the periodic job) serialise: the second sees the first's
-// committed job and is refused. The run number it assigns is part of River's
-// unique key, a second guard against a duplicate insert.
+// EnqueueSettlementTx starts a run for runDate in tx, or refuses it as every
+// run with an identity is refused (enqueueRunTx): with *RunActiveError while
+// a run for the date is queued, running or waiting to retry, and with
+// *RunCompletedError when the date is settled and opts.Rerun is false. Every
+// run of a date is numbered: 1 for the first, one more for each later one.
 func EnqueueSettlementTx(ctx context.Context, client *Client, st *store.Store, tx pgx.Tx, runDate string, opts SettlementRunOpts) (*rivertype.JobRow, error) {
 	if _, err := calendar.ParseDate(runDate); err != nil {
-		return nil, err
-	}
-	if err := st.LockSettlementDateTx(ctx, tx, runDate); err != nil {
-		return nil, err
-	}
-	// The kind is a literal in the condition, not Kinds(...), so that the
-	// ledger migration's partial index on the date (WHERE kind =
-	// 'point_settlement') serves every plan.
-	active, err := client.JobListTx(ctx, tx, river.NewJobListParams().
-		States(rivertype.JobStateAvailable, rivertype.JobStateRunning, rivertype.JobStateRetryable,
-			rivertype.JobStateScheduled, rivertype.JobStatePending).
-		Where("kind = 'point_settlement' AND args ->> '"+settlementRunDateKey+"' = @run_date",
-			river.NamedArgs{"run_date": runDate}).
-		OrderBy(river.JobListOrderByID, river.SortOrderAsc).
-		First(1))
-	if err != nil {
-		return nil, fmt.Errorf("jobs: active settlement %s: %w", runDate, err)
-	}
-	if len(active.Jobs) > 0 {
-		j := active.Jobs[0]
-		return nil, &SettlementActiveError{RunDate: runDate, JobID: j.ID, State: string(j.State)}
-	}
-	settled, err := st.GetSettlementTx(ctx, tx, runDate)
-	switch {
-	case err == nil && !opts.Rerun:
-		return nil, &SettlementCompletedError{RunDate: runDate, JobID: settled.JobID}
-	case err != nil && !errors.Is(err, store.ErrNotFound):
-		return nil, err
-	}
-	run, err := st.NextSettlementRunTx(ctx, tx, runDate)
-	if err != nil {
 		return nil, err
 	}
 	trigger := opts.Trigger
 	if trigger == "" {
 		trigger = SettlementTriggerCLI
 	}
-	res, err := client.InsertTx(ctx, tx, PointSettlementArgs{
-		RunDate: runDate, Run: run, Rerun: opts.Rerun, Until: opts.Until, Trigger: trigger,
-		CommitInterval: opts.CommitInterval, SkipLimit: opts.SkipLimit,
-	}, nil)
-	if err != nil {
-		return nil, fmt.Errorf("jobs: enqueue point_settlement %s: %w", runDate, err)
-	}
-	if res.UniqueSkippedAsDuplicate {
-		return nil, &SettlementActiveError{RunDate: runDate, JobID: res.Job.ID, State: string(res.Job.State)}
-	}
-	return res.Job, nil
+	return enqueueRunTx(ctx, client, st, tx, runIdentity{
+		kind:     PointSettlementArgs{}.Kind(),
+		identity: map[string]any{settlementRunDateKey: runDate},
+		build: func(run int) river.JobArgs {
+			return PointSettlementArgs{
+				RunDate: runDate, Run: run, Rerun: opts.Rerun, Until: opts.Until, Trigger: trigger,
+				CommitInterval: opts.CommitInterval, SkipLimit: opts.SkipLimit,
+			}
+		},
+		// A date is settled once its point_daily_settlement row exists.
+		lastCompleted: func(ctx context.Context, tx pgx.Tx) (store.CompletedRun, error) {
+			settled, err := st.GetSettlementTx(ctx, tx, runDate)
+			return store.CompletedRun{JobID: settled.JobID, FinalizedAt: settled.SettledAt}, err
+		},
+		number: func(ctx context.Context, tx pgx.Tx) (int, error) {
+			return st.NextSettlementRunTx(ctx, tx, runDate)
+		},
+	}, opts.Rerun)
 }

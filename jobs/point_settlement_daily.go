@@ -113,7 +113,7 @@ func CatchUpSettlements(ctx context.Context, client *Client, st *store.Store, bu
 		}
 		out.Missing = dates
 		_, err = EnqueueSettlementTx(ctx, client, st, tx, dates[0], SettlementRunOpts{Until: businessDate, Trigger: SettlementTriggerDaily})
-		var active *SettlementActiveError
+		var active *RunActiveError
 		if errors.As(err, &active) {
 			out.WaitingOn = active.JobID
 			return nil

@@ -448,7 +448,7 @@ func TestSettlementRefusesDuplicateAndConcurrentRuns(t *testing.T) {
 		require.NotZero(t, started)
 		for _, err := range errs {
 			if err != nil {
-				require.EqualError(t, err, fmt.Sprintf("already queued for 2026-03-10 (job %d, available); wait for it to finish", started))
+				require.EqualError(t, err, fmt.Sprintf("point_settlement 2026-03-10: already queued as job %d (available); wait for it to finish", started))
 			}
 		}
 		require.Equal(t, int64(1), b.count(t, `SELECT count(*) FROM river_job WHERE kind = 'point_settlement'`))
@@ -460,9 +460,11 @@ func TestSettlementRefusesDuplicateAndConcurrentRuns(t *testing.T) {
 		first := b.ledger(t, entry(1, "EARN", 10, "2026-03-09 10:00"))
 		job := b.run(t, "2026-03-10", jobs.SettlementRunOpts{})
 		_, err := jobs.EnqueueSettlement(ctx, b.client, b.st, "2026-03-10", jobs.SettlementRunOpts{})
-		require.EqualError(t, err, fmt.Sprintf("already completed for 2026-03-10 (job %d); use --rerun to run it again", job.ID))
-		var completed *jobs.SettlementCompletedError
+		require.ErrorContains(t, err, fmt.Sprintf("point_settlement 2026-03-10: already completed as job %d at ", job.ID))
+		require.ErrorContains(t, err, "; use --rerun to run it again")
+		var completed *jobs.RunCompletedError
 		require.ErrorAs(t, err, &completed)
+		require.ErrorIs(t, err, jobs.ErrAlreadyRan)
 
 		// A row due on the 10th arrives after the run (a late writer); the
 		// rerun collects it and recomputes the date from daily_batch.
@@ -477,7 +479,7 @@ func TestSettlementRefusesDuplicateAndConcurrentRuns(t *testing.T) {
 		require.Equal(t, []int64{10, 4, 2, rerun.ID, 2}, []int64{st.Earned, st.Used, int64(st.ItemCount), st.JobID, int64(st.Run)})
 
 		_, err = jobs.EnqueueSettlement(ctx, b.client, b.st, "2026-03-10", jobs.SettlementRunOpts{})
-		require.EqualError(t, err, fmt.Sprintf("already completed for 2026-03-10 (job %d); use --rerun to run it again", rerun.ID))
+		require.ErrorContains(t, err, fmt.Sprintf("point_settlement 2026-03-10: already completed as job %d at ", rerun.ID))
 	})
 
 	t.Run("Running", func(t *testing.T) {
@@ -497,8 +499,9 @@ func TestSettlementRefusesDuplicateAndConcurrentRuns(t *testing.T) {
 		}
 		for _, rerun := range []bool{false, true} {
 			_, err = jobs.EnqueueSettlement(ctx, b.client, b.st, "2026-03-10", jobs.SettlementRunOpts{Rerun: rerun})
-			require.EqualError(t, err, fmt.Sprintf("already running for 2026-03-10 (job %d); wait for it to finish", job.ID))
-			var active *jobs.SettlementActiveError
+			require.EqualError(t, err, fmt.Sprintf("point_settlement 2026-03-10: already running as job %d; wait for it to finish", job.ID))
+			require.ErrorIs(t, err, jobs.ErrAlreadyRan)
+			var active *jobs.RunActiveError
 			require.True(t, errors.As(err, &active))
 		}
 		close(release)
@@ -708,7 +711,7 @@ func TestPointSettlementDailyWorker(t *testing.T) {
 	t.Run("WaitsForTheQueuedRun", func(t *testing.T) {
 		t.Parallel()
 		b := jobs.SetupWorker(t, jobs.NewPointSettlementDailyWorker)
-		client, err := jobs.NewClient(b.Store.Pool, jobs.ClientConfig{}, b.Deps) // insert-only, for a run started outside the job
+		client, err := jobs.NewClient(b.Pool, jobs.ClientConfig{}, b.Deps) // insert-only, for a run started outside the job
 		require.NoError(t, err)
 		queued, err := jobs.EnqueueSettlement(ctx, client, b.Store, "2026-03-10", jobs.SettlementRunOpts{})
 		require.NoError(t, err)

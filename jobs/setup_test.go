@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/riverdriver/riverpgxv5"
 	"github.com/riverqueue/river/rivertest"
@@ -22,6 +23,7 @@ import (
 type WorkerBundle[T river.JobArgs] struct {
 	Deps   Deps
 	Store  *store.Store
+	Pool   *pgxpool.Pool // the test database's pool, for the test's own SQL
 	Driver *riverpgxv5.Driver
 	Tx     pgx.Tx
 	Worker *rivertest.Worker[T, pgx.Tx]
@@ -37,7 +39,7 @@ func SetupWorker[T river.JobArgs, W river.Worker[T]](t *testing.T, newWorker fun
 		f(&deps)
 	}
 	w, tx := testkit.NewWorker(t, pool, newWorker(deps))
-	return &WorkerBundle[T]{Deps: deps, Store: deps.Store, Driver: riverpgxv5.New(pool), Tx: tx, Worker: w}
+	return &WorkerBundle[T]{Deps: deps, Store: deps.Store, Pool: pool, Driver: riverpgxv5.New(pool), Tx: tx, Worker: w}
 }
 
 // Work works a job of args in the bundle's transaction and requires its

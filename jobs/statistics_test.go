@@ -26,7 +26,7 @@ func TestEnqueueTherapyStatsBringsRiverJobStatisticsUpToDate(t *testing.T) {
 		users[i] = int64(i + 1)
 	}
 
-	res, err := jobs.EnqueueTherapyStats(ctx, client, pool, users, 2026, 11, "2026-12-01", jobs.TriggerBackfill, nil)
+	res, err := jobs.EnqueueTherapyStats(ctx, client, store.New(pool), users, 2026, 11, "2026-12-01", jobs.TriggerBackfill, nil)
 	require.NoError(t, err)
 	require.NoError(t, res.StatisticsErr)
 	require.Equal(t, 5000, res.Inserted)

@@ -38,9 +38,13 @@ func (TherapyDailyArgs) InsertOpts() river.InsertOpts {
 // run's identity (tidemark_run_identity in SQL).
 const therapyDailyDateKey = "business_date"
 
-// therapyDailyIdentity is a daily run's identity: its business date.
-func therapyDailyIdentity(businessDate string) map[string]any {
-	return map[string]any{therapyDailyDateKey: businessDate}
+// therapyDailyRun is a daily run's identity: its business date.
+func therapyDailyRun(businessDate string) runIdentity {
+	return runIdentity{
+		kind:     TherapyDailyArgs{}.Kind(),
+		identity: map[string]any{therapyDailyDateKey: businessDate},
+		build:    func(n int) river.JobArgs { return TherapyDailyArgs{BusinessDate: businessDate, Rerun: n} },
+	}
 }
 
 // EnqueueTherapyDaily starts the daily run of businessDate, or refuses it
@@ -49,8 +53,7 @@ func EnqueueTherapyDaily(ctx context.Context, client *Client, st *store.Store, b
 	if _, _, err := TherapyMonthFor(businessDate); err != nil {
 		return nil, err
 	}
-	return enqueueRun(ctx, client, st, TherapyDailyArgs{}.Kind(), therapyDailyIdentity(businessDate), rerun,
-		func(n int) river.JobArgs { return TherapyDailyArgs{BusinessDate: businessDate, Rerun: n} }, nil)
+	return enqueueRun(ctx, client, st, therapyDailyRun(businessDate), rerun)
 }
 
 // TherapyMonthFor returns the year and month a daily run on businessDate
@@ -90,7 +93,7 @@ func (w *TherapyDailyWorker) Work(ctx context.Context, job *river.Job[TherapyDai
 	if err != nil {
 		return river.JobCancel(fmt.Errorf("therapy_daily: %w", err))
 	}
-	if err := refuseCompletedRun(ctx, w.deps.Store, job.Kind, therapyDailyIdentity(job.Args.BusinessDate), job.ID, job.Args.Rerun); err != nil {
+	if err := refuseCompletedRun(ctx, w.deps.Store, therapyDailyRun(job.Args.BusinessDate), job.ID, job.Args.Rerun); err != nil {
 		return err
 	}
 	// The target selection and every aggregation read therapy_perform, which
@@ -110,11 +113,7 @@ func (w *TherapyDailyWorker) Work(ctx context.Context, job *river.Job[TherapyDai
 	// running; a first-of-month run catches up nothing, so this never chains).
 	if first := job.Args.BusinessDate[:len("2006-01")] + "-01"; first != job.Args.BusinessDate {
 		_, err := EnqueueTherapyDaily(ctx, client, w.deps.Store, first, false)
-		var (
-			active *RunActiveError
-			done   *RunCompletedError
-		)
-		if err != nil && !errors.As(err, &active) && !errors.As(err, &done) {
+		if err != nil && !errors.Is(err, ErrAlreadyRan) {
 			return fmt.Errorf("therapy_daily: enqueue the run of %s: %w", first, err)
 		}
 	}
@@ -126,7 +125,7 @@ func (w *TherapyDailyWorker) Work(ctx context.Context, job *river.Job[TherapyDai
 			w.deps.Logger.WarnContext(ctx, "therapy_daily: progress not recorded", "error", err)
 		}
 	}
-	res, err := EnqueueTherapyStats(ctx, client, w.deps.Store.Pool, targets, year, month, job.Args.BusinessDate, TriggerDaily, recordProgress)
+	res, err := EnqueueTherapyStats(ctx, client, w.deps.Store, targets, year, month, job.Args.BusinessDate, TriggerDaily, recordProgress)
 	if err != nil {
 		return err
 	}

@@ -9,7 +9,6 @@ import (
 	"github.com/jackc/pgerrcode"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
-	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/rivertype"
 
@@ -143,7 +142,7 @@ type EnqueueResult struct {
 // otherwise scan it for every fetch as it grows, and a fan-out grows it
 // faster than autovacuum looks. Doubling keeps that to a dozen cheap
 // checks for a million users.
-func EnqueueTherapyStats(ctx context.Context, client *Client, pool *pgxpool.Pool, users []int64, year, month int,
+func EnqueueTherapyStats(ctx context.Context, client *Client, st *store.Store, users []int64, year, month int,
 	businessDate, trigger string, progress func(done int),
 ) (EnqueueResult, error) {
 	const batchSize = 2000
@@ -156,14 +155,14 @@ func EnqueueTherapyStats(ctx context.Context, client *Client, pool *pgxpool.Pool
 				TherapyUserID: u, Year: year, Month: month, BusinessDate: businessDate, Trigger: trigger,
 			}})
 		}
-		inserted, err := insertSkippingDuplicates(ctx, client, pool, params)
+		inserted, err := insertSkippingDuplicates(ctx, client, st, params)
 		if err != nil {
 			return res, fmt.Errorf("jobs: enqueue therapy_stats %04d-%02d: %w", year, month, err)
 		}
 		res.Inserted += inserted
 		res.Duplicates += len(params) - inserted
 		if done := start/batchSize + 1; done&(done-1) == 0 || end == len(users) {
-			if _, err := store.New(pool).AnalyzeIfStale(ctx, store.TableRiverJob); err != nil {
+			if _, err := st.AnalyzeIfStale(ctx, store.TableRiverJob); err != nil {
 				res.StatisticsErr = err
 			}
 		}
@@ -176,7 +175,7 @@ func EnqueueTherapyStats(ctx context.Context, client *Client, pool *pgxpool.Pool
 
 // insertSkippingDuplicates inserts params, skipping those whose unique key is
 // taken, and returns how many it inserted (see EnqueueTherapyStats).
-func insertSkippingDuplicates(ctx context.Context, client *Client, pool *pgxpool.Pool, params []river.InsertManyParams) (int, error) {
+func insertSkippingDuplicates(ctx context.Context, client *Client, st *store.Store, params []river.InsertManyParams) (int, error) {
 	count := func(results []*rivertype.JobInsertResult) int {
 		n := 0
 		for _, r := range results {
@@ -187,7 +186,6 @@ func insertSkippingDuplicates(ctx context.Context, client *Client, pool *pgxpool
 		return n
 	}
 	// Fenced: inside a fan-out's attempt, a stale attempt inserts nothing.
-	st := store.New(pool)
 	var n int
 	err := fenced(ctx, st, func(tx pgx.Tx) error {
 		var err error

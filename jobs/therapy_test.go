@@ -184,7 +184,7 @@ func TestTherapyStatsOneUserFailsOthersSucceedThenRetrySucceeds(t *testing.T) {
 	b.users(t, 1, 200, kstAt(2026, 11, 5, 12, 0))
 	b.failUser(t, 42)
 
-	res, err := jobs.EnqueueTherapyStats(b.ctx, b.client, b.pool, seq(1, 200), 2026, 11, "2026-11-21", jobs.TriggerBackfill, nil)
+	res, err := jobs.EnqueueTherapyStats(b.ctx, b.client, b.store, seq(1, 200), 2026, 11, "2026-11-21", jobs.TriggerBackfill, nil)
 	require.NoError(t, err)
 	require.Equal(t, 200, res.Inserted)
 	var id42 int64
@@ -326,7 +326,7 @@ func TestTherapyStatsUnknownUserIsCancelled(t *testing.T) {
 	t.Parallel()
 	b := setupTherapy(t)
 	b.users(t, 1, 20, kstAt(2026, 11, 5, 12, 0))
-	res, err := jobs.EnqueueTherapyStats(b.ctx, b.client, b.pool, append(seq(1, 20), 999), 2026, 11, "2026-11-21", jobs.TriggerBackfill, nil)
+	res, err := jobs.EnqueueTherapyStats(b.ctx, b.client, b.store, append(seq(1, 20), 999), 2026, 11, "2026-11-21", jobs.TriggerBackfill, nil)
 	require.NoError(t, err)
 	require.Equal(t, 21, res.Inserted)
 	b.waitIdle(t)
@@ -350,7 +350,7 @@ func TestTherapyStatsWorker(t *testing.T) {
 	t.Run("RecomputesTheUserMonthInBatchTZ", func(t *testing.T) {
 		t.Parallel()
 		b := jobs.SetupWorker(t, jobs.NewTherapyStatsWorker)
-		_, err := b.Store.Pool.Exec(ctx, `
+		_, err := b.Pool.Exec(ctx, `
 			INSERT INTO therapy_user (id, status) VALUES (7, 'ACTIVE');
 			INSERT INTO therapy_perform (therapy_user_id, performed_at, duration_seconds, completed) VALUES
 			    (7, '2026-10-31 23:30+09', 600, true),
@@ -393,7 +393,7 @@ func TestTherapyDailyWorker(t *testing.T) {
 	t.Run("FansOutLastMonthsUsers", func(t *testing.T) {
 		t.Parallel()
 		b := jobs.SetupWorker(t, jobs.NewTherapyDailyWorker)
-		_, err := b.Store.Pool.Exec(ctx, `
+		_, err := b.Pool.Exec(ctx, `
 			INSERT INTO therapy_user (id, status) VALUES (1, 'ACTIVE'), (2, 'ACTIVE'), (3, 'INACTIVE'), (4, 'ACTIVE');
 			INSERT INTO therapy_perform (therapy_user_id, performed_at, duration_seconds, completed) VALUES
 			    (1, '2026-11-30 23:30+09', 60, true),
@@ -443,14 +443,14 @@ func TestTherapyStatsVerifyWorker(t *testing.T) {
 	setup := func(t *testing.T) *jobs.WorkerBundle[jobs.TherapyStatsVerifyArgs] {
 		t.Helper()
 		b := jobs.SetupWorker(t, jobs.NewTherapyStatsVerifyWorker)
-		_, err := b.Store.Pool.Exec(ctx, `
+		_, err := b.Pool.Exec(ctx, `
 			INSERT INTO therapy_user (id, status) VALUES (1, 'ACTIVE'), (2, 'ACTIVE');
 			INSERT INTO therapy_perform (therapy_user_id, performed_at, duration_seconds, completed) VALUES
 			    (1, '2026-11-02 10:00+09', 60, true), (2, '2026-11-02 10:00+09', 60, true)`)
 		require.NoError(t, err)
 		require.NoError(t, b.Store.AggregateTherapy(ctx, []store.TherapyKey{
 			store.NewTherapyKey(1, 2026, 11, seoul), store.NewTherapyKey(2, 2026, 11, seoul)}, seoul))
-		_, err = b.Store.Pool.Exec(ctx, `UPDATE therapy_statistics SET perform_count = 5 WHERE therapy_user_id = 2`)
+		_, err = b.Pool.Exec(ctx, `UPDATE therapy_statistics SET perform_count = 5 WHERE therapy_user_id = 2`)
 		require.NoError(t, err)
 		return b
 	}

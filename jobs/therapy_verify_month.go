@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/rivertype"
 
@@ -26,9 +27,12 @@ func EnqueueTherapyVerifyMonth(ctx context.Context, client *Client, st *store.St
 	if _, _, err := calendar.ParseYearMonth(month); err != nil {
 		return nil, fmt.Errorf("month %q: %w", month, err)
 	}
-	last := func(ctx context.Context, q store.DBTX, _ string, _ map[string]any) (store.CompletedRun, error) {
-		return st.LastCompletedVerification(ctx, q, month)
-	}
-	return enqueueRun(ctx, client, st, TherapyStatsVerifyArgs{}.Kind(), map[string]any{therapyVerifyMonthKey: month}, rerun,
-		func(n int) river.JobArgs { return TherapyStatsVerifyArgs{Month: month, Rerun: n} }, last)
+	return enqueueRun(ctx, client, st, runIdentity{
+		kind:     TherapyStatsVerifyArgs{}.Kind(),
+		identity: map[string]any{therapyVerifyMonthKey: month},
+		build:    func(n int) river.JobArgs { return TherapyStatsVerifyArgs{Month: month, Rerun: n} },
+		lastCompleted: func(ctx context.Context, tx pgx.Tx) (store.CompletedRun, error) {
+			return st.LastCompletedVerification(ctx, tx, month)
+		},
+	}, rerun)
 }

@@ -80,7 +80,7 @@ rep=$(out bin/enqueue therapy-report --month "$month" --top 0)
 users=$(awk '/users aggregated/ {print $3}' <<<"$rep")
 performs=$(awk '$1 == "performs" {print $2}' <<<"$rep")
 blog=$(sed -n 's/^ *batch log (jobs) *//p' <<<"$rep")
-if [[ $o == *"not run again"* ]]; then
+if [[ $o == *": already "* ]]; then
   ran="already ran as job $(sed -n 's/.*as job \([0-9]*\).*/\1/p' <<<"$o"), not run again (unique on the date)"
 else
   ran="job $(sed -n 's/.*: job \([0-9]*\) .*/\1/p' <<<"$o") fanned out and finished in $ms ms"

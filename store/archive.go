@@ -80,7 +80,7 @@ func (s *Store) MaintainArchive(ctx context.Context, retention time.Duration, no
 
 // ArchivePartitions lists job_archive's monthly partitions, oldest first.
 func (s *Store) ArchivePartitions(ctx context.Context) ([]string, error) {
-	rows, err := s.Pool.Query(ctx, `
+	rows, err := s.pool.Query(ctx, `
 		SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
 		WHERE i.inhparent = 'job_archive'::regclass AND c.relname <> 'job_archive_default'
 		ORDER BY c.relname`)

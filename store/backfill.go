@@ -17,7 +17,7 @@ const argMonth = "month"
 // row jobs.EnqueueSettlementTx refuses a second run on, which outlives the
 // run's job.
 func (s *Store) SettledDates(ctx context.Context, from, to string) (map[string]int64, error) {
-	rows, err := s.Pool.Query(ctx, `
+	rows, err := s.pool.Query(ctx, `
 		SELECT run_date::text, job_id FROM point_daily_settlement
 		WHERE run_date BETWEEN $1::date AND $2::date`, from, to)
 	if err != nil {
@@ -34,7 +34,7 @@ func (s *Store) SettledDates(ctx context.Context, from, to string) (map[string]i
 // verdict is kept as long as the audit, not for good as a run's identity is:
 // a month checked longer ago than that is due for a check again.
 func (s *Store) CompletedVerifications(ctx context.Context, from, to string) (map[string]int64, error) {
-	rows, err := s.Pool.Query(ctx, `
+	rows, err := s.pool.Query(ctx, `
 		SELECT DISTINCT ON (args ->> '`+argMonth+`') args ->> '`+argMonth+`', id FROM job_history
 		WHERE kind = 'therapy_stats_verify' AND state = 'completed'
 		  AND args ->> '`+argMonth+`' BETWEEN $1 AND $2

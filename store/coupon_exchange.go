@@ -46,7 +46,7 @@ type ExchangeChunk struct {
 // after afterID: the exchange's total, for its progress.
 func (s *Store) CountExchangeableIssues(ctx context.Context, expiredID, afterID int64) (int64, error) {
 	var n int64
-	err := s.Pool.QueryRow(ctx, `
+	err := s.pool.QueryRow(ctx, `
 		SELECT count(*) FROM coupon_issue
 		WHERE coupon_id = $1 AND used_at IS NULL AND exchanged_at IS NULL AND id > $2`, expiredID, afterID).Scan(&n)
 	if err != nil {

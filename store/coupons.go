@@ -53,7 +53,7 @@ type NewCoupon struct {
 
 // CreateCoupon inserts a coupon; an existing code is ErrDuplicate.
 func (s *Store) CreateCoupon(ctx context.Context, c NewCoupon) (Coupon, error) {
-	row, err := s.Pool.Query(ctx, `
+	row, err := s.pool.Query(ctx, `
 		INSERT INTO coupon (code, name, description, amount_type, amount, total_quantity, status, expires_at)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
 		RETURNING `+couponColumns,
@@ -76,12 +76,12 @@ func (s *Store) CreateCoupon(ctx context.Context, c NewCoupon) (Coupon, error) {
 
 // CouponByCode returns the coupon with code, or ErrNotFound.
 func (s *Store) CouponByCode(ctx context.Context, code string) (Coupon, error) {
-	return s.couponWhere(ctx, s.Pool, `code = $1`, code)
+	return s.couponWhere(ctx, s.pool, `code = $1`, code)
 }
 
 // CouponByID returns the coupon with id, or ErrNotFound.
 func (s *Store) CouponByID(ctx context.Context, id int64) (Coupon, error) {
-	return s.couponWhere(ctx, s.Pool, `id = $1`, id)
+	return s.couponWhere(ctx, s.pool, `id = $1`, id)
 }
 
 func (s *Store) couponWhere(ctx context.Context, db DBTX, where string, arg any) (Coupon, error) {
@@ -98,7 +98,7 @@ func (s *Store) couponWhere(ctx context.Context, db DBTX, where string, arg any)
 
 // ActiveCouponCodes lists the codes of every ACTIVE coupon.
 func (s *Store) ActiveCouponCodes(ctx context.Context) ([]string, error) {
-	return queryRows(ctx, s.Pool, pgx.RowTo[string], "active coupons", `SELECT code FROM coupon WHERE status = 'ACTIVE' ORDER BY id`)
+	return queryRows(ctx, s.pool, pgx.RowTo[string], "active coupons", `SELECT code FROM coupon WHERE status = 'ACTIVE' ORDER BY id`)
 }
 
 // PersistCouponIssue writes member's coupon_issue row for the coupon with
@@ -107,7 +107,7 @@ func (s *Store) ActiveCouponCodes(ctx context.Context) ([]string, error) {
 func (s *Store) PersistCouponIssue(ctx context.Context, code string, member int64, issuedAt time.Time) (bool, error) {
 	var couponID *int64
 	var inserted bool
-	err := s.Pool.QueryRow(ctx, `
+	err := s.pool.QueryRow(ctx, `
 		WITH c AS (SELECT id FROM coupon WHERE code = $1),
 		     ins AS (
 		         INSERT INTO coupon_issue (coupon_id, member_id, issued_at)
@@ -152,7 +152,7 @@ type FailedCouponIssue struct {
 
 // FailedCouponIssues lists code's failure rows, oldest first.
 func (s *Store) FailedCouponIssues(ctx context.Context, code string) ([]FailedCouponIssue, error) {
-	return queryRows(ctx, s.Pool, pgx.RowToStructByPos[FailedCouponIssue], fmt.Sprintf("failed coupon issues %s", code), `
+	return queryRows(ctx, s.pool, pgx.RowToStructByPos[FailedCouponIssue], fmt.Sprintf("failed coupon issues %s", code), `
 		SELECT id, coupon_code, member_id, reason, created_at FROM failed_coupon_issue
 		WHERE coupon_code = $1 ORDER BY id`, code)
 }
@@ -190,7 +190,7 @@ func (s *Store) CouponSeats(ctx context.Context, c Coupon) (CouponSeats, error) 
 
 // couponIssueMembers lists the members holding coupon id in Postgres.
 func (s *Store) couponIssueMembers(ctx context.Context, couponID int64) ([]int64, error) {
-	return queryRows(ctx, s.Pool, pgx.RowTo[int64], fmt.Sprintf("coupon %d members", couponID), `SELECT member_id FROM coupon_issue WHERE coupon_id = $1 ORDER BY member_id`, couponID)
+	return queryRows(ctx, s.pool, pgx.RowTo[int64], fmt.Sprintf("coupon %d members", couponID), `SELECT member_id FROM coupon_issue WHERE coupon_id = $1 ORDER BY member_id`, couponID)
 }
 
 // inFlightCouponPersists lists the members of code whose coupon_issue_persist
@@ -198,7 +198,7 @@ func (s *Store) couponIssueMembers(ctx context.Context, couponID int64) ([]int64
 // scheduled. The containment test uses River's GIN index on args, so issuing
 // pays for no index of ours on river_job.
 func (s *Store) inFlightCouponPersists(ctx context.Context, code string) ([]int64, error) {
-	return queryRows(ctx, s.Pool, pgx.RowTo[int64], fmt.Sprintf("in-flight persists %s", code), `
+	return queryRows(ctx, s.pool, pgx.RowTo[int64], fmt.Sprintf("in-flight persists %s", code), `
 		SELECT DISTINCT (args ->> '`+argMemberID+`')::bigint FROM river_job
 		WHERE kind = 'coupon_issue_persist' AND args @> jsonb_build_object('`+argCouponCode+`', $1::text)
 		  AND state IN ('available', 'pending', 'running', 'retryable', 'scheduled')
@@ -210,11 +210,11 @@ func (s *Store) inFlightCouponPersists(ctx context.Context, code string) ([]int6
 // returns the value before and after. With dryRun it only computes them.
 func (s *Store) SyncIssuedQuantity(ctx context.Context, couponID int64, dryRun bool) (before, after int, err error) {
 	if dryRun {
-		err = s.Pool.QueryRow(ctx, `
+		err = s.pool.QueryRow(ctx, `
 			SELECT issued_quantity, (SELECT count(*) FROM coupon_issue WHERE coupon_id = $1)::int
 			FROM coupon WHERE id = $1`, couponID).Scan(&before, &after)
 	} else {
-		err = s.Pool.QueryRow(ctx, `
+		err = s.pool.QueryRow(ctx, `
 			UPDATE coupon c SET issued_quantity = (SELECT count(*) FROM coupon_issue WHERE coupon_id = $1)
 			FROM (SELECT id, issued_quantity FROM coupon WHERE id = $1) old
 			WHERE c.id = old.id
@@ -229,7 +229,7 @@ func (s *Store) SyncIssuedQuantity(ctx context.Context, couponID int64, dryRun b
 // CouponIssueCount counts coupon id's coupon_issue rows.
 func (s *Store) CouponIssueCount(ctx context.Context, couponID int64) (int, error) {
 	var n int
-	if err := s.Pool.QueryRow(ctx, `SELECT count(*) FROM coupon_issue WHERE coupon_id = $1`, couponID).Scan(&n); err != nil {
+	if err := s.pool.QueryRow(ctx, `SELECT count(*) FROM coupon_issue WHERE coupon_id = $1`, couponID).Scan(&n); err != nil {
 		return 0, fmt.Errorf("store: coupon %d issue count: %w", couponID, err)
 	}
 	return n, nil
@@ -240,7 +240,7 @@ func (s *Store) CouponIssueCount(ctx context.Context, couponID int64) (int, erro
 // status, so its issues can be exchanged; the issue endpoint refuses it from
 // now on. An unknown code is ErrNotFound.
 func (s *Store) ExpireCoupon(ctx context.Context, code string) (Coupon, error) {
-	rows, err := s.Pool.Query(ctx, `
+	rows, err := s.pool.Query(ctx, `
 		UPDATE coupon SET expires_at = LEAST(coalesce(expires_at, now()), now())
 		WHERE code = $1
 		RETURNING `+couponColumns, code)

@@ -90,7 +90,7 @@ func (s *Store) LockRunTx(ctx context.Context, tx pgx.Tx, kind string, identity 
 // which kind has a completed run, keyed by date with the latest run's job:
 // key is the args key holding the date (business_date, run_date).
 func (s *Store) CompletedDates(ctx context.Context, kind, key, from, to string) (map[string]int64, error) {
-	rows, err := s.Pool.Query(ctx, `
+	rows, err := s.pool.Query(ctx, `
 		SELECT DISTINCT ON (d) d, job_id FROM (
 			SELECT args ->> $2 AS d, id AS job_id, finalized_at FROM river_job
 			WHERE kind = $1 AND state = 'completed' AND args ->> $2 BETWEEN $3 AND $4

@@ -26,7 +26,7 @@ type KindStateCount struct {
 
 // JobCounts counts river_job rows by kind and state.
 func (s *Store) JobCounts(ctx context.Context) ([]KindStateCount, error) {
-	return queryRows(ctx, s.Pool, pgx.RowToStructByPos[KindStateCount], "job counts", `
+	return queryRows(ctx, s.pool, pgx.RowToStructByPos[KindStateCount], "job counts", `
 		SELECT kind, state::text, count(*) FROM river_job GROUP BY kind, state ORDER BY kind, state`)
 }
 
@@ -37,7 +37,7 @@ func (s *Store) OutstandingJobs(ctx context.Context) (int64, error) {
 	var n int64
 	// Two counts on River's (state, queue, priority, scheduled_at, id) index
 	// rather than one OR, which would scan every retained (completed) job.
-	err := s.Pool.QueryRow(ctx, `
+	err := s.pool.QueryRow(ctx, `
 		SELECT (SELECT count(*) FROM river_job
 		        WHERE state IN ('available', 'running', 'pending'))
 		     + (SELECT count(*) FROM river_job
@@ -52,7 +52,7 @@ func (s *Store) OutstandingJobs(ctx context.Context) (int64, error) {
 // cheap question to poll, since counting is proportional to the backlog.
 func (s *Store) AnyOutstandingJobs(ctx context.Context) (bool, error) {
 	var found bool
-	err := s.Pool.QueryRow(ctx, `
+	err := s.pool.QueryRow(ctx, `
 		SELECT EXISTS (SELECT 1 FROM river_job WHERE state IN ('available', 'running', 'pending'))
 		    OR EXISTS (SELECT 1 FROM river_job
 		               WHERE state IN ('retryable', 'scheduled') AND scheduled_at < now() + interval '1 second')`).Scan(&found)

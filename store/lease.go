@@ -38,7 +38,7 @@ func (s *Store) ClaimLeases(ctx context.Context, attempts []Attempt) (map[int64]
 		unique = append(unique, Attempt{JobID: id, Attempt: n})
 	}
 	ids, nums := splitAttempts(unique)
-	rows, err := s.Pool.Query(ctx, `
+	rows, err := s.pool.Query(ctx, `
 		INSERT INTO job_lease (job_id, attempt)
 		SELECT * FROM unnest($1::bigint[], $2::int[])
 		ON CONFLICT (job_id) DO UPDATE SET attempt = excluded.attempt, claimed_at = now()
@@ -55,7 +55,7 @@ func (s *Store) ClaimLeases(ctx context.Context, attempts []Attempt) (map[int64]
 // in its own transaction).
 func (s *Store) HeldLeases(ctx context.Context, attempts []Attempt) (map[int64]bool, error) {
 	ids, nums := splitAttempts(attempts)
-	rows, err := s.Pool.Query(ctx, `
+	rows, err := s.pool.Query(ctx, `
 		SELECT l.job_id FROM job_lease l JOIN unnest($1::bigint[], $2::int[]) AS a(job_id, attempt)
 			ON l.job_id = a.job_id AND l.attempt = a.attempt`, ids, nums)
 	if err != nil {
@@ -84,7 +84,7 @@ func (s *Store) CheckLeaseTx(ctx context.Context, tx pgx.Tx, a Attempt) error {
 // It is the owner check of kinds that claim no lease.
 func (s *Store) RunningAttempts(ctx context.Context, attempts []Attempt) (map[int64]bool, error) {
 	ids, nums := splitAttempts(attempts)
-	rows, err := s.Pool.Query(ctx, `
+	rows, err := s.pool.Query(ctx, `
 		SELECT j.id FROM river_job j JOIN unnest($1::bigint[], $2::int[]) AS a(job_id, attempt)
 			ON j.id = a.job_id AND j.attempt = a.attempt
 		WHERE j.state = 'running'`, ids, nums)
@@ -101,7 +101,7 @@ func (s *Store) RunningAttempts(ctx context.Context, attempts []Attempt) (map[in
 // to a running job).
 func (s *Store) JobSettled(ctx context.Context, id int64, margin time.Duration) (bool, error) {
 	var settled bool
-	err := s.Pool.QueryRow(ctx, `
+	err := s.pool.QueryRow(ctx, `
 		SELECT state IN ('completed', 'cancelled', 'discarded')
 		    OR (state IN ('retryable', 'scheduled') AND scheduled_at > now() + $2::interval)
 		FROM river_job WHERE id = $1`, id, margin).Scan(&settled)
@@ -117,7 +117,7 @@ func (s *Store) JobSettled(ctx context.Context, id int64, margin time.Duration) 
 // DeleteLeases deletes the leases claimed more than olderThan ago: no attempt
 // runs that long, and a missing lease fences its old attempts all the same.
 func (s *Store) DeleteLeases(ctx context.Context, olderThan time.Duration) (int64, error) {
-	tag, err := s.Pool.Exec(ctx, `DELETE FROM job_lease WHERE claimed_at < now() - $1::interval`, olderThan)
+	tag, err := s.pool.Exec(ctx, `DELETE FROM job_lease WHERE claimed_at < now() - $1::interval`, olderThan)
 	if err != nil {
 		return 0, fmt.Errorf("store: delete old job leases: %w", err)
 	}

@@ -39,7 +39,7 @@ func (s *Store) InsertLedger(ctx context.Context, entries []LedgerEntry, tz *tim
 			processOn[i] = &entries[i].ProcessOn
 		}
 	}
-	return queryRows(ctx, s.Pool, pgx.RowTo[int64], "insert ledger", `
+	return queryRows(ctx, s.pool, pgx.RowTo[int64], "insert ledger", `
 		INSERT INTO point_ledger (member_id, kind, amount, occurred_at, process_on, ready)
 		SELECT m, k, a, o, coalesce(p::date, (o AT TIME ZONE $7)::date + 1), r
 		FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::timestamptz[], $5::text[], $6::bool[])
@@ -61,7 +61,7 @@ type LedgerRow struct {
 
 // GetLedgerRows returns the rows with ids that exist, by id.
 func (s *Store) GetLedgerRows(ctx context.Context, ids []int64) ([]LedgerRow, error) {
-	return queryRows(ctx, s.Pool, pgx.RowToStructByPos[LedgerRow], "ledger rows", `
+	return queryRows(ctx, s.pool, pgx.RowToStructByPos[LedgerRow], "ledger rows", `
 		SELECT id, member_id, kind, amount, process_on::text, processed_on::text, ready
 		FROM point_ledger WHERE id = ANY($1) ORDER BY id`, ids)
 }
@@ -70,7 +70,7 @@ func (s *Store) GetLedgerRows(ctx context.Context, ids []int64) ([]LedgerRow, er
 // step 1's upper bound, so rows inserted while it runs wait for the next run.
 func (s *Store) MaxLedgerID(ctx context.Context) (int64, error) {
 	var id int64
-	if err := s.Pool.QueryRow(ctx, `SELECT coalesce(max(id), 0) FROM point_ledger`).Scan(&id); err != nil {
+	if err := s.pool.QueryRow(ctx, `SELECT coalesce(max(id), 0) FROM point_ledger`).Scan(&id); err != nil {
 		return 0, fmt.Errorf("store: max ledger id: %w", err)
 	}
 	return id, nil
@@ -114,7 +114,7 @@ func (s *Store) ReadDueChunk(ctx context.Context, tx pgx.Tx, runDate string, aft
 // condition is point_ledger_due_idx's, so it reads due rows only, as step 1 does.
 func (s *Store) CountDueRows(ctx context.Context, runDate string, after, bound int64) (int64, error) {
 	var n int64
-	err := s.Pool.QueryRow(ctx, `
+	err := s.pool.QueryRow(ctx, `
 		SELECT count(*) FROM point_ledger l
 		WHERE l.process_on <= $1::date AND (l.processed_on IS NULL OR l.processed_on < l.process_on)
 		  AND l.id > $2 AND l.id <= $3`, runDate, after, bound).Scan(&n)
@@ -221,7 +221,7 @@ func (s *Store) RunCollectedTx(ctx context.Context, tx pgx.Tx, runDate string, j
 
 // GetSettlement returns runDate's settlement, or ErrNotFound.
 func (s *Store) GetSettlement(ctx context.Context, runDate string) (Settlement, error) {
-	return getSettlement(ctx, s.Pool, runDate)
+	return getSettlement(ctx, s.pool, runDate)
 }
 
 // GetSettlementTx is GetSettlement in tx.
@@ -239,16 +239,6 @@ func getSettlement(ctx context.Context, db DBTX, runDate string) (Settlement, er
 		return st, fmt.Errorf("store: settlement %s: %w", runDate, notFound(err))
 	}
 	return st, nil
-}
-
-// LockSettlementDateTx takes the transaction-scoped advisory lock on runDate's
-// settlement identity: whoever decides whether a run for that date may start
-// holds it until commit, so two deciders never both see "no run" for a date.
-func (s *Store) LockSettlementDateTx(ctx context.Context, tx pgx.Tx, runDate string) error {
-	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtextextended('point_settlement:' || $1::date::text, 0))`, runDate); err != nil {
-		return fmt.Errorf("store: lock settlement %s: %w", runDate, err)
-	}
-	return nil
 }
 
 // NextSettlementRunTx is the run number a new run for runDate gets: one more
@@ -280,7 +270,7 @@ func (s *Store) UnsettledDatesTx(ctx context.Context, tx pgx.Tx, from, to string
 // onOrBefore, or ErrNotFound when there is none.
 func (s *Store) LastSettledDate(ctx context.Context, onOrBefore string) (string, error) {
 	var d *string
-	err := s.Pool.QueryRow(ctx, `SELECT max(run_date)::text FROM point_daily_settlement WHERE run_date <= $1::date`, onOrBefore).Scan(&d)
+	err := s.pool.QueryRow(ctx, `SELECT max(run_date)::text FROM point_daily_settlement WHERE run_date <= $1::date`, onOrBefore).Scan(&d)
 	if err != nil {
 		return "", fmt.Errorf("store: last settled date: %w", err)
 	}

@@ -36,7 +36,7 @@ type QueueJobs struct {
 // its cost follows the jobs not yet finished, however many finished ones
 // are kept for audit.
 func (s *Store) LiveJobs(ctx context.Context) ([]QueueJobs, error) {
-	rows, err := s.Pool.Query(ctx, `
+	rows, err := s.pool.Query(ctx, `
 		SELECT queue, kind, state::text, count(*),
 		       coalesce(greatest(extract(epoch FROM now() - min(scheduled_at) FILTER (WHERE state = 'available')), 0), 0)::float8
 		FROM river_job
@@ -73,7 +73,7 @@ type OrderGauges struct {
 
 // OrderGauges counts order_request rows by status in one pass.
 func (s *Store) OrderGauges(ctx context.Context) (OrderGauges, error) {
-	rows, err := s.Pool.Query(ctx, `
+	rows, err := s.pool.Query(ctx, `
 		SELECT status, count(*), greatest(extract(epoch FROM now() - min(updated_at)), 0)::float8
 		FROM order_request GROUP BY status`)
 	if err != nil {
@@ -112,7 +112,7 @@ type CouponIssues struct {
 // ActiveCouponIssues counts the coupon_issue rows of each ACTIVE coupon (an
 // index-only count on the (coupon_id, member_id) key), by id.
 func (s *Store) ActiveCouponIssues(ctx context.Context) ([]CouponIssues, error) {
-	return queryRows(ctx, s.Pool, pgx.RowToStructByPos[CouponIssues], "active coupon issues", `
+	return queryRows(ctx, s.pool, pgx.RowToStructByPos[CouponIssues], "active coupon issues", `
 		SELECT c.code, c.total_quantity, (SELECT count(*) FROM coupon_issue i WHERE i.coupon_id = c.id)
 		FROM coupon c WHERE c.status = 'ACTIVE' ORDER BY c.id LIMIT $1`, MaxReportedCoupons)
 }
@@ -138,7 +138,7 @@ func (s *Store) TherapyRunOf(ctx context.Context, businessDate string) (TherapyR
 		found   bool
 	)
 	date, _ := json.Marshal(map[string]string{argBusinessDate: businessDate})
-	err := s.Pool.QueryRow(ctx, `
+	err := s.pool.QueryRow(ctx, `
 		WITH fan_out AS (
 			SELECT (metadata -> 'output' ->> 'targets')::bigint AS targets FROM job_history
 			WHERE kind = 'therapy_daily' AND args @> $1::jsonb ORDER BY id DESC LIMIT 1)
@@ -175,7 +175,7 @@ type ReconcileOutput struct {
 func (s *Store) LatestReconcileOutputs(ctx context.Context) ([]ReconcileOutput, error) {
 	// Literal kinds, so the planner can prove each branch is inside the
 	// partial index.
-	return queryRows(ctx, s.Pool, pgx.RowToStructByPos[ReconcileOutput], "latest reconcile outputs", `
+	return queryRows(ctx, s.pool, pgx.RowToStructByPos[ReconcileOutput], "latest reconcile outputs", `
 		(SELECT 'therapy_stats_verify', '', finalized_at, coalesce(metadata -> 'output', 'null'::jsonb), id FROM job_history
 		 WHERE state = 'completed' AND kind = 'therapy_stats_verify' AND (args ->> 'coupon_code') IS NULL
 		   AND NOT coalesce((args ->> $1)::boolean, false)
@@ -203,7 +203,7 @@ func (s *Store) AddEnqueueInserts(ctx context.Context, n map[string]int64) error
 	for k, c := range n {
 		kinds, counts = append(kinds, k), append(counts, c)
 	}
-	_, err := s.Pool.Exec(ctx, `
+	_, err := s.pool.Exec(ctx, `
 		INSERT INTO enqueue_job_inserts (kind, inserted)
 		SELECT * FROM unnest($1::text[], $2::bigint[])
 		ON CONFLICT (kind) DO UPDATE SET inserted = enqueue_job_inserts.inserted + EXCLUDED.inserted, updated_at = now()`,
@@ -216,7 +216,7 @@ func (s *Store) AddEnqueueInserts(ctx context.Context, n map[string]int64) error
 
 // EnqueueInserts is how many jobs of each kind the enqueue CLI has inserted.
 func (s *Store) EnqueueInserts(ctx context.Context) (map[string]int64, error) {
-	rows, err := s.Pool.Query(ctx, `SELECT kind, inserted FROM enqueue_job_inserts`)
+	rows, err := s.pool.Query(ctx, `SELECT kind, inserted FROM enqueue_job_inserts`)
 	if err != nil {
 		return nil, fmt.Errorf("store: enqueue inserts: %w", err)
 	}

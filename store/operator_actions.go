@@ -42,7 +42,7 @@ type OperatorAction struct {
 // batch still leaves its record.
 func (s *Store) StartOperatorAction(ctx context.Context, action string, filter json.RawMessage, by string) (int64, error) {
 	var id int64
-	err := s.Pool.QueryRow(ctx, `
+	err := s.pool.QueryRow(ctx, `
 		INSERT INTO operator_action (action, filter, by) VALUES ($1, $2::jsonb, nullif($3, '')) RETURNING id`,
 		action, jsonText(filter), by).Scan(&id)
 	if err != nil {
@@ -72,7 +72,7 @@ func (s *Store) AddOperatorActionBatchTx(ctx context.Context, tx pgx.Tx, id, mat
 
 // OperatorActions returns the latest limit operator actions, newest first.
 func (s *Store) OperatorActions(ctx context.Context, limit int) ([]OperatorAction, error) {
-	rows, err := s.Pool.Query(ctx, `
+	rows, err := s.pool.Query(ctx, `
 		SELECT id, at, action, via, filter, matched, acted, coalesce(by, ''), coalesce(status, 0), coalesce(addr, ''), finished_at
 		FROM operator_action ORDER BY id DESC LIMIT $1`, limit)
 	if err != nil {
@@ -117,7 +117,7 @@ type OperatorRequest struct {
 // unfinished rather than no row.
 func (s *Store) StartOperatorRequest(ctx context.Context, r OperatorRequest) (int64, error) {
 	var id int64
-	err := s.Pool.QueryRow(ctx, `
+	err := s.pool.QueryRow(ctx, `
 		INSERT INTO operator_action (action, via, filter, by, addr) VALUES ($1, $2, $3::jsonb, $4, nullif($5, '')) RETURNING id`,
 		r.Action, r.Via, jsonText(r.Target), r.By, r.Addr).Scan(&id)
 	if err != nil {
@@ -129,7 +129,7 @@ func (s *Store) StartOperatorRequest(ctx context.Context, r OperatorRequest) (in
 // FinishOperatorRequest records the answer of request id: its HTTP status
 // and how many of the targets it named (matched) it changed (acted).
 func (s *Store) FinishOperatorRequest(ctx context.Context, id int64, status int, matched, acted int64) error {
-	tag, err := s.Pool.Exec(ctx, `
+	tag, err := s.pool.Exec(ctx, `
 		UPDATE operator_action SET status = $2, matched = $3, acted = $4, finished_at = now()
 		WHERE id = $1 AND finished_at IS NULL`, id, status, matched, acted)
 	if err != nil {

@@ -66,7 +66,7 @@ func TestOperatorActionCountsFollowCommittedBatches(t *testing.T) {
 	require.Equal(t, "cancel", got[0].Action)
 	require.Empty(t, got[0].By)
 	var nulls int
-	require.NoError(t, b.store.Pool.QueryRow(b.ctx, `SELECT count(*) FROM operator_action WHERE by IS NULL`).Scan(&nulls))
+	require.NoError(t, b.pool.QueryRow(b.ctx, `SELECT count(*) FROM operator_action WHERE by IS NULL`).Scan(&nulls))
 	require.Equal(t, 3, nulls)
 
 	_, err = b.store.StartOperatorAction(b.ctx, "Drop Table", json.RawMessage(`{}`), "")

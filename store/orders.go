@@ -156,7 +156,7 @@ func (s *Store) InsertOrderRequestsTx(ctx context.Context, tx pgx.Tx, in []Order
 
 // GetOrderRequest returns row id, or ErrNotFound.
 func (s *Store) GetOrderRequest(ctx context.Context, id int64) (OrderRequest, error) {
-	rows, err := s.Pool.Query(ctx, `SELECT `+orderRequestCols+` FROM order_request WHERE id = $1`, id)
+	rows, err := s.pool.Query(ctx, `SELECT `+orderRequestCols+` FROM order_request WHERE id = $1`, id)
 	if err != nil {
 		return OrderRequest{}, fmt.Errorf("store: get order request %d: %w", id, err)
 	}
@@ -184,7 +184,7 @@ func (s *Store) MarkOrderAppliedTx(ctx context.Context, tx pgx.Tx, id, externalI
 // MarkOrderFailed sets a SENDING row FAILED with reason, reporting whether it
 // was SENDING. The reason is stored redacted, like every last_error.
 func (s *Store) MarkOrderFailed(ctx context.Context, id int64, reason string) (bool, error) {
-	tag, err := s.Pool.Exec(ctx, `
+	tag, err := s.pool.Exec(ctx, `
 		UPDATE order_request SET status = 'FAILED', last_error = $2, updated_at = now()
 		WHERE id = $1 AND status = 'SENDING'`, id, redact.Text(reason))
 	if err != nil {
@@ -198,7 +198,7 @@ func (s *Store) MarkOrderFailed(ctx context.Context, id int64, reason string) (b
 // served by the API and shown to operators, and a partner's URL in it may
 // carry credentials or keys.
 func (s *Store) RecordOrderError(ctx context.Context, id int64, msg string) error {
-	if _, err := s.Pool.Exec(ctx, `
+	if _, err := s.pool.Exec(ctx, `
 		UPDATE order_request SET last_error = $2, updated_at = now() WHERE id = $1 AND status IN ('PENDING', 'SENDING')`, id, redact.Text(msg)); err != nil {
 		return fmt.Errorf("store: record order request %d error: %w", id, err)
 	}
@@ -207,12 +207,12 @@ func (s *Store) RecordOrderError(ctx context.Context, id int64, msg string) erro
 
 // OrderRequestsAfter returns up to limit rows with id > afterID, by id.
 func (s *Store) OrderRequestsAfter(ctx context.Context, afterID int64, limit int) ([]OrderRequest, error) {
-	return queryRows(ctx, s.Pool, pgx.RowToStructByPos[OrderRequest], "list order requests", `SELECT `+orderRequestCols+` FROM order_request WHERE id > $1 ORDER BY id LIMIT $2`, afterID, limit)
+	return queryRows(ctx, s.pool, pgx.RowToStructByPos[OrderRequest], "list order requests", `SELECT `+orderRequestCols+` FROM order_request WHERE id > $1 ORDER BY id LIMIT $2`, afterID, limit)
 }
 
 // OrderStatusCounts counts order_request rows by status.
 func (s *Store) OrderStatusCounts(ctx context.Context) (map[string]int64, error) {
-	rows, err := s.Pool.Query(ctx, `SELECT status, count(*) FROM order_request GROUP BY status`)
+	rows, err := s.pool.Query(ctx, `SELECT status, count(*) FROM order_request GROUP BY status`)
 	if err != nil {
 		return nil, fmt.Errorf("store: order status counts: %w", err)
 	}
@@ -265,7 +265,7 @@ func (s *Store) ClaimOrderRequests(ctx context.Context, ids []int64) (map[int64]
 			o.external_created_at, o.attempts, o.last_error, o.created_at, o.updated_at, o.status
 		FROM order_request o JOIN locked p ON p.id = o.id
 		WHERE p.status = 'APPLIED'`, ids)
-	br := s.Pool.SendBatch(ctx, b)
+	br := s.pool.SendBatch(ctx, b)
 	defer br.Close()
 	if _, err := br.Exec(); err != nil {
 		return nil, fmt.Errorf("store: claim %d order requests: %w", len(ids), err)
@@ -322,7 +322,7 @@ func (s *Store) ApplyOrders(ctx context.Context, orders []AppliedOrder) error {
 		SET status = 'APPLIED', external_order_id = a.ext, external_created_at = a.at, last_error = NULL, updated_at = now()
 		FROM (SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::timestamptz[]) AS a(id, ext, at) ORDER BY id) a
 		WHERE o.id = a.id AND o.status = 'SENDING'`, ids, ext, at)
-	if err := s.Pool.SendBatch(ctx, b).Close(); err != nil {
+	if err := s.pool.SendBatch(ctx, b).Close(); err != nil {
 		return fmt.Errorf("store: apply %d orders: %w", len(orders), err)
 	}
 	return nil
@@ -338,7 +338,7 @@ func validYearMonth(s string) bool {
 // has settled. It scans order_request (status has no index, so that both
 // updates of a row stay HOT); the operator pages read it on demand only.
 func (s *Store) StuckSending(ctx context.Context, olderThan time.Duration, limit int) ([]OrderRequest, error) {
-	return queryRows(ctx, s.Pool, pgx.RowToStructByPos[OrderRequest], "stuck sending", `SELECT `+orderRequestCols+` FROM order_request
+	return queryRows(ctx, s.pool, pgx.RowToStructByPos[OrderRequest], "stuck sending", `SELECT `+orderRequestCols+` FROM order_request
 		WHERE status = $1 AND updated_at < now() - make_interval(secs => $2)
 		ORDER BY updated_at, id LIMIT $3`, OrderSending, olderThan.Seconds(), limit)
 }

@@ -32,7 +32,7 @@ func (b *testBundle) sendingRows(t *testing.T, n int) []int64 {
 
 func (b *testBundle) statuses(t *testing.T, ids []int64) []string {
 	t.Helper()
-	rows, err := b.store.Pool.Query(b.ctx, `SELECT status FROM order_request WHERE id = ANY($1) ORDER BY id`, ids)
+	rows, err := b.pool.Query(b.ctx, `SELECT status FROM order_request WHERE id = ANY($1) ORDER BY id`, ids)
 	require.NoError(t, err)
 	out, err := pgx.CollectRows(rows, pgx.RowTo[string])
 	require.NoError(t, err)
@@ -46,7 +46,7 @@ func TestApplyOrders(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	ids := b.sendingRows(t, 3)
-	_, err := b.store.Pool.Exec(b.ctx, `UPDATE order_request SET status = 'PENDING' WHERE id = $1`, ids[2])
+	_, err := b.pool.Exec(b.ctx, `UPDATE order_request SET status = 'PENDING' WHERE id = $1`, ids[2])
 	require.NoError(t, err)
 
 	orders := []store.AppliedOrder{
@@ -57,11 +57,11 @@ func TestApplyOrders(t *testing.T) {
 	require.NoError(t, b.store.ApplyOrders(b.ctx, orders))
 	require.Equal(t, []string{"APPLIED", "APPLIED", "PENDING"}, b.statuses(t, ids))
 	var ext int64
-	require.NoError(t, b.store.Pool.QueryRow(b.ctx, `SELECT external_order_id FROM order_request WHERE id = $1`, ids[1]).Scan(&ext))
+	require.NoError(t, b.pool.QueryRow(b.ctx, `SELECT external_order_id FROM order_request WHERE id = $1`, ids[1]).Scan(&ext))
 	require.Equal(t, int64(71), ext)
 
 	require.NoError(t, b.store.ApplyOrders(b.ctx, []store.AppliedOrder{{ID: ids[1], ExternalOrderID: 99, ExternalCreatedAt: time.Now()}}))
-	require.NoError(t, b.store.Pool.QueryRow(b.ctx, `SELECT external_order_id FROM order_request WHERE id = $1`, ids[1]).Scan(&ext))
+	require.NoError(t, b.pool.QueryRow(b.ctx, `SELECT external_order_id FROM order_request WHERE id = $1`, ids[1]).Scan(&ext))
 	require.Equal(t, int64(71), ext, "an APPLIED row keeps its order")
 }
 

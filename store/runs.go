@@ -292,7 +292,7 @@ func (s *Store) BatchRuns(ctx context.Context, from, to string, tz *time.Locatio
 	for d := f; !d.After(t); d = d.AddDate(0, 0, 1) {
 		days = append(days, d.Format(time.DateOnly))
 	}
-	tx, err := s.Pool.BeginTx(ctx, pgx.TxOptions{AccessMode: pgx.ReadOnly})
+	tx, err := s.pool.BeginTx(ctx, pgx.TxOptions{AccessMode: pgx.ReadOnly})
 	if err != nil {
 		return nil, fmt.Errorf("store: batch runs: begin: %w", err)
 	}

@@ -14,7 +14,7 @@ import (
 func (b *testBundle) job(t *testing.T, kind, state string, created time.Time, args, output string) int64 {
 	t.Helper()
 	var id int64
-	err := b.store.Pool.QueryRow(b.ctx, `
+	err := b.pool.QueryRow(b.ctx, `
 		INSERT INTO river_job (kind, state, args, metadata, created_at, scheduled_at, attempted_at, finalized_at, max_attempts, attempt, errors)
 		VALUES ($1, $2::river_job_state, $3::jsonb, jsonb_build_object('output', $4::jsonb), $5::timestamptz, $5::timestamptz, $5::timestamptz + interval '1 second',
 		        CASE WHEN $2::text IN ('completed', 'discarded', 'cancelled') THEN $5::timestamptz + interval '1 minute' END, 5, 1,
@@ -36,7 +36,7 @@ func TestBatchRunsCountsEachBatchOfADate(t *testing.T) {
 	bad := b.job(t, "therapy_stats", "discarded", day, `{"business_date": "2026-11-20", "therapy_user_id": 3}`, `null`)
 	b.job(t, "therapy_stats", "completed", day, `{"business_date": "2026-11-20", "therapy_user_id": 3, "trigger": "recover"}`, `null`)
 	run := b.job(t, "point_settlement", "completed", day, `{"run_date": "2026-11-20", "run": 1}`, `{"read": 10, "written": 8, "skipped": 2}`)
-	_, err := b.store.Pool.Exec(b.ctx, `
+	_, err := b.pool.Exec(b.ctx, `
 		INSERT INTO point_daily_settlement (run_date, earned, used, expired, item_count, settled_at, job_id, run)
 		VALUES ('2026-11-20', 1, 0, 0, 8, now(), $1, 1)`, run)
 	require.NoError(t, err)
@@ -45,7 +45,7 @@ func TestBatchRunsCountsEachBatchOfADate(t *testing.T) {
 	b.job(t, "coupon_exchange", "completed", day, `{"name": "x"}`, `{"issued": 4}`)
 	b.job(t, "coupon_exchange", "completed", kst(2026, 11, 21, 0, 0), `{"name": "y"}`, `{"issued": 9}`)
 	for _, status := range []string{"APPLIED", "APPLIED", "FAILED", "SENDING"} {
-		_, err := b.store.Pool.Exec(b.ctx, `
+		_, err := b.pool.Exec(b.ctx, `
 			INSERT INTO order_request (username, total_price, applied_year_month, status, external_order_id, created_at)
 			VALUES (md5(random()::text), 10, '2026-11', $1, CASE WHEN $1 = 'APPLIED' THEN 1 END, $2)`, status, day)
 		require.NoError(t, err)

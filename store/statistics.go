@@ -60,7 +60,7 @@ func (s *Store) AnalyzeIfStale(ctx context.Context, table string) (bool, error) 
 	if !ok {
 		return false, fmt.Errorf("store: analyze %q: not a table tidemark analyses", table)
 	}
-	stale, err := s.statisticsStale(ctx, s.Pool, table)
+	stale, err := s.statisticsStale(ctx, s.pool, table)
 	if err != nil || !stale {
 		return false, err
 	}

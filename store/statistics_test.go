@@ -21,7 +21,7 @@ type analyzed struct {
 func (b *testBundle) analyzed(t *testing.T, table string) analyzed {
 	t.Helper()
 	var a analyzed
-	require.NoError(t, b.store.Pool.QueryRow(b.ctx, `
+	require.NoError(t, b.pool.QueryRow(b.ctx, `
 		SELECT s.analyze_count, s.last_analyze, s.n_mod_since_analyze, c.reltuples
 		FROM pg_stat_user_tables s JOIN pg_class c ON c.oid = s.relid WHERE s.relname = $1`, table).
 		Scan(&a.Count, &a.Last, &a.ModsSince, &a.ReltuplesSeen))
@@ -33,7 +33,7 @@ func (b *testBundle) analyzed(t *testing.T, table string) analyzed {
 // before it answers (backends report at most once a second otherwise).
 func (b *testBundle) sessions(t *testing.T, firstUser int64, users, each int) {
 	t.Helper()
-	conn, err := b.store.Pool.Acquire(b.ctx)
+	conn, err := b.pool.Acquire(b.ctx)
 	require.NoError(t, err)
 	defer conn.Release()
 	_, err = conn.Exec(b.ctx, `
@@ -130,7 +130,7 @@ func TestAnalyzeIfStaleSkipsWhileTheTableIsBeingAnalysed(t *testing.T) {
 	b.sessions(t, 1, 200, 25)
 
 	// What autovacuum or another ANALYZE holds while it works on the table.
-	tx, err := b.store.Pool.Begin(b.ctx)
+	tx, err := b.pool.Begin(b.ctx)
 	require.NoError(t, err)
 	defer tx.Rollback(b.ctx) //nolint:errcheck // a no-op after the explicit rollback
 	_, err = tx.Exec(b.ctx, `LOCK TABLE therapy_perform IN SHARE UPDATE EXCLUSIVE MODE`)

@@ -44,16 +44,16 @@ func queryRows[T any](ctx context.Context, q DBTX, rowTo pgx.RowToFunc[T], what,
 
 // Store is tidemark's database.
 type Store struct {
-	Pool *pgxpool.Pool
+	pool *pgxpool.Pool
 }
 
 // New returns a Store on pool.
-func New(pool *pgxpool.Pool) *Store { return &Store{Pool: pool} }
+func New(pool *pgxpool.Pool) *Store { return &Store{pool: pool} }
 
 // Ping reports whether Postgres answers a query.
 func (s *Store) Ping(ctx context.Context) error {
 	var one int
-	if err := s.Pool.QueryRow(ctx, `SELECT 1`).Scan(&one); err != nil {
+	if err := s.pool.QueryRow(ctx, `SELECT 1`).Scan(&one); err != nil {
 		return fmt.Errorf("store: ping: %w", err)
 	}
 	return nil
@@ -68,7 +68,7 @@ func (s *Store) InTx(ctx context.Context, fn func(tx pgx.Tx) error) error {
 // under which a row changed since the transaction's snapshot cannot be
 // updated unnoticed.
 func (s *Store) InTxWith(ctx context.Context, opts pgx.TxOptions, fn func(tx pgx.Tx) error) error {
-	tx, err := s.Pool.BeginTx(ctx, opts)
+	tx, err := s.pool.BeginTx(ctx, opts)
 	if err != nil {
 		return fmt.Errorf("store: begin: %w", err)
 	}

@@ -73,7 +73,7 @@ func (s *Store) TherapyTargets(ctx context.Context, year, month int, tz *time.Lo
 	start, end := calendar.MonthBounds(year, month, tz)
 	// Count each user's month first (one pass over the month's rows), then
 	// compare the per-user results with their statistics.
-	return queryRows(ctx, s.Pool, pgx.RowTo[int64], fmt.Sprintf("therapy targets %04d-%02d", year, month), `
+	return queryRows(ctx, s.pool, pgx.RowTo[int64], fmt.Sprintf("therapy targets %04d-%02d", year, month), `
 		WITH m AS (
 		    SELECT therapy_user_id, count(*) AS n, max(created_at) AS newest
 		    FROM therapy_perform
@@ -146,7 +146,7 @@ func (s *Store) AggregateTherapy(ctx context.Context, keys []TherapyKey, tz *tim
 			       ON p.therapy_user_id = k.u AND p.performed_at >= k.s AND p.performed_at < k.e
 			GROUP BY k.u, k.y, k.m
 			`+therapyUpsertOnConflict, users, years, months, starts, ends, tz.String())
-	results := s.Pool.SendBatch(ctx, batch)
+	results := s.pool.SendBatch(ctx, batch)
 	var err error
 	if len(attempts) > 0 {
 		_, err = results.Exec()
@@ -198,7 +198,7 @@ func uniqueKeys(keys []TherapyKey) []TherapyKey {
 // GetTherapyStatistics returns one user-month's statistics, or ErrNotFound.
 func (s *Store) GetTherapyStatistics(ctx context.Context, userID int64, year, month int) (TherapyStatistics, error) {
 	var t TherapyStatistics
-	rows, err := s.Pool.Query(ctx, `
+	rows, err := s.pool.Query(ctx, `
 		SELECT `+therapyStatisticsColumns+`
 		FROM therapy_statistics WHERE therapy_user_id = $1 AND year = $2 AND month = $3`, userID, year, month)
 	if err == nil {
@@ -212,7 +212,7 @@ func (s *Store) GetTherapyStatistics(ctx context.Context, userID int64, year, mo
 
 // MissingTherapyUsers returns those of ids that are not in therapy_user.
 func (s *Store) MissingTherapyUsers(ctx context.Context, ids []int64) ([]int64, error) {
-	return queryRows(ctx, s.Pool, pgx.RowTo[int64], "missing therapy users", `
+	return queryRows(ctx, s.pool, pgx.RowTo[int64], "missing therapy users", `
 		SELECT q.id FROM unnest($1::bigint[]) AS q(id)
 		WHERE NOT EXISTS (SELECT 1 FROM therapy_user u WHERE u.id = q.id)
 		ORDER BY q.id`, ids)
@@ -220,7 +220,7 @@ func (s *Store) MissingTherapyUsers(ctx context.Context, ids []int64) ([]int64, 
 
 // ActiveTherapyUsers returns the ids of every ACTIVE therapy user.
 func (s *Store) ActiveTherapyUsers(ctx context.Context) ([]int64, error) {
-	return queryRows(ctx, s.Pool, pgx.RowTo[int64], "active therapy users", `SELECT id FROM therapy_user WHERE status = 'ACTIVE' ORDER BY id`)
+	return queryRows(ctx, s.pool, pgx.RowTo[int64], "active therapy users", `SELECT id FROM therapy_user WHERE status = 'ACTIVE' ORDER BY id`)
 }
 
 // TherapyDemo describes generated demo or benchmark data.
@@ -283,7 +283,7 @@ type TherapyMonthSummary struct {
 // SummarizeTherapyMonth returns the summary of year-month.
 func (s *Store) SummarizeTherapyMonth(ctx context.Context, year, month int) (TherapyMonthSummary, error) {
 	sum := TherapyMonthSummary{LogStatus: map[string]int64{}}
-	err := s.Pool.QueryRow(ctx, `
+	err := s.pool.QueryRow(ctx, `
 		SELECT count(*), coalesce(sum(perform_count), 0), coalesce(sum(completed_count), 0),
 		       coalesce(sum(active_days), 0), coalesce(sum(total_duration_seconds), 0)
 		FROM therapy_statistics WHERE year = $1 AND month = $2`, year, month).
@@ -291,7 +291,7 @@ func (s *Store) SummarizeTherapyMonth(ctx context.Context, year, month int) (The
 	if err != nil {
 		return sum, fmt.Errorf("store: summarize therapy %04d-%02d: %w", year, month, err)
 	}
-	rows, err := s.Pool.Query(ctx, `
+	rows, err := s.pool.Query(ctx, `
 		SELECT status, count(*) FROM therapy_batch_log WHERE year = $1 AND month = $2 GROUP BY status`, year, month)
 	if err != nil {
 		return sum, fmt.Errorf("store: summarize therapy %04d-%02d: %w", year, month, err)
@@ -311,7 +311,7 @@ func (s *Store) SummarizeTherapyMonth(ctx context.Context, year, month int) (The
 // TopTherapyStatistics returns the n rows of year-month with the most
 // performs, for reports.
 func (s *Store) TopTherapyStatistics(ctx context.Context, year, month, n int) ([]TherapyStatistics, error) {
-	rows, err := s.Pool.Query(ctx, `
+	rows, err := s.pool.Query(ctx, `
 		SELECT `+therapyStatisticsColumns+`
 		FROM therapy_statistics WHERE year = $1 AND month = $2
 		ORDER BY perform_count DESC, therapy_user_id LIMIT $3`, year, month, n)

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
 
 	"github.com/tidemark/tidemark/internal/testkit"
@@ -17,24 +18,25 @@ var seoul = testkit.TZ()
 type testBundle struct {
 	ctx   context.Context
 	store *store.Store
+	pool  *pgxpool.Pool // the test database's pool, for the test's own SQL
 }
 
 func setup(t *testing.T) *testBundle {
 	t.Helper()
 	pool, _ := testkit.Pool(t)
-	return &testBundle{ctx: context.Background(), store: store.New(pool)}
+	return &testBundle{ctx: context.Background(), store: store.New(pool), pool: pool}
 }
 
 // users creates therapy users ids, all with status.
 func (b *testBundle) users(t *testing.T, status string, ids ...int64) {
 	t.Helper()
-	_, err := b.store.Pool.Exec(b.ctx, `INSERT INTO therapy_user (id, status) SELECT unnest($1::bigint[]), $2`, ids, status)
+	_, err := b.pool.Exec(b.ctx, `INSERT INTO therapy_user (id, status) SELECT unnest($1::bigint[]), $2`, ids, status)
 	require.NoError(t, err)
 }
 
 func (b *testBundle) perform(t *testing.T, user int64, at time.Time, seconds int, completed bool) {
 	t.Helper()
-	_, err := b.store.Pool.Exec(b.ctx, `
+	_, err := b.pool.Exec(b.ctx, `
 		INSERT INTO therapy_perform (therapy_user_id, performed_at, duration_seconds, completed)
 		VALUES ($1, $2, $3, $4)`, user, at, seconds, completed)
 	require.NoError(t, err)
@@ -116,7 +118,7 @@ func TestTherapyTargetsIsIncremental(t *testing.T) {
 	// the last aggregation (created_at older than aggregated_at) but committed
 	// after it; user 4 gets a row in December only.
 	b.perform(t, 2, kst(2026, 11, 11, 9, 0), 60, true)
-	_, err := b.store.Pool.Exec(b.ctx, `
+	_, err := b.pool.Exec(b.ctx, `
 		INSERT INTO therapy_perform (therapy_user_id, performed_at, duration_seconds, completed, created_at)
 		VALUES (3, $1, 60, true, now() - interval '1 hour')`, kst(2026, 11, 12, 9, 0))
 	require.NoError(t, err)
@@ -178,7 +180,7 @@ func TestAggregateTherapyBatchIsAtomic(t *testing.T) {
 	b := setup(t)
 	b.users(t, "ACTIVE", 1, 2)
 	b.perform(t, 1, kst(2026, 11, 3, 10, 0), 60, true)
-	_, err := b.store.Pool.Exec(b.ctx, `
+	_, err := b.pool.Exec(b.ctx, `
 		CREATE FUNCTION test_fail() RETURNS trigger LANGUAGE plpgsql AS $$
 		BEGIN IF NEW.therapy_user_id = 2 THEN RAISE EXCEPTION 'injected failure'; END IF; RETURN NEW; END $$;
 		CREATE TRIGGER test_fail BEFORE INSERT ON therapy_statistics FOR EACH ROW EXECUTE FUNCTION test_fail();`)
@@ -209,7 +211,7 @@ func TestAggregateTherapyUnknownUser(t *testing.T) {
 	_, err = b.store.GetTherapyStatistics(b.ctx, 1, 2026, 11)
 	require.NoError(t, err)
 	var n int
-	require.NoError(t, b.store.Pool.QueryRow(b.ctx, `SELECT count(*) FROM therapy_statistics WHERE therapy_user_id = 99`).Scan(&n))
+	require.NoError(t, b.pool.QueryRow(b.ctx, `SELECT count(*) FROM therapy_statistics WHERE therapy_user_id = 99`).Scan(&n))
 	require.Zero(t, n)
 }
 
@@ -221,7 +223,7 @@ func TestAggregateTherapySnapshotAfterLock(t *testing.T) {
 	b.users(t, "ACTIVE", 1)
 	b.perform(t, 1, kst(2026, 11, 3, 10, 0), 60, true)
 
-	holder, err := b.store.Pool.Begin(b.ctx)
+	holder, err := b.pool.Begin(b.ctx)
 	require.NoError(t, err)
 	defer holder.Rollback(b.ctx) //nolint:errcheck
 	_, err = holder.Exec(b.ctx, `SELECT pg_advisory_xact_lock(hashtextextended('therapy_stats:1:2026:11', 0))`)
@@ -233,7 +235,7 @@ func TestAggregateTherapySnapshotAfterLock(t *testing.T) {
 	}()
 	testkit.WaitFor(t, 10*time.Second, "the aggregation waiting for the key's lock", func() (bool, error) {
 		var waiting bool
-		err := b.store.Pool.QueryRow(b.ctx, `
+		err := b.pool.QueryRow(b.ctx, `
 			SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND NOT granted)`).Scan(&waiting)
 		return waiting, err
 	})

@@ -39,7 +39,7 @@ func (s *Store) SampleTherapyMonthDrift(ctx context.Context, sample, year, month
 // sampleTherapyDrift samples the rows of year-month, or of every month when
 // both are nil.
 func (s *Store) sampleTherapyDrift(ctx context.Context, sample int, year, month *int, tz *time.Location) (checked int, drifts []TherapyDrift, err error) {
-	rows, err := s.Pool.Query(ctx, `
+	rows, err := s.pool.Query(ctx, `
 		WITH sampled AS (
 		    SELECT * FROM therapy_statistics
 		    WHERE $3::int IS NULL OR (year = $3 AND month = $4)

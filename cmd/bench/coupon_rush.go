@@ -73,7 +73,7 @@ func benchCouponRush(ctx context.Context, env *benchEnv) error {
 		return err
 	}
 	defer closeGate()
-	if err := generateLedger(ctx, env.store, rushLedgerRows, rushRunDate); err != nil {
+	if err := generateLedger(ctx, env.pool, rushLedgerRows, rushRunDate); err != nil {
 		return err
 	}
 	inserter, err := jobs.NewClient(env.pool, jobs.ClientConfig{Retention: env.cfg.Retention, RescueAfter: env.cfg.RescueAfter}, env.deps())
@@ -140,7 +140,7 @@ func formatQueues(q map[string]int) string {
 // midway, and waits until the settlement and every persist job finished.
 func runRushSettlement(ctx context.Context, env *benchEnv, gate *coupongate.Gate, inserter *jobs.Client, l rushLayout) (rushRun, error) {
 	var r rushRun
-	if err := resetSettlementRun(ctx, env.store, rushRunDate); err != nil {
+	if err := resetSettlementRun(ctx, env.pool, rushRunDate); err != nil {
 		return r, err
 	}
 	pc, err := pgxpool.ParseConfig(env.dbURL)

@@ -23,7 +23,7 @@ func init() { register("ledger", benchLedger) }
 func benchLedger(ctx context.Context, env *benchEnv) error {
 	const total, runDate, rounds = 1_000_000, "2026-11-20", 3
 	start := time.Now()
-	if err := generateLedger(ctx, env.store, total, runDate); err != nil {
+	if err := generateLedger(ctx, env.pool, total, runDate); err != nil {
 		return err
 	}
 	fmt.Printf("ledger: %d rows generated in %s\n", total, time.Since(start).Round(time.Millisecond))
@@ -44,11 +44,11 @@ func benchLedger(ctx context.Context, env *benchEnv) error {
 	}()
 
 	setBased := func() (float64, error) {
-		if err := resetSettlementRun(ctx, env.store, runDate); err != nil {
+		if err := resetSettlementRun(ctx, env.pool, runDate); err != nil {
 			return 0, err
 		}
 		t0 := time.Now()
-		n, err := collectSetBased(ctx, env.store, runDate)
+		n, err := collectSetBased(ctx, env.pool, runDate)
 		if err != nil {
 			return 0, err
 		}
@@ -57,7 +57,7 @@ func benchLedger(ctx context.Context, env *benchEnv) error {
 		return rate(int(n), el), nil
 	}
 	chunked := func(interval int) (float64, error) {
-		if err := resetSettlementRun(ctx, env.store, runDate); err != nil {
+		if err := resetSettlementRun(ctx, env.pool, runDate); err != nil {
 			return 0, err
 		}
 		job, err := jobs.EnqueueSettlement(ctx, client, env.store, runDate, jobs.SettlementRunOpts{Rerun: true, CommitInterval: interval})

@@ -219,7 +219,7 @@ func runOrderBatch(ctx context.Context, env *benchEnv, deps jobs.Deps, tpURL str
 		return orderRun{}, err
 	}
 	elapsed := last.Sub(start)
-	if left, err := unsettledOrders(ctx, env.store); err != nil || left > 0 {
+	if left, err := unsettledOrders(ctx, env.pool); err != nil || left > 0 {
 		return orderRun{}, fmt.Errorf("orders: %d requests left PENDING or SENDING (%v)", left, err)
 	}
 	after, err := thirdPartyStats(ctx, tpURL)

@@ -6,9 +6,9 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/tidemark/tidemark/calendar"
-	"github.com/tidemark/tidemark/store"
 )
 
 // The SQL only the benchmarks run: their data, their resets and the
@@ -18,9 +18,9 @@ import (
 // that has perform rows in one INSERT … SELECT … GROUP BY: the fastest the
 // database can do the daily run's work, with no per-user retries, isolation
 // or audit.
-func aggregateTherapyMonthSetBased(ctx context.Context, st *store.Store, year, month int, tz *time.Location) (int64, error) {
+func aggregateTherapyMonthSetBased(ctx context.Context, pool *pgxpool.Pool, year, month int, tz *time.Location) (int64, error) {
 	start, end := calendar.MonthBounds(year, month, tz)
-	tag, err := st.Pool.Exec(ctx, `
+	tag, err := pool.Exec(ctx, `
 		INSERT INTO therapy_statistics AS t (therapy_user_id, year, month, perform_count, completed_count,
 			total_duration_seconds, active_days, first_performed_at, last_performed_at, aggregated_at)
 		SELECT p.therapy_user_id, $3, $4, count(*), count(*) FILTER (WHERE p.completed),
@@ -44,8 +44,8 @@ func aggregateTherapyMonthSetBased(ctx context.Context, st *store.Store, year, m
 // members, every tenth of them (ids spread over the whole table) due for
 // runDate and the rest settled long ago; each member's first row is an EARN
 // so no row is skipped.
-func generateLedger(ctx context.Context, st *store.Store, total int, runDate string) error {
-	_, err := st.Pool.Exec(ctx, `
+func generateLedger(ctx context.Context, pool *pgxpool.Pool, total int, runDate string) error {
+	_, err := pool.Exec(ctx, `
 		INSERT INTO point_ledger (member_id, kind, amount, occurred_at, process_on, processed_on)
 		SELECT g % 10000, CASE WHEN g < 10000 THEN 'EARN' ELSE (ARRAY['EARN', 'USE', 'EXPIRE'])[g % 3 + 1] END,
 		       g % 997 + 1, $2::date - 400 + make_interval(secs => g * 30),
@@ -55,7 +55,7 @@ func generateLedger(ctx context.Context, st *store.Store, total int, runDate str
 	if err != nil {
 		return fmt.Errorf("generate ledger: %w", err)
 	}
-	if _, err := st.Pool.Exec(ctx, `VACUUM ANALYZE point_ledger`); err != nil {
+	if _, err := pool.Exec(ctx, `VACUUM ANALYZE point_ledger`); err != nil {
 		return fmt.Errorf("generate ledger: vacuum: %w", err)
 	}
 	return nil
@@ -63,8 +63,8 @@ func generateLedger(ctx context.Context, st *store.Store, total int, runDate str
 
 // resetSettlementRun undoes runDate's collection: its rows become due again
 // and its daily_batch, skip and settlement rows go.
-func resetSettlementRun(ctx context.Context, st *store.Store, runDate string) error {
-	err := st.InTx(ctx, func(tx pgx.Tx) error {
+func resetSettlementRun(ctx context.Context, pool *pgxpool.Pool, runDate string) error {
+	err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
 		for _, q := range []string{
 			`UPDATE point_ledger SET processed_on = NULL WHERE processed_on = $1::date`,
 			`DELETE FROM daily_batch WHERE run_date = $1::date`,
@@ -80,7 +80,7 @@ func resetSettlementRun(ctx context.Context, st *store.Store, runDate string) er
 	if err != nil {
 		return fmt.Errorf("reset settlement %s: %w", runDate, err)
 	}
-	if _, err := st.Pool.Exec(ctx, `VACUUM ANALYZE point_ledger, daily_batch`); err != nil {
+	if _, err := pool.Exec(ctx, `VACUUM ANALYZE point_ledger, daily_batch`); err != nil {
 		return fmt.Errorf("reset settlement %s: vacuum: %w", runDate, err)
 	}
 	return nil
@@ -88,9 +88,9 @@ func resetSettlementRun(ctx context.Context, st *store.Store, runDate string) er
 
 // collectSetBased is the settlement's step 1 as one set-based INSERT …
 // SELECT + UPDATE in one transaction. It returns the rows collected.
-func collectSetBased(ctx context.Context, st *store.Store, runDate string) (int64, error) {
+func collectSetBased(ctx context.Context, pool *pgxpool.Pool, runDate string) (int64, error) {
 	var n int64
-	err := st.InTx(ctx, func(tx pgx.Tx) error {
+	err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
 		tag, err := tx.Exec(ctx, `
 			INSERT INTO daily_batch (run_date, ledger_id, member_id, kind, amount, processed_at, job_id)
 			SELECT $1::date, id, member_id, kind, amount, now(), 0 FROM point_ledger
@@ -111,9 +111,9 @@ func collectSetBased(ctx context.Context, st *store.Store, runDate string) (int6
 }
 
 // unsettledOrders counts PENDING and SENDING order requests.
-func unsettledOrders(ctx context.Context, st *store.Store) (int64, error) {
+func unsettledOrders(ctx context.Context, pool *pgxpool.Pool) (int64, error) {
 	var n int64
-	err := st.Pool.QueryRow(ctx, `SELECT count(*) FROM order_request WHERE status IN ('PENDING', 'SENDING')`).Scan(&n)
+	err := pool.QueryRow(ctx, `SELECT count(*) FROM order_request WHERE status IN ('PENDING', 'SENDING')`).Scan(&n)
 	if err != nil {
 		return 0, fmt.Errorf("unsettled order count: %w", err)
 	}

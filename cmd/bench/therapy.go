@@ -89,7 +89,7 @@ func benchTherapy(ctx context.Context, e *benchEnv) error {
 		return err
 	}
 	start := time.Now()
-	if _, err := aggregateTherapyMonthSetBased(ctx, e.store, year, month, e.cfg.TZ); err != nil {
+	if _, err := aggregateTherapyMonthSetBased(ctx, e.pool, year, month, e.cfg.TZ); err != nil {
 		return err
 	}
 	c := time.Since(start)

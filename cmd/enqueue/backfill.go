@@ -316,10 +316,8 @@ func interrupted(ctx context.Context, err error) error {
 func (b *backfill) start(ctx context.Context, show backfillDisplay, it string, rerun bool) (*backfillRun, error) {
 	job, err := b.batch.start(ctx, b.e, it, rerun)
 	var (
-		runActive    *jobs.RunActiveError
-		runDone      *jobs.RunCompletedError
-		settleActive *jobs.SettlementActiveError
-		settleDone   *jobs.SettlementCompletedError
+		active *jobs.RunActiveError
+		done   *jobs.RunCompletedError
 	)
 	switch {
 	case err == nil:
@@ -329,14 +327,10 @@ func (b *backfill) start(ctx context.Context, show backfillDisplay, it string, r
 		}
 		show.line("%s: started job %d%s", it, job.ID, what)
 		return &backfillRun{item: it, jobID: job.ID, state: job.State}, nil
-	case errors.As(err, &runActive):
-		return b.adopt(show, it, runActive.JobID, runActive.State), nil
-	case errors.As(err, &settleActive):
-		return b.adopt(show, it, settleActive.JobID, rivertype.JobState(settleActive.State)), nil
-	case errors.As(err, &runDone):
-		show.line("%s: completed meanwhile as job %d; skipped", it, runDone.JobID)
-	case errors.As(err, &settleDone):
-		show.line("%s: completed meanwhile as job %d; skipped", it, settleDone.JobID)
+	case errors.As(err, &active):
+		return b.adopt(show, it, active.JobID, active.State), nil
+	case errors.As(err, &done):
+		show.line("%s: completed meanwhile as job %d; skipped", it, done.JobID)
 	default:
 		return nil, err
 	}

@@ -149,7 +149,11 @@ func Main(ctx context.Context, args []string, getenv func(string) string, stdout
 	switch {
 	case err == nil, errors.Is(err, errHelp):
 		return 0
-	case alreadyRan(err):
+	case errors.Is(err, jobs.ErrAlreadyRan):
+		var done *jobs.RunCompletedError
+		if errors.As(err, &done) {
+			done.FinalizedAt = done.FinalizedAt.In(cfg.TZ) // times are shown in BATCH_TZ
+		}
 		return fail(exitAlreadyRan, args[0], oneLine(err))
 	case errors.As(err, &ue):
 		return fail(2, args[0], oneLine(err))
@@ -162,24 +166,6 @@ func Main(ctx context.Context, args []string, getenv func(string) string, stdout
 // a run that exists (queued, running or completed), so a script tells
 // "nothing to do" from a failure the same way for each.
 const exitAlreadyRan = 3
-
-// alreadyRan reports whether err refuses a run that exists.
-func alreadyRan(err error) bool {
-	var (
-		active     *jobs.RunActiveError
-		done       *jobs.RunCompletedError
-		settling   *jobs.SettlementActiveError
-		settled    *jobs.SettlementCompletedError
-		identified ranError
-	)
-	return errors.As(err, &active) || errors.As(err, &done) || errors.As(err, &settling) || errors.As(err, &settled) ||
-		errors.As(err, &identified)
-}
-
-// ranError is a command's own message for a run that exists.
-type ranError struct{ msg string }
-
-func (e ranError) Error() string { return e.msg }
 
 func printUsage(w io.Writer) {
 	fmt.Fprintln(w, "usage: enqueue <command> [flags]   (enqueue <command> --help for its flags; enqueue --version)")

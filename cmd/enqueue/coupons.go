@@ -218,17 +218,7 @@ func cmdCouponExchange(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	job, err := jobs.EnqueueCouponExchange(ctx, e.client, e.store, a, *rerun)
-	var (
-		active *jobs.RunActiveError
-		done   *jobs.RunCompletedError
-	)
-	switch {
-	case errors.As(err, &done):
-		return ranError{fmt.Sprintf("a coupon_exchange with these identifying parameters already completed (job %d at %s); use --rerun to run it again",
-			done.JobID, done.FinalizedAt.In(e.cfg.TZ).Format(time.RFC3339))}
-	case errors.As(err, &active):
-		return ranError{fmt.Sprintf("a coupon_exchange with these identifying parameters is already %s (job %d); not enqueued again", active.State, active.JobID)}
-	case err != nil:
+	if err != nil {
 		return err
 	}
 	fmt.Fprintf(e.stdout, "coupon_exchange: job %d enqueued; compensation coupon %s (watch with enqueue status / enqueue wait)\n",

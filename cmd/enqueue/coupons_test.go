@@ -261,7 +261,7 @@ func TestCouponExchangeCommand(t *testing.T) {
 	// A concurrent duplicate (the first is still queued) is refused.
 	exit, _, stderr = b.run(t, good...)
 	require.Equal(t, 3, exit, "already ran")
-	require.Contains(t, stderr, "already available")
+	require.Contains(t, stderr, ": already queued as job ")
 
 	client, err := jobs.NewClient(b.pool, jobs.ClientConfig{Queues: map[string]int{"default": 2}, Retention: 24 * time.Hour,
 		RescueAfter: 90 * time.Second, FetchCooldown: 20 * time.Millisecond, FetchPollInterval: 50 * time.Millisecond}, b.deps(t))
@@ -290,7 +290,7 @@ func TestCouponExchangeCommand(t *testing.T) {
 	require.Equal(t, 0, b.count(t, `SELECT count(*) FROM river_job WHERE kind = 'coupon_exchange'`))
 	exit, _, stderr = b.run(t, good...)
 	require.Equal(t, 3, exit)
-	require.Contains(t, stderr, "a coupon_exchange with these identifying parameters already completed (job ")
+	require.Regexp(t, `coupon_exchange amount=\d+, amount_type=\w+, description=.*, expired_coupon_id=\d+, name=.*: already completed as job \d+ at `, stderr)
 	require.Contains(t, stderr, "use --rerun to run it again")
 	require.Equal(t, 0, b.count(t, `SELECT count(*) FROM river_job WHERE kind = 'coupon_exchange'`))
 

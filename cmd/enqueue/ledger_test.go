@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -134,14 +135,14 @@ func TestSettlementCommandIdentity(t *testing.T) {
 	id := jobIDFrom(t, results[0].stdout)
 	require.Equal(t, "point_settlement 2026-11-20: run 1 enqueued as job "+fmt.Sprint(id)+"\n", results[0].stdout)
 	require.Equal(t, 3, results[1].code, "already ran")
-	require.Equal(t, fmt.Sprintf("enqueue settlement: already queued for 2026-11-20 (job %d, available); wait for it to finish\n", id), results[1].stderr)
+	require.Equal(t, fmt.Sprintf("enqueue settlement: point_settlement 2026-11-20: already queued as job %d (available); wait for it to finish\n", id), results[1].stderr)
 	require.Equal(t, int64(1), b.count(t, `SELECT count(*) FROM river_job WHERE kind = 'point_settlement'`))
 
 	b.startWorker(t)
 	b.waitState(t, id, "completed")
 	code, _, stderr := b.enqueue("settlement", "--date", "2026-11-20")
 	require.Equal(t, 3, code, "already ran")
-	require.Equal(t, fmt.Sprintf("enqueue settlement: already completed for 2026-11-20 (job %d); use --rerun to run it again\n", id), stderr)
+	requireCompleted(t, stderr, id, b.tz)
 
 	code, stdout, stderr := b.enqueue("settlement", "--date", "2026-11-20", "--rerun")
 	require.Equal(t, 0, code, stderr)
@@ -157,7 +158,7 @@ func TestSettlementCommandIdentity(t *testing.T) {
 	require.Equal(t, int64(2), testkit.RunCleaner(t, b.pool))
 	code, _, stderr = b.enqueue("settlement", "--date", "2026-11-20")
 	require.Equal(t, 3, code, "already ran")
-	require.Equal(t, fmt.Sprintf("enqueue settlement: already completed for 2026-11-20 (job %d); use --rerun to run it again\n", rerun), stderr)
+	requireCompleted(t, stderr, rerun, b.tz)
 	require.Equal(t, int64(0), b.count(t, `SELECT count(*) FROM river_job WHERE kind = 'point_settlement'`))
 	code, stdout, stderr = b.enqueue("settlement", "--date", "2026-11-20", "--rerun")
 	require.Equal(t, 0, code, stderr)
@@ -306,4 +307,13 @@ func TestDemoLedgerRowsAreSettledOnTheirDate(t *testing.T) {
 	b.waitState(t, jobIDFrom(t, stdout), "completed")
 	require.Equal(t, int64(250), b.count(t, `SELECT count(*) FROM point_ledger WHERE processed_on = '2026-11-20'`))
 	require.Equal(t, int64(250), b.count(t, `SELECT item_count FROM point_daily_settlement WHERE run_date = '2026-11-20'`))
+}
+
+// requireCompleted requires stderr to be the settlement CLI's refusal of
+// 2026-11-20 as completed by job id, its time shown in BATCH_TZ (tz).
+func requireCompleted(t *testing.T, stderr string, id int64, tz *time.Location) {
+	t.Helper()
+	offset := regexp.QuoteMeta(time.Now().In(tz).Format("-07:00"))
+	require.Regexp(t, fmt.Sprintf(`^enqueue settlement: point_settlement 2026-11-20: already completed as job %d at `+
+		`\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d%s; use --rerun to run it again\n$`, id, offset), stderr)
 }

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
 	// The time zones are built in: BATCH_TZ works in an image without
 	// /usr/share/zoneinfo.
 	_ "time/tzdata"

@@ -99,7 +99,7 @@ func TestTherapyStatsBackfillCountsDuplicates(t *testing.T) {
 	require.Contains(t, b.ok(t, "therapy-daily", "--date", "2026-12-01"), "it aggregates 2026-11")
 	code, _, stderr := b.run(t, "therapy-daily", "--date", "2026-12-01")
 	require.Equal(t, 3, code, "already ran: the exit status settlement and coupon-exchange give too")
-	require.Contains(t, stderr, "already enqueued")
+	require.Contains(t, stderr, "therapy_daily 2026-12-01: already queued as job ")
 	require.Equal(t, 3, b.jobs(t))
 
 	require.Contains(t, b.ok(t, "status"), "therapy_stats  available  2")

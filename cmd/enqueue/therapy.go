@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -63,7 +62,7 @@ func cmdTherapyStats(ctx context.Context, e *env, args []string) error {
 			}
 		}
 	}
-	res, err := jobs.EnqueueTherapyStats(ctx, e.client, e.pool, ids, year, mon, businessDate, jobs.TriggerBackfill, progress)
+	res, err := jobs.EnqueueTherapyStats(ctx, e.client, e.store, ids, year, mon, businessDate, jobs.TriggerBackfill, progress)
 	if err != nil {
 		return err
 	}
@@ -93,16 +92,7 @@ func cmdTherapyDaily(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	job, err := jobs.EnqueueTherapyDaily(ctx, e.client, e.store, *date, *rerun)
-	var (
-		active *jobs.RunActiveError
-		done   *jobs.RunCompletedError
-	)
-	switch {
-	case errors.As(err, &active):
-		return ranError{fmt.Sprintf("therapy_daily %s: already enqueued as job %d (%s); not run again", *date, active.JobID, active.State)}
-	case errors.As(err, &done):
-		return ranError{fmt.Sprintf("therapy_daily %s: already completed as job %d; not run again (--rerun runs it again)", *date, done.JobID)}
-	case err != nil:
+	if err != nil {
 		return err
 	}
 	fmt.Fprintf(e.stdout, "therapy_daily %s: job %d enqueued; it aggregates %04d-%02d\n", *date, job.ID, year, mon)
