@@ -16,8 +16,8 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/tidemark/tidemark/internal/harness/testkit"
 	"github.com/tidemark/tidemark/internal/partnersim"
-	"github.com/tidemark/tidemark/internal/testkit"
 	"github.com/tidemark/tidemark/orderapi"
 )
 
