@@ -7,7 +7,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/tidemark/tidemark/coupongate"
-	"github.com/tidemark/tidemark/internal/testredis"
+	"github.com/tidemark/tidemark/internal/harness/testredis"
 )
 
 // A coupon with two seats: the gate lets two members through, refuses a

@@ -9,8 +9,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/tidemark/tidemark/coupongate"
-	"github.com/tidemark/tidemark/internal/testkit"
-	"github.com/tidemark/tidemark/internal/testredis"
+	"github.com/tidemark/tidemark/internal/harness/testkit"
+	"github.com/tidemark/tidemark/internal/harness/testredis"
 )
 
 // After an outage long enough for go-redis to stop dialing (it then probes

@@ -12,8 +12,8 @@ import (
 
 	"github.com/tidemark/tidemark/config"
 	"github.com/tidemark/tidemark/dbpool"
-	"github.com/tidemark/tidemark/internal/testkit"
-	"github.com/tidemark/tidemark/internal/testpgbouncer"
+	"github.com/tidemark/tidemark/internal/harness/testkit"
+	"github.com/tidemark/tidemark/internal/harness/testpgbouncer"
 )
 
 func TestDirectSetsTheTimeoutsAtStartup(t *testing.T) {

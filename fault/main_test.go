@@ -19,11 +19,11 @@ import (
 
 	"github.com/tidemark/tidemark/auth"
 	"github.com/tidemark/tidemark/config"
-	"github.com/tidemark/tidemark/internal/testbin"
-	"github.com/tidemark/tidemark/internal/testkit"
-	"github.com/tidemark/tidemark/internal/testpg"
-	"github.com/tidemark/tidemark/internal/testpgbouncer"
-	"github.com/tidemark/tidemark/internal/testredis"
+	"github.com/tidemark/tidemark/internal/harness/testbin"
+	"github.com/tidemark/tidemark/internal/harness/testkit"
+	"github.com/tidemark/tidemark/internal/harness/testpg"
+	"github.com/tidemark/tidemark/internal/harness/testpgbouncer"
+	"github.com/tidemark/tidemark/internal/harness/testredis"
 )
 
 // A row of the table the suite prints: one fault injected into one batch.

@@ -6,7 +6,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/tidemark/tidemark/internal/testkit"
+	"github.com/tidemark/tidemark/internal/harness/testkit"
 )
 
 // TestSIGTERMWhileJobWaitsOnRowLock stops a worker whose settlement is

@@ -12,7 +12,7 @@ import (
 
 	"github.com/tidemark/tidemark/auth"
 	"github.com/tidemark/tidemark/httpapi"
-	"github.com/tidemark/tidemark/internal/testkit"
+	"github.com/tidemark/tidemark/internal/harness/testkit"
 )
 
 // The tests' operators: admin (role operator) and carol (role viewer).

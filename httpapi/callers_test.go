@@ -13,7 +13,7 @@ import (
 
 	"github.com/tidemark/tidemark/auth"
 	"github.com/tidemark/tidemark/httpapi"
-	"github.com/tidemark/tidemark/internal/testkit"
+	"github.com/tidemark/tidemark/internal/harness/testkit"
 	"github.com/tidemark/tidemark/store"
 )
 

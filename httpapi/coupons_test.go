@@ -19,8 +19,8 @@ import (
 
 	"github.com/tidemark/tidemark/coupongate"
 	"github.com/tidemark/tidemark/httpapi"
-	"github.com/tidemark/tidemark/internal/testkit"
-	"github.com/tidemark/tidemark/internal/testredis"
+	"github.com/tidemark/tidemark/internal/harness/testkit"
+	"github.com/tidemark/tidemark/internal/harness/testredis"
 	"github.com/tidemark/tidemark/jobs"
 	"github.com/tidemark/tidemark/store"
 )

@@ -13,10 +13,10 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/tidemark/tidemark/internal/testbin"
-	"github.com/tidemark/tidemark/internal/testkit"
-	"github.com/tidemark/tidemark/internal/testredis"
-	"github.com/tidemark/tidemark/thirdparty"
+	"github.com/tidemark/tidemark/internal/harness/testbin"
+	"github.com/tidemark/tidemark/internal/harness/testkit"
+	"github.com/tidemark/tidemark/internal/harness/testredis"
+	"github.com/tidemark/tidemark/internal/partnersim"
 )
 
 // jobAttempts is what River recorded of the order_submit jobs: the most
@@ -31,7 +31,7 @@ func (b *orderBundle) jobAttempts(t *testing.T) (maxAttempt, maxErrors, discarde
 	return maxAttempt, maxErrors, discarded
 }
 
-func (p partner) putFaults(t *testing.T, f thirdparty.Faults) {
+func (p partner) putFaults(t *testing.T, f partnersim.Faults) {
 	t.Helper()
 	body, err := json.Marshal(f)
 	require.NoError(t, err)
@@ -99,7 +99,7 @@ func TestOrderSubmit_MaintenanceWindow(t *testing.T) {
 	b := setupOrders(t)
 	w1 := b.startWorker(t)
 	b.startWorker(t)
-	b.putFaults(t, thirdparty.Faults{Maintenance: thirdparty.Duration(time.Minute), RetryAfter: thirdparty.Duration(5 * time.Second)})
+	b.putFaults(t, partnersim.Faults{Maintenance: partnersim.Duration(time.Minute), RetryAfter: partnersim.Duration(5 * time.Second)})
 	maintUntil := b.stats(t).MaintenanceUntil
 	require.False(t, maintUntil.IsZero())
 	b.insertRequests(t, n)

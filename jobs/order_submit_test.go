@@ -17,12 +17,12 @@ import (
 	"github.com/riverqueue/river/rivertype"
 	"github.com/stretchr/testify/require"
 
-	"github.com/tidemark/tidemark/internal/testbin"
-	"github.com/tidemark/tidemark/internal/testkit"
+	"github.com/tidemark/tidemark/internal/harness/testbin"
+	"github.com/tidemark/tidemark/internal/harness/testkit"
+	"github.com/tidemark/tidemark/internal/partnersim"
 	"github.com/tidemark/tidemark/jobs"
 	"github.com/tidemark/tidemark/orderapi"
 	"github.com/tidemark/tidemark/store"
-	"github.com/tidemark/tidemark/thirdparty"
 )
 
 // partner is the third party's order API, seen from the test.
@@ -41,7 +41,7 @@ func newPartner(url string) partner {
 func (p *partner) inProcess(t *testing.T) func(*jobs.Deps) {
 	return func(d *jobs.Deps) {
 		pool, _ := testkit.Pool(t)
-		tp, err := thirdparty.New(context.Background(), pool, thirdparty.Faults{}, d.Logger)
+		tp, err := partnersim.New(context.Background(), pool, partnersim.Faults{}, d.Logger)
 		require.NoError(t, err)
 		srv := httptest.NewServer(tp.Handler())
 		t.Cleanup(func() { tp.Close(); srv.Close() })
@@ -50,12 +50,12 @@ func (p *partner) inProcess(t *testing.T) func(*jobs.Deps) {
 	}
 }
 
-func (p partner) stats(t *testing.T) thirdparty.Stats {
+func (p partner) stats(t *testing.T) partnersim.Stats {
 	t.Helper()
 	resp, err := http.Get(p.tpURL + "/_stats")
 	require.NoError(t, err)
 	defer resp.Body.Close()
-	var s thirdparty.Stats
+	var s partnersim.Stats
 	require.NoError(t, json.NewDecoder(resp.Body).Decode(&s))
 	return s
 }
@@ -145,7 +145,7 @@ func (b *orderBundle) waitSettled(t *testing.T, timeout time.Duration) map[strin
 // requireAllApplied waits until every row is settled, requires all n
 // APPLIED with one order each at the third party, and returns the third
 // party's counts.
-func (b *orderBundle) requireAllApplied(t *testing.T, n int64, timeout time.Duration) thirdparty.Stats {
+func (b *orderBundle) requireAllApplied(t *testing.T, n int64, timeout time.Duration) partnersim.Stats {
 	t.Helper()
 	counts := b.waitSettled(t, timeout)
 	require.Equal(t, map[string]int64{store.OrderApplied: n}, counts)

@@ -16,16 +16,16 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/tidemark/tidemark/internal/testkit"
+	"github.com/tidemark/tidemark/internal/harness/testkit"
+	"github.com/tidemark/tidemark/internal/partnersim"
 	"github.com/tidemark/tidemark/orderapi"
-	"github.com/tidemark/tidemark/thirdparty"
 )
 
 // setup runs the simulated partner in-process with faults.
-func setup(t *testing.T, faults thirdparty.Faults) (*orderapi.Client, string) {
+func setup(t *testing.T, faults partnersim.Faults) (*orderapi.Client, string) {
 	t.Helper()
 	pool, _ := testkit.Pool(t)
-	srv, err := thirdparty.New(context.Background(), pool, faults, testkit.Logger(t))
+	srv, err := partnersim.New(context.Background(), pool, faults, testkit.Logger(t))
 	require.NoError(t, err)
 	hs := httptest.NewServer(srv.Handler())
 	t.Cleanup(func() { srv.Close(); hs.Close() })
@@ -35,7 +35,7 @@ func setup(t *testing.T, faults thirdparty.Faults) (*orderapi.Client, string) {
 // Every answer the partner can give, as the order_submit protocol sees it.
 func TestClient(t *testing.T) {
 	t.Parallel()
-	api, base := setup(t, thirdparty.Faults{FailNth: 2, FailAfterCommitNth: 3, HangAfterCommitNth: 4, RejectUsernames: []string{"banned"}})
+	api, base := setup(t, partnersim.Faults{FailNth: 2, FailAfterCommitNth: 3, HangAfterCommitNth: 4, RejectUsernames: []string{"banned"}})
 	ctx := context.Background()
 	req := func(u string) orderapi.OrderRequest {
 		return orderapi.OrderRequest{Username: u, TotalPrice: 10000, AppliedYearMonth: "2025-02"}
@@ -89,12 +89,12 @@ func TestClient(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, rest, 1) // tester, b, c
 
-	var stats thirdparty.Stats
+	var stats partnersim.Stats
 	getJSON(t, base+"/_stats", &stats)
 	require.Positive(t, stats.AnswerMicros)
 	stats.AnswerMicros = 0
 	// Answered: the 6 GETs and 5 of the POSTs (#4 never answered).
-	require.Equal(t, thirdparty.Stats{Posts: 6, Created: 3, Conflicts: 1, BadRequests: 1, Injected: 3, Gets: 6, Orders: 3, Answered: 11}, stats)
+	require.Equal(t, partnersim.Stats{Posts: 6, Created: 3, Conflicts: 1, BadRequests: 1, Injected: 3, Gets: 6, Orders: 3, Answered: 11}, stats)
 }
 
 // POSTs that arrive together are stored together (one statement), and the
@@ -103,7 +103,7 @@ func TestClient(t *testing.T) {
 // for different users are all created, each with its own id.
 func TestConcurrentPostsConflictOnlyOnTheSameOrder(t *testing.T) {
 	t.Parallel()
-	api, base := setup(t, thirdparty.Faults{})
+	api, base := setup(t, partnersim.Faults{})
 	post := func(users func(i int) string) ([]orderapi.Order, []error) {
 		orders, errs := make([]orderapi.Order, 40), make([]error, 40)
 		var wg sync.WaitGroup
@@ -140,7 +140,7 @@ func TestConcurrentPostsConflictOnlyOnTheSameOrder(t *testing.T) {
 		ids[orders[i].ID] = true
 	}
 	require.Len(t, ids, 40)
-	var stats thirdparty.Stats
+	var stats partnersim.Stats
 	getJSON(t, base+"/_stats", &stats)
 	require.Equal(t, int64(41), stats.Orders)
 	require.Equal(t, int64(39), stats.Conflicts)
@@ -150,13 +150,13 @@ func TestConcurrentPostsConflictOnlyOnTheSameOrder(t *testing.T) {
 // done meanwhile (the order is stored before the answer is sent).
 func TestLatencyIsTheTimeToAnswer(t *testing.T) {
 	t.Parallel()
-	api, base := setup(t, thirdparty.Faults{Latency: thirdparty.Duration(150 * time.Millisecond)})
+	api, base := setup(t, partnersim.Faults{Latency: partnersim.Duration(150 * time.Millisecond)})
 	start := time.Now()
 	o, err := api.Create(context.Background(), orderapi.OrderRequest{Username: "slow", TotalPrice: 1, AppliedYearMonth: "2025-06"})
 	require.NoError(t, err)
 	require.GreaterOrEqual(t, time.Since(start), 150*time.Millisecond)
 	require.Less(t, o.CreatedAt.Sub(start), 150*time.Millisecond, "the order was stored while the answer waited")
-	var stats thirdparty.Stats
+	var stats partnersim.Stats
 	getJSON(t, base+"/_stats", &stats)
 	require.Equal(t, int64(1), stats.Answered)
 	require.GreaterOrEqual(t, stats.AnswerMicros, int64(150_000))
@@ -165,7 +165,7 @@ func TestLatencyIsTheTimeToAnswer(t *testing.T) {
 // Faults change at runtime; bad fault sets and bad bodies are 400s.
 func TestFaultsAndBadBodies(t *testing.T) {
 	t.Parallel()
-	api, base := setup(t, thirdparty.Faults{})
+	api, base := setup(t, partnersim.Faults{})
 	for _, c := range []struct{ body, want string }{
 		{`{"errorRate":2}`, "errorRate must be in 0..1"},
 		{`{"failNth":-1}`, "must be 0 (off) or positive"},
@@ -302,7 +302,7 @@ func TestOverloadedAndFailing(t *testing.T) {
 // and its maintenance window 503 with the time left as Retry-After.
 func TestPartnerRateLimitAndMaintenance(t *testing.T) {
 	t.Parallel()
-	api, _ := setup(t, thirdparty.Faults{RateLimit: 5})
+	api, _ := setup(t, partnersim.Faults{RateLimit: 5})
 	ctx := context.Background()
 	var tooMany int
 	for i := range 8 {
@@ -316,7 +316,7 @@ func TestPartnerRateLimitAndMaintenance(t *testing.T) {
 	}
 	require.Equal(t, 3, tooMany, "5 a second let through")
 
-	api, _ = setup(t, thirdparty.Faults{Maintenance: thirdparty.Duration(time.Hour)})
+	api, _ = setup(t, partnersim.Faults{Maintenance: partnersim.Duration(time.Hour)})
 	_, err := api.Create(ctx, orderapi.OrderRequest{Username: "u", TotalPrice: 1, AppliedYearMonth: "2025-02"})
 	var se *orderapi.StatusError
 	require.ErrorAs(t, err, &se)

@@ -15,7 +15,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/tidemark/tidemark/coupongate"
-	"github.com/tidemark/tidemark/internal/testredis"
+	"github.com/tidemark/tidemark/internal/harness/testredis"
 	"github.com/tidemark/tidemark/orderapi"
 	"github.com/tidemark/tidemark/partnerbudget"
 )

@@ -96,7 +96,7 @@ else
   pg_answers "$DATABASE_URL" || { log "Postgres still does not answer at $DATABASE_URL"; exit 1; }
 fi
 
-# The fault suite starts private clusters of its own (internal/testpg): it
+# The fault suite starts private clusters of its own (internal/harness/testpg): it
 # needs the server binaries even when a server already answers.
 if [ -z "$(find_pg_bin)" ]; then
   apt_install postgresql
@@ -108,7 +108,7 @@ redis_answers() { # $1 = URL
 }
 default_redis="redis://127.0.0.1:6379/0"
 # redis-server is needed even when a Redis answers: the fault suite kills and
-# restarts a private one (internal/testredis).
+# restarts a private one (internal/harness/testredis).
 if ! command -v redis-cli >/dev/null 2>&1 || ! command -v redis-server >/dev/null 2>&1; then
   apt_install redis-server
 fi
@@ -127,7 +127,7 @@ else
 fi
 
 # --- PgBouncer ---------------------------------------------------------------
-# The pooler tests start a private pgbouncer (internal/testpgbouncer) in
+# The pooler tests start a private pgbouncer (internal/harness/testpgbouncer) in
 # transaction mode in front of Postgres; only the binary is needed here.
 if ! command -v pgbouncer >/dev/null 2>&1 && [ ! -x /usr/sbin/pgbouncer ]; then
   apt_install pgbouncer

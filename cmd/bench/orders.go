@@ -24,11 +24,11 @@ import (
 	"github.com/riverqueue/river/rivertype"
 
 	"github.com/tidemark/tidemark/coupongate"
+	"github.com/tidemark/tidemark/internal/partnersim"
 	"github.com/tidemark/tidemark/jobs"
 	"github.com/tidemark/tidemark/orderapi"
 	"github.com/tidemark/tidemark/partnerbudget"
 	"github.com/tidemark/tidemark/store"
-	"github.com/tidemark/tidemark/thirdparty"
 )
 
 func init() { register("orders", benchOrders) }
@@ -354,8 +354,8 @@ func startBenchThirdParty(ctx context.Context, dbURL string, args ...string) (st
 	}
 }
 
-func thirdPartyStats(ctx context.Context, base string) (thirdparty.Stats, error) {
-	var s thirdparty.Stats
+func thirdPartyStats(ctx context.Context, base string) (partnersim.Stats, error) {
+	var s partnersim.Stats
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, base+"/_stats", nil)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {

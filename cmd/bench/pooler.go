@@ -10,7 +10,7 @@ import (
 
 	"github.com/tidemark/tidemark/config"
 	"github.com/tidemark/tidemark/dbpool"
-	"github.com/tidemark/tidemark/internal/testpgbouncer"
+	"github.com/tidemark/tidemark/internal/harness/testpgbouncer"
 	"github.com/tidemark/tidemark/orderapi"
 	"github.com/tidemark/tidemark/store"
 )

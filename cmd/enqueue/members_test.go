@@ -8,7 +8,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/tidemark/tidemark/auth"
-	"github.com/tidemark/tidemark/internal/testbin"
+	"github.com/tidemark/tidemark/internal/harness/testbin"
 )
 
 // member-token signs what an identity provider sharing MEMBER_JWT_SECRET

@@ -10,8 +10,8 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/tidemark/tidemark/internal/testbin"
-	"github.com/tidemark/tidemark/internal/testkit"
+	"github.com/tidemark/tidemark/internal/harness/testbin"
+	"github.com/tidemark/tidemark/internal/harness/testkit"
 )
 
 // An orders file is many jobs in one commit: the command leaves river_job

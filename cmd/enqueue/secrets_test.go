@@ -6,7 +6,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/tidemark/tidemark/internal/testredis"
+	"github.com/tidemark/tidemark/internal/harness/testredis"
 )
 
 // A Redis that refuses enqueue's credentials fails the command with exit 1,

@@ -23,9 +23,9 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/tidemark/tidemark/config"
+	"github.com/tidemark/tidemark/internal/partnersim"
 	"github.com/tidemark/tidemark/joblog"
 	"github.com/tidemark/tidemark/redact"
-	"github.com/tidemark/tidemark/thirdparty"
 )
 
 func main() {
@@ -42,7 +42,7 @@ func Main(ctx context.Context, args []string, getenv func(string) string, stderr
 	addr := fs.String("addr", "127.0.0.1:8090", "listen address (port 0 picks a free port)")
 	// No default shown: --help would print $DATABASE_URL, password and all.
 	dbURL := fs.String("database-url", "", "Postgres URL (default $DATABASE_URL, else "+config.DefaultDatabase+"); orders go to its schema thirdparty")
-	var f thirdparty.Faults
+	var f partnersim.Faults
 	fs.Int64Var(&f.FailNth, "fail-nth", 0, "the Nth POST answers 500 before storing")
 	fs.Int64Var(&f.FailAfterCommitNth, "fail-after-commit-nth", 0, "the Nth POST stores the order, then answers 500")
 	fs.Int64Var(&f.HangAfterCommitNth, "hang-after-commit-nth", 0, "the Nth POST stores the order, then never answers")
@@ -66,9 +66,9 @@ func Main(ctx context.Context, args []string, getenv func(string) string, stderr
 	if *dbURL == "" {
 		*dbURL = cmp.Or(getenv("DATABASE_URL"), config.DefaultDatabase)
 	}
-	f.Latency = thirdparty.Duration(*latency)
-	f.Maintenance = thirdparty.Duration(*maintenance)
-	f.RetryAfter = thirdparty.Duration(*retryAfter)
+	f.Latency = partnersim.Duration(*latency)
+	f.Maintenance = partnersim.Duration(*maintenance)
+	f.RetryAfter = partnersim.Duration(*retryAfter)
 	if *reject != "" {
 		f.RejectUsernames = strings.Split(*reject, ",")
 	}
@@ -84,7 +84,7 @@ func Main(ctx context.Context, args []string, getenv func(string) string, stderr
 	return 0
 }
 
-func run(ctx context.Context, addr, dbURL string, f thirdparty.Faults, logger *slog.Logger) error {
+func run(ctx context.Context, addr, dbURL string, f partnersim.Faults, logger *slog.Logger) error {
 	pc, err := pgxpool.ParseConfig(dbURL)
 	if err != nil {
 		return fmt.Errorf("--database-url: %w", err)
@@ -97,7 +97,7 @@ func run(ctx context.Context, addr, dbURL string, f thirdparty.Faults, logger *s
 		return fmt.Errorf("connect postgres: %w", err)
 	}
 	defer pool.Close()
-	srv, err := thirdparty.New(ctx, pool, f, logger)
+	srv, err := partnersim.New(ctx, pool, f, logger)
 	if err != nil {
 		return err
 	}

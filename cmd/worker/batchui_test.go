@@ -14,7 +14,7 @@ import (
 
 	"github.com/tidemark/tidemark/calendar"
 	"github.com/tidemark/tidemark/config"
-	"github.com/tidemark/tidemark/internal/testkit"
+	"github.com/tidemark/tidemark/internal/harness/testkit"
 	"github.com/tidemark/tidemark/jobs"
 	"github.com/tidemark/tidemark/store"
 )

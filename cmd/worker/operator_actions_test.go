@@ -10,7 +10,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/tidemark/tidemark/internal/testbin"
+	"github.com/tidemark/tidemark/internal/harness/testbin"
 	"github.com/tidemark/tidemark/store"
 )
 

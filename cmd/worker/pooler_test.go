@@ -11,9 +11,9 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/tidemark/tidemark/config"
-	"github.com/tidemark/tidemark/internal/testbin"
-	"github.com/tidemark/tidemark/internal/testkit"
-	"github.com/tidemark/tidemark/internal/testpgbouncer"
+	"github.com/tidemark/tidemark/internal/harness/testbin"
+	"github.com/tidemark/tidemark/internal/harness/testkit"
+	"github.com/tidemark/tidemark/internal/harness/testpgbouncer"
 )
 
 // Behind PgBouncer in transaction mode: worker migrate needs the direct

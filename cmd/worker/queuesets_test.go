@@ -9,8 +9,8 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/tidemark/tidemark/internal/testbin"
-	"github.com/tidemark/tidemark/internal/testkit"
+	"github.com/tidemark/tidemark/internal/harness/testbin"
+	"github.com/tidemark/tidemark/internal/harness/testkit"
 	"github.com/tidemark/tidemark/jobs"
 	"github.com/tidemark/tidemark/store"
 )

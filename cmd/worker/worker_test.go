@@ -12,8 +12,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 
-	"github.com/tidemark/tidemark/internal/testbin"
-	"github.com/tidemark/tidemark/internal/testkit"
+	"github.com/tidemark/tidemark/internal/harness/testbin"
+	"github.com/tidemark/tidemark/internal/harness/testkit"
 )
 
 func TestMigrateEmptyDatabaseThenNoOp(t *testing.T) {

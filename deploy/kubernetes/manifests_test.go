@@ -33,9 +33,9 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/tidemark/tidemark/config"
-	"github.com/tidemark/tidemark/internal/testbin"
-	"github.com/tidemark/tidemark/internal/testkit"
-	"github.com/tidemark/tidemark/internal/testredis"
+	"github.com/tidemark/tidemark/internal/harness/testbin"
+	"github.com/tidemark/tidemark/internal/harness/testkit"
+	"github.com/tidemark/tidemark/internal/harness/testredis"
 )
 
 // The custom resources' types, as their operators define them, reduced to

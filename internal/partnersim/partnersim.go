@@ -1,5 +1,6 @@
-// Package thirdparty is a simulated third-party order API (the
-// partner's thirdparty-api): POST /orders accepts one order per user per month, GET
+// Package partnersim is a simulated third-party order API (the
+// partner's thirdparty-api), served by cmd/thirdparty and in-process by
+// tests and cmd/bench: POST /orders accepts one order per user per month, GET
 // /orders looks orders up, and faults can be injected to test a caller's
 // recovery — a 500 before or after the order is stored, a hang after it is
 // stored, random errors, latency, and 400s for chosen users.
@@ -7,7 +8,7 @@
 // Orders live in Postgres in the schema "thirdparty", which the server
 // creates itself, so a restart loses nothing. The check "already ordered this
 // month" and the insert are one statement on a unique constraint.
-package thirdparty
+package partnersim
 
 import (
 	"context"

@@ -28,7 +28,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/tidemark/tidemark/config"
-	"github.com/tidemark/tidemark/internal/testpg"
+	"github.com/tidemark/tidemark/internal/harness/testpg"
 )
 
 // PoolSize is the pooler's server connections per database and user
