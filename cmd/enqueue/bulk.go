@@ -13,11 +13,8 @@ import (
 
 	"github.com/tidemark/tidemark/bulk"
 	"github.com/tidemark/tidemark/jobs"
+	"github.com/tidemark/tidemark/report"
 )
-
-func init() {
-	commands["cancel"] = command{"cancel the waiting (or running) jobs a filter matches", cmdCancel}
-}
 
 func cmdRetry(ctx context.Context, e *env, args []string) error {
 	return runBulk(ctx, e, bulk.Retry, args)
@@ -94,7 +91,7 @@ func runBulk(ctx context.Context, e *env, a bulk.Action, args []string) error {
 		if total == 0 {
 			return nil
 		}
-		return printJobCounts(e.stdout, byKindState)
+		return report.JobCounts(e.stdout, byKindState)
 	}
 	res, err := bulk.Run(ctx, e.client, e.store, a, f, bulk.Opts{By: e.operator})
 	if err != nil {
@@ -107,7 +104,7 @@ func runBulk(ctx context.Context, e *env, a bulk.Action, args []string) error {
 	}
 	for _, why := range []bulk.Skip{bulk.SkipDuplicate, bulk.SkipChanged} {
 		if n := res.Skipped[why]; n > 0 {
-			fmt.Fprintf(e.stdout, "not %s: %d job(s), as %s (jobs %s)\n", past, n, why, joinIDs(res.SkippedIDs[why]))
+			fmt.Fprintf(e.stdout, "not %s: %d job(s), as %s (jobs %s)\n", past, n, why, report.IDs(res.SkippedIDs[why]))
 		}
 	}
 	return nil

@@ -30,22 +30,29 @@ type command struct {
 	run     func(ctx context.Context, e *env, args []string) error
 }
 
-// commands is every subcommand; each file adds its own.
+// commands is every subcommand, the table `enqueue --help` prints.
 var commands = map[string]command{
-	"therapy-stats":  {"enqueue therapy_stats jobs for one month (backfill)", cmdTherapyStats},
-	"therapy-daily":  {"run the daily therapy fan-out for a business date now", cmdTherapyDaily},
-	"therapy-report": {"print a month's therapy statistics summary", cmdTherapyReport},
-	"demo-data":      {"load demo therapy users and performs", cmdDemoData},
-	"orders":         {"insert order requests from a CSV file, each with its order_submit job", cmdOrders},
-	"order-status":   {"count order requests by status", cmdOrderStatus},
-	"retry":          {"re-queue the failed (or completed) jobs a filter matches", cmdRetry},
-	"status":         {"count jobs by kind and state", cmdStatus},
-	"wait":           {"block until no job is available, running, pending or due within 1s", cmdWait},
-	"settlement":     {"start the point settlement run for a business date (--rerun to run it again)", cmdSettlement},
-	"demo-ledger":    {"load demo point_ledger rows due on a business date", cmdDemoLedger},
-	"reprocess":      {"have processed ledger rows collected again on a date", cmdReprocess},
-	"defer":          {"postpone unprocessed ledger rows to a future date", cmdDefer},
-	"ready":          {"mark ledger rows ready (their preceding step finished)", cmdReady},
+	"therapy-stats":   {"enqueue therapy_stats jobs for one month (backfill)", cmdTherapyStats},
+	"therapy-daily":   {"run the daily therapy fan-out for a business date now", cmdTherapyDaily},
+	"therapy-report":  {"print a month's therapy statistics summary", cmdTherapyReport},
+	"demo-data":       {"load demo therapy users and performs", cmdDemoData},
+	"orders":          {"insert order requests from a CSV file, each with its order_submit job", cmdOrders},
+	"order-status":    {"count order requests by status", cmdOrderStatus},
+	"retry":           {"re-queue the failed (or completed) jobs a filter matches", cmdRetry},
+	"status":          {"count jobs by kind and state", cmdStatus},
+	"wait":            {"block until no job is available, running, pending or due within 1s", cmdWait},
+	"settlement":      {"start the point settlement run for a business date (--rerun to run it again)", cmdSettlement},
+	"demo-ledger":     {"load demo point_ledger rows due on a business date", cmdDemoLedger},
+	"reprocess":       {"have processed ledger rows collected again on a date", cmdReprocess},
+	"defer":           {"postpone unprocessed ledger rows to a future date", cmdDefer},
+	"ready":           {"mark ledger rows ready (their preceding step finished)", cmdReady},
+	"coupon":          {"coupon create …: create a coupon and load its Redis stock; coupon load-redis --code X: rebuild Redis from Postgres; coupon expire --code X: end it now", cmdCoupon},
+	"coupon-exchange": {"exchange an expired coupon's unused issues for a new coupon (the exchange job)", cmdCouponExchange},
+	"cancel":          {"cancel the waiting (or running) jobs a filter matches", cmdCancel},
+	"reconcile":       {"run one reconciliation check now and print its report", cmdReconcile},
+	"member-token":    {"print HS256 member tokens signed with MEMBER_JWT_SECRET (local runs and tests)", cmdMemberToken},
+	"backfill":        {"run a batch for each date (month) of a range that has not completed, oldest first", cmdBackfill},
+	"runs":            {"print each batch's run per business date: state, counts, duration, failures", cmdRuns},
 }
 
 // usageError is a mistake in how the command was called: exit 2.

@@ -14,11 +14,6 @@ import (
 	"github.com/tidemark/tidemark/store"
 )
 
-func init() {
-	commands["coupon"] = command{"coupon create …: create a coupon and load its Redis stock; coupon load-redis --code X: rebuild Redis from Postgres; coupon expire --code X: end it now", cmdCoupon}
-	commands["coupon-exchange"] = command{"exchange an expired coupon's unused issues for a new coupon (the exchange job)", cmdCouponExchange}
-}
-
 // openGate connects to REDIS_URL; close releases it.
 func (e *env) openGate(ctx context.Context) (gate *coupongate.Gate, closeFn func(), err error) {
 	rdb := redis.NewClient(e.redisOpt)

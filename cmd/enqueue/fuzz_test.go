@@ -9,6 +9,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/tidemark/tidemark/report"
 	"github.com/tidemark/tidemark/usertext"
 )
 
@@ -74,7 +75,7 @@ func FuzzParseIDs(f *testing.F) {
 			require.False(t, seen[id], "id %d twice", id)
 			seen[id] = true
 		}
-		again, err := parseIDs("user", joinIDs(ids))
+		again, err := parseIDs("user", report.IDs(ids))
 		require.NoError(t, err)
 		require.Equal(t, ids, again)
 	})

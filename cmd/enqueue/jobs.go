@@ -2,11 +2,8 @@ package main
 
 import (
 	"context"
-	"fmt"
-	"io"
-	"text/tabwriter"
 
-	"github.com/tidemark/tidemark/store"
+	"github.com/tidemark/tidemark/report"
 )
 
 func cmdStatus(ctx context.Context, e *env, args []string) error {
@@ -21,15 +18,5 @@ func cmdStatus(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	return printJobCounts(e.stdout, counts)
-}
-
-// printJobCounts prints counts as a KIND STATE JOBS table.
-func printJobCounts(w io.Writer, counts []store.KindStateCount) error {
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "KIND\tSTATE\tJOBS")
-	for _, c := range counts {
-		fmt.Fprintf(tw, "%s\t%s\t%d\n", c.Kind, c.State, c.Count)
-	}
-	return tw.Flush()
+	return report.JobCounts(e.stdout, counts)
 }

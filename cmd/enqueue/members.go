@@ -8,10 +8,6 @@ import (
 	"github.com/tidemark/tidemark/auth"
 )
 
-func init() {
-	commands["member-token"] = command{"print HS256 member tokens signed with MEMBER_JWT_SECRET (local runs and tests)", cmdMemberToken}
-}
-
 // maxMemberTokenTTL bounds a token this command signs: it stands in for the
 // identity provider on a developer's machine, not for a member's session.
 const maxMemberTokenTTL = 24 * time.Hour

@@ -11,10 +11,6 @@ import (
 	"github.com/tidemark/tidemark/orderapi"
 )
 
-func init() {
-	commands["reconcile"] = command{"run one reconciliation check now and print its report", cmdReconcile}
-}
-
 func cmdReconcile(ctx context.Context, e *env, args []string) error {
 	names := make([]string, 0, len(jobs.ReconcileChecks))
 	for n := range jobs.ReconcileChecks {

@@ -3,11 +3,11 @@ package main
 import (
 	"context"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/tidemark/tidemark/calendar"
 	"github.com/tidemark/tidemark/jobs"
+	"github.com/tidemark/tidemark/report"
 	"github.com/tidemark/tidemark/store"
 )
 
@@ -48,7 +48,7 @@ func cmdTherapyStats(ctx context.Context, e *env, args []string) error {
 			return err
 		}
 		if len(missing) > 0 {
-			return usagef("--user: unknown therapy user(s) %s; nothing enqueued", joinIDs(missing))
+			return usagef("--user: unknown therapy user(s) %s; nothing enqueued", report.IDs(missing))
 		}
 	}
 	businessDate := calendar.BusinessDate(time.Now(), e.cfg.TZ)
@@ -120,27 +120,13 @@ func cmdTherapyReport(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	w := e.stdout
-	fmt.Fprintf(w, "therapy statistics for %s (%s)\n", *month, e.cfg.TZ)
-	fmt.Fprintf(w, "  users aggregated     %d\n", sum.Users)
-	fmt.Fprintf(w, "  performs             %d (%d completed)\n", sum.Performs, sum.Completed)
-	fmt.Fprintf(w, "  total duration       %s\n", time.Duration(sum.DurationSeconds)*time.Second)
-	fmt.Fprintf(w, "  active user-days     %d\n", sum.ActiveDays)
-	fmt.Fprintf(w, "  batch log (jobs)     SUCCESS %d, IN_PROGRESS %d, FAIL %d\n",
-		sum.LogStatus["SUCCESS"], sum.LogStatus["IN_PROGRESS"], sum.LogStatus["FAIL"])
+	var rows []store.TherapyStatistics
 	if *top > 0 {
-		rows, err := e.store.TopTherapyStatistics(ctx, year, mon, *top)
-		if err != nil {
+		if rows, err = e.store.TopTherapyStatistics(ctx, year, mon, *top); err != nil {
 			return err
 		}
-		if len(rows) > 0 {
-			fmt.Fprintf(w, "  top %d users by performs:\n", len(rows))
-			for _, r := range rows {
-				fmt.Fprintf(w, "    user %-6d performs %-3d completed %-3d active days %-2d duration %s\n",
-					r.TherapyUserID, r.PerformCount, r.CompletedCount, r.ActiveDays, time.Duration(r.TotalDurationSeconds)*time.Second)
-			}
-		}
 	}
+	report.TherapyMonth(e.stdout, *month, e.cfg.TZ, sum, rows)
 	return nil
 }
 
@@ -178,12 +164,4 @@ func cmdDemoData(ctx context.Context, e *env, args []string) error {
 	}
 	fmt.Fprintf(e.stdout, "demo data for %04d-%02d: inserted %d user(s) and %d perform row(s) (existing users kept as they were)\n", year, mon, nu, np)
 	return nil
-}
-
-func joinIDs(ids []int64) string {
-	s := make([]string, len(ids))
-	for i, id := range ids {
-		s[i] = fmt.Sprint(id)
-	}
-	return strings.Join(s, ",")
 }
