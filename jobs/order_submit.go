@@ -12,6 +12,7 @@ import (
 	"github.com/riverqueue/river/rivertype"
 
 	"github.com/tidemark/tidemark/internal/combine"
+	"github.com/tidemark/tidemark/order"
 	"github.com/tidemark/tidemark/orderapi"
 	"github.com/tidemark/tidemark/partnerbudget"
 	"github.com/tidemark/tidemark/store"
@@ -183,7 +184,7 @@ func (w *OrderSubmitWorker) Work(ctx context.Context, job *river.Job[OrderSubmit
 		return river.JobCancel(fmt.Errorf("order_submit: order request %d does not exist", id))
 	}
 	row, prev := cr.claim.Row, cr.claim.PrevStatus
-	if prev == store.OrderApplied {
+	if prev == order.Applied {
 		permit.Release(ctx)
 		return nil // settled by an earlier attempt or by reconciliation
 	}
@@ -198,7 +199,7 @@ func (w *OrderSubmitWorker) Work(ctx context.Context, job *river.Job[OrderSubmit
 	// the half-open breaker is a lookup too: it changes nothing at the
 	// partner, so when it fails the job can snooze instead of spending an
 	// attempt.
-	if prev == store.OrderSending || prev == store.OrderFailed || permit.Probe() {
+	if prev == order.Sending || prev == order.Failed || permit.Probe() {
 		o, err := api.Lookup(ctx, row.Username, row.AppliedYearMonth)
 		if d, wait := permit.Done(ctx, err); wait {
 			return river.JobSnooze(d)
@@ -307,9 +308,9 @@ type CreatedOrderRequest struct {
 // CreateOrderRequests inserts the requests as PENDING rows and one
 // order_submit job per row in a single transaction (outbox): a row never
 // exists without its job, nor a job without its row. Invalid input wraps a
-// *store.InputError, an existing user-month is a
+// *order.InputError, an existing user-month is a
 // *store.DuplicateOrderRequestError; nothing is inserted then.
-func CreateOrderRequests(ctx context.Context, client *Client, st *store.Store, in []store.OrderRequestInput) ([]CreatedOrderRequest, error) {
+func CreateOrderRequests(ctx context.Context, client *Client, st *store.Store, in []order.Request) ([]CreatedOrderRequest, error) {
 	if len(in) == 0 {
 		return nil, errors.New("jobs: create order requests: no requests")
 	}
