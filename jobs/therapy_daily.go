@@ -46,22 +46,11 @@ func therapyDailyIdentity(businessDate string) map[string]any {
 // EnqueueTherapyDaily starts the daily run of businessDate, or refuses it
 // with *RunActiveError or *RunCompletedError (the latter unless rerun).
 func EnqueueTherapyDaily(ctx context.Context, client *Client, st *store.Store, businessDate string, rerun bool) (*rivertype.JobRow, error) {
-	if _, _, err := TherapyMonthFor(businessDate); err != nil {
+	if _, _, err := calendar.TherapyMonthFor(businessDate); err != nil {
 		return nil, err
 	}
 	return enqueueRun(ctx, client, st, TherapyDailyArgs{}.Kind(), therapyDailyIdentity(businessDate), rerun,
 		func(n int) river.JobArgs { return TherapyDailyArgs{BusinessDate: businessDate, Rerun: n} }, nil)
-}
-
-// TherapyMonthFor returns the year and month a daily run on businessDate
-// aggregates: the month of the previous calendar day.
-func TherapyMonthFor(businessDate string) (year, month int, err error) {
-	d, err := calendar.ParseDate(businessDate)
-	if err != nil {
-		return 0, 0, fmt.Errorf("business date %q: want YYYY-MM-DD", businessDate)
-	}
-	prev := d.AddDate(0, 0, -1)
-	return prev.Year(), int(prev.Month()), nil
 }
 
 // TherapyDailyOutput is what a therapy_daily run records on its job.
@@ -86,7 +75,7 @@ func NewTherapyDailyWorker(deps Deps) *TherapyDailyWorker {
 
 // Work runs the fan-out.
 func (w *TherapyDailyWorker) Work(ctx context.Context, job *river.Job[TherapyDailyArgs]) error {
-	year, month, err := TherapyMonthFor(job.Args.BusinessDate)
+	year, month, err := calendar.TherapyMonthFor(job.Args.BusinessDate)
 	if err != nil {
 		return river.JobCancel(fmt.Errorf("therapy_daily: %w", err))
 	}

@@ -367,7 +367,7 @@ func (c *Collector) deadlines(ctx context.Context, r *reading, now time.Time) er
 		}
 		date := calendar.BusinessDate(due, c.opts.TZ)
 		if batch == store.BatchSettlement {
-			date = jobs.SettlementBusinessDate(due, c.opts.TZ)
+			date = calendar.SettlementBusinessDate(due, c.opts.TZ)
 		}
 		runs, err := c.opts.Store.BatchRuns(ctx, date, date, c.opts.TZ)
 		if err != nil {

@@ -76,7 +76,7 @@ var backfillBatches = map[string]backfillBatch{
 	"settlement": {
 		kind: jobs.PointSettlementArgs{}.Kind(), unit: "date", items: calendar.Dates,
 		limit: func(now time.Time, tz *time.Location) (string, string) {
-			d := jobs.SettlementBusinessDate(now, tz)
+			d := calendar.SettlementBusinessDate(now, tz)
 			return d, fmt.Sprintf("the settlement's business date %s (a date is settled from 00:30 %s)", d, tz)
 		},
 		completed: func(ctx context.Context, e *env, first, last string) (map[string]int64, error) {
