@@ -59,7 +59,7 @@ var batches = map[string]batch{
 	"settlement": {
 		unit: "date", items: calendar.Dates,
 		limit: func(now time.Time, tz *time.Location) (string, string) {
-			d := jobs.SettlementBusinessDate(now, tz)
+			d := calendar.SettlementBusinessDate(now, tz)
 			return d, fmt.Sprintf("the settlement's business date %s (a date is settled from 00:30 %s)", d, tz)
 		},
 		completed: func(ctx context.Context, e Env, first, last string) (map[string]int64, error) {

@@ -154,3 +154,17 @@ func TestDayAfter(t *testing.T) {
 	_, err := calendar.DayAfter("2026-02-30")
 	require.EqualError(t, err, `date "2026-02-30": want YYYY-MM-DD, like 2026-11-20`)
 }
+
+// ValidYearMonth accepts what ParseYearMonth parses, and nothing else.
+func TestValidYearMonth(t *testing.T) {
+	t.Parallel()
+	for _, ym := range [][2]int{{1, 1}, {2026, 11}, {9999, 12}} {
+		require.True(t, calendar.ValidYearMonth(ym[0], ym[1]), "%v", ym)
+		y, m, err := calendar.ParseYearMonth(calendar.FormatYearMonth(ym[0], ym[1]))
+		require.NoError(t, err)
+		require.Equal(t, ym, [2]int{y, m})
+	}
+	for _, ym := range [][2]int{{0, 5}, {2026, 0}, {2026, 13}, {10000, 1}, {-1, 1}} {
+		require.False(t, calendar.ValidYearMonth(ym[0], ym[1]), "%v", ym)
+	}
+}

@@ -22,7 +22,7 @@ func ParseYearMonth(s string) (year, month int, err error) {
 	// time.Parse with this layout accepts exactly four digits, '-' and two
 	// digits, with nothing before or after.
 	t, err := time.Parse(yearMonthLayout, s)
-	if err == nil && t.Year() >= 1 {
+	if err == nil && ValidYearMonth(t.Year(), int(t.Month())) {
 		return t.Year(), int(t.Month()), nil
 	}
 	if !yearMonthShaped(s) {
@@ -45,6 +45,12 @@ func yearMonthShaped(s string) bool {
 		}
 	}
 	return true
+}
+
+// ValidYearMonth reports whether year and month are a year-month
+// ParseYearMonth accepts: a year from 1 to 9999 and a month in 1..12.
+func ValidYearMonth(year, month int) bool {
+	return year >= 1 && year <= 9999 && month >= 1 && month <= 12
 }
 
 // FormatYearMonth is the "YYYY-MM" text of year and month.

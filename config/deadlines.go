@@ -2,10 +2,11 @@ package config
 
 import (
 	"fmt"
-	"github.com/tidemark/tidemark/jobs"
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/tidemark/tidemark/calendar"
 )
 
 // DeadlineBatches are the batches with a daily run, which a deadline can
@@ -78,7 +79,7 @@ func (d Deadlines) DueFor(batch, businessDate string, tz *time.Location) (time.T
 		return time.Time{}, false
 	}
 	due, ok := d.Due(batch, day, tz)
-	if ok && batch == "settlement" && d[batch] < jobs.SettlementStart {
+	if ok && batch == "settlement" && d[batch] < calendar.SettlementStart {
 		due = due.AddDate(0, 0, 1)
 	}
 	return due, ok

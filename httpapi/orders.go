@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/tidemark/tidemark/jobs"
+	"github.com/tidemark/tidemark/order"
 	"github.com/tidemark/tidemark/redact"
 	"github.com/tidemark/tidemark/store"
 )
@@ -25,7 +26,7 @@ type OrderRequestAccepted struct {
 	Status string `json:"status"`
 }
 
-// jsonField maps store.OrderRequestInput's field names to the API's.
+// jsonField maps order.Request's field names to the API's.
 var jsonField = map[string]string{
 	"username": "username", "total_price": "totalPrice", "applied_year_month": "appliedYearMonth",
 }
@@ -42,12 +43,12 @@ func (s *Server) createOrderRequest(r *http.Request, b OrderRequestBody) (OrderR
 	case b.AppliedYearMonth == nil:
 		return OrderRequestAccepted{}, badField("appliedYearMonth", "required")
 	}
-	in := store.OrderRequestInput{Username: *b.Username, TotalPrice: *b.TotalPrice, AppliedYearMonth: *b.AppliedYearMonth}
-	var ie *store.InputError
+	in := order.Request{Username: *b.Username, TotalPrice: *b.TotalPrice, AppliedYearMonth: *b.AppliedYearMonth}
+	var ie *order.InputError
 	if err := in.Validate(); errors.As(err, &ie) {
 		return OrderRequestAccepted{}, badField(jsonField[ie.Field], "%s", ie.Msg)
 	}
-	created, err := jobs.CreateOrderRequests(r.Context(), s.River, s.Store, []store.OrderRequestInput{in})
+	created, err := jobs.CreateOrderRequests(r.Context(), s.River, s.Store, []order.Request{in})
 	var dup *store.DuplicateOrderRequestError
 	if errors.As(err, &dup) {
 		return OrderRequestAccepted{}, &fieldError{status: http.StatusConflict, field: "username", msg: dup.Error()}
@@ -55,7 +56,7 @@ func (s *Server) createOrderRequest(r *http.Request, b OrderRequestBody) (OrderR
 	if err != nil {
 		return OrderRequestAccepted{}, err
 	}
-	return OrderRequestAccepted{ID: created[0].ID, JobID: created[0].JobID, Status: store.OrderPending}, nil
+	return OrderRequestAccepted{ID: created[0].ID, JobID: created[0].JobID, Status: order.Pending}, nil
 }
 
 // getOrderRequest answers one order_request row, or 404.

@@ -8,8 +8,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
-
-	"github.com/tidemark/tidemark/store"
+	"github.com/tidemark/tidemark/order"
 )
 
 // A lastError stored as it was, before last_error was redacted on writing,
@@ -21,7 +20,7 @@ func TestOrderRequestLastErrorIsRedacted(t *testing.T) {
 	ctx := context.Background()
 	var ids []int64
 	require.NoError(t, b.store.InTx(ctx, func(tx pgx.Tx) (err error) {
-		ids, err = b.store.InsertOrderRequestsTx(ctx, tx, []store.OrderRequestInput{{Username: "tester", TotalPrice: 1, AppliedYearMonth: "2025-02"}})
+		ids, err = b.store.InsertOrderRequestsTx(ctx, tx, []order.Request{{Username: "tester", TotalPrice: 1, AppliedYearMonth: "2025-02"}})
 		return err
 	}))
 	_, err := b.pool.Exec(ctx, `UPDATE order_request SET last_error = $2 WHERE id = $1`, ids[0],

@@ -7,6 +7,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/tidemark/tidemark/order"
 	"github.com/tidemark/tidemark/store"
 )
 
@@ -33,13 +34,13 @@ func TestResponseBodies(t *testing.T) {
 		}), `{"therapyUserId":2,"year":2026,"month":11,"performCount":0,"completedCount":0,"totalDurationSeconds":0,
 			"activeDays":0,"firstPerformedAt":null,"lastPerformedAt":null,"aggregatedAt":"2026-11-30T14:30:00Z"}`},
 		{"order request, sent", newOrderRequestResponse(store.OrderRequest{
-			ID: 5, Username: "tester", TotalPrice: 10000, AppliedYearMonth: "2025-02", Status: store.OrderApplied,
+			ID: 5, Username: "tester", TotalPrice: 10000, AppliedYearMonth: "2025-02", Status: order.Applied,
 			ExternalOrderID: &ext, ExternalCreatedAt: &at, Attempts: 2, LastError: &lastErr, CreatedAt: at, UpdatedAt: later,
 		}), `{"id":5,"username":"tester","totalPrice":10000,"appliedYearMonth":"2025-02","status":"APPLIED",
 			"externalOrderId":77,"externalCreatedAt":"2026-11-30T14:30:00Z","attempts":2,"lastError":"partner answered 503",
 			"createdAt":"2026-11-30T14:30:00Z","updatedAt":"2026-11-30T14:31:30Z"}`},
 		{"order request, pending", newOrderRequestResponse(store.OrderRequest{
-			ID: 6, Username: "tester", TotalPrice: 1, AppliedYearMonth: "2025-03", Status: store.OrderPending, CreatedAt: at, UpdatedAt: at,
+			ID: 6, Username: "tester", TotalPrice: 1, AppliedYearMonth: "2025-03", Status: order.Pending, CreatedAt: at, UpdatedAt: at,
 		}), `{"id":6,"username":"tester","totalPrice":1,"appliedYearMonth":"2025-03","status":"PENDING",
 			"externalOrderId":null,"externalCreatedAt":null,"attempts":0,"lastError":null,
 			"createdAt":"2026-11-30T14:30:00Z","updatedAt":"2026-11-30T14:30:00Z"}`},

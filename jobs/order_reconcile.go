@@ -10,6 +10,7 @@ import (
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/rivertype"
 
+	"github.com/tidemark/tidemark/order"
 	"github.com/tidemark/tidemark/orderapi"
 	"github.com/tidemark/tidemark/store"
 )
@@ -180,17 +181,17 @@ func checkOrders(ctx context.Context, deps Deps, dryRun bool, read func(ours, th
 			seen++
 		}
 		switch {
-		case r.Status == store.OrderApplied && !ok:
+		case r.Status == order.Applied && !ok:
 			rep.AppliedMissing = append(rep.AppliedMissing, r.ID)
-		case r.Status == store.OrderApplied && (r.ExternalOrderID == nil || *r.ExternalOrderID != o.ID):
+		case r.Status == order.Applied && (r.ExternalOrderID == nil || *r.ExternalOrderID != o.ID):
 			rep.IDMismatch = append(rep.IDMismatch, r.ID)
-		case r.Status == store.OrderApplied && o.TotalPrice != r.TotalPrice:
+		case r.Status == order.Applied && o.TotalPrice != r.TotalPrice:
 			rep.PriceMismatch = append(rep.PriceMismatch, r.ID)
-		case r.Status == store.OrderApplied:
+		case r.Status == order.Applied:
 			rep.Matched++
-		case r.Status == store.OrderSending && now.Sub(r.UpdatedAt) < orderInFlight:
+		case r.Status == order.Sending && now.Sub(r.UpdatedAt) < orderInFlight:
 			rep.Unsent++ // an attempt may still be running: its own apply settles it
-		case r.Status == store.OrderSending && ok:
+		case r.Status == order.Sending && ok:
 			repaired := true
 			if !dryRun {
 				err := fenced(ctx, deps.Store, func(tx pgx.Tx) (err error) {
@@ -215,7 +216,7 @@ func checkOrders(ctx context.Context, deps Deps, dryRun bool, read func(ours, th
 				rep.UnexpectedOrder = append(rep.UnexpectedOrder, r.ID)
 			}
 		default: // PENDING or SENDING, no order
-			if r.Status != store.OrderFailed {
+			if r.Status != order.Failed {
 				rep.Unsent++
 			}
 		}

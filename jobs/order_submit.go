@@ -12,6 +12,7 @@ import (
 	"github.com/riverqueue/river/rivertype"
 
 	"github.com/tidemark/tidemark/internal/combine"
+	"github.com/tidemark/tidemark/order"
 	"github.com/tidemark/tidemark/orderapi"
 	"github.com/tidemark/tidemark/partnerbudget"
 	"github.com/tidemark/tidemark/store"
@@ -115,32 +116,8 @@ type orderApplyReq struct {
 // busy machine CPU is what every round trip waits for.
 func NewOrderSubmitWorker(deps Deps) *OrderSubmitWorker {
 	w := &OrderSubmitWorker{worker: worker[OrderSubmitArgs]{deps: deps, timeout: OrderSubmitTimeout}}
-	w.claims = combine.New(1, 128, func(ctx context.Context, reqs []*orderClaimReq) error {
-		ids := make([]int64, len(reqs))
-		for i, r := range reqs {
-			ids[i] = r.id
-		}
-		got, err := deps.Store.ClaimOrderRequests(ctx, ids)
-		if err != nil {
-			return err
-		}
-		for _, r := range reqs {
-			r.claim, r.found = got[r.id]
-		}
-		return nil
-	})
-	w.applies = combine.New(1, 64, func(ctx context.Context, reqs []*orderApplyReq) error {
-		orders := make([]store.AppliedOrder, len(reqs))
-		for i, r := range reqs {
-			orders[i] = store.AppliedOrder{ID: r.id, ExternalOrderID: r.order.ID, ExternalCreatedAt: r.order.CreatedAt}
-		}
-		// The rows' jobs are completed by River once Work returns. The
-		// protocol tolerates a lost completion (a crash after the commit):
-		// the job runs again, its claim finds the row APPLIED, and it ends
-		// without a call. A row no longer SENDING was applied by
-		// reconciliation (or an overlapping attempt) with the same order.
-		return deps.Store.ApplyOrders(ctx, orders)
-	})
+	w.claims = combine.New(1, 128, w.claimBatch)
+	w.applies = combine.New(1, 64, w.applyBatch)
 	return w
 }
 
@@ -173,17 +150,17 @@ func (w *OrderSubmitWorker) Work(ctx context.Context, job *river.Job[OrderSubmit
 	if err != nil {
 		return snoozeOr(err)
 	}
-	cr := &orderClaimReq{id: id}
-	if err := w.claims.Do(ctx, cr); err != nil {
+	claim, found, err := w.claim(ctx, id)
+	if err != nil {
 		permit.Release(ctx)
 		return err
 	}
-	if !cr.found {
+	if !found {
 		permit.Release(ctx)
 		return river.JobCancel(fmt.Errorf("order_submit: order request %d does not exist", id))
 	}
-	row, prev := cr.claim.Row, cr.claim.PrevStatus
-	if prev == store.OrderApplied {
+	row, prev := claim.Row, claim.PrevStatus
+	if prev == order.Applied {
 		permit.Release(ctx)
 		return nil // settled by an earlier attempt or by reconciliation
 	}
@@ -198,7 +175,7 @@ func (w *OrderSubmitWorker) Work(ctx context.Context, job *river.Job[OrderSubmit
 	// the half-open breaker is a lookup too: it changes nothing at the
 	// partner, so when it fails the job can snooze instead of spending an
 	// attempt.
-	if prev == store.OrderSending || prev == store.OrderFailed || permit.Probe() {
+	if prev == order.Sending || prev == order.Failed || permit.Probe() {
 		o, err := api.Lookup(ctx, row.Username, row.AppliedYearMonth)
 		if d, wait := permit.Done(ctx, err); wait {
 			return river.JobSnooze(d)
@@ -208,7 +185,7 @@ func (w *OrderSubmitWorker) Work(ctx context.Context, job *river.Job[OrderSubmit
 		}
 		switch {
 		case err == nil:
-			return w.applied(ctx, id, o)
+			return w.apply(ctx, id, o)
 		case !errors.Is(err, orderapi.ErrNotFound):
 			return w.retry(ctx, id, err)
 		}
@@ -234,7 +211,7 @@ func (w *OrderSubmitWorker) Work(ctx context.Context, job *river.Job[OrderSubmit
 	}
 	switch {
 	case err == nil:
-		return w.applied(ctx, id, o)
+		return w.apply(ctx, id, o)
 	case errors.Is(err, orderapi.ErrConflict):
 		// The partner holds an order for this user-month and the row stays
 		// SENDING: a job turned away here looks it up first next time.
@@ -251,7 +228,7 @@ func (w *OrderSubmitWorker) Work(ctx context.Context, job *river.Job[OrderSubmit
 			return river.JobSnooze(partnerbudget.Jitter(partnerbudget.BreakerOpenFor))
 		}
 		if lerr == nil {
-			return w.applied(ctx, id, o)
+			return w.apply(ctx, id, o)
 		}
 		return w.retry(ctx, id, fmt.Errorf("409 conflict, then lookup: %w", lerr))
 	case orderapi.Permanent(err):
@@ -279,10 +256,55 @@ func snoozeOr(err error) error {
 	return err
 }
 
-// applied commits APPLIED with the third party's id and time; the job
-// completes when Work returns nil.
-func (w *OrderSubmitWorker) applied(ctx context.Context, id int64, o orderapi.Order) error {
+// claim commits row id SENDING with one more attempt, under the row's lock,
+// before any call, and returns the row with the status it had before; found
+// is false when no such row exists. The claims of attempts running at the
+// same time are one statement (claimBatch).
+func (w *OrderSubmitWorker) claim(ctx context.Context, id int64) (claim store.OrderClaim, found bool, err error) {
+	r := &orderClaimReq{id: id}
+	if err := w.claims.Do(ctx, r); err != nil {
+		return store.OrderClaim{}, false, err
+	}
+	return r.claim, r.found, nil
+}
+
+// claimBatch claims the rows of reqs in one statement
+// (store.ClaimOrderRequests) and hands each request its row.
+func (w *OrderSubmitWorker) claimBatch(ctx context.Context, reqs []*orderClaimReq) error {
+	ids := make([]int64, len(reqs))
+	for i, r := range reqs {
+		ids[i] = r.id
+	}
+	got, err := w.deps.Store.ClaimOrderRequests(ctx, ids)
+	if err != nil {
+		return err
+	}
+	for _, r := range reqs {
+		r.claim, r.found = got[r.id]
+	}
+	return nil
+}
+
+// apply commits row id APPLIED with the third party's order id and time;
+// the job completes when Work returns nil. The applies of attempts running
+// at the same time are one statement (applyBatch).
+func (w *OrderSubmitWorker) apply(ctx context.Context, id int64, o orderapi.Order) error {
 	return w.applies.Do(ctx, &orderApplyReq{id: id, order: o})
+}
+
+// applyBatch marks the SENDING rows of reqs APPLIED in one statement
+// (store.ApplyOrders).
+func (w *OrderSubmitWorker) applyBatch(ctx context.Context, reqs []*orderApplyReq) error {
+	orders := make([]store.AppliedOrder, len(reqs))
+	for i, r := range reqs {
+		orders[i] = store.AppliedOrder{ID: r.id, ExternalOrderID: r.order.ID, ExternalCreatedAt: r.order.CreatedAt}
+	}
+	// The rows' jobs are completed by River once Work returns. The protocol
+	// tolerates a lost completion (a crash after the commit): the job runs
+	// again, its claim finds the row APPLIED, and it ends without a call. A
+	// row no longer SENDING was applied by reconciliation (or an overlapping
+	// attempt) with the same order.
+	return w.deps.Store.ApplyOrders(ctx, orders)
 }
 
 // retry records err on the row and returns it, so River retries the job.
@@ -307,9 +329,9 @@ type CreatedOrderRequest struct {
 // CreateOrderRequests inserts the requests as PENDING rows and one
 // order_submit job per row in a single transaction (outbox): a row never
 // exists without its job, nor a job without its row. Invalid input wraps a
-// *store.InputError, an existing user-month is a
+// *order.InputError, an existing user-month is a
 // *store.DuplicateOrderRequestError; nothing is inserted then.
-func CreateOrderRequests(ctx context.Context, client *Client, st *store.Store, in []store.OrderRequestInput) ([]CreatedOrderRequest, error) {
+func CreateOrderRequests(ctx context.Context, client *Client, st *store.Store, in []order.Request) ([]CreatedOrderRequest, error) {
 	if len(in) == 0 {
 		return nil, errors.New("jobs: create order requests: no requests")
 	}

@@ -21,6 +21,7 @@ import (
 	"github.com/tidemark/tidemark/internal/harness/testkit"
 	"github.com/tidemark/tidemark/internal/partnersim"
 	"github.com/tidemark/tidemark/jobs"
+	"github.com/tidemark/tidemark/order"
 	"github.com/tidemark/tidemark/orderapi"
 	"github.com/tidemark/tidemark/store"
 )
@@ -61,10 +62,10 @@ func (p partner) stats(t *testing.T) partnersim.Stats {
 }
 
 // requestInputs are n requests user001…, month 2025-02.
-func requestInputs(n int) []store.OrderRequestInput {
-	in := make([]store.OrderRequestInput, n)
+func requestInputs(n int) []order.Request {
+	in := make([]order.Request, n)
 	for i := range in {
-		in[i] = store.OrderRequestInput{Username: fmt.Sprintf("user%03d", i+1), TotalPrice: int64(1000 * (i + 1)), AppliedYearMonth: "2025-02"}
+		in[i] = order.Request{Username: fmt.Sprintf("user%03d", i+1), TotalPrice: int64(1000 * (i + 1)), AppliedYearMonth: "2025-02"}
 	}
 	return in
 }
@@ -137,7 +138,7 @@ func (b *orderBundle) waitSettled(t *testing.T, timeout time.Duration) map[strin
 		if err != nil {
 			return false, err
 		}
-		return counts[store.OrderPending]+counts[store.OrderSending] == 0, nil
+		return counts[order.Pending]+counts[order.Sending] == 0, nil
 	})
 	return counts
 }
@@ -148,7 +149,7 @@ func (b *orderBundle) waitSettled(t *testing.T, timeout time.Duration) map[strin
 func (b *orderBundle) requireAllApplied(t *testing.T, n int64, timeout time.Duration) partnersim.Stats {
 	t.Helper()
 	counts := b.waitSettled(t, timeout)
-	require.Equal(t, map[string]int64{store.OrderApplied: n}, counts)
+	require.Equal(t, map[string]int64{order.Applied: n}, counts)
 	s := b.stats(t)
 	require.Equal(t, n, s.Orders)
 	return s
@@ -164,7 +165,7 @@ func (b *orderBundle) waitMidBatch(t *testing.T) {
 		if err != nil {
 			return false, err
 		}
-		return c[store.OrderApplied] >= 20 && c[store.OrderSending] > 0, nil
+		return c[order.Applied] >= 20 && c[order.Sending] > 0, nil
 	})
 }
 
@@ -188,7 +189,7 @@ func (b *orderBundle) requireAgreement(t *testing.T) {
 	}
 	applied := 0
 	for _, r := range b.rows(t) {
-		if r.Status != store.OrderApplied {
+		if r.Status != order.Applied {
 			continue
 		}
 		applied++
@@ -268,10 +269,10 @@ func TestOrderSubmit_BadRequestFails(t *testing.T) {
 	b.startWorker(t)
 
 	counts := b.waitSettled(t, 60*time.Second)
-	require.Equal(t, map[string]int64{store.OrderApplied: 99, store.OrderFailed: 1}, counts)
+	require.Equal(t, map[string]int64{order.Applied: 99, order.Failed: 1}, counts)
 	row, err := b.store.GetOrderRequest(context.Background(), created[41].ID)
 	require.NoError(t, err)
-	require.Equal(t, store.OrderFailed, row.Status)
+	require.Equal(t, order.Failed, row.Status)
 	require.NotNil(t, row.LastError)
 	require.Contains(t, *row.LastError, "400")
 	require.Contains(t, *row.LastError, "user042 is not allowed to order")
@@ -305,7 +306,7 @@ func TestOrderSubmit_BadRequestFails(t *testing.T) {
 		if err != nil {
 			return false, err
 		}
-		return row.Status == store.OrderApplied, nil
+		return row.Status == order.Applied, nil
 	})
 	require.Equal(t, int64(100), b.stats(t).Orders)
 	b.requireAgreement(t)
@@ -346,8 +347,8 @@ func TestOrderSubmit_WorkerKilled(t *testing.T) {
 	const kills = 1
 	c, err := b.store.OrderStatusCounts(context.Background())
 	require.NoError(t, err)
-	require.Less(t, c[store.OrderApplied], int64(100), "the kill came too late to be mid-batch")
-	require.Positive(t, c[store.OrderSending], "some rows were in flight when the worker died")
+	require.Less(t, c[order.Applied], int64(100), "the kill came too late to be mid-batch")
+	require.Positive(t, c[order.Sending], "some rows were in flight when the worker died")
 
 	b.startWorker(t, "TIDEMARK_QUEUES=outbound=4")
 	s := b.requireAllApplied(t, 100, 150*time.Second)
@@ -384,7 +385,7 @@ func TestCreateOrderRequests(t *testing.T) {
 	client, err := jobs.NewClient(pool, jobs.ClientConfig{Retention: 24 * time.Hour, RescueAfter: 90 * time.Second},
 		jobs.Deps{Store: st, TZ: time.UTC, Logger: testkit.Logger(t)})
 	require.NoError(t, err)
-	in := []store.OrderRequestInput{
+	in := []order.Request{
 		{Username: "b", TotalPrice: 2, AppliedYearMonth: "2025-02"},
 		{Username: "a", TotalPrice: 1, AppliedYearMonth: "2025-02"},
 		{Username: "a", TotalPrice: 3, AppliedYearMonth: "2025-03"},
@@ -397,7 +398,7 @@ func TestCreateOrderRequests(t *testing.T) {
 		require.NoError(t, err)
 		require.Equal(t, in[i].Username, row.Username)
 		require.Equal(t, in[i].TotalPrice, row.TotalPrice)
-		require.Equal(t, store.OrderPending, row.Status)
+		require.Equal(t, order.Pending, row.Status)
 		job, err := client.JobGet(ctx, c.JobID)
 		require.NoError(t, err)
 		require.Equal(t, "order_submit", job.Kind)
@@ -413,10 +414,10 @@ func TestCreateOrderRequests(t *testing.T) {
 		for _, k := range kc {
 			jobCount += k.Count
 		}
-		return c[store.OrderPending], jobCount
+		return c[order.Pending], jobCount
 	}
 	var dup *store.DuplicateOrderRequestError
-	_, err = jobs.CreateOrderRequests(ctx, client, st, []store.OrderRequestInput{
+	_, err = jobs.CreateOrderRequests(ctx, client, st, []order.Request{
 		{Username: "c", TotalPrice: 1, AppliedYearMonth: "2025-02"},
 		{Username: "a", TotalPrice: 9, AppliedYearMonth: "2025-03"},
 	})
@@ -424,15 +425,15 @@ func TestCreateOrderRequests(t *testing.T) {
 	require.Equal(t, 1, dup.Index)
 	require.Equal(t, created[2].ID, dup.ExistingID)
 
-	_, err = jobs.CreateOrderRequests(ctx, client, st, []store.OrderRequestInput{
+	_, err = jobs.CreateOrderRequests(ctx, client, st, []order.Request{
 		{Username: "d", TotalPrice: 1, AppliedYearMonth: "2025-02"},
 		{Username: "d", TotalPrice: 2, AppliedYearMonth: "2025-02"},
 	})
 	require.ErrorAs(t, err, &dup)
 	require.Equal(t, -1, dup.Index)
 
-	var ie *store.InputError
-	_, err = jobs.CreateOrderRequests(ctx, client, st, []store.OrderRequestInput{
+	var ie *order.InputError
+	_, err = jobs.CreateOrderRequests(ctx, client, st, []order.Request{
 		{Username: "e", TotalPrice: 1, AppliedYearMonth: "2025-02"},
 		{Username: "f", TotalPrice: 0, AppliedYearMonth: "2025-02"},
 	})
@@ -480,7 +481,7 @@ func TestOrderSubmitWorker(t *testing.T) {
 		b.Work(t, jobs.OrderSubmitArgs{OrderRequestID: id}, river.EventKindJobCompleted)
 		row, err := b.Store.GetOrderRequest(ctx, id)
 		require.NoError(t, err)
-		require.Equal(t, store.OrderApplied, row.Status)
+		require.Equal(t, order.Applied, row.Status)
 		require.NotNil(t, row.ExternalOrderID)
 		s := p.stats(t)
 		require.Equal(t, int64(1), s.Posts)
@@ -502,7 +503,7 @@ func TestOrderSubmitWorker(t *testing.T) {
 		b.Work(t, jobs.OrderSubmitArgs{OrderRequestID: id}, river.EventKindJobCompleted)
 		row, err := b.Store.GetOrderRequest(ctx, id)
 		require.NoError(t, err)
-		require.Equal(t, store.OrderApplied, row.Status)
+		require.Equal(t, order.Applied, row.Status)
 		require.Equal(t, int64(77), *row.ExternalOrderID, "the row keeps its order")
 		s := p.stats(t)
 		require.Zero(t, s.Posts+s.Gets, "no call to the partner")
@@ -597,7 +598,7 @@ func TestOrderReconcile(t *testing.T) {
 		require.False(t, rep.OK())
 		row, err := b.Store.GetOrderRequest(ctx, id(1))
 		require.NoError(t, err)
-		require.Equal(t, store.OrderSending, row.Status, "a dry run changes nothing")
+		require.Equal(t, order.Sending, row.Status, "a dry run changes nothing")
 
 		want.DryRun = false
 		rep, err = jobs.CheckOrders(ctx, b.Deps, false)
@@ -605,7 +606,7 @@ func TestOrderReconcile(t *testing.T) {
 		require.Equal(t, want, rep)
 		row, err = b.Store.GetOrderRequest(ctx, id(1))
 		require.NoError(t, err)
-		require.Equal(t, store.OrderApplied, row.Status)
+		require.Equal(t, order.Applied, row.Status)
 		require.Equal(t, lost.ID, *row.ExternalOrderID)
 		require.True(t, lost.CreatedAt.Equal(*row.ExternalCreatedAt))
 
@@ -634,7 +635,7 @@ func TestOrderReconcile(t *testing.T) {
 		require.Equal(t, 1, rep.Unsent)
 		row, err := b.Store.GetOrderRequest(ctx, ids[0])
 		require.NoError(t, err)
-		require.Equal(t, store.OrderSending, row.Status)
+		require.Equal(t, order.Sending, row.Status)
 	})
 
 	// With the partner unreachable the check fails and River retries it; no
@@ -654,6 +655,6 @@ func TestOrderReconcile(t *testing.T) {
 		require.Nil(t, res.Job.FinalizedAt, "to be retried")
 		row, err := b.Store.GetOrderRequest(ctx, ids[0])
 		require.NoError(t, err)
-		require.Equal(t, store.OrderSending, row.Status)
+		require.Equal(t, order.Sending, row.Status)
 	})
 }

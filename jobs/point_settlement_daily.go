@@ -38,17 +38,6 @@ type SettlementDailyOutput struct {
 	WaitingOn   int64    `json:"waiting_on,omitempty"`
 }
 
-// SettlementStart is when, after midnight in BATCH_TZ, the daily
-// settlement of the business date starts (its periodic job's 00:30).
-const SettlementStart = 30 * time.Minute
-
-// SettlementBusinessDate is the business date the nightly settlement at 00:30
-// BATCH_TZ runs for at time t: the date of the last 00:30 boundary, so a
-// worker started at 00:10 (RunOnStart) does not settle a day before 00:30.
-func SettlementBusinessDate(t time.Time, tz *time.Location) string {
-	return calendar.BusinessDate(t.Add(-SettlementStart), tz)
-}
-
 // PointSettlementDailyWorker starts the catch-up chain: the oldest date after
 // the last settled one that has no settlement, with Until = BusinessDate;
 // each run starts the next date when it completes (oldest first, so a row

@@ -509,18 +509,6 @@ func TestSettlementRefusesDuplicateAndConcurrentRuns(t *testing.T) {
 	})
 }
 
-func TestSettlementBusinessDateAndSchedule(t *testing.T) {
-	t.Parallel()
-	// The nightly run at 00:30 KST on the 21st is the run for the 21st; a
-	// worker started at 00:10 (RunOnStart) asks for the 20th, already run.
-	require.Equal(t, "2026-11-20", jobs.SettlementBusinessDate(at("2026-11-21 00:29"), kst))
-	require.Equal(t, "2026-11-21", jobs.SettlementBusinessDate(at("2026-11-21 00:30"), kst))
-	require.Equal(t, "2026-11-21", jobs.SettlementBusinessDate(time.Date(2026, 11, 20, 15, 45, 0, 0, time.UTC), kst))
-
-	_, err := jobs.PeriodicJobs(jobs.Deps{TZ: kst})
-	require.NoError(t, err)
-}
-
 func TestLedgerProcessOnDefault(t *testing.T) {
 	t.Parallel()
 	b := setup(t, settleOpts{noStart: true})

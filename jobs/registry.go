@@ -86,7 +86,7 @@ func PeriodicJobs(deps Deps) ([]*river.PeriodicJob, error) {
 	if err != nil {
 		return nil, err
 	}
-	settlement, err := dailyAt("30 0 * * *", deps.TZ)
+	settlement, err := dailyAt(dailySpec(calendar.SettlementStart), deps.TZ)
 	if err != nil {
 		return nil, err
 	}
@@ -97,11 +97,12 @@ func PeriodicJobs(deps Deps) ([]*river.PeriodicJob, error) {
 		river.NewPeriodicJob(daily, func() (river.JobArgs, *river.InsertOpts) {
 			return TherapyDailyArgs{BusinessDate: calendar.BusinessDate(time.Now(), deps.TZ)}, nil
 		}, &river.PeriodicJobOpts{ID: "therapy_daily", RunOnStart: true}),
-		// 00:30 BATCH_TZ: settle the point ledger for today's business date
-		// (yesterday's transactions), first catching up missed dates. On start
-		// too, for the date of the last 00:30 boundary; unique per date.
+		// 00:30 BATCH_TZ (calendar.SettlementStart): settle the point ledger
+		// for today's business date (yesterday's transactions), first
+		// catching up missed dates. On start too, for the date of the last
+		// 00:30 boundary; unique per date.
 		river.NewPeriodicJob(settlement, func() (river.JobArgs, *river.InsertOpts) {
-			return PointSettlementDailyArgs{BusinessDate: SettlementBusinessDate(time.Now(), deps.TZ)}, nil
+			return PointSettlementDailyArgs{BusinessDate: calendar.SettlementBusinessDate(time.Now(), deps.TZ)}, nil
 		}, &river.PeriodicJobOpts{ID: "point_settlement_daily", RunOnStart: true}),
 		// Every 5 minutes: one coupon_reconcile per ACTIVE coupon (the coupon
 		// safety net), each unique per coupon per period.
@@ -124,6 +125,12 @@ func PeriodicJobs(deps Deps) ([]*river.PeriodicJob, error) {
 			return ArchiveMaintainArgs{}, nil
 		}, &river.PeriodicJobOpts{ID: "archive_maintain", RunOnStart: true}),
 	}, nil
+}
+
+// dailySpec is the cron spec of a daily run at offset after midnight, to
+// the minute: "30 0 * * *" for 00:30.
+func dailySpec(offset time.Duration) string {
+	return fmt.Sprintf("%d %d * * *", int(offset%time.Hour/time.Minute), int(offset/time.Hour))
 }
 
 // dailyAt parses a standard cron spec evaluated in tz.

@@ -23,13 +23,28 @@ func TestDailyScheduleIsMidnightInBatchTZ(t *testing.T) {
 	next := sched.Next(time.Date(2026, 11, 30, 14, 30, 0, 0, time.UTC))
 	require.True(t, next.Equal(time.Date(2026, 12, 1, 0, 0, 0, 0, seoul)), "next run %s", next)
 	require.Equal(t, "2026-12-01", calendar.BusinessDate(next, seoul))
-	y, m, err := TherapyMonthFor(calendar.BusinessDate(next, seoul))
+	y, m, err := calendar.TherapyMonthFor(calendar.BusinessDate(next, seoul))
 	require.NoError(t, err)
 	require.Equal(t, [2]int{2026, 11}, [2]int{y, m})
 
 	periodic, err := PeriodicJobs(Deps{TZ: seoul})
 	require.NoError(t, err)
 	require.NotEmpty(t, periodic)
+}
+
+// The settlement's schedule fires calendar.SettlementStart after midnight in
+// BATCH_TZ, and that run is for the date it fires on.
+func TestSettlementScheduleIsSettlementStartInBatchTZ(t *testing.T) {
+	t.Parallel()
+	seoul := testkit.TZ()
+	require.Equal(t, "30 0 * * *", dailySpec(calendar.SettlementStart))
+	sched, err := dailyAt(dailySpec(calendar.SettlementStart), seoul)
+	require.NoError(t, err)
+
+	// 20 November 15:00 UTC is 21 November 00:00 KST; the next run is 00:30.
+	next := sched.Next(time.Date(2026, 11, 20, 15, 0, 0, 0, time.UTC))
+	require.True(t, next.Equal(time.Date(2026, 11, 21, 0, 30, 0, 0, seoul)), "next run %s", next)
+	require.Equal(t, "2026-11-21", calendar.SettlementBusinessDate(next, seoul))
 }
 
 // A worker's client schedules every periodic kind under its ID: the orders'

@@ -50,21 +50,10 @@ func therapyDailyRun(businessDate string) runIdentity {
 // EnqueueTherapyDaily starts the daily run of businessDate, or refuses it
 // with *RunActiveError or *RunCompletedError (the latter unless rerun).
 func EnqueueTherapyDaily(ctx context.Context, client *Client, st *store.Store, businessDate string, rerun bool) (*rivertype.JobRow, error) {
-	if _, _, err := TherapyMonthFor(businessDate); err != nil {
+	if _, _, err := calendar.TherapyMonthFor(businessDate); err != nil {
 		return nil, err
 	}
 	return enqueueRun(ctx, client, st, therapyDailyRun(businessDate), rerun)
-}
-
-// TherapyMonthFor returns the year and month a daily run on businessDate
-// aggregates: the month of the previous calendar day.
-func TherapyMonthFor(businessDate string) (year, month int, err error) {
-	d, err := calendar.ParseDate(businessDate)
-	if err != nil {
-		return 0, 0, fmt.Errorf("business date %q: want YYYY-MM-DD", businessDate)
-	}
-	prev := d.AddDate(0, 0, -1)
-	return prev.Year(), int(prev.Month()), nil
 }
 
 // TherapyDailyOutput is what a therapy_daily run records on its job.
@@ -89,7 +78,7 @@ func NewTherapyDailyWorker(deps Deps) *TherapyDailyWorker {
 
 // Work runs the fan-out.
 func (w *TherapyDailyWorker) Work(ctx context.Context, job *river.Job[TherapyDailyArgs]) error {
-	year, month, err := TherapyMonthFor(job.Args.BusinessDate)
+	year, month, err := calendar.TherapyMonthFor(job.Args.BusinessDate)
 	if err != nil {
 		return river.JobCancel(fmt.Errorf("therapy_daily: %w", err))
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/rivertype"
 
+	"github.com/tidemark/tidemark/calendar"
 	"github.com/tidemark/tidemark/internal/combine"
 	"github.com/tidemark/tidemark/store"
 )
@@ -93,7 +94,7 @@ func NewTherapyStatsWorker(deps Deps) *TherapyStatsWorker {
 // Work recomputes the job's user-month.
 func (w *TherapyStatsWorker) Work(ctx context.Context, job *river.Job[TherapyStatsArgs]) error {
 	a := job.Args
-	if a.Month < 1 || a.Month > 12 || a.Year < 1 || a.Year > 9999 || a.TherapyUserID <= 0 {
+	if !calendar.ValidYearMonth(a.Year, a.Month) || a.TherapyUserID <= 0 {
 		return river.JobCancel(fmt.Errorf("therapy_stats: invalid args user %d %04d-%02d", a.TherapyUserID, a.Year, a.Month))
 	}
 	item := therapyItem{key: store.NewTherapyKey(a.TherapyUserID, a.Year, a.Month, w.deps.TZ)}

@@ -15,6 +15,7 @@ import (
 	"github.com/tidemark/tidemark/config"
 	"github.com/tidemark/tidemark/coupongate"
 	"github.com/tidemark/tidemark/jobs"
+	"github.com/tidemark/tidemark/order"
 	"github.com/tidemark/tidemark/store"
 )
 
@@ -259,7 +260,7 @@ func (c *Collector) orders(ctx context.Context, r *reading) error {
 	if err != nil {
 		return err
 	}
-	for _, s := range []string{store.OrderPending, store.OrderSending, store.OrderApplied, store.OrderFailed} {
+	for _, s := range order.Statuses() {
 		r.gauge("orders", float64(g.ByStatus[s]), s)
 	}
 	r.gauge("sending_age", g.OldestSending.Seconds())
@@ -366,7 +367,7 @@ func (c *Collector) deadlines(ctx context.Context, r *reading, now time.Time) er
 		}
 		date := calendar.BusinessDate(due, c.opts.TZ)
 		if batch == store.BatchSettlement {
-			date = jobs.SettlementBusinessDate(due, c.opts.TZ)
+			date = calendar.SettlementBusinessDate(due, c.opts.TZ)
 		}
 		runs, err := c.opts.Store.BatchRuns(ctx, date, date, c.opts.TZ)
 		if err != nil {

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/tidemark/tidemark/order"
 )
 
 // The reads behind /metrics. Each is one statement, run at most once per
@@ -87,7 +89,7 @@ func (s *Store) OrderGauges(ctx context.Context) (OrderGauges, error) {
 	)
 	_, err = pgx.ForEachRow(rows, []any{&status, &n, &age}, func() error {
 		g.ByStatus[status] = n
-		if status == OrderSending {
+		if status == order.Sending {
 			g.OldestSending = time.Duration(age * float64(time.Second))
 		}
 		return nil

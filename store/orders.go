@@ -5,67 +5,15 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/jackc/pgerrcode"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
-	"github.com/tidemark/tidemark/calendar"
+	"github.com/tidemark/tidemark/order"
 	"github.com/tidemark/tidemark/redact"
-	"github.com/tidemark/tidemark/usertext"
 )
-
-// Statuses of an order_request row.
-const (
-	OrderPending = "PENDING" // inserted with its order_submit job; not sent yet
-	OrderSending = "SENDING" // an attempt committed this before calling; the outcome may be unknown
-	OrderApplied = "APPLIED" // the third party holds the order; external id and time are set
-	OrderFailed  = "FAILED"  // the third party refused it with a 4xx no retry can fix
-)
-
-// MaxUsernameLen is the longest username accepted.
-const MaxUsernameLen = 100
-
-// OrderRequestInput is one order request as an operator or API client gives it.
-type OrderRequestInput struct {
-	Username         string
-	TotalPrice       int64
-	AppliedYearMonth string
-}
-
-// InputError is a bad order request input, naming the field at fault.
-type InputError struct {
-	Field string
-	Msg   string
-}
-
-func (e *InputError) Error() string { return e.Field + ": " + e.Msg }
-
-// Validate reports the first thing wrong with in, as an *InputError. The
-// rules are the table's CHECK constraints, so a valid input always inserts
-// (unless its user-month already has a request), and the username is text a
-// user gives (package usertext): it goes to the partner as it is.
-func (in OrderRequestInput) Validate() error {
-	if err := usertext.Check(in.Username); err != nil {
-		return &InputError{"username", err.Error()}
-	}
-	switch {
-	case strings.TrimSpace(in.Username) == "":
-		return &InputError{"username", "must not be empty"}
-	case in.Username != strings.TrimSpace(in.Username):
-		return &InputError{"username", fmt.Sprintf("%q has leading or trailing spaces", in.Username)}
-	case utf8.RuneCountInString(in.Username) > MaxUsernameLen:
-		return &InputError{"username", fmt.Sprintf("longer than %d characters", MaxUsernameLen)}
-	case in.TotalPrice <= 0:
-		return &InputError{"total_price", fmt.Sprintf("must be a positive integer, got %d", in.TotalPrice)}
-	case !validYearMonth(in.AppliedYearMonth):
-		return &InputError{"applied_year_month", fmt.Sprintf("want YYYY-MM with MM in 01..12, got %q", in.AppliedYearMonth)}
-	}
-	return nil
-}
 
 // OrderRequest is one row of order_request.
 type OrderRequest struct {
@@ -73,7 +21,7 @@ type OrderRequest struct {
 	Username          string
 	TotalPrice        int64
 	AppliedYearMonth  string
-	Status            string
+	Status            string // order.Pending, order.Sending, order.Applied or order.Failed
 	ExternalOrderID   *int64
 	ExternalCreatedAt *time.Time
 	Attempts          int
@@ -107,7 +55,7 @@ func (e *DuplicateOrderRequestError) Error() string {
 // PENDING rows in tx and returns their ids in input order. A user-month that
 // already has a row is a *DuplicateOrderRequestError naming the first such
 // input; nothing is inserted then (the caller rolls tx back).
-func (s *Store) InsertOrderRequestsTx(ctx context.Context, tx pgx.Tx, in []OrderRequestInput) ([]int64, error) {
+func (s *Store) InsertOrderRequestsTx(ctx context.Context, tx pgx.Tx, in []order.Request) ([]int64, error) {
 	names := make([]string, len(in))
 	prices := make([]int64, len(in))
 	months := make([]string, len(in))
@@ -328,11 +276,6 @@ func (s *Store) ApplyOrders(ctx context.Context, orders []AppliedOrder) error {
 	return nil
 }
 
-func validYearMonth(s string) bool {
-	_, _, err := calendar.ParseYearMonth(s)
-	return err == nil
-}
-
 // StuckSending returns up to limit SENDING rows unchanged for longer than
 // olderThan, the longest-unchanged first: requests whose outcome no attempt
 // has settled. It scans order_request (status has no index, so that both
@@ -340,5 +283,5 @@ func validYearMonth(s string) bool {
 func (s *Store) StuckSending(ctx context.Context, olderThan time.Duration, limit int) ([]OrderRequest, error) {
 	return queryRows(ctx, s.pool, pgx.RowToStructByPos[OrderRequest], "stuck sending", `SELECT `+orderRequestCols+` FROM order_request
 		WHERE status = $1 AND updated_at < now() - make_interval(secs => $2)
-		ORDER BY updated_at, id LIMIT $3`, OrderSending, olderThan.Seconds(), limit)
+		ORDER BY updated_at, id LIMIT $3`, order.Sending, olderThan.Seconds(), limit)
 }

@@ -26,9 +26,9 @@ import (
 	"github.com/tidemark/tidemark/coupongate"
 	"github.com/tidemark/tidemark/internal/partnersim"
 	"github.com/tidemark/tidemark/jobs"
+	"github.com/tidemark/tidemark/order"
 	"github.com/tidemark/tidemark/orderapi"
 	"github.com/tidemark/tidemark/partnerbudget"
-	"github.com/tidemark/tidemark/store"
 )
 
 func init() { register("orders", benchOrders) }
@@ -99,9 +99,9 @@ func benchOrders(ctx context.Context, env *benchEnv) error {
 	}
 
 	// The design tidemark replaces: one item after another, same protocol.
-	seq := make([]store.OrderRequestInput, benchOrderSequential)
+	seq := make([]order.Request, benchOrderSequential)
 	for i := range seq {
-		seq[i] = store.OrderRequestInput{Username: fmt.Sprintf("user%05d", i), TotalPrice: 10000, AppliedYearMonth: "2025-03"}
+		seq[i] = order.Request{Username: fmt.Sprintf("user%05d", i), TotalPrice: 10000, AppliedYearMonth: "2025-03"}
 	}
 	var ids []int64
 	if err := env.store.InTx(ctx, func(tx pgx.Tx) error {
@@ -171,9 +171,9 @@ func runOrderBatch(ctx context.Context, env *benchEnv, deps jobs.Deps, tpURL str
 	if err != nil {
 		return orderRun{}, err
 	}
-	in := make([]store.OrderRequestInput, n)
+	in := make([]order.Request, n)
 	for i := range in {
-		in[i] = store.OrderRequestInput{Username: fmt.Sprintf("user%05d", i), TotalPrice: 10000, AppliedYearMonth: month}
+		in[i] = order.Request{Username: fmt.Sprintf("user%05d", i), TotalPrice: 10000, AppliedYearMonth: month}
 	}
 	if _, err := jobs.CreateOrderRequests(ctx, inserter, env.store, in); err != nil {
 		return orderRun{}, err

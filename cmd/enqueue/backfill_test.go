@@ -314,7 +314,7 @@ func TestBackfillRefusesBadRanges(t *testing.T) {
 	b := setupCLI(t)
 	now := time.Now()
 	tomorrow := calendar.NextBusinessDate(now, b.tz)
-	settleNext, err := calendar.DayAfter(jobs.SettlementBusinessDate(now, b.tz))
+	settleNext, err := calendar.DayAfter(calendar.SettlementBusinessDate(now, b.tz))
 	require.NoError(t, err)
 	today := now.In(b.tz)
 	monthStart := time.Date(today.Year(), today.Month(), 1, 0, 0, 0, 0, b.tz).Format(time.DateOnly)
@@ -334,7 +334,7 @@ func TestBackfillRefusesBadRanges(t *testing.T) {
 		{[]string{"backfill", "therapy-daily", "--from", "2026-09-01", "--to", tomorrow},
 			fmt.Sprintf("--to %s is after today's business date %s in Asia/Seoul; nothing enqueued", tomorrow, calendar.BusinessDate(now, b.tz))},
 		{[]string{"backfill", "settlement", "--from", "2026-09-01", "--to", settleNext},
-			fmt.Sprintf("--to %s is after the settlement's business date %s (a date is settled from 00:30 Asia/Seoul)", settleNext, jobs.SettlementBusinessDate(now, b.tz))},
+			fmt.Sprintf("--to %s is after the settlement's business date %s (a date is settled from 00:30 Asia/Seoul)", settleNext, calendar.SettlementBusinessDate(now, b.tz))},
 		{[]string{"backfill", "therapy-verify", "--from", "2026-09-01", "--to", monthStart}, "the end of the last month that is over"},
 		{[]string{"backfill", "therapy-daily", "--from", "2025-09-01", "--to", "2026-09-02"},
 			"--from 2025-09-01 to --to 2026-09-02 is 367 days; at most 366 at once; nothing enqueued"},

@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/tidemark/tidemark/jobs"
+	"github.com/tidemark/tidemark/order"
 	"github.com/tidemark/tidemark/store"
 	"github.com/tidemark/tidemark/usertext"
 )
@@ -81,7 +82,7 @@ func cmdOrders(ctx context.Context, e *env, args []string) error {
 // line. Every field is text a user gives (package usertext), so a field
 // starting with '-' is refused before it is read as a number. The first bad
 // line is an error naming it; lines[i] is the line of reqs[i].
-func parseOrderCSV(r io.Reader) (reqs []store.OrderRequestInput, lines []int, err error) {
+func parseOrderCSV(r io.Reader) (reqs []order.Request, lines []int, err error) {
 	cr := csv.NewReader(&lineLimitReader{r: r, limit: maxOrderLineBytes, line: 1, start: 1})
 	cr.FieldsPerRecord = -1
 	cr.ReuseRecord = true
@@ -121,7 +122,7 @@ func parseOrderCSV(r io.Reader) (reqs []store.OrderRequestInput, lines []int, er
 				return nil, nil, fmt.Errorf("line %d: %s: %w", line, orderCSVFields[i], err)
 			}
 		}
-		in := store.OrderRequestInput{Username: rec[0], AppliedYearMonth: rec[2]}
+		in := order.Request{Username: rec[0], AppliedYearMonth: rec[2]}
 		in.TotalPrice, err = strconv.ParseInt(rec[1], 10, 64)
 		if err != nil {
 			return nil, nil, fmt.Errorf("line %d: total_price: want a positive integer, got %q", line, rec[1])
@@ -220,13 +221,14 @@ func cmdOrderStatus(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	names := []string{store.OrderPending, store.OrderSending, store.OrderApplied, store.OrderFailed}
+	names := order.Statuses()
+	known := len(names)
 	for k := range counts {
 		if !strings.Contains(strings.Join(names, ","), k) {
 			names = append(names, k)
 		}
 	}
-	sort.SliceStable(names[4:], func(i, j int) bool { return names[4+i] < names[4+j] })
+	sort.SliceStable(names[known:], func(i, j int) bool { return names[known+i] < names[known+j] })
 	for _, n := range names {
 		fmt.Fprintf(e.stdout, "%-8s %d\n", n, counts[n])
 	}

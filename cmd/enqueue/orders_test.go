@@ -16,6 +16,7 @@ import (
 
 	"github.com/tidemark/tidemark/internal/harness/testbin"
 	"github.com/tidemark/tidemark/internal/harness/testkit"
+	"github.com/tidemark/tidemark/order"
 	"github.com/tidemark/tidemark/store"
 )
 
@@ -24,7 +25,7 @@ func TestParseOrderCSV(t *testing.T) {
 	reqs, lines, err := parseOrderCSV(strings.NewReader("\ufeffusername, total_price ,applied_year_month\n" +
 		"tester,10000,2025-02\n\n \"kim, jr\", 500 , 2025-03\n"))
 	require.NoError(t, err)
-	require.Equal(t, []store.OrderRequestInput{
+	require.Equal(t, []order.Request{
 		{Username: "tester", TotalPrice: 10000, AppliedYearMonth: "2025-02"},
 		{Username: "kim, jr", TotalPrice: 500, AppliedYearMonth: "2025-03"},
 	}, reqs)
@@ -80,7 +81,7 @@ func TestParseOrderCSV_BadFiles(t *testing.T) {
 // username (100 four-byte characters, quoted) fits in a line.
 func TestParseOrderCSV_KoreanAndEmoji(t *testing.T) {
 	t.Parallel()
-	longest := strings.Repeat("\U0001F600", store.MaxUsernameLen)
+	longest := strings.Repeat("\U0001F600", order.MaxUsernameLen)
 	reqs, _, err := parseOrderCSV(strings.NewReader("username,total_price,applied_year_month\n" +
 		"김철수,10000,2025-02\n홍길동 2세,500,2025-02\n이영희\U0001F600,700,2025-02\n\U0001F469\u200d\U0001F4BB,1,2025-02\n" +
 		`"` + longest + `",` + strings.Repeat("9", 18) + ",2025-02\n"))

@@ -84,7 +84,7 @@ func cmdTherapyDaily(ctx context.Context, e *env, args []string) error {
 	if *date == "" {
 		*date = calendar.BusinessDate(time.Now(), e.cfg.TZ)
 	}
-	year, mon, err := jobs.TherapyMonthFor(*date)
+	year, mon, err := calendar.TherapyMonthFor(*date)
 	if err != nil {
 		return usagef("--date: %v", err)
 	}
@@ -145,8 +145,8 @@ func cmdDemoData(ctx context.Context, e *env, args []string) error {
 		return usagef("--performs: want 1..1000, got %d", *performs)
 	}
 	now := time.Now().In(e.cfg.TZ)
-	y, m, _ := now.AddDate(0, 0, -1).Date()
-	year, mon, days := y, int(m), 0
+	year, mon := calendar.TherapyMonthOf(now)
+	days := 0
 	if *month != "" {
 		var err error
 		if year, mon, err = calendar.ParseYearMonth(*month); err != nil {

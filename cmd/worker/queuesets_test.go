@@ -12,6 +12,7 @@ import (
 	"github.com/tidemark/tidemark/internal/harness/testbin"
 	"github.com/tidemark/tidemark/internal/harness/testkit"
 	"github.com/tidemark/tidemark/jobs"
+	"github.com/tidemark/tidemark/order"
 	"github.com/tidemark/tidemark/store"
 )
 
@@ -30,9 +31,9 @@ func TestQueueSetsSplitTheWork(t *testing.T) {
 	inserter, err := jobs.NewClient(pool, jobs.ClientConfig{}, jobs.Deps{Store: st, TZ: testkit.TZ(), Logger: testkit.Logger(t)})
 	require.NoError(t, err)
 	const orders, runDate = 60, "2026-11-20"
-	in := make([]store.OrderRequestInput, orders)
+	in := make([]order.Request, orders)
 	for i := range in {
-		in[i] = store.OrderRequestInput{Username: fmt.Sprintf("split-%d", i), TotalPrice: 1000, AppliedYearMonth: "2026-11"}
+		in[i] = order.Request{Username: fmt.Sprintf("split-%d", i), TotalPrice: 1000, AppliedYearMonth: "2026-11"}
 	}
 	_, err = jobs.CreateOrderRequests(ctx, inserter, st, in)
 	require.NoError(t, err)
