@@ -1,7 +1,9 @@
 // Package order holds the rules of an outbound order request: what an
 // operator or API client gives (Request), its check (Request.Validate, whose
 // refusal is an *InputError naming the field), and the states of the
-// at-most-once protocol that sends it to the third party. The CLI, the HTTP
+// at-most-once protocol that sends it to the third party, and the orders
+// file the CLI reads (ReadCSV: one request a line, the first bad line named,
+// a line's length bounded). The CLI, the HTTP
 // API, the store and the jobs use these, so a request one of them accepts is
 // one the others accept too.
 //
