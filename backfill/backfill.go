@@ -216,7 +216,7 @@ func (b *Backfill) Run(ctx context.Context, e Env, out, barTerminal io.Writer) e
 			break
 		}
 		desc := describeInflight(inflight)
-		show.Status(time.Now(), int64(finished), int64(len(b.todo)), fmt.Sprintf("%d of %d done; %s", finished, len(b.todo), desc), desc)
+		show.Status(time.Now(), int64(finished), int64(len(b.todo)), fmt.Sprintf("waiting: %d of %d done; %s", finished, len(b.todo), desc), desc)
 		still, err := b.poll(ctx, e, show, inflight)
 		if err != nil {
 			b.notStarted = b.todo[next:]

@@ -3,6 +3,7 @@ package backfill
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"sort"
 	"time"
 
@@ -19,6 +20,7 @@ type Env struct {
 	Client *jobs.Client
 	Store  *store.Store
 	TZ     *time.Location // BATCH_TZ: business dates and the times shown
+	Logger *slog.Logger   // warnings that do not stop a backfill
 }
 
 // batch is a batch that runs once per date or month.

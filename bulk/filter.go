@@ -222,3 +222,70 @@ func joinStates(states []rivertype.JobState) string {
 	}
 	return strings.Join(parts[:len(parts)-1], ", ") + " or " + parts[len(parts)-1]
 }
+
+// FilterText is a filter as an operator writes it, each field the text of
+// its flag (names and states comma-separated; times as ParseTime takes
+// them). Given names the flags that were set: a flag set to "" is refused,
+// never read as no filter.
+type FilterText struct {
+	Kinds, States, Queues, Since, Until, ErrorContains string
+	Given                                              map[string]bool // by flag name: "kind", "state", "queue", "since", "until", "error-contains"
+}
+
+// ParseFilter parses t into the filter of a, with dates in tz, and
+// validates it (Validate, with kinds). Every error is a *FilterError
+// naming the flag at fault.
+func ParseFilter(a Action, t FilterText, tz *time.Location, kinds []string) (Filter, error) {
+	var f Filter
+	var err error
+	if f.Kinds, err = parseNames(t, "kind", t.Kinds); err != nil {
+		return f, err
+	}
+	states, err := parseNames(t, "state", t.States)
+	if err != nil {
+		return f, err
+	}
+	for _, s := range states {
+		f.States = append(f.States, rivertype.JobState(s))
+	}
+	if f.Queues, err = parseNames(t, "queue", t.Queues); err != nil {
+		return f, err
+	}
+	if t.Given["since"] {
+		if f.Since, err = ParseTime(t.Since, tz, false); err != nil {
+			return f, &FilterError{"since", err.Error()}
+		}
+	}
+	if t.Given["until"] {
+		if f.Until, err = ParseTime(t.Until, tz, true); err != nil {
+			return f, &FilterError{"until", err.Error()}
+		}
+	}
+	if !f.Since.IsZero() && !f.Until.IsZero() && !f.Since.Before(f.Until) {
+		return f, &FilterError{Msg: fmt.Sprintf("--since %s is not before --until %s: no job could match", t.Since, t.Until)}
+	}
+	if t.Given["error-contains"] && t.ErrorContains == "" {
+		return f, &FilterError{"error-contains", "empty text would match every error; leave the flag out instead"}
+	}
+	f.ErrorContains = t.ErrorContains
+	return f, f.Validate(a, kinds)
+}
+
+// parseNames parses flag name's value "a,b" into distinct non-empty names,
+// in the order given; nil when the flag was not given.
+func parseNames(t FilterText, name, s string) ([]string, error) {
+	if !t.Given[name] {
+		return nil, nil
+	}
+	var out []string
+	for _, part := range strings.Split(s, ",") {
+		part = strings.TrimSpace(part)
+		if part == "" {
+			return nil, &FilterError{name, fmt.Sprintf("an empty name in %q", s)}
+		}
+		if !slices.Contains(out, part) {
+			out = append(out, part)
+		}
+	}
+	return out, nil
+}

@@ -149,3 +149,17 @@ func (r *Redis) ScriptExists(ctx context.Context, hashes ...string) *redis.BoolS
 func (r *Redis) ScriptLoad(ctx context.Context, script string) *redis.StringCmd {
 	return do(r, ctx, func(c *redis.Client) *redis.StringCmd { return c.ScriptLoad(ctx, script) })
 }
+
+// Dial connects a plain go-redis client for opt and checks within three
+// seconds that Redis answers, for a command that needs Redis now or not at
+// all (the CLI's coupon commands); close releases it.
+func Dial(ctx context.Context, opt *redis.Options) (*redis.Client, error) {
+	rdb := redis.NewClient(opt)
+	pctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	if err := rdb.Ping(pctx).Err(); err != nil {
+		rdb.Close()
+		return nil, err
+	}
+	return rdb, nil
+}

@@ -77,14 +77,14 @@ func (d *Display) Due(now time.Time) bool {
 }
 
 // Status shows done of total (total may grow): as the bar, described by
-// desc, or as the line "waiting: " + line. It does nothing when not Due.
+// desc, or as line. It does nothing when not Due.
 func (d *Display) Status(now time.Time, done, total int64, line, desc string) {
 	if !d.Due(now) {
 		return
 	}
 	d.last, d.cleared, d.shown = now, false, true
 	if d.bar == nil {
-		fmt.Fprintln(d.out, "waiting: "+line)
+		fmt.Fprintln(d.out, line)
 		return
 	}
 	if d.pb == nil {

@@ -46,9 +46,9 @@ func TestLinesAreRateLimited(t *testing.T) {
 	d := progress.NewLines(&out, opts)
 	now := time.Now()
 	require.False(t, d.Shown())
-	d.Status(now, 1, 3, "1 of 3 done", "ignored without a bar")
-	d.Status(now.Add(time.Second), 2, 3, "2 of 3 done", "")
-	d.Status(now.Add(opts.LineEvery), 3, 3, "3 of 3 done", "")
+	d.Status(now, 1, 3, "waiting: 1 of 3 done", "ignored without a bar")
+	d.Status(now.Add(time.Second), 2, 3, "waiting: 2 of 3 done", "")
+	d.Status(now.Add(opts.LineEvery), 3, 3, "waiting: 3 of 3 done", "")
 	require.Equal(t, "waiting: 1 of 3 done\nwaiting: 3 of 3 done\n", out.String())
 	require.True(t, d.Shown())
 
@@ -58,6 +58,6 @@ func TestLinesAreRateLimited(t *testing.T) {
 	quiet.Event("an event")
 	quiet.Status(time.Now().Add(59*time.Minute), 0, 1, "still nothing", "")
 	require.Equal(t, "an event\n", out.String())
-	quiet.Status(time.Now().Add(61*time.Minute), 0, 1, "heartbeat", "")
+	quiet.Status(time.Now().Add(61*time.Minute), 0, 1, "waiting: heartbeat", "")
 	require.True(t, strings.HasSuffix(out.String(), "waiting: heartbeat\n"))
 }

@@ -8,12 +8,15 @@ package report
 import (
 	"fmt"
 	"io"
+	"slices"
 	"sort"
 	"strings"
 	"text/tabwriter"
 	"time"
 
+	"github.com/tidemark/tidemark/bulk"
 	"github.com/tidemark/tidemark/jobs"
+	"github.com/tidemark/tidemark/order"
 	"github.com/tidemark/tidemark/redact"
 	"github.com/tidemark/tidemark/store"
 )
@@ -135,4 +138,35 @@ func ErrorText(msg string, n int) string {
 		return string(r[:n]) + "…"
 	}
 	return s
+}
+
+// OrderStatus writes the order requests per status, the protocol's statuses
+// first in their order (zero included), any other after them by name.
+func OrderStatus(w io.Writer, counts map[string]int64) {
+	names := order.Statuses()
+	known := len(names)
+	for k := range counts {
+		if !slices.Contains(names, k) {
+			names = append(names, k)
+		}
+	}
+	sort.Strings(names[known:])
+	for _, n := range names {
+		fmt.Fprintf(w, "%-8s %d\n", n, counts[n])
+	}
+}
+
+// Bulk writes what a retry or cancel did: the jobs it acted on, the running
+// ones asked to stop, and those left alone and why.
+func Bulk(w io.Writer, a bulk.Action, res bulk.Result) {
+	past := map[bulk.Action]string{bulk.Retry: "retried", bulk.Cancel: "cancelled"}[a]
+	fmt.Fprintf(w, "%s %d of %d matching job(s) (operator_action %d)\n", past, res.Acted-res.Running, res.Matched, res.ActionID)
+	if res.Running > 0 {
+		fmt.Fprintf(w, "%d running job(s) asked to stop: each ends cancelled when its worker returns\n", res.Running)
+	}
+	for _, why := range []bulk.Skip{bulk.SkipDuplicate, bulk.SkipChanged} {
+		if n := res.Skipped[why]; n > 0 {
+			fmt.Fprintf(w, "not %s: %d job(s), as %s (jobs %s)\n", past, n, why, IDs(res.SkippedIDs[why]))
+		}
+	}
 }

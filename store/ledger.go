@@ -420,3 +420,24 @@ func (s *Store) MarkLedgerReady(ctx context.Context, ids []int64) (int64, error)
 	}
 	return changed, nil
 }
+
+// DemoLedger makes n ledger rows for members 1..members (`enqueue
+// demo-ledger`), spread over the day before date in tz and due on date:
+// mostly earnings, some uses and expiries. Each member's first row is an
+// earning, so the skip policy (no USE before an EARN) passes every row.
+func DemoLedger(n, members int, date time.Time, tz *time.Location) []LedgerEntry {
+	y, m, d := date.Date()
+	dayBefore := time.Date(y, m, d-1, 0, 0, 0, 0, tz)
+	kinds := [...]string{"EARN", "USE", "EXPIRE", "EARN", "EARN"}
+	// Points per unit of each kind: members use and lose less than they earn.
+	units := map[string]int64{"EARN": 100, "USE": 40, "EXPIRE": 10}
+	step := 24 * time.Hour / time.Duration(n)
+	processOn := date.Format(time.DateOnly)
+	out := make([]LedgerEntry, n)
+	for i := range out {
+		kind := kinds[(i/members)%len(kinds)]
+		out[i] = LedgerEntry{MemberID: int64(i%members) + 1, Kind: kind,
+			Amount: units[kind] * int64(i%10+1), OccurredAt: dayBefore.Add(time.Duration(i) * step), ProcessOn: processOn}
+	}
+	return out
+}

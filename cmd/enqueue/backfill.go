@@ -42,7 +42,7 @@ func cmdBackfill(ctx context.Context, e *env, args []string) error {
 	if err := e.open(ctx); err != nil {
 		return err
 	}
-	be := backfill.Env{Client: e.client, Store: e.store, TZ: e.cfg.TZ}
+	be := e.backfillEnv()
 	if err := b.Report(ctx, be, e.stdout); err != nil {
 		return err
 	}

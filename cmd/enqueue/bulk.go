@@ -6,7 +6,6 @@ import (
 	"flag"
 	"fmt"
 	"os/user"
-	"slices"
 	"strings"
 
 	"github.com/riverqueue/river/rivertype"
@@ -40,39 +39,11 @@ func runBulk(ctx context.Context, e *env, a bulk.Action, args []string) error {
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	var f bulk.Filter
-	var err error
-	if f.Kinds, err = parseNames(fs, "kind", *kinds); err != nil {
-		return err
-	}
-	names, err := parseNames(fs, "state", *states)
+	given := map[string]bool{}
+	fs.Visit(func(fl *flag.Flag) { given[fl.Name] = true })
+	f, err := bulk.ParseFilter(a, bulk.FilterText{Kinds: *kinds, States: *states, Queues: *queues, Since: *since, Until: *until,
+		ErrorContains: *errorContains, Given: given}, e.cfg.TZ, jobs.Kinds())
 	if err != nil {
-		return err
-	}
-	for _, s := range names {
-		f.States = append(f.States, rivertype.JobState(s))
-	}
-	if f.Queues, err = parseNames(fs, "queue", *queues); err != nil {
-		return err
-	}
-	if given(fs, "since") {
-		if f.Since, err = bulk.ParseTime(*since, e.cfg.TZ, false); err != nil {
-			return usagef("--since: %v", err)
-		}
-	}
-	if given(fs, "until") {
-		if f.Until, err = bulk.ParseTime(*until, e.cfg.TZ, true); err != nil {
-			return usagef("--until: %v", err)
-		}
-	}
-	if !f.Since.IsZero() && !f.Until.IsZero() && !f.Since.Before(f.Until) {
-		return usagef("--since %s is not before --until %s: no job could match", *since, *until)
-	}
-	if given(fs, "error-contains") && *errorContains == "" {
-		return usagef("--error-contains: empty text would match every error; leave the flag out instead")
-	}
-	f.ErrorContains = *errorContains
-	if err := f.Validate(a, jobs.Kinds()); err != nil {
 		var fe *bulk.FilterError
 		if errors.As(err, &fe) && fe.Filter != "" {
 			return usagef("--%s: %s", fe.Filter, fe.Msg)
@@ -97,43 +68,8 @@ func runBulk(ctx context.Context, e *env, a bulk.Action, args []string) error {
 	if err != nil {
 		return err
 	}
-	past := map[bulk.Action]string{bulk.Retry: "retried", bulk.Cancel: "cancelled"}[a]
-	fmt.Fprintf(e.stdout, "%s %d of %d matching job(s) (operator_action %d)\n", past, res.Acted-res.Running, res.Matched, res.ActionID)
-	if res.Running > 0 {
-		fmt.Fprintf(e.stdout, "%d running job(s) asked to stop: each ends cancelled when its worker returns\n", res.Running)
-	}
-	for _, why := range []bulk.Skip{bulk.SkipDuplicate, bulk.SkipChanged} {
-		if n := res.Skipped[why]; n > 0 {
-			fmt.Fprintf(e.stdout, "not %s: %d job(s), as %s (jobs %s)\n", past, n, why, report.IDs(res.SkippedIDs[why]))
-		}
-	}
+	report.Bulk(e.stdout, a, res)
 	return nil
-}
-
-// parseNames parses flag name's value "a,b" into distinct non-empty names,
-// in the order given; nil when the flag was not given.
-func parseNames(fs *flag.FlagSet, name, s string) ([]string, error) {
-	if !given(fs, name) {
-		return nil, nil
-	}
-	var out []string
-	for _, part := range strings.Split(s, ",") {
-		part = strings.TrimSpace(part)
-		if part == "" {
-			return nil, usagef("--%s: an empty name in %q", name, s)
-		}
-		if !slices.Contains(out, part) {
-			out = append(out, part)
-		}
-	}
-	return out, nil
-}
-
-// given reports whether flag name was set on the command line.
-func given(fs *flag.FlagSet, name string) bool {
-	found := false
-	fs.Visit(func(f *flag.Flag) { found = found || f.Name == name })
-	return found
 }
 
 func joinNames(states []rivertype.JobState) string {

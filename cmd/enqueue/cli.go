@@ -15,6 +15,8 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/riverqueue/river/rivertype"
 
+	"github.com/tidemark/tidemark/backfill"
+	"github.com/tidemark/tidemark/calendar"
 	"github.com/tidemark/tidemark/config"
 	"github.com/tidemark/tidemark/dbpool"
 	"github.com/tidemark/tidemark/joblog"
@@ -32,27 +34,64 @@ type command struct {
 
 // commands is every subcommand, the table `enqueue --help` prints.
 var commands = map[string]command{
-	"therapy-stats":   {"enqueue therapy_stats jobs for one month (backfill)", cmdTherapyStats},
-	"therapy-daily":   {"run the daily therapy fan-out for a business date now", cmdTherapyDaily},
-	"therapy-report":  {"print a month's therapy statistics summary", cmdTherapyReport},
-	"demo-data":       {"load demo therapy users and performs", cmdDemoData},
-	"orders":          {"insert order requests from a CSV file, each with its order_submit job", cmdOrders},
-	"order-status":    {"count order requests by status", cmdOrderStatus},
-	"retry":           {"re-queue the failed (or completed) jobs a filter matches", cmdRetry},
-	"status":          {"count jobs by kind and state", cmdStatus},
-	"wait":            {"block until no job is available, running, pending or due within 1s", cmdWait},
-	"settlement":      {"start the point settlement run for a business date (--rerun to run it again)", cmdSettlement},
-	"demo-ledger":     {"load demo point_ledger rows due on a business date", cmdDemoLedger},
-	"reprocess":       {"have processed ledger rows collected again on a date", cmdReprocess},
-	"defer":           {"postpone unprocessed ledger rows to a future date", cmdDefer},
-	"ready":           {"mark ledger rows ready (their preceding step finished)", cmdReady},
-	"coupon":          {"coupon create …: create a coupon and load its Redis stock; coupon load-redis --code X: rebuild Redis from Postgres; coupon expire --code X: end it now", cmdCoupon},
-	"coupon-exchange": {"exchange an expired coupon's unused issues for a new coupon (the exchange job)", cmdCouponExchange},
-	"cancel":          {"cancel the waiting (or running) jobs a filter matches", cmdCancel},
-	"reconcile":       {"run one reconciliation check now and print its report", cmdReconcile},
-	"member-token":    {"print HS256 member tokens signed with MEMBER_JWT_SECRET (local runs and tests)", cmdMemberToken},
-	"backfill":        {"run a batch for each date (month) of a range that has not completed, oldest first", cmdBackfill},
-	"runs":            {"print each batch's run per business date: state, counts, duration, failures", cmdRuns},
+	"therapy-stats":     {"enqueue therapy_stats jobs for one month (backfill)", cmdTherapyStats},
+	"therapy-daily":     {"run the daily therapy fan-out for a business date now", cmdTherapyDaily},
+	"therapy-report":    {"print a month's therapy statistics summary", cmdTherapyReport},
+	"demo-data":         {"load demo therapy users and performs", cmdDemoData},
+	"orders":            {"insert order requests from a CSV file, each with its order_submit job", cmdOrders},
+	"order-status":      {"count order requests by status", cmdOrderStatus},
+	"retry":             {"re-queue the failed (or completed) jobs a filter matches", cmdRetry},
+	"status":            {"count jobs by kind and state", cmdStatus},
+	"wait":              {"block until no job is available, running, pending or due within 1s", cmdWait},
+	"settlement":        {"start the point settlement run for a business date (--rerun to run it again)", cmdSettlement},
+	"demo-ledger":       {"load demo point_ledger rows due on a business date", cmdDemoLedger},
+	"reprocess":         {"have processed ledger rows collected again on a date", cmdReprocess},
+	"defer":             {"postpone unprocessed ledger rows to a future date", cmdDefer},
+	"ready":             {"mark ledger rows ready (their preceding step finished)", cmdReady},
+	"coupon create":     {"create a coupon and load its Redis stock", cmdCouponCreate},
+	"coupon load-redis": {"rebuild a coupon's Redis stock from Postgres", cmdCouponLoadRedis},
+	"coupon expire":     {"end a coupon now, so its unused issues can be exchanged", cmdCouponExpire},
+	"coupon-exchange":   {"exchange an expired coupon's unused issues for a new coupon (the exchange job)", cmdCouponExchange},
+	"cancel":            {"cancel the waiting (or running) jobs a filter matches", cmdCancel},
+	"reconcile":         {"run one reconciliation check now and print its report", cmdReconcile},
+	"member-token":      {"print HS256 member tokens signed with MEMBER_JWT_SECRET (local runs and tests)", cmdMemberToken},
+	"backfill":          {"run a batch for each date (month) of a range that has not completed, oldest first", cmdBackfill},
+	"runs":              {"print each batch's run per business date: state, counts, duration, failures", cmdRuns},
+}
+
+// lookup finds the command args name, one word or, for a command with
+// subcommands, two ("coupon create"), and returns its flags. An unknown or
+// missing subcommand is a usage error; `coupon --help` lists the
+// subcommands on out (errHelp).
+func lookup(args []string, out io.Writer) (string, command, []string, error) {
+	if cmd, ok := commands[args[0]]; ok {
+		return args[0], cmd, args[1:], nil
+	}
+	var subs []string
+	for n := range commands {
+		if sub, ok := strings.CutPrefix(n, args[0]+" "); ok {
+			subs = append(subs, sub)
+		}
+	}
+	if len(subs) == 0 {
+		return "", command{}, nil, usagef("unknown command %s; run enqueue --help for the list", redact.Text(strconv.Quote(args[0])))
+	}
+	sort.Strings(subs)
+	want := strings.Join(subs, ", ")
+	switch {
+	case len(args) == 1:
+		return args[0], command{}, nil, usagef("want a subcommand: %s", want)
+	case args[1] == "-h" || args[1] == "--help" || args[1] == "help":
+		for _, s := range subs {
+			fmt.Fprintf(out, "  enqueue %s %-12s %s\n", args[0], s, commands[args[0]+" "+s].summary)
+		}
+		return args[0], command{}, nil, errHelp
+	}
+	name := args[0] + " " + args[1]
+	if cmd, ok := commands[name]; ok {
+		return name, cmd, args[2:], nil
+	}
+	return args[0], command{}, nil, usagef("unknown subcommand %s: want %s", redact.Text(strconv.Quote(args[1])), want)
 }
 
 // usageError is a mistake in how the command was called: exit 2.
@@ -103,6 +142,11 @@ func (e *env) open(ctx context.Context) error {
 	return err
 }
 
+// backfillEnv is what package backfill runs with, once open.
+func (e *env) backfillEnv() backfill.Env {
+	return backfill.Env{Client: e.client, Store: e.store, TZ: e.cfg.TZ, Logger: e.logger}
+}
+
 // Main runs enqueue with args and returns its exit code.
 func Main(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
@@ -130,9 +174,12 @@ func Main(ctx context.Context, args []string, getenv func(string) string, stdout
 		}
 		return code
 	}
-	cmd, ok := commands[args[0]]
-	if !ok {
-		return fail(2, "", fmt.Sprintf("unknown command %s; run enqueue --help for the list", redact.Text(strconv.Quote(args[0]))))
+	name, cmd, args, err := lookup(args, stdout)
+	switch {
+	case errors.Is(err, errHelp):
+		return 0
+	case err != nil:
+		return fail(2, name, oneLine(err))
 	}
 	cfg, err := config.FromEnv(getenv)
 	var pc *pgxpool.Config
@@ -151,7 +198,7 @@ func Main(ctx context.Context, args []string, getenv func(string) string, stdout
 			e.pool.Close()
 		}
 	}()
-	err = cmd.run(ctx, e, args[1:])
+	err = cmd.run(ctx, e, args)
 	var ue usageError
 	switch {
 	case err == nil, errors.Is(err, errHelp):
@@ -161,11 +208,11 @@ func Main(ctx context.Context, args []string, getenv func(string) string, stdout
 		if errors.As(err, &done) {
 			done.FinalizedAt = done.FinalizedAt.In(cfg.TZ) // times are shown in BATCH_TZ
 		}
-		return fail(exitAlreadyRan, args[0], oneLine(err))
+		return fail(exitAlreadyRan, name, oneLine(err))
 	case errors.As(err, &ue):
-		return fail(2, args[0], oneLine(err))
+		return fail(2, name, oneLine(err))
 	default:
-		return fail(1, args[0], oneLine(err))
+		return fail(1, name, oneLine(err))
 	}
 }
 
@@ -183,7 +230,7 @@ func printUsage(w io.Writer) {
 	}
 	sort.Strings(names)
 	for _, n := range names {
-		fmt.Fprintf(w, "  %-16s %s\n", n, commands[n].summary)
+		fmt.Fprintf(w, "  %-18s %s\n", n, commands[n].summary)
 	}
 	fmt.Fprintln(w, "\nexit status: 0 success, 1 runtime error, 2 usage error, 3 already ran (the run exists, queued, running or\ncompleted: nothing enqueued; --rerun runs a completed one again)")
 }
@@ -232,6 +279,21 @@ func printFlags(w io.Writer, fs *flag.FlagSet) {
 		}
 		fmt.Fprintln(w)
 	})
+}
+
+// dateFlag checks the YYYY-MM-DD flag name: *v, or def when it was not
+// given, or a usage error when it is required (def "").
+func dateFlag(name string, v *string, def string) error {
+	if *v == "" {
+		*v = def
+	}
+	if *v == "" {
+		return usagef("--%s is required (YYYY-MM-DD)", name)
+	}
+	if _, err := calendar.ParseDate(*v); err != nil {
+		return usagef("--%s: %v", name, err)
+	}
+	return nil
 }
 
 // parseIDs parses "1,2,3" into distinct positive ids, in the order given.

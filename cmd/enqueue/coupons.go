@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
 	"github.com/tidemark/tidemark/coupon"
 	"github.com/tidemark/tidemark/coupongate"
 	"github.com/tidemark/tidemark/jobs"
@@ -16,11 +14,8 @@ import (
 
 // openGate connects to REDIS_URL; close releases it.
 func (e *env) openGate(ctx context.Context) (gate *coupongate.Gate, closeFn func(), err error) {
-	rdb := redis.NewClient(e.redisOpt)
-	pctx, cancel := context.WithTimeout(ctx, 3*time.Second)
-	defer cancel()
-	if err := rdb.Ping(pctx).Err(); err != nil {
-		rdb.Close()
+	rdb, err := coupongate.Dial(ctx, e.redisOpt)
+	if err != nil {
 		return nil, nil, fmt.Errorf("REDIS_URL: connect: %w", err)
 	}
 	return coupongate.New(rdb, ""), func() { rdb.Close() }, nil
@@ -61,26 +56,6 @@ func unknownCode(err error, code string) error {
 		return usagef("--code: unknown coupon %q; nothing changed", code)
 	}
 	return err
-}
-
-func cmdCoupon(ctx context.Context, e *env, args []string) error {
-	if len(args) == 0 {
-		return usagef("want a subcommand: create, load-redis or expire")
-	}
-	switch args[0] {
-	case "create":
-		return cmdCouponCreate(ctx, e, args[1:])
-	case "load-redis":
-		return cmdCouponLoadRedis(ctx, e, args[1:])
-	case "expire":
-		return cmdCouponExpire(ctx, e, args[1:])
-	case "-h", "--help", "help":
-		fmt.Fprintln(e.stdout, "usage: enqueue coupon create --code X --name N --amount-type FIX|RATE --amount N --total N [--description D] [--expires-at RFC3339] [--inactive]")
-		fmt.Fprintln(e.stdout, "       enqueue coupon load-redis --code X")
-		fmt.Fprintln(e.stdout, "       enqueue coupon expire --code X")
-		return errHelp
-	}
-	return usagef("unknown subcommand %q: want create, load-redis or expire", args[0])
 }
 
 func cmdCouponCreate(ctx context.Context, e *env, args []string) error {

@@ -21,11 +21,8 @@ func cmdSettlement(ctx context.Context, e *env, args []string) error {
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	if *date == "" {
-		return usagef("--date is required (YYYY-MM-DD)")
-	}
-	if _, err := calendar.ParseDate(*date); err != nil {
-		return usagef("--date: %v", err)
+	if err := dateFlag("date", date, ""); err != nil {
+		return err
 	}
 	if *interval < 1 || *interval > jobs.MaxCommitInterval {
 		return usagef("--commit-interval: want 1..%d, got %d", jobs.MaxCommitInterval, *interval)
@@ -63,14 +60,11 @@ func cmdDemoLedger(ctx context.Context, e *env, args []string) error {
 	if *members < 1 || *members > 10_000_000 {
 		return usagef("--members: want 1..10000000, got %d", *members)
 	}
-	if *date == "" {
-		*date = calendar.BusinessDate(time.Now(), e.cfg.TZ)
+	if err := dateFlag("date", date, calendar.BusinessDate(time.Now(), e.cfg.TZ)); err != nil {
+		return err
 	}
-	d, err := calendar.ParseDate(*date)
-	if err != nil {
-		return usagef("--date: %v", err)
-	}
-	entries := demoLedger(*rows, *members, d, e.cfg.TZ)
+	d, _ := calendar.ParseDate(*date)
+	entries := store.DemoLedger(*rows, *members, d, e.cfg.TZ)
 	if err := e.open(ctx); err != nil {
 		return err
 	}
@@ -80,27 +74,6 @@ func cmdDemoLedger(ctx context.Context, e *env, args []string) error {
 	}
 	fmt.Fprintf(e.stdout, "demo ledger: inserted %d point_ledger row(s) (ids %d..%d) due on %s\n", len(ids), ids[0], ids[len(ids)-1], *date)
 	return nil
-}
-
-// demoLedger makes n rows for members 1..members, spread over the day before
-// date in tz and due on date: mostly earnings, some uses and expiries. Each
-// member's first row is an earning, so the skip policy (no USE before an
-// EARN) passes every row.
-func demoLedger(n, members int, date time.Time, tz *time.Location) []store.LedgerEntry {
-	y, m, d := date.Date()
-	dayBefore := time.Date(y, m, d-1, 0, 0, 0, 0, tz)
-	kinds := [...]string{"EARN", "USE", "EXPIRE", "EARN", "EARN"}
-	// Points per unit of each kind: members use and lose less than they earn.
-	units := map[string]int64{"EARN": 100, "USE": 40, "EXPIRE": 10}
-	step := 24 * time.Hour / time.Duration(n)
-	processOn := date.Format(time.DateOnly)
-	out := make([]store.LedgerEntry, n)
-	for i := range out {
-		kind := kinds[(i/members)%len(kinds)]
-		out[i] = store.LedgerEntry{MemberID: int64(i%members) + 1, Kind: kind,
-			Amount: units[kind] * int64(i%10+1), OccurredAt: dayBefore.Add(time.Duration(i) * step), ProcessOn: processOn}
-	}
-	return out
 }
 
 func cmdReprocess(ctx context.Context, e *env, args []string) error {
@@ -114,10 +87,8 @@ func cmdReprocess(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	if *on == "" {
-		*on = calendar.NextBusinessDate(time.Now(), e.cfg.TZ)
-	} else if _, err := calendar.ParseDate(*on); err != nil {
-		return usagef("--on: %v", err)
+	if err := dateFlag("on", on, calendar.NextBusinessDate(time.Now(), e.cfg.TZ)); err != nil {
+		return err
 	}
 	if err := e.open(ctx); err != nil {
 		return err
@@ -140,11 +111,8 @@ func cmdDefer(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	if *to == "" {
-		return usagef("--to is required (YYYY-MM-DD)")
-	}
-	if _, err := calendar.ParseDate(*to); err != nil {
-		return usagef("--to: %v", err)
+	if err := dateFlag("to", to, ""); err != nil {
+		return err
 	}
 	if today := calendar.BusinessDate(time.Now(), e.cfg.TZ); *to <= today {
 		return usagef("--to %s is not in the future (today is %s in %s); nothing changed", *to, today, e.cfg.TZ)

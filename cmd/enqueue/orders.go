@@ -6,11 +6,10 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"sort"
-	"strings"
 
 	"github.com/tidemark/tidemark/jobs"
 	"github.com/tidemark/tidemark/order"
+	"github.com/tidemark/tidemark/report"
 	"github.com/tidemark/tidemark/store"
 )
 
@@ -72,16 +71,6 @@ func cmdOrderStatus(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	names := order.Statuses()
-	known := len(names)
-	for k := range counts {
-		if !strings.Contains(strings.Join(names, ","), k) {
-			names = append(names, k)
-		}
-	}
-	sort.SliceStable(names[known:], func(i, j int) bool { return names[known+i] < names[known+j] })
-	for _, n := range names {
-		fmt.Fprintf(e.stdout, "%-8s %d\n", n, counts[n])
-	}
+	report.OrderStatus(e.stdout, counts)
 	return nil
 }

@@ -21,6 +21,6 @@ func TestRefusedRedisNamesTheVariableWithoutItsPassword(t *testing.T) {
 	b.env = append(b.env, "REDIS_URL="+u.String())
 	code, stdout, stderr := b.run(t, "coupon", "load-redis", "--code", "NOPE")
 	require.Equal(t, 1, code, stderr)
-	require.Contains(t, stderr, "enqueue coupon: REDIS_URL: connect: WRONGPASS")
+	require.Contains(t, stderr, "enqueue coupon load-redis: REDIS_URL: connect: WRONGPASS")
 	require.NotContains(t, stdout+stderr, "S3cret")
 }

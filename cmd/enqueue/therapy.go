@@ -2,9 +2,11 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
+	"github.com/tidemark/tidemark/backfill"
 	"github.com/tidemark/tidemark/calendar"
 	"github.com/tidemark/tidemark/jobs"
 	"github.com/tidemark/tidemark/report"
@@ -38,40 +40,12 @@ func cmdTherapyStats(ctx context.Context, e *env, args []string) error {
 	if err := e.open(ctx); err != nil {
 		return err
 	}
-	if *allActive {
-		if ids, err = e.store.ActiveTherapyUsers(ctx); err != nil {
-			return err
-		}
-	} else {
-		missing, err := e.store.MissingTherapyUsers(ctx, ids)
-		if err != nil {
-			return err
-		}
-		if len(missing) > 0 {
-			return usagef("--user: unknown therapy user(s) %s; nothing enqueued", report.IDs(missing))
-		}
+	err = backfill.TherapyStats(ctx, e.backfillEnv(), year, mon, ids, e.stdout, e.stderr)
+	var bad *backfill.InputError
+	if errors.As(err, &bad) {
+		return usagef("%v", bad)
 	}
-	businessDate := calendar.BusinessDate(time.Now(), e.cfg.TZ)
-	var progress func(int)
-	if len(ids) > 5000 {
-		start := time.Now()
-		progress = func(done int) {
-			fmt.Fprintf(e.stderr, "\renqueue: %d/%d users (%3.0f%%) %s", done, len(ids), 100*float64(done)/float64(len(ids)), time.Since(start).Round(time.Millisecond))
-			if done == len(ids) {
-				fmt.Fprintln(e.stderr)
-			}
-		}
-	}
-	res, err := jobs.EnqueueTherapyStats(ctx, e.client, e.store, ids, year, mon, businessDate, jobs.TriggerBackfill, progress)
-	if err != nil {
-		return err
-	}
-	if res.StatisticsErr != nil {
-		e.logger.WarnContext(ctx, "enqueue: river_job's statistics not refreshed", "error", res.StatisticsErr)
-	}
-	fmt.Fprintf(e.stdout, "therapy_stats %s: %d user(s): inserted %d, skipped %d as duplicates (business date %s)\n",
-		*month, len(ids), res.Inserted, res.Duplicates, businessDate)
-	return nil
+	return err
 }
 
 func cmdTherapyDaily(ctx context.Context, e *env, args []string) error {
