@@ -1,6 +1,7 @@
 package jobs
 
 import (
+	"context"
 	"fmt"
 	"slices"
 	"time"
@@ -77,6 +78,24 @@ func registered[T river.JobArgs, W river.Worker[T]](newWorker func(Deps) W) regi
 	return registration{kind: args.Kind(), queue: queue, add: func(workers *river.Workers, deps Deps) error {
 		return river.AddWorkerSafely[T](workers, newWorker(deps))
 	}}
+}
+
+// ReconcileCheck runs one reconciliation check now and returns its report.
+// With dryRun it reports without repairing anything.
+type ReconcileCheck func(ctx context.Context, deps Deps, dryRun bool) (any, error)
+
+// ReconcileChecks are the checks `enqueue reconcile --check NAME` runs
+// in-process, by name. Each also runs periodically as a job of its own.
+var ReconcileChecks = map[string]ReconcileCheck{
+	"coupon": func(ctx context.Context, deps Deps, dryRun bool) (any, error) {
+		return CheckCoupons(ctx, deps, dryRun)
+	},
+	"therapy": func(ctx context.Context, deps Deps, dryRun bool) (any, error) {
+		return VerifyTherapyStats(ctx, deps, dryRun)
+	},
+	"orders": func(ctx context.Context, deps Deps, dryRun bool) (any, error) {
+		return CheckOrders(ctx, deps, dryRun)
+	},
 }
 
 // PeriodicJobs lists every periodic job. River runs them on the elected
