@@ -6,10 +6,13 @@ import (
 	"slices"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/riverdriver/riverpgxv5"
 	"github.com/robfig/cron/v3"
 
 	"github.com/tidemark/tidemark/calendar"
+	"github.com/tidemark/tidemark/joblog"
 )
 
 // Register adds every tidemark worker to workers.
@@ -23,6 +26,60 @@ func Register(workers *river.Workers, deps Deps) error {
 		}
 	}
 	return nil
+}
+
+// NewClient builds a River client on pool with every tidemark worker
+// registered. With no queues it is an insert-only client (CLI, HTTP tests).
+func NewClient(pool *pgxpool.Pool, cc ClientConfig, deps Deps) (*Client, error) {
+	cfg := &river.Config{
+		Logger:                      deps.Logger,
+		CompletedJobRetentionPeriod: cc.Retention,
+		CancelledJobRetentionPeriod: cc.Retention,
+		DiscardedJobRetentionPeriod: cc.Retention,
+		RescueStuckJobsAfter:        cc.RescueAfter,
+		JobTimeout:                  DefaultJobTimeout,
+		FetchCooldown:               cc.FetchCooldown,
+		FetchPollInterval:           cc.FetchPollInterval,
+		MaxAttempts:                 5,
+		PollOnly:                    cc.PollOnly,
+		// Each job's log lines carry its kind, id and attempt and are kept
+		// on the job, bounded, for River UI.
+		Middleware: append(joblog.Middleware(), cc.Middleware...),
+	}
+	if cc.PollOnly && cfg.FetchPollInterval == 0 {
+		cfg.FetchPollInterval = PollOnlyFetchPollInterval
+	}
+	if len(cc.Queues) > 0 {
+		cfg.Queues = make(map[string]river.QueueConfig, len(cc.Queues))
+		for name, n := range cc.Queues {
+			qc := river.QueueConfig{MaxWorkers: n}
+			if name == QueueOutbound {
+				qc.FetchCooldown = OutboundFetchCooldown
+				qc.FetchPollInterval = OutboundFetchPollInterval
+			}
+			cfg.Queues[name] = qc
+		}
+		// Inside joblog's: the fence holds an attempt's job-log lines back
+		// until it knows the attempt still owns its job (fence.go).
+		cfg.Middleware = append(append(joblog.Middleware(), newFence(deps)), cc.Middleware...)
+		workers := river.NewWorkers()
+		if err := Register(workers, deps); err != nil {
+			return nil, err
+		}
+		cfg.Workers = workers
+		if cc.Periodic {
+			periodic, err := PeriodicJobs(deps)
+			if err != nil {
+				return nil, err
+			}
+			cfg.PeriodicJobs = periodic
+		}
+	}
+	client, err := river.NewClient(riverpgxv5.New(pool), cfg)
+	if err != nil {
+		return nil, fmt.Errorf("jobs: new river client: %w", err)
+	}
+	return client, nil
 }
 
 // Kinds lists every job kind Register adds a worker for, sorted: the kinds
