@@ -41,6 +41,11 @@ type OrderSubmitArgs struct {
 // Kind is order_submit.
 func (OrderSubmitArgs) Kind() string { return "order_submit" }
 
+// unleased: order_submit claims no lease (fence.go). It moves its row from
+// status to status with compare-and-set statements and looks its order up
+// before any POST, so a stale attempt changes nothing a fresh one did.
+func (OrderSubmitArgs) unleased() {}
+
 // InsertOpts puts the job on the outbound queue, unique by row.
 func (OrderSubmitArgs) InsertOpts() river.InsertOpts {
 	return uniqueByArgs(QueueOutbound, OrderSubmitMaxAttempts)

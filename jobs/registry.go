@@ -61,7 +61,7 @@ func NewClient(pool *pgxpool.Pool, cc ClientConfig, deps Deps) (*Client, error) 
 		}
 		// Inside joblog's: the fence holds an attempt's job-log lines back
 		// until it knows the attempt still owns its job (fence.go).
-		cfg.Middleware = append(append(joblog.Middleware(), newFence(deps)), cc.Middleware...)
+		cfg.Middleware = append(append(joblog.Middleware(), newFence(deps, unleasedKinds())), cc.Middleware...)
 		workers := river.NewWorkers()
 		if err := Register(workers, deps); err != nil {
 			return nil, err
@@ -120,10 +120,23 @@ var registrations = []registration{
 	registered[ArchiveMaintainArgs](NewArchiveMaintainWorker),
 }
 
+// unleasedKinds are the kinds that claim no lease (fence.go), by name.
+func unleasedKinds() map[string]bool {
+	m := map[string]bool{}
+	for _, r := range registrations {
+		if r.unleased {
+			m[r.kind] = true
+		}
+	}
+	return m
+}
+
 // registration is one kind and how its worker is built and added.
 type registration struct {
 	kind, queue string
-	add         func(*river.Workers, Deps) error
+	// unleased: the kind's args claim no lease (unleasedArgs).
+	unleased bool
+	add      func(*river.Workers, Deps) error
 }
 
 func registered[T river.JobArgs, W river.Worker[T]](newWorker func(Deps) W) registration {
@@ -132,7 +145,8 @@ func registered[T river.JobArgs, W river.Worker[T]](newWorker func(Deps) W) regi
 	if o, ok := any(args).(river.JobArgsWithInsertOpts); ok && o.InsertOpts().Queue != "" {
 		queue = o.InsertOpts().Queue
 	}
-	return registration{kind: args.Kind(), queue: queue, add: func(workers *river.Workers, deps Deps) error {
+	_, unleased := any(args).(unleasedArgs)
+	return registration{kind: args.Kind(), queue: queue, unleased: unleased, add: func(workers *river.Workers, deps Deps) error {
 		return river.AddWorkerSafely[T](workers, newWorker(deps))
 	}}
 }
