@@ -63,9 +63,9 @@ func (w *IssueNoticeWorker) Work(ctx context.Context, job *river.Job[IssueNotice
 	return river.JobCancel(fmt.Errorf("issue_notice %s/%d: no failure recorded", job.Args.CouponCode, job.Args.MemberID))
 }
 
-// A new batch kind: its args and worker in a file of their own, one
-// river.AddWorkerSafely line in jobs.Register (run by jobs.NewClient), and its
-// job inserted in the transaction that writes the row it is for.
+// A new batch kind: its args and worker in a kind_ file of their own, one
+// line in registry.go's list that jobs.Register adds (run by jobs.NewClient),
+// and its job inserted in the transaction that writes the row it is for.
 func Example_newBatchKind() {
 	ctx := context.Background()
 	dbURL, drop, err := testkit.NewDatabase()

@@ -23,7 +23,7 @@ func NewPointSettlementWorkerForTest(deps Deps, budget time.Duration, afterChunk
 // NewFenceForTest is the attempt fence (fence.go) whose stale attempts wait
 // at most waitMax for their job to settle.
 func NewFenceForTest(deps Deps, waitMax time.Duration) rivertype.Middleware {
-	f := newFence(deps)
+	f := newFence(deps, unleasedKinds())
 	f.waitMax = waitMax
 	return f
 }

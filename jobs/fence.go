@@ -43,12 +43,9 @@ import (
 // looks its order up before any POST. Their end checks that River still
 // runs their attempt.
 
-// unleased are the kinds that claim no lease (see above).
-var unleased = map[string]bool{
-	(TherapyStatsArgs{}).Kind():       true,
-	(CouponIssuePersistArgs{}).Kind(): true,
-	(OrderSubmitArgs{}).Kind():        true,
-}
+// unleasedArgs is the args of a kind that claims no lease (see above): the
+// kind says so in its own file, and NewClient hands the fence the set.
+type unleasedArgs interface{ unleased() }
 
 // staleMargin is how far in the future a stale attempt's job must be
 // scheduled, if it is not finished, before the stale attempt ends: River
@@ -154,6 +151,8 @@ func nilIfStale(ctx context.Context, err error) error {
 type fence struct {
 	river.MiddlewareDefaults
 	deps Deps
+	// unleased are the kinds that claim no lease, by name.
+	unleased map[string]bool
 	// claim, held and running batch the lease claims and the end checks
 	// of concurrent attempts into one statement each.
 	claim, held, running *combine.Combiner[store.Attempt]
@@ -162,8 +161,8 @@ type fence struct {
 	waitMax time.Duration
 }
 
-func newFence(deps Deps) *fence {
-	f := &fence{deps: deps, waitMax: staleWaitMax}
+func newFence(deps Deps, unleased map[string]bool) *fence {
+	f := &fence{deps: deps, unleased: unleased, waitMax: staleWaitMax}
 	batch := func(check func(context.Context, []store.Attempt) (map[int64]bool, error)) *combine.Combiner[store.Attempt] {
 		return combine.New(2, 500, func(ctx context.Context, as []store.Attempt) error {
 			owned, err := check(ctx, as)
@@ -191,7 +190,7 @@ type fenceKey struct{}
 // Work claims the attempt's lease, runs it with its job-log lines held back,
 // and ends it: as it is if it still owns the job, without a trace if not.
 func (f *fence) Work(ctx context.Context, job *rivertype.JobRow, doInner func(context.Context) error) error {
-	s := &attemptState{Attempt: store.Attempt{JobID: job.ID, Attempt: job.Attempt}, leased: !unleased[job.Kind]}
+	s := &attemptState{Attempt: store.Attempt{JobID: job.ID, Attempt: job.Attempt}, leased: !f.unleased[job.Kind]}
 	ctx = context.WithValue(context.WithValue(ctx, attemptKey{}, s), fenceKey{}, f)
 	ctx, release := joblog.Hold(ctx)
 	if s.leased {

@@ -130,7 +130,7 @@ func TestEveryFencedWriteRefusesAStaleAttempt(t *testing.T) {
 	job := res.Job
 
 	actx, s := attemptCtx(job.ID, 1)
-	f := newFence(deps)
+	f := newFence(deps, unleasedKinds())
 	ctx := rivertest.WorkContext(context.WithValue(actx, fenceKey{}, f), client)
 	_, err = st.ClaimLeases(ctx, []store.Attempt{s.Attempt, {JobID: job.ID, Attempt: 2}})
 	require.NoError(t, err)

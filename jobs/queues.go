@@ -22,6 +22,20 @@ const (
 	QueueMember = "member"
 )
 
+// The outbound queue's fetch settings. River refetches on a job's
+// completion only when its last fetch filled every free slot, so jobs that
+// all take about as long as a partner's answer run in waves: a wave's first
+// completion fetches one job, the rest of the wave's slots wait for the next
+// fetch, and the next wave starts together again. Polling every
+// OutboundFetchPollInterval (River adds up to 10 ms of jitter) refills freed
+// slots between waves (bin/bench riverfetch compares the two). The price is
+// an idle queue polling Postgres about 60 times a second with a query that
+// finds nothing. The cooldown bounds how often a busy queue fetches.
+const (
+	OutboundFetchCooldown     = 2 * time.Millisecond
+	OutboundFetchPollInterval = 10 * time.Millisecond
+)
+
 // DefaultAuditRetention is how long the archive keeps a finished job when
 // it is not told (AUDIT_RETENTION's default): 400 days.
 const DefaultAuditRetention = 400 * 24 * time.Hour

@@ -1,14 +1,18 @@
 package jobs
 
 import (
+	"context"
 	"fmt"
 	"slices"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/riverdriver/riverpgxv5"
 	"github.com/robfig/cron/v3"
 
 	"github.com/tidemark/tidemark/calendar"
+	"github.com/tidemark/tidemark/joblog"
 )
 
 // Register adds every tidemark worker to workers.
@@ -22,6 +26,60 @@ func Register(workers *river.Workers, deps Deps) error {
 		}
 	}
 	return nil
+}
+
+// NewClient builds a River client on pool with every tidemark worker
+// registered. With no queues it is an insert-only client (CLI, HTTP tests).
+func NewClient(pool *pgxpool.Pool, cc ClientConfig, deps Deps) (*Client, error) {
+	cfg := &river.Config{
+		Logger:                      deps.Logger,
+		CompletedJobRetentionPeriod: cc.Retention,
+		CancelledJobRetentionPeriod: cc.Retention,
+		DiscardedJobRetentionPeriod: cc.Retention,
+		RescueStuckJobsAfter:        cc.RescueAfter,
+		JobTimeout:                  DefaultJobTimeout,
+		FetchCooldown:               cc.FetchCooldown,
+		FetchPollInterval:           cc.FetchPollInterval,
+		MaxAttempts:                 5,
+		PollOnly:                    cc.PollOnly,
+		// Each job's log lines carry its kind, id and attempt and are kept
+		// on the job, bounded, for River UI.
+		Middleware: append(joblog.Middleware(), cc.Middleware...),
+	}
+	if cc.PollOnly && cfg.FetchPollInterval == 0 {
+		cfg.FetchPollInterval = PollOnlyFetchPollInterval
+	}
+	if len(cc.Queues) > 0 {
+		cfg.Queues = make(map[string]river.QueueConfig, len(cc.Queues))
+		for name, n := range cc.Queues {
+			qc := river.QueueConfig{MaxWorkers: n}
+			if name == QueueOutbound {
+				qc.FetchCooldown = OutboundFetchCooldown
+				qc.FetchPollInterval = OutboundFetchPollInterval
+			}
+			cfg.Queues[name] = qc
+		}
+		// Inside joblog's: the fence holds an attempt's job-log lines back
+		// until it knows the attempt still owns its job (fence.go).
+		cfg.Middleware = append(append(joblog.Middleware(), newFence(deps, unleasedKinds())), cc.Middleware...)
+		workers := river.NewWorkers()
+		if err := Register(workers, deps); err != nil {
+			return nil, err
+		}
+		cfg.Workers = workers
+		if cc.Periodic {
+			periodic, err := PeriodicJobs(deps)
+			if err != nil {
+				return nil, err
+			}
+			cfg.PeriodicJobs = periodic
+		}
+	}
+	client, err := river.NewClient(riverpgxv5.New(pool), cfg)
+	if err != nil {
+		return nil, fmt.Errorf("jobs: new river client: %w", err)
+	}
+	return client, nil
 }
 
 // Kinds lists every job kind Register adds a worker for, sorted: the kinds
@@ -62,10 +120,23 @@ var registrations = []registration{
 	registered[ArchiveMaintainArgs](NewArchiveMaintainWorker),
 }
 
+// unleasedKinds are the kinds that claim no lease (fence.go), by name.
+func unleasedKinds() map[string]bool {
+	m := map[string]bool{}
+	for _, r := range registrations {
+		if r.unleased {
+			m[r.kind] = true
+		}
+	}
+	return m
+}
+
 // registration is one kind and how its worker is built and added.
 type registration struct {
 	kind, queue string
-	add         func(*river.Workers, Deps) error
+	// unleased: the kind's args claim no lease (unleasedArgs).
+	unleased bool
+	add      func(*river.Workers, Deps) error
 }
 
 func registered[T river.JobArgs, W river.Worker[T]](newWorker func(Deps) W) registration {
@@ -74,9 +145,28 @@ func registered[T river.JobArgs, W river.Worker[T]](newWorker func(Deps) W) regi
 	if o, ok := any(args).(river.JobArgsWithInsertOpts); ok && o.InsertOpts().Queue != "" {
 		queue = o.InsertOpts().Queue
 	}
-	return registration{kind: args.Kind(), queue: queue, add: func(workers *river.Workers, deps Deps) error {
+	_, unleased := any(args).(unleasedArgs)
+	return registration{kind: args.Kind(), queue: queue, unleased: unleased, add: func(workers *river.Workers, deps Deps) error {
 		return river.AddWorkerSafely[T](workers, newWorker(deps))
 	}}
+}
+
+// ReconcileCheck runs one reconciliation check now and returns its report.
+// With dryRun it reports without repairing anything.
+type ReconcileCheck func(ctx context.Context, deps Deps, dryRun bool) (any, error)
+
+// ReconcileChecks are the checks `enqueue reconcile --check NAME` runs
+// in-process, by name. Each also runs periodically as a job of its own.
+var ReconcileChecks = map[string]ReconcileCheck{
+	"coupon": func(ctx context.Context, deps Deps, dryRun bool) (any, error) {
+		return CheckCoupons(ctx, deps, dryRun)
+	},
+	"therapy": func(ctx context.Context, deps Deps, dryRun bool) (any, error) {
+		return VerifyTherapyStats(ctx, deps, dryRun)
+	},
+	"orders": func(ctx context.Context, deps Deps, dryRun bool) (any, error) {
+		return CheckOrders(ctx, deps, dryRun)
+	},
 }
 
 // PeriodicJobs lists every periodic job. River runs them on the elected

@@ -63,3 +63,11 @@ func TestPeriodicJobsListEveryScheduledKind(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, periodic, 6, "and nothing else")
 }
+
+// The kinds that claim no lease are exactly the three whose writes a stale
+// attempt may make as well as a fresh one (fence.go); every other kind
+// claims its job's lease.
+func TestUnleasedKinds(t *testing.T) {
+	t.Parallel()
+	require.Equal(t, map[string]bool{"therapy_stats": true, "coupon_issue_persist": true, "order_submit": true}, unleasedKinds())
+}

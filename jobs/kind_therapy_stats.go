@@ -47,6 +47,11 @@ type TherapyStatsArgs struct {
 // Kind is therapy_stats.
 func (TherapyStatsArgs) Kind() string { return "therapy_stats" }
 
+// unleased: therapy_stats claims no lease (fence.go). It recomputes a
+// user-month from the source rows in one statement, which a stale attempt
+// may make as well as a fresh one.
+func (TherapyStatsArgs) unleased() {}
+
 // InsertOpts puts the job on the therapy queue, unique by its tagged args.
 func (TherapyStatsArgs) InsertOpts() river.InsertOpts {
 	return uniqueByArgs(QueueTherapy, 5)

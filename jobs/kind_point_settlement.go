@@ -32,6 +32,9 @@ const (
 	SettlementTriggerCLI     = "cli"
 	SettlementTriggerDaily   = "daily"
 	SettlementTriggerCatchUp = "catch_up"
+	// SettlementTriggerBackfill marks a settlement run started by `enqueue
+	// backfill settlement`.
+	SettlementTriggerBackfill = "backfill"
 )
 
 // settlementRunDateKey is PointSettlementArgs.RunDate's JSON key, read by

@@ -27,6 +27,11 @@ type CouponIssuePersistArgs struct {
 // Kind is coupon_issue_persist.
 func (CouponIssuePersistArgs) Kind() string { return "coupon_issue_persist" }
 
+// unleased: coupon_issue_persist claims no lease (fence.go). It writes its
+// row ON CONFLICT DO NOTHING, which a stale attempt may do as well as a
+// fresh one.
+func (CouponIssuePersistArgs) unleased() {}
+
 // InsertOpts: the member queue, where a rush's backlog delays no batch; 5
 // attempts (River's backoff spreads them over about six minutes, within which
 // the reconciliation leaves the member alone). Jobs of this kind inserted in

@@ -56,6 +56,13 @@ func EnqueueTherapyDaily(ctx context.Context, client *Client, st *store.Store, b
 	return enqueueRun(ctx, client, st, therapyDailyRun(businessDate), rerun)
 }
 
+// CompletedTherapyDailyDates returns the business dates in [from, to] whose
+// daily run completed, with the latest such run's job: the runs
+// EnqueueTherapyDaily refuses to start again, wherever their jobs are now.
+func CompletedTherapyDailyDates(ctx context.Context, st *store.Store, from, to string) (map[string]int64, error) {
+	return st.CompletedDates(ctx, TherapyDailyArgs{}.Kind(), therapyDailyDateKey, from, to)
+}
+
 // TherapyDailyOutput is what a therapy_daily run records on its job.
 type TherapyDailyOutput struct {
 	Year       int `json:"year"`

@@ -18,14 +18,6 @@ import (
 	"github.com/tidemark/tidemark/store"
 )
 
-// OrderAPI is what the order jobs need from the third-party order API
-// (*orderapi.Client provides it).
-type OrderAPI interface {
-	Create(ctx context.Context, req orderapi.OrderRequest) (orderapi.Order, error)
-	Lookup(ctx context.Context, username, yearMonth string) (orderapi.Order, error)
-	List(ctx context.Context, afterID int64, limit int) ([]orderapi.Order, error)
-}
-
 // Retry bounds of order_submit: attempt n waits min(2^(n-1) s, 5 min) ±10%,
 // so a short outage is ridden out in seconds and a long one ends, after about
 // 20 minutes, in a discarded job that `enqueue retry --kind order_submit`
@@ -40,20 +32,6 @@ const (
 	OrderSubmitTimeout = 50 * time.Second
 )
 
-// The outbound queue's fetch settings. River refetches on a job's
-// completion only when its last fetch filled every free slot, so jobs that
-// all take about as long as a partner's answer run in waves: a wave's first
-// completion fetches one job, the rest of the wave's slots wait for the next
-// fetch, and the next wave starts together again. Polling every
-// OutboundFetchPollInterval (River adds up to 10 ms of jitter) refills freed
-// slots between waves (bin/bench riverfetch compares the two). The price is
-// an idle queue polling Postgres about 60 times a second with a query that
-// finds nothing. The cooldown bounds how often a busy queue fetches.
-const (
-	OutboundFetchCooldown     = 2 * time.Millisecond
-	OutboundFetchPollInterval = 10 * time.Millisecond
-)
-
 // OrderSubmitArgs sends one order_request row to the third party. It is
 // unique on the row: a row has one job, inserted in the same transaction.
 type OrderSubmitArgs struct {
@@ -62,6 +40,11 @@ type OrderSubmitArgs struct {
 
 // Kind is order_submit.
 func (OrderSubmitArgs) Kind() string { return "order_submit" }
+
+// unleased: order_submit claims no lease (fence.go). It moves its row from
+// status to status with compare-and-set statements and looks its order up
+// before any POST, so a stale attempt changes nothing a fresh one did.
+func (OrderSubmitArgs) unleased() {}
 
 // InsertOpts puts the job on the outbound queue, unique by row.
 func (OrderSubmitArgs) InsertOpts() river.InsertOpts {
