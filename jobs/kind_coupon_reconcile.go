@@ -280,6 +280,25 @@ func ReconcileCoupon(ctx context.Context, deps Deps, code string, dryRun bool) (
 	return rep, nil
 }
 
+// CreateCoupon creates the coupon nc and loads its gate in Redis (stock =
+// total), as `enqueue coupon create` does once it has reached Redis: a
+// coupon must not exist in Postgres that the gate cannot serve. A code
+// already taken changes nothing; a gate that failed to load after the
+// coupon was created is an error naming the command that loads it.
+func CreateCoupon(ctx context.Context, deps Deps, nc store.NewCoupon) (c store.Coupon, stock int64, err error) {
+	c, err = deps.Store.CreateCoupon(ctx, nc)
+	if errors.Is(err, store.ErrDuplicate) {
+		return c, 0, fmt.Errorf("coupon %s already exists; nothing changed", nc.Code)
+	}
+	if err != nil {
+		return c, 0, err
+	}
+	if stock, err = RebuildCouponGate(ctx, deps, c); err != nil {
+		return c, 0, fmt.Errorf("coupon %s created (id %d) but loading Redis failed: %w; run enqueue coupon load-redis --code %s", c.Code, c.ID, err, c.Code)
+	}
+	return c, stock, nil
+}
+
 // RebuildCouponGate (re)builds c's gate from Postgres by the rule the
 // reconciliation repairs it with: every member holding a seat (a coupon_issue
 // row or an unfinished persist job) is added to the issued set, and the stock

@@ -411,6 +411,14 @@ type SettlementRunOpts struct {
 	SkipLimit      *int
 }
 
+// SettlementRun is the run number of a point_settlement job (0 for
+// another kind's).
+func SettlementRun(job *rivertype.JobRow) int {
+	var a PointSettlementArgs
+	_ = json.Unmarshal(job.EncodedArgs, &a)
+	return a.Run
+}
+
 // EnqueueSettlement starts a run for runDate in a transaction of its own; see
 // EnqueueSettlementTx.
 func EnqueueSettlement(ctx context.Context, client *Client, st *store.Store, runDate string, opts SettlementRunOpts) (*rivertype.JobRow, error) {

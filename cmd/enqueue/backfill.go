@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/tidemark/tidemark/backfill"
+	"github.com/tidemark/tidemark/internal/cliflag"
 )
 
 func cmdBackfill(ctx context.Context, e *env, args []string) error {
@@ -28,13 +29,13 @@ func cmdBackfill(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	if name == "" {
-		return usagef("missing batch: enqueue backfill <%s> --from YYYY-MM-DD --to YYYY-MM-DD", strings.Join(names, "|"))
+		return cliflag.Usagef("missing batch: enqueue backfill <%s> --from YYYY-MM-DD --to YYYY-MM-DD", strings.Join(names, "|"))
 	}
 	fs.Visit(func(f *flag.Flag) { o.ParallelSet = o.ParallelSet || f.Name == "parallel" })
 	b, err := backfill.Plan(name, o, time.Now(), e.cfg.TZ)
 	var bad *backfill.InputError
 	if errors.As(err, &bad) {
-		return usagef("%v", bad)
+		return cliflag.Usagef("%v", bad)
 	}
 	if err != nil {
 		return err

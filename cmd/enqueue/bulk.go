@@ -11,6 +11,7 @@ import (
 	"github.com/riverqueue/river/rivertype"
 
 	"github.com/tidemark/tidemark/bulk"
+	"github.com/tidemark/tidemark/internal/cliflag"
 	"github.com/tidemark/tidemark/jobs"
 	"github.com/tidemark/tidemark/report"
 )
@@ -46,9 +47,9 @@ func runBulk(ctx context.Context, e *env, a bulk.Action, args []string) error {
 	if err != nil {
 		var fe *bulk.FilterError
 		if errors.As(err, &fe) && fe.Filter != "" {
-			return usagef("--%s: %s", fe.Filter, fe.Msg)
+			return cliflag.Usagef("--%s: %s", fe.Filter, fe.Msg)
 		}
-		return usagef("%v", err)
+		return cliflag.Usagef("%v", err)
 	}
 	if err := e.open(ctx); err != nil {
 		return err

@@ -16,9 +16,9 @@ import (
 	"github.com/riverqueue/river/rivertype"
 
 	"github.com/tidemark/tidemark/backfill"
-	"github.com/tidemark/tidemark/calendar"
 	"github.com/tidemark/tidemark/config"
 	"github.com/tidemark/tidemark/dbpool"
+	"github.com/tidemark/tidemark/internal/cliflag"
 	"github.com/tidemark/tidemark/joblog"
 	"github.com/tidemark/tidemark/jobs"
 	"github.com/tidemark/tidemark/redact"
@@ -62,7 +62,7 @@ var commands = map[string]command{
 // lookup finds the command args name, one word or, for a command with
 // subcommands, two ("coupon create"), and returns its flags. An unknown or
 // missing subcommand is a usage error; `coupon --help` lists the
-// subcommands on out (errHelp).
+// subcommands on out (cliflag.ErrHelp).
 func lookup(args []string, out io.Writer) (string, command, []string, error) {
 	if cmd, ok := commands[args[0]]; ok {
 		return args[0], cmd, args[1:], nil
@@ -74,35 +74,25 @@ func lookup(args []string, out io.Writer) (string, command, []string, error) {
 		}
 	}
 	if len(subs) == 0 {
-		return "", command{}, nil, usagef("unknown command %s; run enqueue --help for the list", redact.Text(strconv.Quote(args[0])))
+		return "", command{}, nil, cliflag.Usagef("unknown command %s; run enqueue --help for the list", redact.Text(strconv.Quote(args[0])))
 	}
 	sort.Strings(subs)
 	want := strings.Join(subs, ", ")
 	switch {
 	case len(args) == 1:
-		return args[0], command{}, nil, usagef("want a subcommand: %s", want)
+		return args[0], command{}, nil, cliflag.Usagef("want a subcommand: %s", want)
 	case args[1] == "-h" || args[1] == "--help" || args[1] == "help":
 		for _, s := range subs {
 			fmt.Fprintf(out, "  enqueue %s %-12s %s\n", args[0], s, commands[args[0]+" "+s].summary)
 		}
-		return args[0], command{}, nil, errHelp
+		return args[0], command{}, nil, cliflag.ErrHelp
 	}
 	name := args[0] + " " + args[1]
 	if cmd, ok := commands[name]; ok {
 		return name, cmd, args[2:], nil
 	}
-	return args[0], command{}, nil, usagef("unknown subcommand %s: want %s", redact.Text(strconv.Quote(args[1])), want)
+	return args[0], command{}, nil, cliflag.Usagef("unknown subcommand %s: want %s", redact.Text(strconv.Quote(args[1])), want)
 }
-
-// usageError is a mistake in how the command was called: exit 2.
-type usageError struct{ msg string }
-
-func (e usageError) Error() string { return e.msg }
-
-func usagef(format string, args ...any) error { return usageError{fmt.Sprintf(format, args...)} }
-
-// errHelp is returned when --help was asked for and printed: exit 0.
-var errHelp = errors.New("help shown")
 
 // env is what a command runs with; the database is opened on first use.
 type env struct {
@@ -176,7 +166,7 @@ func Main(ctx context.Context, args []string, getenv func(string) string, stdout
 	}
 	name, cmd, args, err := lookup(args, stdout)
 	switch {
-	case errors.Is(err, errHelp):
+	case errors.Is(err, cliflag.ErrHelp):
 		return 0
 	case err != nil:
 		return fail(2, name, oneLine(err))
@@ -199,9 +189,9 @@ func Main(ctx context.Context, args []string, getenv func(string) string, stdout
 		}
 	}()
 	err = cmd.run(ctx, e, args)
-	var ue usageError
+	var ue *cliflag.UsageError
 	switch {
-	case err == nil, errors.Is(err, errHelp):
+	case err == nil, errors.Is(err, cliflag.ErrHelp):
 		return 0
 	case errors.Is(err, jobs.ErrAlreadyRan):
 		var done *jobs.RunCompletedError
@@ -235,84 +225,12 @@ func printUsage(w io.Writer) {
 	fmt.Fprintln(w, "\nexit status: 0 success, 1 runtime error, 2 usage error, 3 already ran (the run exists, queued, running or\ncompleted: nothing enqueued; --rerun runs a completed one again)")
 }
 
-// parseFlags parses args with fs, turning flag errors into usage errors and
-// refusing stray positional arguments.
-func parseFlags(fs *flag.FlagSet, args []string) error {
-	out := fs.Output()
-	fs.SetOutput(io.Discard)
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			fs.SetOutput(out)
-			fmt.Fprintf(out, "usage of enqueue %s:\n", fs.Name())
-			printFlags(out, fs)
-			return errHelp
-		}
-		return usageError{err.Error()}
-	}
-	if fs.NArg() > 0 {
-		return usagef("unexpected argument %q", fs.Arg(0))
-	}
-	return nil
-}
-
 // newFlagSet returns a flag set for command name whose help goes to
 // e.stdout (its errors are returned, and printed on stderr by Main).
-func (e *env) newFlagSet(name string) *flag.FlagSet {
-	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(e.stdout)
-	return fs
-}
+func (e *env) newFlagSet(name string) *flag.FlagSet { return cliflag.NewFlagSet(name, e.stdout) }
 
-// printFlags lists fs's flags as flag.PrintDefaults does, but shows a
-// default only where it means something: not for a required flag (its
-// default is a sentinel), nor for an empty or zero one.
-func printFlags(w io.Writer, fs *flag.FlagSet) {
-	fs.VisitAll(func(f *flag.Flag) {
-		name, usage := flag.UnquoteUsage(f)
-		line := "  --" + f.Name
-		if name != "" {
-			line += " " + name
-		}
-		fmt.Fprintf(w, "%s\n    \t%s", line, strings.ReplaceAll(usage, "\n", "\n    \t"))
-		if def := f.DefValue; !strings.Contains(usage, "(required)") && def != "" && def != "0" && def != "false" {
-			fmt.Fprintf(w, " (default %s)", def)
-		}
-		fmt.Fprintln(w)
-	})
-}
-
-// dateFlag checks the YYYY-MM-DD flag name: *v, or def when it was not
-// given, or a usage error when it is required (def "").
-func dateFlag(name string, v *string, def string) error {
-	if *v == "" {
-		*v = def
-	}
-	if *v == "" {
-		return usagef("--%s is required (YYYY-MM-DD)", name)
-	}
-	if _, err := calendar.ParseDate(*v); err != nil {
-		return usagef("--%s: %v", name, err)
-	}
-	return nil
-}
-
-// parseIDs parses "1,2,3" into distinct positive ids, in the order given.
-func parseIDs(flagName, s string) ([]int64, error) {
-	var ids []int64
-	seen := map[int64]bool{}
-	for _, part := range strings.Split(s, ",") {
-		part = strings.TrimSpace(part)
-		id, err := strconv.ParseInt(part, 10, 64)
-		if err != nil || id <= 0 {
-			return nil, usagef("--%s: %q is not a positive integer id", flagName, part)
-		}
-		if !seen[id] {
-			seen[id] = true
-			ids = append(ids, id)
-		}
-	}
-	return ids, nil
-}
+// parseFlags parses a command's flags (cliflag.Parse).
+func parseFlags(fs *flag.FlagSet, args []string) error { return cliflag.Parse("enqueue", fs, args) }
 
 // oneLine is err's message on one line, every URL and password in it
 // redacted: the last defence for whatever a library quoted.

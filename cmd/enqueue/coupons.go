@@ -8,6 +8,7 @@ import (
 
 	"github.com/tidemark/tidemark/coupon"
 	"github.com/tidemark/tidemark/coupongate"
+	"github.com/tidemark/tidemark/internal/cliflag"
 	"github.com/tidemark/tidemark/jobs"
 	"github.com/tidemark/tidemark/store"
 )
@@ -44,7 +45,7 @@ func parseCode(e *env, name string, args []string) (string, error) {
 		return "", err
 	}
 	if !coupon.ValidCode(*code) {
-		return "", usagef("--code: want 1-64 letters, digits, _ or -, got %q", *code)
+		return "", cliflag.Usagef("--code: want 1-64 letters, digits, _ or -, got %q", *code)
 	}
 	return *code, nil
 }
@@ -53,7 +54,7 @@ func parseCode(e *env, name string, args []string) (string, error) {
 // is store.ErrNotFound.
 func unknownCode(err error, code string) error {
 	if errors.Is(err, store.ErrNotFound) {
-		return usagef("--code: unknown coupon %q; nothing changed", code)
+		return cliflag.Usagef("--code: unknown coupon %q; nothing changed", code)
 	}
 	return err
 }
@@ -72,13 +73,13 @@ func cmdCouponCreate(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	if !coupon.ValidCode(*code) {
-		return usagef("--code: want 1-64 letters, digits, _ or -, got %q", *code)
+		return cliflag.Usagef("--code: want 1-64 letters, digits, _ or -, got %q", *code)
 	}
 	if err := coupon.ValidateTerms(*name, *desc, *amountType, *amount); err != nil {
-		return usagef("--%v", err)
+		return cliflag.Usagef("--%v", err)
 	}
 	if *total < 0 || *total > 100_000_000 {
-		return usagef("--total: want 0 to 100000000, got %d", *total)
+		return cliflag.Usagef("--total: want 0 to 100000000, got %d", *total)
 	}
 	nc := store.NewCoupon{Code: *code, Name: *name, Description: *desc, AmountType: *amountType,
 		Amount: *amount, TotalQuantity: *total, Status: store.CouponActive}
@@ -88,10 +89,10 @@ func cmdCouponCreate(ctx context.Context, e *env, args []string) error {
 	if *expires != "" {
 		t, err := time.Parse(time.RFC3339, *expires)
 		if err != nil {
-			return usagef("--expires-at: want RFC 3339, like 2026-12-31T23:59:59+09:00, got %q", *expires)
+			return cliflag.Usagef("--expires-at: want RFC 3339, like 2026-12-31T23:59:59+09:00, got %q", *expires)
 		}
 		if !t.After(time.Now()) {
-			return usagef("--expires-at: %s is in the past", *expires)
+			return cliflag.Usagef("--expires-at: %s is in the past", *expires)
 		}
 		nc.ExpiresAt = &t
 	}
@@ -102,16 +103,9 @@ func cmdCouponCreate(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	defer closeGate()
-	c, err := e.store.CreateCoupon(ctx, nc)
-	if errors.Is(err, store.ErrDuplicate) {
-		return fmt.Errorf("coupon %s already exists; nothing changed", *code)
-	}
+	c, stock, err := jobs.CreateCoupon(ctx, jobs.Deps{Store: e.store, Gate: gate}, nc)
 	if err != nil {
 		return err
-	}
-	stock, err := jobs.RebuildCouponGate(ctx, jobs.Deps{Store: e.store, Gate: gate}, c)
-	if err != nil {
-		return fmt.Errorf("coupon %s created (id %d) but loading Redis failed: %w; run enqueue coupon load-redis --code %s", c.Code, c.ID, err, c.Code)
 	}
 	fmt.Fprintf(e.stdout, "coupon %s created: id %d, %s, total %d, Redis stock %d\n", c.Code, c.ID, c.Status, c.TotalQuantity, stock)
 	return nil
@@ -174,16 +168,16 @@ func cmdCouponExchange(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	if a.ChunkSize < 1 || a.ChunkSize > 10000 {
-		return usagef("--chunk-size: want 1 to 10000, got %d", a.ChunkSize)
+		return cliflag.Usagef("--chunk-size: want 1 to 10000, got %d", a.ChunkSize)
 	}
 	if err := a.Validate(); err != nil {
-		return usagef("--%v", err)
+		return cliflag.Usagef("--%v", err)
 	}
 	if err := e.open(ctx); err != nil {
 		return err
 	}
 	if _, err := e.store.CouponByID(ctx, a.ExpiredCouponID); errors.Is(err, store.ErrNotFound) {
-		return usagef("--expired-coupon-id: no coupon with id %d; nothing enqueued", a.ExpiredCouponID)
+		return cliflag.Usagef("--expired-coupon-id: no coupon with id %d; nothing enqueued", a.ExpiredCouponID)
 	} else if err != nil {
 		return err
 	}

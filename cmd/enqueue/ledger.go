@@ -2,12 +2,12 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
 
 	"github.com/tidemark/tidemark/calendar"
+	"github.com/tidemark/tidemark/internal/cliflag"
 	"github.com/tidemark/tidemark/jobs"
 	"github.com/tidemark/tidemark/store"
 )
@@ -21,14 +21,14 @@ func cmdSettlement(ctx context.Context, e *env, args []string) error {
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	if err := dateFlag("date", date, ""); err != nil {
+	if err := cliflag.Date("date", date, ""); err != nil {
 		return err
 	}
 	if *interval < 1 || *interval > jobs.MaxCommitInterval {
-		return usagef("--commit-interval: want 1..%d, got %d", jobs.MaxCommitInterval, *interval)
+		return cliflag.Usagef("--commit-interval: want 1..%d, got %d", jobs.MaxCommitInterval, *interval)
 	}
 	if *skipLimit < 0 {
-		return usagef("--skip-limit: want 0 or more, got %d", *skipLimit)
+		return cliflag.Usagef("--skip-limit: want 0 or more, got %d", *skipLimit)
 	}
 	if err := e.open(ctx); err != nil {
 		return err
@@ -39,7 +39,7 @@ func cmdSettlement(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(e.stdout, "point_settlement %s: run %d enqueued as job %d\n", *date, runOf(job.EncodedArgs), job.ID)
+	fmt.Fprintf(e.stdout, "point_settlement %s: run %d enqueued as job %d\n", *date, jobs.SettlementRun(job), job.ID)
 	return nil
 }
 
@@ -55,12 +55,12 @@ func cmdDemoLedger(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	if *rows < 1 || *rows > maxDemoLedgerRows {
-		return usagef("--rows: want 1..%d, got %d", maxDemoLedgerRows, *rows)
+		return cliflag.Usagef("--rows: want 1..%d, got %d", maxDemoLedgerRows, *rows)
 	}
 	if *members < 1 || *members > 10_000_000 {
-		return usagef("--members: want 1..10000000, got %d", *members)
+		return cliflag.Usagef("--members: want 1..10000000, got %d", *members)
 	}
-	if err := dateFlag("date", date, calendar.BusinessDate(time.Now(), e.cfg.TZ)); err != nil {
+	if err := cliflag.Date("date", date, calendar.BusinessDate(time.Now(), e.cfg.TZ)); err != nil {
 		return err
 	}
 	d, _ := calendar.ParseDate(*date)
@@ -87,7 +87,7 @@ func cmdReprocess(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	if err := dateFlag("on", on, calendar.NextBusinessDate(time.Now(), e.cfg.TZ)); err != nil {
+	if err := cliflag.Date("on", on, calendar.NextBusinessDate(time.Now(), e.cfg.TZ)); err != nil {
 		return err
 	}
 	if err := e.open(ctx); err != nil {
@@ -111,11 +111,11 @@ func cmdDefer(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	if err := dateFlag("to", to, ""); err != nil {
+	if err := cliflag.Date("to", to, ""); err != nil {
 		return err
 	}
 	if today := calendar.BusinessDate(time.Now(), e.cfg.TZ); *to <= today {
-		return usagef("--to %s is not in the future (today is %s in %s); nothing changed", *to, today, e.cfg.TZ)
+		return cliflag.Usagef("--to %s is not in the future (today is %s in %s); nothing changed", *to, today, e.cfg.TZ)
 	}
 	if err := e.open(ctx); err != nil {
 		return err
@@ -150,9 +150,9 @@ func cmdReady(ctx context.Context, e *env, args []string) error {
 
 func requireIDs(s string) ([]int64, error) {
 	if s == "" {
-		return nil, usagef("--ledger-id is required (1,2,3)")
+		return nil, cliflag.Usagef("--ledger-id is required (1,2,3)")
 	}
-	return parseIDs("ledger-id", s)
+	return cliflag.IDs("ledger-id", s)
 }
 
 // ledgerErr makes unknown ids a usage error, like unknown users elsewhere;
@@ -161,15 +161,9 @@ func ledgerErr(err error) error {
 	var le *store.LedgerRowsError
 	if errors.As(err, &le) {
 		if le.Unknown {
-			return usagef("--ledger-id: %v", le)
+			return cliflag.Usagef("--ledger-id: %v", le)
 		}
 		return le
 	}
 	return err
-}
-
-func runOf(encodedArgs []byte) int {
-	var a jobs.PointSettlementArgs
-	_ = json.Unmarshal(encodedArgs, &a)
-	return a.Run
 }

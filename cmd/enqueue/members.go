@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/tidemark/tidemark/auth"
+	"github.com/tidemark/tidemark/internal/cliflag"
 )
 
 // maxMemberTokenTTL bounds a token this command signs: it stands in for the
@@ -23,18 +24,18 @@ func cmdMemberToken(_ context.Context, e *env, args []string) error {
 		return err
 	}
 	if *members == "" {
-		return usagef("--member is required")
+		return cliflag.Usagef("--member is required")
 	}
-	ids, err := parseIDs("member", *members)
+	ids, err := cliflag.IDs("member", *members)
 	if err != nil {
 		return err
 	}
 	if *ttl <= 0 || *ttl > maxMemberTokenTTL {
-		return usagef("--ttl: want a duration from 1s to 24h, got %s", *ttl)
+		return cliflag.Usagef("--ttl: want a duration from 1s to 24h, got %s", *ttl)
 	}
 	c := e.cfg.Callers
 	if c.MemberSecret == "" {
-		return usagef("MEMBER_JWT_SECRET is not set: this command signs with it (members of an identity provider with MEMBER_JWKS_URL get their tokens from it)")
+		return cliflag.Usagef("MEMBER_JWT_SECRET is not set: this command signs with it (members of an identity provider with MEMBER_JWKS_URL get their tokens from it)")
 	}
 	now := time.Now()
 	for _, id := range ids {

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 
+	"github.com/tidemark/tidemark/internal/cliflag"
 	"github.com/tidemark/tidemark/jobs"
 	"github.com/tidemark/tidemark/order"
 	"github.com/tidemark/tidemark/report"
@@ -20,20 +21,20 @@ func cmdOrders(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	if *file == "" {
-		return usagef("--file is required (CSV with header %s)", order.CSVHeader)
+		return cliflag.Usagef("--file is required (CSV with header %s)", order.CSVHeader)
 	}
 	var r io.Reader = os.Stdin
 	if *file != "-" {
 		f, err := os.Open(*file)
 		if err != nil {
-			return usagef("--file: %v", err)
+			return cliflag.Usagef("--file: %v", err)
 		}
 		defer f.Close()
 		r = f
 	}
 	reqs, lines, err := order.ReadCSV(r)
 	if err != nil {
-		return usagef("--file %s: %v; nothing inserted", *file, err)
+		return cliflag.Usagef("--file %s: %v; nothing inserted", *file, err)
 	}
 	if err := e.open(ctx); err != nil {
 		return err
@@ -42,9 +43,9 @@ func cmdOrders(ctx context.Context, e *env, args []string) error {
 	var dup *store.DuplicateOrderRequestError
 	if errors.As(err, &dup) {
 		if dup.Index >= 0 {
-			return usagef("--file %s: line %d: %v; nothing inserted", *file, lines[dup.Index], dup)
+			return cliflag.Usagef("--file %s: line %d: %v; nothing inserted", *file, lines[dup.Index], dup)
 		}
-		return usagef("--file %s: %v; nothing inserted", *file, dup)
+		return cliflag.Usagef("--file %s: %v; nothing inserted", *file, dup)
 	}
 	if err != nil {
 		return fmt.Errorf("%w; nothing inserted", err)

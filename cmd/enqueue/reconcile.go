@@ -7,6 +7,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/tidemark/tidemark/internal/cliflag"
 	"github.com/tidemark/tidemark/jobs"
 	"github.com/tidemark/tidemark/orderapi"
 )
@@ -25,7 +26,7 @@ func cmdReconcile(ctx context.Context, e *env, args []string) error {
 	}
 	run, ok := jobs.ReconcileChecks[*check]
 	if !ok {
-		return usagef("--check: unknown check %q; want one of %s", *check, strings.Join(names, ", "))
+		return cliflag.Usagef("--check: unknown check %q; want one of %s", *check, strings.Join(names, ", "))
 	}
 	if err := e.open(ctx); err != nil {
 		return err

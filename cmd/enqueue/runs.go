@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/tidemark/tidemark/calendar"
+	"github.com/tidemark/tidemark/internal/cliflag"
 	"github.com/tidemark/tidemark/report"
 )
 
@@ -20,7 +21,7 @@ func cmdRuns(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	if *days < 1 || *days > maxRunDays {
-		return usagef("--days: %d is out of range; want 1 to %d", *days, maxRunDays)
+		return cliflag.Usagef("--days: %d is out of range; want 1 to %d", *days, maxRunDays)
 	}
 	to := calendar.BusinessDate(time.Now(), e.cfg.TZ)
 	from := calendar.BusinessDate(time.Now().In(e.cfg.TZ).AddDate(0, 0, -(*days-1)), e.cfg.TZ)

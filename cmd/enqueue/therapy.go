@@ -8,6 +8,7 @@ import (
 
 	"github.com/tidemark/tidemark/backfill"
 	"github.com/tidemark/tidemark/calendar"
+	"github.com/tidemark/tidemark/internal/cliflag"
 	"github.com/tidemark/tidemark/jobs"
 	"github.com/tidemark/tidemark/report"
 	"github.com/tidemark/tidemark/store"
@@ -22,18 +23,18 @@ func cmdTherapyStats(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	if *month == "" {
-		return usagef("--month is required (YYYY-MM)")
+		return cliflag.Usagef("--month is required (YYYY-MM)")
 	}
 	year, mon, err := calendar.ParseYearMonth(*month)
 	if err != nil {
-		return usagef("--month %q: %v", *month, err)
+		return cliflag.Usagef("--month %q: %v", *month, err)
 	}
 	if (*users == "") == !*allActive {
-		return usagef("give exactly one of --user 1,2,3 or --all-active")
+		return cliflag.Usagef("give exactly one of --user 1,2,3 or --all-active")
 	}
 	var ids []int64
 	if *users != "" {
-		if ids, err = parseIDs("user", *users); err != nil {
+		if ids, err = cliflag.IDs("user", *users); err != nil {
 			return err
 		}
 	}
@@ -43,7 +44,7 @@ func cmdTherapyStats(ctx context.Context, e *env, args []string) error {
 	err = backfill.TherapyStats(ctx, e.backfillEnv(), year, mon, ids, e.stdout, e.stderr)
 	var bad *backfill.InputError
 	if errors.As(err, &bad) {
-		return usagef("%v", bad)
+		return cliflag.Usagef("%v", bad)
 	}
 	return err
 }
@@ -60,7 +61,7 @@ func cmdTherapyDaily(ctx context.Context, e *env, args []string) error {
 	}
 	year, mon, err := calendar.TherapyMonthFor(*date)
 	if err != nil {
-		return usagef("--date: %v", err)
+		return cliflag.Usagef("--date: %v", err)
 	}
 	if err := e.open(ctx); err != nil {
 		return err
@@ -82,10 +83,10 @@ func cmdTherapyReport(ctx context.Context, e *env, args []string) error {
 	}
 	year, mon, err := calendar.ParseYearMonth(*month)
 	if err != nil {
-		return usagef("--month %q: %v", *month, err)
+		return cliflag.Usagef("--month %q: %v", *month, err)
 	}
 	if *top < 0 {
-		return usagef("--top: want 0 or more")
+		return cliflag.Usagef("--top: want 0 or more")
 	}
 	if err := e.open(ctx); err != nil {
 		return err
@@ -113,10 +114,10 @@ func cmdDemoData(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	if *users < 1 || *users > 10_000_000 {
-		return usagef("--users: want 1..10000000, got %d", *users)
+		return cliflag.Usagef("--users: want 1..10000000, got %d", *users)
 	}
 	if *performs < 1 || *performs > 1000 {
-		return usagef("--performs: want 1..1000, got %d", *performs)
+		return cliflag.Usagef("--performs: want 1..1000, got %d", *performs)
 	}
 	now := time.Now().In(e.cfg.TZ)
 	year, mon := calendar.TherapyMonthOf(now)
@@ -124,7 +125,7 @@ func cmdDemoData(ctx context.Context, e *env, args []string) error {
 	if *month != "" {
 		var err error
 		if year, mon, err = calendar.ParseYearMonth(*month); err != nil {
-			return usagef("--month %q: %v", *month, err)
+			return cliflag.Usagef("--month %q: %v", *month, err)
 		}
 	} else if now.Day() > 1 {
 		days = now.Day() - 1 // only days that have ended

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/tidemark/tidemark/drain"
+	"github.com/tidemark/tidemark/internal/cliflag"
 )
 
 func cmdWait(ctx context.Context, e *env, args []string) error {
@@ -14,7 +15,7 @@ func cmdWait(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	if *timeout <= 0 {
-		return usagef("--timeout: want a positive duration, got %s", *timeout)
+		return cliflag.Usagef("--timeout: want a positive duration, got %s", *timeout)
 	}
 	if err := e.open(ctx); err != nil {
 		return err
