@@ -75,8 +75,7 @@ var batches = map[string]batch{
 	"therapy-verify": {
 		unit: "month", items: calendar.Months,
 		limit: func(now time.Time, tz *time.Location) (string, string) {
-			today := now.In(tz)
-			end := time.Date(today.Year(), today.Month(), 1, 0, 0, 0, 0, tz).AddDate(0, 0, -1).Format(time.DateOnly)
+			end := calendar.LastMonthEnd(now, tz)
 			return end, fmt.Sprintf("%s, the end of the last month that is over (today is %s in %s; a month is verified once it has ended)",
 				end, calendar.BusinessDate(now, tz), tz)
 		},

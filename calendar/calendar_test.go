@@ -168,3 +168,22 @@ func TestValidYearMonth(t *testing.T) {
 		require.False(t, calendar.ValidYearMonth(ym[0], ym[1]), "%v", ym)
 	}
 }
+
+func TestFirstOfMonthAndLastMonthEnd(t *testing.T) {
+	t.Parallel()
+	for d, want := range map[string]string{"2026-12-05": "2026-12-01", "2026-12-01": "2026-12-01", "2024-02-29": "2024-02-01"} {
+		got, err := calendar.FirstOfMonth(d)
+		require.NoError(t, err)
+		require.Equal(t, want, got, d)
+	}
+	_, err := calendar.FirstOfMonth("2026-13-01")
+	require.Error(t, err)
+
+	seoul, err := time.LoadLocation("Asia/Seoul")
+	require.NoError(t, err)
+	// 2026-03-01 00:30 in Seoul is still February in UTC: the month that
+	// is over is the one before March, in Seoul.
+	require.Equal(t, "2026-02-28", calendar.LastMonthEnd(time.Date(2026, 2, 28, 15, 30, 0, 0, time.UTC), seoul))
+	require.Equal(t, "2026-01-31", calendar.LastMonthEnd(time.Date(2026, 2, 28, 15, 30, 0, 0, time.UTC), time.UTC))
+	require.Equal(t, "2025-12-31", calendar.LastMonthEnd(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC), time.UTC))
+}

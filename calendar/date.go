@@ -34,3 +34,19 @@ func DayAfter(d string) (string, error) {
 	}
 	return t.AddDate(0, 0, 1).Format(time.DateOnly), nil
 }
+
+// FirstOfMonth is the first day of d's month ("2026-12-05" → "2026-12-01").
+func FirstOfMonth(d string) (string, error) {
+	t, err := ParseDate(d)
+	if err != nil {
+		return "", err
+	}
+	return time.Date(t.Year(), t.Month(), 1, 0, 0, 0, 0, time.UTC).Format(time.DateOnly), nil
+}
+
+// LastMonthEnd is the last day of the month before t's month in tz: the end
+// of the latest month that is over.
+func LastMonthEnd(t time.Time, tz *time.Location) string {
+	now := t.In(tz)
+	return time.Date(now.Year(), now.Month(), 1, 0, 0, 0, 0, tz).AddDate(0, 0, -1).Format(time.DateOnly)
+}

@@ -107,7 +107,11 @@ func (w *TherapyDailyWorker) Work(ctx context.Context, job *river.Job[TherapyDai
 	// before it. If no worker ran that day, no later run would look at that
 	// month again: enqueue the missed run (refused when that date ran or is
 	// running; a first-of-month run catches up nothing, so this never chains).
-	if first := job.Args.BusinessDate[:len("2006-01")] + "-01"; first != job.Args.BusinessDate {
+	first, err := calendar.FirstOfMonth(job.Args.BusinessDate)
+	if err != nil {
+		return river.JobCancel(err)
+	}
+	if first != job.Args.BusinessDate {
 		_, err := EnqueueTherapyDaily(ctx, client, w.deps.Store, first, false)
 		if err != nil && !errors.Is(err, ErrAlreadyRan) {
 			return fmt.Errorf("therapy_daily: enqueue the run of %s: %w", first, err)
