@@ -51,7 +51,7 @@ chaos:
 	  CHAOS_REPS=$${CHAOS_REPS:-3} go test -count=1 -timeout 80m -run TestFaults -v ./fault 2>&1 | tee .local/chaos.log | \
 	  grep -E '^\| |^(ok|FAIL)|^\s*--- FAIL'
 
-FUZZ_TARGETS := FuzzParseOrderCSV:./cmd/enqueue FuzzParseIDs:./cmd/enqueue FuzzParseDate:./calendar \
+FUZZ_TARGETS := FuzzReadCSV:./order FuzzIDs:./internal/cliflag FuzzParseDate:./calendar \
 	FuzzParseYearMonth:./calendar FuzzDecodeBodies:./httpapi FuzzParseTime:./bulk FuzzCheck:./usertext \
 	FuzzRedactText:./redact FuzzParseOperators:./auth FuzzVerifyToken:./auth FuzzStrictClaims:./auth
 fuzz:

@@ -18,7 +18,7 @@ import (
 // job is still queued are skipped as duplicates. A user that does not exist
 // is an *InputError and nothing is enqueued. A large month shows its
 // progress on errOut (a bar on a terminal, a line at most every two seconds
-// otherwise); the result line goes to out.
+// otherwise) and its last count; the result line goes to out.
 func TherapyStats(ctx context.Context, e Env, year, month int, users []int64, out, errOut io.Writer) error {
 	var err error
 	if users == nil {
@@ -41,6 +41,11 @@ func TherapyStats(ctx context.Context, e Env, year, month int, users []int64, ou
 	if len(users) > 5000 {
 		shown = func(done int) {
 			line := fmt.Sprintf("enqueue: %d/%d users (%3.0f%%)", done, len(users), 100*float64(done)/float64(len(users)))
+			if done == len(users) { // the last count is always shown, in place of the bar
+				show.Stop()
+				show.Event("%s", line)
+				return
+			}
 			show.Status(time.Now(), int64(done), int64(len(users)), line, "")
 		}
 	}

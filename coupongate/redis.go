@@ -152,7 +152,7 @@ func (r *Redis) ScriptLoad(ctx context.Context, script string) *redis.StringCmd 
 
 // Dial connects a plain go-redis client for opt and checks within three
 // seconds that Redis answers, for a command that needs Redis now or not at
-// all (the CLI's coupon commands); close releases it.
+// all (the CLI's coupon commands). The caller closes the client.
 func Dial(ctx context.Context, opt *redis.Options) (*redis.Client, error) {
 	rdb := redis.NewClient(opt)
 	pctx, cancel := context.WithTimeout(ctx, 3*time.Second)

@@ -73,8 +73,9 @@ type zombie struct {
 	// frozen are the jobs it was running: their attempts are the stale ones.
 	frozen []frozenJob
 	note   string // where it was frozen, for the table
-	// thawed is when it was let go: nothing it wrote before then was sent
-	// after the freeze.
+	// thawed is when it was let go. Between the freeze and then the process
+	// sent nothing: whatever of its own Postgres finished in that time was
+	// sent before the freeze.
 	thawed time.Time
 }
 
@@ -295,7 +296,12 @@ func (f *fixture) waitRescued(t *testing.T, b *batch) {
 // requireCleanAttempts requires of every job the frozen worker held that
 // the rescue is the only error recorded since its frozen attempt, and that
 // one attempt more was all it took (final: it was rescued, and finished by
-// the other worker).
+// the other worker). One exception, final only: a job completed at its
+// frozen attempt by the frozen client, without an error, before the thaw
+// (waitRescued had every held job finalised before it) was completed by a
+// statement sent before the freeze and finished by Postgres while the
+// process was stopped: that attempt did its work once, and nothing rescued
+// it.
 func (f *fixture) requireCleanAttempts(t *testing.T, final bool) {
 	t.Helper()
 	z := f.zombie

@@ -384,16 +384,16 @@ func (w *PointSettlementWorker) checkRecord(ctx context.Context, tx pgx.Tx, job 
 }
 
 // continueCatchUp starts the first unsettled date in [from, until], in tx,
-// unless a run for it is already active (that run, or the next daily run,
-// carries on). It returns the date started, if any.
+// unless a run for it exists (active: that run, or the next daily run,
+// carries on; completed meanwhile: the next daily run does). It returns the
+// date started, if any.
 func continueCatchUp(ctx context.Context, client *Client, st *store.Store, tx pgx.Tx, from, until string) (string, error) {
 	dates, err := st.UnsettledDatesTx(ctx, tx, from, until)
 	if err != nil || len(dates) == 0 {
 		return "", err
 	}
 	_, err = EnqueueSettlementTx(ctx, client, st, tx, dates[0], SettlementRunOpts{Until: until, Trigger: SettlementTriggerCatchUp})
-	var active *RunActiveError
-	if errors.As(err, &active) {
+	if errors.Is(err, ErrAlreadyRan) {
 		return "", nil
 	}
 	if err != nil {

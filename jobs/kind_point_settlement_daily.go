@@ -107,6 +107,9 @@ func CatchUpSettlements(ctx context.Context, client *Client, st *store.Store, bu
 			out.WaitingOn = active.JobID
 			return nil
 		}
+		if errors.Is(err, ErrAlreadyRan) {
+			return nil // settled meanwhile, under the lock: nothing to start
+		}
 		if err == nil {
 			out.Started = dates[0]
 		}

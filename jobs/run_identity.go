@@ -96,7 +96,11 @@ func (r runIdentity) name() string {
 	}
 	parts := make([]string, len(keys))
 	for i, k := range keys {
-		parts[i] = fmt.Sprintf("%s=%v", k, r.identity[k])
+		if s, ok := r.identity[k].(string); ok {
+			parts[i] = fmt.Sprintf("%s=%q", k, s) // text a user gave: quoted, so a comma in it reads as its own
+		} else {
+			parts[i] = fmt.Sprintf("%s=%v", k, r.identity[k])
+		}
 	}
 	return r.kind + " " + strings.Join(parts, ", ")
 }
@@ -178,7 +182,9 @@ func runNumber(ctx context.Context, st *store.Store, tx pgx.Tx, run runIdentity,
 // retry, or nil. The kind is a literal in the condition and every string
 // identity key is compared with ->> as well as by containment, so a partial
 // expression index on a key (the ledger migration's on the settlement's
-// run_date) serves every plan.
+// run_date) serves every plan. Only the identity is bound, once: a key is
+// read back from it in SQL, so no key's name can collide with a
+// placeholder, and the keys go in sorted, so one kind's SQL is one text.
 func activeRun(ctx context.Context, client *Client, tx pgx.Tx, run runIdentity) (*rivertype.JobRow, error) {
 	if !identifier.MatchString(run.kind) {
 		return nil, fmt.Errorf("jobs: kind %q is not an identifier", run.kind)
@@ -188,13 +194,17 @@ func activeRun(ctx context.Context, client *Client, tx pgx.Tx, run runIdentity) 
 		return nil, fmt.Errorf("jobs: %s identity: %w", run.kind, err)
 	}
 	where := "kind = '" + run.kind + "' AND args @> @identity::jsonb"
-	named := river.NamedArgs{"identity": string(id)}
+	keys := make([]string, 0, len(run.identity))
 	for k, v := range run.identity {
-		if s, ok := v.(string); ok && identifier.MatchString(k) {
-			where += " AND args ->> '" + k + "' = @" + k
-			named[k] = s
+		if _, ok := v.(string); ok && identifier.MatchString(k) {
+			keys = append(keys, k)
 		}
 	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		where += " AND args ->> '" + k + "' = (@identity::jsonb ->> '" + k + "')"
+	}
+	named := river.NamedArgs{"identity": string(id)}
 	active, err := client.JobListTx(ctx, tx, river.NewJobListParams().States(activeStates...).
 		Where(where, named).OrderBy(river.JobListOrderByID, river.SortOrderAsc).First(1))
 	if err != nil {

@@ -1,5 +1,5 @@
 // Package progress shows a long command's progress, the one display every
-// `enqueue` command that waits uses (wait, backfill). On a terminal it draws
+// long `enqueue` command uses (wait, backfill, therapy-stats). On a terminal it draws
 // a bar, redrawn at most every BarEvery, and prints event lines above it;
 // elsewhere (a log, a pipe, CI) it writes plain lines only: every event, and
 // a status line at most every LineEvery, since a file should not get five

@@ -290,7 +290,7 @@ func TestCouponExchangeCommand(t *testing.T) {
 	require.Equal(t, 0, b.count(t, `SELECT count(*) FROM river_job WHERE kind = 'coupon_exchange'`))
 	exit, _, stderr = b.run(t, good...)
 	require.Equal(t, 3, exit)
-	require.Regexp(t, `coupon_exchange amount=\d+, amount_type=\w+, description=.*, expired_coupon_id=\d+, name=.*: already completed as job \d+ at `, stderr)
+	require.Regexp(t, `coupon_exchange amount=\d+, amount_type="\w+", description=".*", expired_coupon_id=\d+, name=".*": already completed as job \d+ at `, stderr)
 	require.Contains(t, stderr, "use --rerun to run it again")
 	require.Equal(t, 0, b.count(t, `SELECT count(*) FROM river_job WHERE kind = 'coupon_exchange'`))
 
