@@ -7,11 +7,9 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/riverqueue/river"
 
 	"github.com/tidemark/tidemark/calendar"
-	"github.com/tidemark/tidemark/internal/harness/testkit"
 	"github.com/tidemark/tidemark/jobs"
 	"github.com/tidemark/tidemark/store"
 )
@@ -24,13 +22,8 @@ import (
 // the date is refused: the run exists.
 func Example_settlementEndToEnd() {
 	ctx := context.Background()
-	dbURL, drop, err := testkit.NewDatabase()
-	check(err)
-	defer drop() //nolint:errcheck
-	pool, err := pgxpool.New(ctx, dbURL)
-	check(err)
-	defer pool.Close()
-	st := store.New(pool)
+	pool, st, closeDB := exampleDatabase(ctx)
+	defer closeDB()
 	tz, err := time.LoadLocation("Asia/Seoul")
 	check(err)
 

@@ -68,13 +68,8 @@ func (w *IssueNoticeWorker) Work(ctx context.Context, job *river.Job[IssueNotice
 // and its job inserted in the transaction that writes the row it is for.
 func Example_newBatchKind() {
 	ctx := context.Background()
-	dbURL, drop, err := testkit.NewDatabase()
-	check(err)
-	defer drop() //nolint:errcheck
-	pool, err := pgxpool.New(ctx, dbURL)
-	check(err)
-	defer pool.Close()
-	st := store.New(pool)
+	pool, st, closeDB := exampleDatabase(ctx)
+	defer closeDB()
 
 	workers := river.NewWorkers()
 	check(river.AddWorkerSafely(workers, NewIssueNoticeWorker(jobs.Deps{Store: st})))
@@ -98,6 +93,16 @@ func Example_newBatchKind() {
 	// Output:
 	// issue_notice duplicate: false
 	// issue_notice duplicate: true
+}
+
+// exampleDatabase opens a database of the example's own; done closes and
+// drops it.
+func exampleDatabase(ctx context.Context) (*pgxpool.Pool, *store.Store, func()) {
+	dbURL, drop, err := testkit.NewDatabase()
+	check(err)
+	pool, err := pgxpool.New(ctx, dbURL)
+	check(err)
+	return pool, store.New(pool), func() { pool.Close(); _ = drop() }
 }
 
 func check(err error) {
