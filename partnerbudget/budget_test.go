@@ -2,8 +2,6 @@ package partnerbudget_test
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"net/http"
 	"sync"
@@ -28,16 +26,7 @@ type testBundle struct {
 func setup(t *testing.T) *testBundle {
 	t.Helper()
 	rdb := testredis.Client(t)
-	b := make([]byte, 6)
-	_, _ = rand.Read(b)
-	prefix := "t" + hex.EncodeToString(b) + ":partner"
-	t.Cleanup(func() {
-		ctx := context.Background()
-		iter := rdb.Scan(ctx, 0, prefix+"*", 1000).Iterator()
-		for iter.Next(ctx) {
-			rdb.Del(ctx, iter.Val())
-		}
-	})
+	prefix := testredis.Prefix(t, rdb) + ":partner"
 	return &testBundle{rdb: rdb, prefix: prefix}
 }
 

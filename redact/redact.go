@@ -112,6 +112,13 @@ func parseReason(err error) string {
 	return strings.TrimPrefix(quoted.ReplaceAllString(err.Error(), ""), "net/url: ")
 }
 
+// Line returns s on one line (every run of white space, newlines included,
+// one space) and redacted as Text: how an error's message is printed or
+// shown where a line is all there is (a CLI's stderr, a report's cell).
+func Line(s string) string {
+	return Text(strings.Join(strings.Fields(s), " "))
+}
+
 // Text returns s with every scheme:// substring redacted as URL does, and
 // the value of every password=… keyword (libpq's key/value connection
 // strings, PGPASSWORD=…) masked. Text with neither costs three substring

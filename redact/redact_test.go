@@ -126,3 +126,11 @@ func TestURLEscapedAtInPath(t *testing.T) {
 	t.Parallel()
 	require.Equal(t, "postgres://u:xxxxx@host/my%40db", redact.URL("postgres://u:pw@host/my%40db"))
 }
+
+// A multi-line message is one line, its secrets redacted.
+func TestLine(t *testing.T) {
+	t.Parallel()
+	got := redact.Line("connect postgres://app:s3cret@db:5432/x:\n  refused\tat once\n")
+	require.Equal(t, redact.Text("connect postgres://app:s3cret@db:5432/x: refused at once"), got)
+	require.NotContains(t, got, "s3cret")
+}

@@ -133,7 +133,7 @@ func IDs(ids []int64) string {
 // ErrorText is an error message as a report shows it: on one line, its
 // secrets redacted, at most n characters.
 func ErrorText(msg string, n int) string {
-	s := redact.Text(strings.Join(strings.Fields(msg), " "))
+	s := redact.Line(msg)
 	if r := []rune(s); len(r) > n {
 		return string(r[:n]) + "…"
 	}

@@ -234,9 +234,7 @@ func parseFlags(fs *flag.FlagSet, args []string) error { return cliflag.Parse("e
 
 // oneLine is err's message on one line, every URL and password in it
 // redacted: the last defence for whatever a library quoted.
-func oneLine(err error) string {
-	return redact.Text(strings.Join(strings.Fields(err.Error()), " "))
-}
+func oneLine(err error) string { return redact.Line(err.Error()) }
 
 // parseURLs parses DATABASE_URL and REDIS_URL as pgx and go-redis will use
 // them, so that a value they refuse is a configuration error (exit 2) before

@@ -131,9 +131,7 @@ func parseURLs(cfg config.Config) (*pgxpool.Config, *redis.Options, error) {
 
 // oneLine is err's message on one line, every URL and password in it
 // redacted: the last defence for whatever a library quoted.
-func oneLine(err error) string {
-	return redact.Text(strings.Join(strings.Fields(err.Error()), " "))
-}
+func oneLine(err error) string { return redact.Line(err.Error()) }
 
 // run works jobs and serves HTTP until ctx is done, then shuts down: the HTTP
 // server stops taking requests, River stops fetching and waits for running

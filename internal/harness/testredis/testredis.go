@@ -49,16 +49,7 @@ func Client(t testing.TB) *redis.Client {
 func Gate(t testing.TB) (*coupongate.Gate, *redis.Client, string) {
 	t.Helper()
 	rdb := Client(t)
-	b := make([]byte, 6)
-	_, _ = rand.Read(b)
-	prefix := "t" + hex.EncodeToString(b) + ":"
-	t.Cleanup(func() {
-		ctx := context.Background()
-		iter := rdb.Scan(ctx, 0, prefix+"*", 1000).Iterator()
-		for iter.Next(ctx) {
-			rdb.Del(ctx, iter.Val())
-		}
-	})
+	prefix := Prefix(t, rdb) + ":"
 	return coupongate.New(rdb, prefix), rdb, prefix
 }
 
@@ -123,4 +114,21 @@ func (s *Server) Kill() {
 	_ = s.cmd.Process.Kill()
 	<-s.done
 	s.cmd = nil
+}
+
+// Prefix returns a fresh key prefix of the test's own on rdb; every key
+// starting with it is deleted when the test ends.
+func Prefix(t testing.TB, rdb *redis.Client) string {
+	t.Helper()
+	b := make([]byte, 6)
+	_, _ = rand.Read(b)
+	prefix := "t" + hex.EncodeToString(b)
+	t.Cleanup(func() {
+		ctx := context.Background()
+		iter := rdb.Scan(ctx, 0, prefix+"*", 1000).Iterator()
+		for iter.Next(ctx) {
+			rdb.Del(ctx, iter.Val())
+		}
+	})
+	return prefix
 }
